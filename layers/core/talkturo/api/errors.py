@@ -1,0 +1,82 @@
+"""Every error the API answers with, mapped to one envelope in one place.
+
+`{"error": {"type", "code", "message", "param"}}`. Bad input is 400/422 naming the field;
+an unexpected failure is a 500 with a generic message (details only in the log).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from talkturo.errors import TalkturoError
+from talkturo.logs import logger
+
+
+def envelope(status: int, type_: str, code: str, message: str, param: str | None) -> JSONResponse:
+    body = {"error": {"type": type_, "code": code, "message": message, "param": param}}
+    return JSONResponse(status_code=status, content=body)
+
+
+def _param_of(loc: tuple[Any, ...] | list[Any]) -> str | None:
+    # FastAPI locations start with where the value came from (body, query, path, header).
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or None
+
+
+def _message_of(error: dict[str, Any]) -> str:
+    message = str(error.get("msg", "invalid value"))
+    return message.removeprefix("Value error, ")
+
+
+async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    param = _param_of(first.get("loc", ()))
+    if first.get("type") == "json_invalid":
+        return envelope(
+            400, "invalid_request_error", "invalid_json", "the body is not valid JSON", None
+        )
+    message = _message_of(first)
+    if param:
+        message = f"{param}: {message}"
+    return envelope(422, "invalid_request_error", "invalid_value", message, param)
+
+
+async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TalkturoError)
+    return envelope(exc.status, exc.type, exc.code, exc.message, exc.param)
+
+
+async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+        415: "unsupported_media_type",
+    }
+    code = codes.get(exc.status_code, "http_error")
+    return envelope(exc.status_code, "invalid_request_error", code, str(exc.detail), None)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error", extra={"path": request.url.path})
+    return envelope(
+        500,
+        "api_error",
+        "internal_error",
+        "something went wrong on our side; it has been logged",
+        None,
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(TalkturoError, on_domain_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

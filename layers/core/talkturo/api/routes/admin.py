@@ -1,0 +1,82 @@
+"""Operator routes, behind the deployment's admin secret: sign up accounts, grant credits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from talkturo.api.deps import IdempotencyKey, require_admin
+from talkturo.api.idempotency import create_once
+from talkturo.domain.accounts import Account, AccountCreate, ApiKeyWithSecret
+from talkturo.domain.credits import CreditGrant, LedgerEntry
+from talkturo.services import accounts, credits
+
+router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
+
+
+class NewAccount(AccountCreate):
+    key_name: str = Field(default="default", min_length=1, max_length=100)
+
+
+class SignedUp(BaseModel):
+    account: Account
+    api_key: ApiKeyWithSecret
+
+
+@router.post(
+    "/accounts",
+    response_model=SignedUp,
+    status_code=201,
+    summary="Create an account and its first API key",
+)
+def create_account(body: NewAccount, idempotency_key: IdempotencyKey = None) -> Any:
+    def work() -> SignedUp:
+        data = AccountCreate.model_validate(body.model_dump(exclude={"key_name"}))
+        account, key = accounts.create_account(data, key_name=body.key_name)
+        return SignedUp(account=account, api_key=key)
+
+    return create_once(
+        account_id="admin",
+        key=idempotency_key,
+        route="POST /v1/admin/accounts",
+        body=body,
+        work=work,
+    )
+
+
+@router.post(
+    "/accounts/{account_id}/credits",
+    response_model=LedgerEntry,
+    status_code=201,
+    summary="Grant, refund or adjust an account's credits",
+)
+def grant_credits(
+    account_id: str, body: CreditGrant, idempotency_key: IdempotencyKey = None
+) -> Any:
+    accounts.get_account(account_id)
+
+    def work() -> LedgerEntry:
+        return credits.record(
+            account_id,
+            body.kind,
+            body.amount,
+            idempotency_key=idempotency_key or _fresh_key(),
+            description=body.description,
+            reference=body.reference,
+        )
+
+    return create_once(
+        account_id=account_id,
+        key=idempotency_key,
+        route="POST /v1/admin/accounts/credits",
+        body=body,
+        work=work,
+    )
+
+
+def _fresh_key() -> str:
+    from talkturo.ids import new_id
+
+    return "admin-" + new_id("transaction")

@@ -1,0 +1,54 @@
+"""The credit ledger: every change of a balance is an entry; the balance is their sum."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from talkturo.domain.common import Credits, Resource, quantize_credits
+
+EntryKind = Literal["purchase", "bonus", "usage", "refund", "grant", "adjustment"]
+
+# The sign each kind must carry; adjustments go either way.
+CREDITING: frozenset[str] = frozenset({"purchase", "bonus", "refund", "grant"})
+DEBITING: frozenset[str] = frozenset({"usage"})
+
+
+class LedgerEntry(BaseModel):
+    object: Literal["ledger_entry"] = "ledger_entry"
+    id: str
+    kind: EntryKind
+    amount: Credits = Field(description="Signed: positive adds credits, negative draws them.")
+    description: str = ""
+    reference: str | None = Field(
+        default=None, description="What caused it: a call id, a payment id, an operator note."
+    )
+    idempotency_key: str
+    created_at: datetime
+
+
+class Balance(BaseModel):
+    object: Literal["balance"] = "balance"
+    balance: Credits
+    updated_at: datetime | None = None
+
+
+class CreditGrant(Resource):
+    """An operator's change to an account's credits (admin API)."""
+
+    kind: Literal["grant", "refund", "adjustment"]
+    amount: Decimal = Field(description="Credits; negative only for adjustments.")
+    description: str = Field(default="", max_length=500)
+    reference: str | None = Field(default=None, max_length=200)
+
+    @field_validator("amount")
+    @classmethod
+    def _precise(cls, value: Decimal) -> Decimal:
+        if value != quantize_credits(value):
+            raise ValueError("credits have at most four decimal places")
+        if value == 0:
+            raise ValueError("must not be zero")
+        return value

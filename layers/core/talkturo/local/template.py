@@ -1,0 +1,174 @@
+"""Read template.yaml and create its storage and queues in an AWS emulator.
+
+The local platform and the integration tests build their resources from the very template
+that is deployed, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[4]
+TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short forms (!Ref, !GetAtt, !Sub …)."""
+
+
+def _short_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = str(value).split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {"Ref": value} if suffix == "Ref" else {f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _short_form)
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    with path.open() as stream:
+        loaded: dict[str, Any] = yaml.load(stream, Loader=_CfnLoader)  # noqa: S506 (safe loader)
+    return loaded
+
+
+@dataclass
+class Function:
+    logical_id: str
+    code_dir: Path
+    handler: str
+    environment: dict[str, str]
+    sqs_sources: list[str] = field(default_factory=list)  # logical ids of queues feeding it
+
+
+@dataclass
+class Stack:
+    """The emulated resources: logical id -> physical name/URL, and how to run each function."""
+
+    name: str
+    physical: dict[str, str] = field(default_factory=dict)
+    arns: dict[str, str] = field(default_factory=dict)
+    functions: dict[str, Function] = field(default_factory=dict)
+
+    def environment(self) -> dict[str, str]:
+        """The variables every function gets (Globals), resolved for this stack."""
+        merged: dict[str, str] = {}
+        for function in self.functions.values():
+            merged.update(function.environment)
+        return merged
+
+
+def provision(
+    session: Any,
+    stack_name: str = "talkturo-local",
+    template: dict[str, Any] | None = None,
+    region: str = "us-east-1",
+) -> Stack:
+    """Create the template's tables, buckets and queues through `session` (a boto3 Session)."""
+    template = template or load_template()
+    resources: dict[str, Any] = template["Resources"]
+    stack = Stack(name=stack_name)
+    dynamodb = session.client("dynamodb", region_name=region)
+    s3 = session.client("s3", region_name=region)
+    sqs = session.client("sqs", region_name=region)
+
+    # Queues first in dependency order: dead-letter queues before those that redrive into them.
+    queue_ids = [lid for lid, res in resources.items() if res["Type"] == "AWS::SQS::Queue"]
+    queue_ids.sort(key=lambda lid: "RedrivePolicy" in resources[lid].get("Properties", {}))
+    for logical_id in queue_ids:
+        name = f"{stack_name}-{logical_id}"
+        attributes: dict[str, str] = {}
+        props = resources[logical_id].get("Properties", {})
+        if "VisibilityTimeout" in props:
+            attributes["VisibilityTimeout"] = str(props["VisibilityTimeout"])
+        redrive = props.get("RedrivePolicy")
+        if redrive:
+            target = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            attributes["RedrivePolicy"] = (
+                f'{{"deadLetterTargetArn":"{stack.arns[target]}",'
+                f'"maxReceiveCount":"{redrive["maxReceiveCount"]}"}}'
+            )
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        stack.physical[logical_id] = url
+        stack.arns[logical_id] = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+
+    for logical_id, resource in resources.items():
+        kind = resource["Type"]
+        props = resource.get("Properties", {})
+        if kind == "AWS::DynamoDB::Table":
+            name = f"{stack_name}-{logical_id}"
+            dynamodb.create_table(
+                TableName=name,
+                AttributeDefinitions=props["AttributeDefinitions"],
+                KeySchema=props["KeySchema"],
+                GlobalSecondaryIndexes=props.get("GlobalSecondaryIndexes", []),
+                BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+            )
+            ttl = props.get("TimeToLiveSpecification")
+            if ttl and ttl.get("Enabled"):
+                dynamodb.update_time_to_live(
+                    TableName=name,
+                    TimeToLiveSpecification={
+                        "AttributeName": ttl["AttributeName"],
+                        "Enabled": True,
+                    },
+                )
+            stack.physical[logical_id] = name
+        elif kind == "AWS::S3::Bucket":
+            name = f"{stack_name}-{logical_id}".lower()
+            s3.create_bucket(Bucket=name)
+            stack.physical[logical_id] = name
+
+    globals_env = template.get("Globals", {}).get("Function", {}).get("Environment", {})
+    for logical_id, resource in resources.items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        props = resource["Properties"]
+        env = {
+            **_resolve_vars(globals_env.get("Variables", {}), stack, template),
+            **_resolve_vars(props.get("Environment", {}).get("Variables", {}), stack, template),
+        }
+        sources = [
+            event["Properties"]["Queue"]["Fn::GetAtt"][0]
+            for event in props.get("Events", {}).values()
+            if event["Type"] == "SQS"
+        ]
+        stack.functions[logical_id] = Function(
+            logical_id=logical_id,
+            code_dir=PROJECT_ROOT / props["CodeUri"],
+            handler=props["Handler"],
+            environment=env,
+            sqs_sources=sources,
+        )
+    return stack
+
+
+def _resolve_vars(
+    variables: dict[str, Any], stack: Stack, template: dict[str, Any]
+) -> dict[str, str]:
+    resolved: dict[str, str] = {}
+    parameters = template.get("Parameters", {})
+    for name, value in variables.items():
+        if isinstance(value, dict) and "Ref" in value:
+            ref = value["Ref"]
+            if ref in stack.physical:
+                resolved[name] = stack.physical[ref]
+            elif ref in parameters:
+                resolved[name] = str(parameters[ref].get("Default", ""))
+            # Anything else (a secret's ARN …) has no local counterpart; the local platform
+            # sets its own value where one is needed.
+        elif isinstance(value, str | int | float):
+            resolved[name] = str(value)
+    return resolved

@@ -1,0 +1,60 @@
+"""Credits: the balance, the ledger, and the write path every charge and top-up goes through."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from talkturo.domain.common import Page, quantize_credits, utcnow
+from talkturo.domain.credits import CREDITING, DEBITING, Balance, EntryKind, LedgerEntry
+from talkturo.errors import InvalidRequest
+from talkturo.ids import new_id
+from talkturo.store import ledger
+
+
+def record(
+    account_id: str,
+    kind: EntryKind,
+    amount: Decimal,
+    *,
+    idempotency_key: str,
+    description: str = "",
+    reference: str | None = None,
+    allow_negative_balance: bool = False,
+) -> LedgerEntry:
+    """Write one ledger entry exactly once per idempotency key and move the balance with it.
+
+    Debits refuse to take the balance below zero (InsufficientCredits) unless
+    `allow_negative_balance`, which a call's final settlement uses for its last seconds.
+    """
+    amount = quantize_credits(amount)
+    if amount == 0:
+        raise InvalidRequest("a ledger entry must move the balance", param="amount")
+    if (kind in CREDITING and amount < 0) or (kind in DEBITING and amount > 0):
+        raise InvalidRequest(f"a {kind} entry cannot have that sign", param="amount")
+    if not idempotency_key or len(idempotency_key) > 255:
+        raise InvalidRequest(
+            "an idempotency key of 1 to 255 characters is required", param="idempotency_key"
+        )
+    entry = LedgerEntry(
+        id=new_id("transaction"),
+        kind=kind,
+        amount=amount,
+        description=description,
+        reference=reference,
+        idempotency_key=idempotency_key,
+        created_at=utcnow(),
+    )
+    return ledger.post(account_id, entry, floor=None if allow_negative_balance else Decimal(0))
+
+
+def balance(account_id: str) -> Balance:
+    return ledger.balance(account_id)
+
+
+def entries(
+    account_id: str, *, limit: int, starting_after: str | None, kind: EntryKind | None = None
+) -> Page[LedgerEntry]:
+    data, cursor = ledger.list_entries(
+        account_id, limit=limit, starting_after=starting_after, kind=kind
+    )
+    return Page[LedgerEntry](data=data, has_more=cursor is not None, next_cursor=cursor)

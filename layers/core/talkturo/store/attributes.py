@@ -1,0 +1,18 @@
+"""Attribute types pynamodb lacks."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from pynamodb.attributes import NumberAttribute
+
+
+class DecimalAttribute(NumberAttribute):
+    """A DynamoDB number kept exact (pynamodb's NumberAttribute goes through float)."""
+
+    def serialize(self, value: Any) -> str:
+        return str(Decimal(value))
+
+    def deserialize(self, value: Any) -> Decimal:
+        return Decimal(value)

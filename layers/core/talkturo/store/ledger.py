@@ -1,0 +1,158 @@
+"""The credit ledger: entries, their idempotency guards, and the balance, written together.
+
+Every write is one DynamoDB transaction of three items: the guard (exists once per
+idempotency key), the entry, and an atomic ADD on the balance. Either all three land or none
+does, so the balance always equals the sum of the entries, whatever writers run at once.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pynamodb.attributes import UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.transactions import TransactWrite
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from talkturo.domain.credits import Balance, LedgerEntry
+from talkturo.errors import Conflict, InsufficientCredits, NotFound
+from talkturo.store import keys
+from talkturo.store.attributes import DecimalAttribute
+from talkturo.store.paging import query_page
+from talkturo.store.table import Document, Item, connection
+
+
+class BalanceItem(Item):
+    """PK=A#<acct> SK=BALANCE: the running sum of the ledger."""
+
+    balance = DecimalAttribute()
+    updated_at = UTCDateTimeAttribute(null=True)
+
+
+class LedgerEntryItem(Document):
+    """PK=A#<acct> SK=TXN#<txn id>."""
+
+    kind = UnicodeAttribute()
+
+
+class LedgerGuardItem(Item):
+    """PK=A#<acct> SK=TXNKEY#<idempotency key>: the entry this key already produced."""
+
+    txn_id = UnicodeAttribute()
+
+
+class _Contention(Exception):
+    """Another transaction touched the same items; the write is safe to try again."""
+
+
+def stage_entry(
+    tx: TransactWrite, account_id: str, entry: LedgerEntry, *, floor: Decimal | None
+) -> None:
+    """Add the entry's three writes to a transaction (also used by account creation).
+
+    `floor` is the lowest balance the write may leave; None lets it go below zero (final
+    settlement of a call that ran on).
+    """
+    pk = keys.account(account_id)
+    tx.save(
+        LedgerGuardItem(pk, f"TXNKEY#{entry.idempotency_key}", txn_id=entry.id),
+        condition=LedgerGuardItem.pk.does_not_exist(),
+    )
+    tx.save(
+        LedgerEntryItem(pk, f"TXN#{entry.id}", doc=entry.model_dump_json(), kind=entry.kind),
+        condition=LedgerEntryItem.pk.does_not_exist(),
+    )
+    condition = None
+    if floor is not None and entry.amount < 0:
+        condition = BalanceItem.balance >= floor - entry.amount
+    tx.update(
+        BalanceItem(pk, "BALANCE"),
+        actions=[
+            BalanceItem.balance.add(entry.amount),
+            BalanceItem.updated_at.set(entry.created_at),
+        ],
+        condition=condition,
+    )
+
+
+def post(account_id: str, entry: LedgerEntry, *, floor: Decimal | None = Decimal(0)) -> LedgerEntry:
+    """Write the entry exactly once per idempotency key; a repeat returns the first entry."""
+    connection()
+    try:
+        _post_once(account_id, entry, floor)
+    except _Contention as error:
+        raise Conflict("the balance is under heavy concurrent use; try again") from error
+    except TransactWriteError as error:
+        reasons = [r.code if r else None for r in error.cancellation_reasons]
+        if reasons and reasons[0] == "ConditionalCheckFailed":
+            return _replay(account_id, entry)
+        if len(reasons) > 2 and reasons[2] == "ConditionalCheckFailed":
+            raise InsufficientCredits(
+                "the account has too few credits for this", param="amount"
+            ) from None
+        raise
+    return entry
+
+
+@retry(
+    retry=retry_if_exception_type(_Contention),
+    stop=stop_after_attempt(12),
+    wait=wait_random_exponential(multiplier=0.02, max=0.5),
+    reraise=True,
+)
+def _post_once(account_id: str, entry: LedgerEntry, floor: Decimal | None) -> None:
+    try:
+        with TransactWrite(connection=Item._get_connection().connection) as tx:
+            stage_entry(tx, account_id, entry, floor=floor)
+    except TransactWriteError as error:
+        codes = {r.code for r in error.cancellation_reasons if r}
+        conflict = error.cause_response_code == "TransactionConflictException"
+        if conflict or "TransactionConflict" in codes:
+            raise _Contention from error
+        raise
+
+
+def _replay(account_id: str, entry: LedgerEntry) -> LedgerEntry:
+    guard = LedgerGuardItem.get(
+        keys.account(account_id), f"TXNKEY#{entry.idempotency_key}", consistent_read=True
+    )
+    first = get_entry(account_id, guard.txn_id)
+    if (first.kind, first.amount) != (entry.kind, entry.amount):
+        raise Conflict(
+            "this idempotency key was already used for a different ledger entry",
+            param="idempotency_key",
+            code="idempotency_key_reused",
+        )
+    return first
+
+
+def get_entry(account_id: str, txn_id: str) -> LedgerEntry:
+    connection()
+    try:
+        item = LedgerEntryItem.get(keys.account(account_id), f"TXN#{txn_id}", consistent_read=True)
+    except DoesNotExist:
+        raise NotFound("no such ledger entry", param="id") from None
+    return LedgerEntry.model_validate_json(item.doc)
+
+
+def balance(account_id: str) -> Balance:
+    connection()
+    try:
+        item = BalanceItem.get(keys.account(account_id), "BALANCE", consistent_read=True)
+    except DoesNotExist:
+        return Balance(balance=Decimal(0))
+    return Balance(balance=item.balance, updated_at=item.updated_at)
+
+
+def list_entries(
+    account_id: str, *, limit: int, starting_after: str | None, kind: str | None = None
+) -> tuple[list[LedgerEntry], str | None]:
+    return query_page(
+        LedgerEntryItem,
+        keys.account(account_id),
+        convert=lambda item: LedgerEntry.model_validate_json(item.doc),
+        limit=limit,
+        starting_after=starting_after,
+        range_key_condition=LedgerEntryItem.sk.startswith("TXN#"),
+        filter_condition=(LedgerEntryItem.kind == kind) if kind else None,
+    )

@@ -1,0 +1,129 @@
+"""The single DynamoDB table: its key attributes, indexes, and the base of every item model.
+
+Every item carries PK/SK and, when it is reachable another way, GSIn keys. Items of one account
+live under partition keys that start with `A#<account id>`, so tenancy is in every key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute, VersionAttribute
+from pynamodb.connection import TableConnection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from talkturo.config import get_settings
+
+
+class _Gsi(GlobalSecondaryIndex[Any]):
+    """Generic, overloaded indexes (GSInPK / GSInSK); each entity documents what it puts there.
+
+    Four exist from the start because CloudFormation adds only one index per table update.
+    """
+
+
+class Gsi1(_Gsi):
+    class Meta:
+        index_name = "GSI1"
+        projection = AllProjection()
+
+    gsi1_pk = UnicodeAttribute(hash_key=True, attr_name="GSI1PK")
+    gsi1_sk = UnicodeAttribute(range_key=True, attr_name="GSI1SK")
+
+
+class Gsi2(_Gsi):
+    class Meta:
+        index_name = "GSI2"
+        projection = AllProjection()
+
+    gsi2_pk = UnicodeAttribute(hash_key=True, attr_name="GSI2PK")
+    gsi2_sk = UnicodeAttribute(range_key=True, attr_name="GSI2SK")
+
+
+class Gsi3(_Gsi):
+    class Meta:
+        index_name = "GSI3"
+        projection = AllProjection()
+
+    gsi3_pk = UnicodeAttribute(hash_key=True, attr_name="GSI3PK")
+    gsi3_sk = UnicodeAttribute(range_key=True, attr_name="GSI3SK")
+
+
+class Gsi4(_Gsi):
+    class Meta:
+        index_name = "GSI4"
+        projection = AllProjection()
+
+    gsi4_pk = UnicodeAttribute(hash_key=True, attr_name="GSI4PK")
+    gsi4_sk = UnicodeAttribute(range_key=True, attr_name="GSI4SK")
+
+
+class Item(Model):
+    """Base of every item model. All share one table and one connection."""
+
+    class Meta:
+        table_name = "unconfigured"
+        region = "us-east-1"
+        max_retry_attempts = 3
+        connect_timeout_seconds = 2
+        read_timeout_seconds = 5
+
+    pk = UnicodeAttribute(hash_key=True, attr_name="PK")
+    sk = UnicodeAttribute(range_key=True, attr_name="SK")
+    gsi1_pk = UnicodeAttribute(null=True, attr_name="GSI1PK")
+    gsi1_sk = UnicodeAttribute(null=True, attr_name="GSI1SK")
+    gsi2_pk = UnicodeAttribute(null=True, attr_name="GSI2PK")
+    gsi2_sk = UnicodeAttribute(null=True, attr_name="GSI2SK")
+    gsi3_pk = UnicodeAttribute(null=True, attr_name="GSI3PK")
+    gsi3_sk = UnicodeAttribute(null=True, attr_name="GSI3SK")
+    gsi4_pk = UnicodeAttribute(null=True, attr_name="GSI4PK")
+    gsi4_sk = UnicodeAttribute(null=True, attr_name="GSI4SK")
+    # DynamoDB's TTL attribute (epoch seconds): items that carry it are deleted after it passes.
+    expires_at = NumberAttribute(null=True, attr_name="expires_at")
+
+    gsi1 = Gsi1()
+    gsi2 = Gsi2()
+    gsi3 = Gsi3()
+    gsi4 = Gsi4()
+
+
+class Document(Item):
+    """An entity stored as its domain model's JSON, with a version for optimistic locking."""
+
+    doc = UnicodeAttribute()
+    version = VersionAttribute()
+
+
+_configured_for: tuple[str, str] | None = None
+
+
+def connection() -> TableConnection:
+    """Point every model at the configured table (lazily, once) and return the shared connection."""
+    global _configured_for
+    settings = get_settings()
+    wanted = (settings.table_name, settings.aws_region)
+    if _configured_for != wanted:
+        Item.Meta.table_name = settings.table_name
+        Item.Meta.region = settings.aws_region
+        Item._connection = None
+        _configured_for = wanted
+    # Created on the base class so that every subclass shares one botocore client.
+    return Item._get_connection()
+
+
+def reset() -> None:
+    """Forget the cached connection (tests switch tables and endpoints)."""
+    global _configured_for
+    _configured_for = None
+    Item._connection = None
+    for sub in _all_subclasses(Item):
+        sub._connection = None
+
+
+def _all_subclasses(cls: type[Item]) -> list[type[Item]]:
+    found: list[type[Item]] = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found
