@@ -18,5 +18,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         from talkturo.api.app import create_app
 
         _handler = Mangum(create_app(), lifespan="off")
-    result: dict[str, Any] = _handler(event, context)
+    from talkturo.api.idempotency import lambda_context
+
+    token = lambda_context.set(context)
+    try:
+        result: dict[str, Any] = _handler(event, context)
+    finally:
+        lambda_context.reset(token)
     return result

@@ -7,7 +7,9 @@ still running is a 409; a request that failed is not remembered, so it can be re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 
@@ -16,6 +18,26 @@ from talkturo.errors import Conflict, InvalidRequest
 from talkturo.store import keys
 
 JsonObject = dict[str, Any]
+
+# The Lambda context of the request being served (set by the Lambda entry); powertools reads its
+# remaining time so that a request which crashed does not hold its key for a whole day.
+lambda_context: ContextVar[Any] = ContextVar("lambda_context", default=None)
+
+# Outside Lambda (the local platform, tests) requests get the API's own timeout.
+_REQUEST_TIMEOUT_MS = 29_000
+
+
+class _LocalContext:
+    function_name = "talkturo-api"
+    memory_limit_in_mb = 1024
+    aws_request_id = "local"
+    invoked_function_arn = "arn:aws:lambda:local:000000000000:function:talkturo-api"
+
+    def __init__(self) -> None:
+        self._deadline = time.monotonic() + _REQUEST_TIMEOUT_MS / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 @lru_cache(maxsize=1)
@@ -63,6 +85,7 @@ def run_once(
         raise_on_no_idempotency_key=True,
         expires_after_seconds=settings.idempotency_ttl_seconds,
     )
+    config.register_lambda_context(lambda_context.get() or _LocalContext())
 
     def perform(call: JsonObject) -> JsonObject:
         return work()
