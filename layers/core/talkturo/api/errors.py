@@ -24,8 +24,15 @@ def envelope(status: int, type_: str, code: str, message: str, param: str | None
 
 def _param_of(loc: tuple[Any, ...] | list[Any]) -> str | None:
     # FastAPI locations start with where the value came from (body, query, path, header).
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or None
+    param = ""
+    for part in loc:
+        if part in ("body", "query", "path", "header") and not param:
+            continue
+        if isinstance(part, int):
+            param += f"[{part}]"
+        else:
+            param += f".{part}" if param else str(part)
+    return param or None
 
 
 def _message_of(error: dict[str, Any]) -> str:
