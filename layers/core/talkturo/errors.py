@@ -53,3 +53,13 @@ class RateLimited(TalkturoError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limited"
+
+
+class PayloadTooLarge(TalkturoError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(TalkturoError):
+    status = 415
+    code = "unsupported_media_type"

@@ -6,7 +6,7 @@ from fastapi import APIRouter, FastAPI
 
 from talkturo import __version__
 from talkturo.api import errors
-from talkturo.api.routes import account, admin, credits
+from talkturo.api.routes import account, admin, assistants, credits, crm
 
 DESCRIPTION = """
 Talkturo's control-plane API. Every route lives under `/v1`, takes and returns JSON, and is
@@ -34,7 +34,7 @@ def create_app() -> FastAPI:
         return {"status": "ok"}
 
     v1 = APIRouter(prefix="/v1")
-    for module in (account, credits, admin):
+    for module in (account, credits, admin, crm, assistants):
         v1.include_router(module.router)
     app.include_router(v1)
     return app

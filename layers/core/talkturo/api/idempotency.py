@@ -85,7 +85,8 @@ def run_once(
         raise_on_no_idempotency_key=True,
         expires_after_seconds=settings.idempotency_ttl_seconds,
     )
-    config.register_lambda_context(lambda_context.get() or _LocalContext())
+    context: Any = lambda_context.get() or _LocalContext()
+    config.register_lambda_context(context)
 
     def perform(call: JsonObject) -> JsonObject:
         return work()

@@ -2,14 +2,24 @@
 
 Requests are applied one at a time: DynamoDB applies each write and each transaction atomically,
 and moto's in-memory backends only match that when nothing interleaves inside them.
+
+SQS long polls (ReceiveMessage with WaitTimeSeconds > 0) are the exception: moto waits for
+messages inside the request, which under that one lock would stall every other call for the
+whole wait (and a message sent meanwhile could never arrive). So the emulator turns a long poll
+into short polls, each applied under the lock, and waits between them without holding it, woken
+by any other request. To the client it is the same long poll.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -30,14 +40,100 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class _Serialised:
+    # How long a waiting long poll sleeps at most before it looks again (messages also become
+    # visible again on their own, when a visibility timeout ends).
+    RECHECK_SECONDS = 0.1
+
     def __init__(self, app: WsgiApp) -> None:
         self._app = app
-        self._lock = threading.Lock()
+        # Every request runs holding it; a waiting long poll is woken whenever one completes.
+        self._changed = threading.Condition(threading.Lock())
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        with self._lock:
+        long_poll = _sqs_long_poll(environ)
+        if long_poll is not None:
+            return self._long_poll(environ, start_response, *long_poll)
+        with self._changed:
             # The body is produced inside the lock too: moto builds it while iterating.
-            return list(self._app(environ, start_response))
+            body = list(self._app(environ, start_response))
+            self._changed.notify_all()
+        return body
+
+    def _long_poll(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        wait_seconds: float,
+        short_poll: bytes,
+    ) -> Any:
+        deadline = time.monotonic() + wait_seconds
+        answer: list[Any] = []
+
+        def capture(status: str, headers: Any, exc_info: Any = None) -> Any:
+            answer[:] = [status, headers, exc_info]
+            return lambda _data: None
+
+        with self._changed:
+            while True:
+                attempt = {
+                    **environ,
+                    "wsgi.input": io.BytesIO(short_poll),
+                    "CONTENT_LENGTH": str(len(short_poll)),
+                }
+                body = list(self._app(attempt, capture))
+                remaining = deadline - time.monotonic()
+                if (
+                    remaining <= 0
+                    or not str(answer[0]).startswith("200")
+                    or _has_messages(b"".join(body))
+                ):
+                    start_response(*answer)
+                    return body
+                # Releases the lock while waiting: other requests (a SendMessage…) go on.
+                self._changed.wait(timeout=min(remaining, self.RECHECK_SECONDS))
+
+
+def _sqs_long_poll(environ: dict[str, Any]) -> tuple[float, bytes] | None:
+    """(wait, the same request as a short poll) when `environ` is an SQS long poll."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    content_type = environ.get("CONTENT_TYPE", "")
+    is_json = target == "AmazonSQS.ReceiveMessage"
+    is_query = not target and content_type.startswith("application/x-www-form-urlencoded")
+    if not (is_json or is_query):
+        return None
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw: bytes = environ["wsgi.input"].read(length) if length else b""
+    # The body is consumed: whatever happens next reads this copy.
+    environ["wsgi.input"] = io.BytesIO(raw)
+    try:
+        if is_json:
+            request = json.loads(raw or b"{}")
+            wait = float(request.get("WaitTimeSeconds") or 0)
+            short = json.dumps({**request, "WaitTimeSeconds": 0}).encode()
+        else:
+            fields = parse_qsl(raw.decode(), keep_blank_values=True)
+            values = dict(fields)
+            if values.get("Action") != "ReceiveMessage":
+                return None
+            wait = float(values.get("WaitTimeSeconds") or 0)
+            short = urlencode(
+                [(k, "0" if k == "WaitTimeSeconds" else v) for k, v in fields]
+            ).encode()
+    except (ValueError, TypeError, AttributeError):
+        return None  # malformed: let moto answer it
+    # Without WaitTimeSeconds moto would use the queue's own default wait; none of our queues
+    # sets one, so such a request simply goes through as it is.
+    if not 0 < wait <= 20:
+        return None
+    return wait, short
+
+
+def _has_messages(body: bytes) -> bool:
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return b"<Message>" in body  # the XML (query protocol) answer
+    return isinstance(answer, dict) and bool(answer.get("Messages"))
 
 
 class Emulator:
@@ -54,6 +150,10 @@ class Emulator:
         assert self._server is not None, "start() first"
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def environment(self) -> dict[str, str]:
         """What a process needs in its environment to use this emulator through boto3/pynamodb."""

@@ -42,6 +42,15 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     return loaded
 
 
+@dataclass(frozen=True)
+class SqsEventSource:
+    """An SQS event of a function: which queue feeds it, and how Lambda's poller batches."""
+
+    queue: str  # logical id
+    batch_size: int = 10
+    report_batch_item_failures: bool = False
+
+
 @dataclass
 class Function:
     logical_id: str
@@ -49,6 +58,9 @@ class Function:
     handler: str
     environment: dict[str, str]
     sqs_sources: list[str] = field(default_factory=list)  # logical ids of queues feeding it
+    sqs_events: list[SqsEventSource] = field(default_factory=list)
+    timeout_seconds: int = 3  # Lambda's defaults, unless the template says otherwise
+    memory_mb: int = 128
 
 
 @dataclass
@@ -131,7 +143,8 @@ def provision(
             s3.create_bucket(Bucket=name)
             stack.physical[logical_id] = name
 
-    globals_env = template.get("Globals", {}).get("Function", {}).get("Environment", {})
+    function_globals = template.get("Globals", {}).get("Function", {})
+    globals_env = function_globals.get("Environment", {})
     for logical_id, resource in resources.items():
         if resource["Type"] != "AWS::Serverless::Function":
             continue
@@ -140,8 +153,13 @@ def provision(
             **_resolve_vars(globals_env.get("Variables", {}), stack, template),
             **_resolve_vars(props.get("Environment", {}).get("Variables", {}), stack, template),
         }
-        sources = [
-            event["Properties"]["Queue"]["Fn::GetAtt"][0]
+        sqs_events = [
+            SqsEventSource(
+                queue=event["Properties"]["Queue"]["Fn::GetAtt"][0],
+                batch_size=int(event["Properties"].get("BatchSize", 10)),
+                report_batch_item_failures="ReportBatchItemFailures"
+                in event["Properties"].get("FunctionResponseTypes", []),
+            )
             for event in props.get("Events", {}).values()
             if event["Type"] == "SQS"
         ]
@@ -150,7 +168,10 @@ def provision(
             code_dir=PROJECT_ROOT / props["CodeUri"],
             handler=props["Handler"],
             environment=env,
-            sqs_sources=sources,
+            sqs_sources=[source.queue for source in sqs_events],
+            sqs_events=sqs_events,
+            timeout_seconds=int(props.get("Timeout", function_globals.get("Timeout", 3))),
+            memory_mb=int(props.get("MemorySize", function_globals.get("MemorySize", 128))),
         )
     return stack
 

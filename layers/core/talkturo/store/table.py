@@ -87,6 +87,14 @@ class Item(Model):
     gsi3 = Gsi3()
     gsi4 = Gsi4()
 
+    @classmethod
+    def _get_connection(cls) -> TableConnection:
+        # pynamodb gives each model class its own connection (and botocore client); every item
+        # type here lives in the same table, so they all share the base class's one.
+        if cls is not Item:
+            return Item._get_connection()
+        return super()._get_connection()
+
 
 class Document(Item):
     """An entity stored as its domain model's JSON, with a version for optimistic locking."""
@@ -108,7 +116,6 @@ def connection() -> TableConnection:
         Item.Meta.region = settings.aws_region
         Item._connection = None
         _configured_for = wanted
-    # Created on the base class so that every subclass shares one botocore client.
     return Item._get_connection()
 
 
@@ -117,13 +124,3 @@ def reset() -> None:
     global _configured_for
     _configured_for = None
     Item._connection = None
-    for sub in _all_subclasses(Item):
-        sub._connection = None
-
-
-def _all_subclasses(cls: type[Item]) -> list[type[Item]]:
-    found: list[type[Item]] = []
-    for sub in cls.__subclasses__():
-        found.append(sub)
-        found.extend(_all_subclasses(sub))
-    return found

@@ -1,0 +1,6 @@
+"""Benchmarks: `make bench` (or `python -m benchmarks`). They print figures; they never assert.
+
+- cold start of the API Lambda handler, each run in a fresh Python process, against a plain
+  FastAPI + Mangum baseline;
+- DynamoDB calls made by one API request, for the main routes.
+"""

@@ -1,0 +1,277 @@
+"""The `talkturo` command: run the platform locally and drive its API from a terminal."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="talkturo", prog_name="talkturo")
+def main() -> None:
+    """Talkturo: AI voice agents for the phone network.
+
+    Start with `talkturo dev`, which runs the whole platform on this machine (no AWS account,
+    no provider keys) and prints an API key to use with the other commands.
+
+    The commands that call the API read TALKTURO_API_URL (default http://127.0.0.1:8000) and
+    TALKTURO_API_KEY from the environment when the options are not given.
+    """
+
+
+# ---------------------------------------------------------------------------------- dev
+@main.command(context_settings=CONTEXT)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the API binds to.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port of the API.")
+@click.option(
+    "--aws-port",
+    default=4566,
+    show_default=True,
+    type=int,
+    help="Port of the AWS emulator (DynamoDB, SQS, S3).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log what each component does.")
+def dev(host: str, port: int, aws_port: int, verbose: bool) -> None:
+    """Run the whole platform locally, in the foreground, until Ctrl-C.
+
+    Starts an AWS emulator on loopback, creates the resources of template.yaml in it, serves
+    the API (interactive docs at /docs), feeds queued messages to the worker functions, and
+    creates a ready account "Local developer" with an API key.
+
+    \b
+    Environment:
+      TALKTURO_DEV_API_KEY   use this value as the dev account's key (starts with "tk_",
+                             at least 24 characters) instead of a generated one, so it
+                             stays the same across restarts
+      TALKTURO_ADMIN_SECRET  the admin API's secret (generated and printed when unset)
+
+    Everything is kept in memory: stopping the platform forgets all data.
+    """
+    from talkturo.local.platform import LocalPlatform, Options, PlatformError, serve
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s  %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # The libraries' own debug chatter is not what -v is for.
+    for noisy in ("botocore", "boto3", "urllib3", "pynamodb", "werkzeug", "asyncio", "moto"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        platform = LocalPlatform(Options.from_environment(host=host, port=port, aws_port=aws_port))
+        code = serve(platform, on_ready=lambda banner: click.echo(banner))
+    except PlatformError as exc:
+        _fail(str(exc))
+    sys.exit(code)
+
+
+# ---------------------------------------------------------------------------------- accounts
+@main.group(context_settings=CONTEXT)
+def accounts() -> None:
+    """Manage accounts (operator commands, with the admin secret)."""
+
+
+@accounts.command("create", context_settings=CONTEXT)
+@click.option("--name", required=True, help="The account's name (a company, a team…).")
+@click.option("--email", default=None, help="Contact email of the account.")
+@click.option(
+    "--api-url",
+    envvar="TALKTURO_API_URL",
+    default=DEFAULT_API_URL,
+    show_default=True,
+    help="Base URL of the API [env: TALKTURO_API_URL].",
+)
+@click.option(
+    "--admin-secret",
+    envvar="TALKTURO_ADMIN_SECRET",
+    required=True,
+    help="The deployment's admin secret [env: TALKTURO_ADMIN_SECRET]. Locally, `talkturo dev` "
+    "prints it; on AWS it is in Secrets Manager (stack output AdminSecretArn).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the API's answer as JSON.")
+def create_account(
+    name: str, email: str | None, api_url: str, admin_secret: str, as_json: bool
+) -> None:
+    """Create an account and its first API key (shown once: store it)."""
+    body: dict[str, Any] = {"name": name}
+    if email:
+        body["email"] = email
+    with _client(api_url, admin_secret) as client:
+        answer = _call(client, "POST", "/v1/admin/accounts", json=body)
+    if as_json:
+        click.echo(_json(answer))
+        return
+    account, key = answer["account"], answer["api_key"]
+    click.echo(f"Created account {account['id']} ({account['name']}).")
+    click.echo(f"API key: {key['secret']}")
+    click.echo("The key is shown this once; store it now (e.g. export TALKTURO_API_KEY=…).")
+
+
+# ---------------------------------------------------------------------------------- contacts
+@main.group(context_settings=CONTEXT)
+def contacts() -> None:
+    """Work with the CRM's contacts."""
+
+
+@contacts.command("import", context_settings=CONTEXT)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--api-url",
+    envvar="TALKTURO_API_URL",
+    default=DEFAULT_API_URL,
+    show_default=True,
+    help="Base URL of the API [env: TALKTURO_API_URL].",
+)
+@click.option(
+    "--api-key",
+    envvar="TALKTURO_API_KEY",
+    required=True,
+    help="An API key of the account [env: TALKTURO_API_KEY].",
+)
+@click.option(
+    "--show-errors",
+    default=10,
+    show_default=True,
+    type=click.IntRange(0, 100),
+    help="How many rejected rows to print.",
+)
+def import_contacts(file: Path, api_url: str, api_key: str, show_errors: int) -> None:
+    """Import contacts from a CSV file and wait until the import is done.
+
+    The first line names the columns (first_name, last_name, email, phone, company, tags, …;
+    see the API docs). Companies are matched by name, or created. A bad row never stops the
+    good ones: the rows that were rejected are listed at the end with the reason.
+
+    Exits 0 when the import completed (even if some rows were rejected), 1 when it failed.
+    """
+    data = file.read_bytes()
+    with _client(api_url, api_key) as client:
+        job = _call(
+            client,
+            "POST",
+            "/v1/contact-imports",
+            content=data,
+            headers={"Content-Type": "text/csv"},
+        )
+        click.echo(f"Import {job['id']} started for {file.name}.")
+        try:
+            job = _wait_for(client, job)
+        except KeyboardInterrupt:
+            click.echo(
+                f"\nStopped waiting; the import goes on. Follow it with "
+                f"GET /v1/contact-imports/{job['id']}.",
+                err=True,
+            )
+            sys.exit(130)
+        click.echo(
+            f"Import {job['status']}: {job.get('processed_rows', 0)} of "
+            f"{job.get('total_rows', 0)} rows: {job.get('created', 0)} created, "
+            f"{job.get('updated', 0)} updated, {job.get('failed', 0)} rejected."
+        )
+        unknown = job.get("unknown_columns") or []
+        if unknown:
+            click.echo(f"Ignored unknown columns: {', '.join(unknown)}")
+        if job.get("failed") and show_errors:
+            _print_row_errors(client, job["id"], show_errors)
+    if job["status"] != "completed":
+        sys.exit(1)
+
+
+def _wait_for(client: Any, job: dict[str, Any]) -> dict[str, Any]:
+    interactive = sys.stdout.isatty()
+    last = ""
+    pause = 0.1
+    while job.get("status") not in ("completed", "failed"):
+        time.sleep(pause)
+        pause = min(1.0, pause * 1.5)  # small imports finish fast; big ones need no hurry
+        job = _call(client, "GET", f"/v1/contact-imports/{job['id']}")
+        progress = (
+            f"  {job.get('status')}: {job.get('processed_rows', 0)}/{job.get('total_rows', 0)} rows"
+        )
+        if interactive:
+            click.echo(f"\r{progress}", nl=False)
+        elif progress != last:
+            click.echo(progress)
+        last = progress
+    if interactive and last:
+        click.echo()
+    return job
+
+
+def _print_row_errors(client: Any, job_id: str, limit: int) -> None:
+    page = _call(client, "GET", f"/v1/contact-imports/{job_id}/errors", params={"limit": limit})
+    click.echo("Rejected rows:")
+    for entry in page.get("data", [])[:limit]:
+        reasons = "; ".join(
+            f"{e.get('field')}: {e.get('message')}" if e.get("field") else str(e.get("message"))
+            for e in entry.get("errors", [])
+        )
+        click.echo(f"  row {entry.get('row')}: {reasons}")
+    if page.get("has_more"):
+        click.echo(f"  … more: GET /v1/contact-imports/{job_id}/errors")
+
+
+# ---------------------------------------------------------------------------------- HTTP
+def _client(api_url: str, token: str) -> Any:
+    import httpx
+
+    return httpx.Client(
+        base_url=api_url.rstrip("/"),
+        headers={"Authorization": f"Bearer {token}", "User-Agent": "talkturo-cli"},
+        timeout=30,
+    )
+
+
+def _call(client: Any, method: str, path: str, **kwargs: Any) -> Any:
+    """One API request; on an error, print it readably and exit non-zero."""
+    import httpx
+
+    try:
+        answer = client.request(method, path, **kwargs)
+    except httpx.TransportError as exc:
+        _fail(
+            f"cannot reach the API at {client.base_url} ({exc.__class__.__name__}: {exc}). "
+            "Is `talkturo dev` running, and is --api-url right?"
+        )
+    if not answer.is_success:
+        _fail(_describe_error(answer))
+    return answer.json() if answer.content else {}
+
+
+def _describe_error(answer: Any) -> str:
+    try:
+        error = answer.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if not isinstance(error, dict):
+        text = answer.text.strip()[:300] or answer.reason_phrase
+        return f"the API answered {answer.status_code}: {text}"
+    message = f"{error.get('message', 'request refused')} (HTTP {answer.status_code}"
+    if error.get("code"):
+        message += f", {error['code']}"
+    if error.get("param"):
+        message += f", param: {error['param']}"
+    return message + ")"
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, indent=2)
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""Contact import from CSV: the job, its per-row report, and reading the file.
+
+A file is read the way a spreadsheet shows it: the header is row 1, the first record row 2.
+Columns are recognised by name (case-insensitive; spaces and dashes count as underscores);
+custom fields by their key or `custom.<key>`. Rows whose cells are all empty are skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+MAX_BYTES = 5 * 1024 * 1024
+CHUNK_ROWS = 200
+# A reported value is cut to this length; the report is a hint, not a copy of the file.
+REPORT_VALUE_MAX = 200
+REPORT_COLUMNS_MAX = 60
+
+ImportStatus = Literal["pending", "processing", "completed", "failed"]
+
+CONTACT_COLUMNS = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "secondary_phone",
+    "job_title",
+    "company",
+    "lead_status",
+    "timezone",
+    "source",
+    "tags",
+    "notes",
+    "do_not_call",
+)
+# Spellings spreadsheets commonly use for the same columns.
+ALIASES = {
+    "firstname": "first_name",
+    "first": "first_name",
+    "given_name": "first_name",
+    "lastname": "last_name",
+    "last": "last_name",
+    "surname": "last_name",
+    "family_name": "last_name",
+    "e_mail": "email",
+    "email_address": "email",
+    "phone_number": "phone",
+    "mobile": "phone",
+    "title": "job_title",
+    "company_name": "company",
+    "status": "lead_status",
+    "dnc": "do_not_call",
+    "tag": "tags",
+}
+_SEPARATORS = re.compile(r"[\s\-]+")
+_TAG_SPLIT = re.compile(r"[;,]")
+
+
+class ImportColumn(BaseModel):
+    header: str = Field(description="The column's name in the file.")
+    field: str = Field(description="What it fills: a contact field, `company` or `custom.<key>`.")
+
+
+class ContactImport(BaseModel):
+    object: Literal["contact_import"] = "contact_import"
+    id: str
+    status: ImportStatus
+    file_size: int = Field(description="Bytes.")
+    total_rows: int = Field(description="Rows with at least one value (the header excluded).")
+    processed_rows: int = 0
+    created: int = 0
+    updated: int = Field(default=0, description="Rows whose phone matched an existing contact.")
+    failed: int = Field(default=0, description="Rows in the error report.")
+    created_companies: int = Field(default=0, description="Companies created for unknown names.")
+    columns: list[ImportColumn] = Field(default_factory=list)
+    unknown_columns: list[str] = Field(
+        default_factory=list, description="Headers that fill nothing (ignored)."
+    )
+    error: str | None = Field(default=None, description="Why the import failed, when it did.")
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+
+
+class RowErrorDetail(BaseModel):
+    field: str | None
+    message: str
+
+
+class ImportRowError(BaseModel):
+    object: Literal["contact_import_row_error"] = "contact_import_row_error"
+    row: int = Field(description="The row number a spreadsheet shows (the header is row 1).")
+    values: dict[str, str] = Field(description="The row's cells by header (long ones cut).")
+    errors: list[RowErrorDetail]
+
+
+class ImportChunk(BaseModel):
+    """The queue message: process the rows of one import from `start_row` (0 = first record)."""
+
+    account_id: str
+    import_id: str
+    start_row: int = Field(ge=0)
+
+
+class CsvProblem(ValueError):
+    """The file cannot be imported at all."""
+
+
+@dataclass
+class Record:
+    row: int  # spreadsheet row number
+    cells: list[str]
+
+
+@dataclass
+class CsvFile:
+    header: list[str]
+    records: list[Record] = field(default_factory=list)
+
+
+def decode(raw: bytes) -> str:
+    if not raw.strip():
+        raise CsvProblem("the file is empty")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise CsvProblem("the file must be UTF-8 text (save it as 'CSV UTF-8')") from None
+
+
+def _delimiter(text: str) -> str:
+    """`,` unless the header line has more `;` or tabs (spreadsheets in some locales use them)."""
+    first = text.split("\n", 1)[0]
+    counts = {d: first.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > counts[","] else ","
+
+
+def read_csv(raw: bytes) -> CsvFile:
+    """The header and the non-empty records, each with its spreadsheet row number."""
+    text = decode(raw)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+    try:
+        header = next(reader, None)
+        if header is None or not any(cell.strip() for cell in header):
+            raise CsvProblem("the first row must name the columns")
+        parsed = CsvFile(header=[cell.strip() for cell in header])
+        for index, cells in enumerate(reader):
+            if any(cell.strip() for cell in cells):
+                parsed.records.append(Record(row=index + 2, cells=cells))
+    except csv.Error as error:
+        raise CsvProblem(f"the file is not valid CSV: {error}") from None
+    return parsed
+
+
+def column_name(header: str) -> str:
+    return _SEPARATORS.sub("_", header.strip().casefold()).strip("_")
+
+
+def map_columns(
+    header: list[str], custom_keys: Iterable[str]
+) -> tuple[list[ImportColumn], list[str]]:
+    """Which header fills which field, and the headers that fill nothing.
+
+    A field filled by two columns takes the first; the second is reported as unknown.
+    """
+    keys = set(custom_keys)
+    columns: list[ImportColumn] = []
+    unknown: list[str] = []
+    taken: set[str] = set()
+    for header_cell in header:
+        name = column_name(header_cell)
+        target: str | None = None
+        if name.startswith("custom."):
+            key = column_name(name.removeprefix("custom."))
+            target = f"custom.{key}" if key in keys else None
+        elif name in CONTACT_COLUMNS or name in ALIASES:
+            target = ALIASES.get(name, name)
+        elif name in keys:
+            target = f"custom.{name}"
+        if target is None or target in taken:
+            if header_cell:
+                unknown.append(header_cell)
+            continue
+        taken.add(target)
+        columns.append(ImportColumn(header=header_cell, field=target))
+    return columns, unknown
+
+
+def row_values(header: list[str], cells: list[str], columns: list[ImportColumn]) -> dict[str, Any]:
+    """The non-empty cells of a row, by the field they fill, in API shape.
+
+    `tags` becomes a list (split on `;` or `,`), `custom.<key>` values go into `custom`; every
+    other value stays text for the contact model to validate.
+    """
+    by_header = {name: index for index, name in reversed(list(enumerate(header)))}
+    values: dict[str, Any] = {}
+    for column in columns:
+        index = by_header[column.header]
+        cell = cells[index].strip() if index < len(cells) else ""
+        if not cell:
+            continue
+        if column.field == "tags":
+            values["tags"] = [tag.strip() for tag in _TAG_SPLIT.split(cell) if tag.strip()]
+        elif column.field.startswith("custom."):
+            values.setdefault("custom", {})[column.field.removeprefix("custom.")] = cell
+        elif column.field == "lead_status":
+            values["lead_status"] = cell.casefold()
+        else:
+            values[column.field] = cell
+    return values
+
+
+def reported_values(header: list[str], cells: list[str]) -> dict[str, str]:
+    """A row's raw cells for the error report, keyed by header, bounded in size."""
+    report: dict[str, str] = {}
+    for index, name in enumerate(header[:REPORT_COLUMNS_MAX]):
+        cell = cells[index] if index < len(cells) else ""
+        report.setdefault(name or f"column_{index + 1}", cell[:REPORT_VALUE_MAX])
+    return report

@@ -1,0 +1,245 @@
+"""Contacts of the CRM: the people assistants call.
+
+Two rules live here, as pure functions the services and the CSV import share:
+
+- Do-not-call is one truth with two faces: `lead_status == "dnc"` and `do_not_call == true`.
+  Setting either sets the other; clearing it (`do_not_call=false`, or any other status) brings
+  back the status the contact had before, `new` when there was none. When a request sets both
+  faces in contradiction, do-not-call wins: calling someone who asked not to be called is the
+  mistake that must never happen.
+- Search: a contact is found by the start of its first name, last name, full name, email or
+  phone digits (international or national), ignoring case.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, EmailStr, Field, field_validator, model_validator
+
+from talkturo.domain.accounts import is_timezone
+from talkturo.domain.common import Resource
+from talkturo.domain.phones import phone_digits
+
+LeadStatus = Literal["new", "contacted", "qualified", "unqualified", "customer", "churned", "dnc"]
+LEAD_STATUSES: tuple[str, ...] = get_args(LeadStatus)
+DEFAULT_STATUS: LeadStatus = "new"
+
+MAX_TAGS = 10
+TAG_MAX = 50
+# Tokens longer than this are cut: nobody types 100 characters into a search box.
+TOKEN_MAX = 100
+_PHONEISH = re.compile(r"^\+?[\d\s().\-/]+$")
+
+
+def normalise_tag(tag: str) -> str:
+    return " ".join(tag.split()).casefold()
+
+
+def normalise_tags(tags: list[str]) -> list[str]:
+    """Case-folded, trimmed, without empties or repeats, in the given order."""
+    seen: dict[str, None] = {}
+    for tag in tags:
+        cleaned = normalise_tag(tag)
+        if not cleaned:
+            continue
+        if len(cleaned) > TAG_MAX:
+            raise ValueError(f"a tag is at most {TAG_MAX} characters")
+        seen.setdefault(cleaned, None)
+    if len(seen) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags")
+    return list(seen)
+
+
+class _ContactFields(Resource):
+    first_name: str | None = Field(default=None, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
+    email: EmailStr | None = None
+    phone: str | None = Field(
+        default=None,
+        max_length=40,
+        description="Any common format; stored as E.164. National formats are read in the "
+        "company's country, else the US. Unique per account.",
+    )
+    secondary_phone: str | None = Field(default=None, max_length=40)
+    job_title: str | None = Field(default=None, max_length=200)
+    company_id: str | None = None
+    timezone: str | None = Field(
+        default=None, description="IANA name; inferred from the phone number when absent."
+    )
+    source: str | None = Field(default=None, max_length=100)
+    notes: str | None = Field(default=None, max_length=10_000)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None and not is_timezone(value):
+            raise ValueError("must be an IANA time zone name such as America/Chicago")
+        return value
+
+    @field_validator("first_name", "last_name", "job_title", "source", "notes", "company_id")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+
+class ContactCreate(_ContactFields):
+    lead_status: LeadStatus = DEFAULT_STATUS
+    do_not_call: bool = False
+    tags: list[str] = Field(default_factory=list, description=f"At most {MAX_TAGS}.")
+    custom: dict[str, Any] = Field(
+        default_factory=dict, description="Values of the account's contact custom fields."
+    )
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        return normalise_tags(value)
+
+    @model_validator(mode="after")
+    def _someone(self) -> ContactCreate:
+        if not (self.first_name or self.last_name or self.email or self.phone):
+            raise ValueError("a contact needs at least a name, an email or a phone number")
+        return self
+
+
+class ContactUpdate(_ContactFields):
+    """Fields given replace the stored ones (null clears); `custom` is merged key by key."""
+
+    lead_status: LeadStatus | None = None
+    do_not_call: bool | None = None
+    tags: list[str] | None = Field(default=None, description="Replaces the contact's tags.")
+    custom: dict[str, Any] | None = Field(
+        default=None, description="Merged into the stored values; a null value removes a key."
+    )
+
+    @field_validator("lead_status", "do_not_call", "tags", "custom")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        return normalise_tags(value)
+
+
+class Contact(BaseModel):
+    object: Literal["contact"] = "contact"
+    id: str
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = Field(default=None, description="E.164.")
+    secondary_phone: str | None = None
+    job_title: str | None = None
+    company_id: str | None = None
+    company_name: str | None = Field(
+        default=None, description="The linked company's current name (read-only)."
+    )
+    lead_status: LeadStatus = DEFAULT_STATUS
+    do_not_call: bool = False
+    timezone: str | None = None
+    source: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    notes: str | None = None
+    custom: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+    updated_at: datetime
+    # What `lead_status` was before do-not-call, to restore when it is lifted. Stored, not shown.
+    status_before_dnc: LeadStatus | None = Field(default=None, exclude=True)
+
+
+def resolve_dnc(
+    current: Contact | None, status: LeadStatus | None, do_not_call: bool | None
+) -> tuple[LeadStatus, bool, LeadStatus | None]:
+    """(lead_status, do_not_call, status_before_dnc) after a request that gave `status` and/or
+    `do_not_call` (None: not given) to `current` (None: a new contact)."""
+    was_dnc = current is not None and current.do_not_call
+    held: LeadStatus | None = current.status_before_dnc if current is not None else None
+    now_status: LeadStatus = current.lead_status if current is not None else DEFAULT_STATUS
+    if do_not_call is True or status == "dnc":
+        if status is not None and status != "dnc":
+            held = status  # set together with DNC: the status to come back to
+        elif not was_dnc:
+            held = now_status
+        return "dnc", True, held
+    if do_not_call is False or status is not None:
+        if status is not None:
+            return status, False, None
+        if was_dnc:
+            return held or DEFAULT_STATUS, False, None
+        return now_status, False, None
+    if current is None:
+        return DEFAULT_STATUS, False, None
+    return current.lead_status, current.do_not_call, current.status_before_dnc
+
+
+def _token(text: str) -> str:
+    return " ".join(text.split()).casefold()[:TOKEN_MAX]
+
+
+def search_tokens(contact: Contact) -> set[str]:
+    """What a search prefix is matched against."""
+    tokens: set[str] = set()
+    names = [n for n in (contact.first_name, contact.last_name) if n]
+    for name in names:
+        tokens.add(_token(name))
+    if len(names) == 2:
+        tokens.add(_token(" ".join(names)))
+    if contact.email:
+        tokens.add(_token(contact.email))
+    if contact.phone:
+        tokens.update(phone_digits(contact.phone))
+    tokens.discard("")
+    return tokens
+
+
+def search_prefix(q: str) -> str:
+    """The prefix a query `q` stands for: digits only when it looks like a phone number."""
+    text = q.strip()
+    if _PHONEISH.match(text) and sum(c.isdigit() for c in text) >= 3:
+        return "".join(c for c in text if c.isdigit())
+    return _token(text)
+
+
+class ContactFilters(BaseModel):
+    """What a contact list is narrowed to; every filter given must hold."""
+
+    company_id: str | None = None
+    lead_status: LeadStatus | None = None
+    do_not_call: bool | None = None
+    tag: str | None = None
+    q: str | None = None
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, value: str | None) -> str | None:
+        return normalise_tag(value) if value is not None else None
+
+    @property
+    def prefix(self) -> str | None:
+        return search_prefix(self.q) if self.q is not None else None
+
+    @property
+    def impossible(self) -> bool:
+        """A lead status that contradicts the do-not-call filter: nothing can match."""
+        if self.lead_status is None or self.do_not_call is None:
+            return False
+        return (self.lead_status == "dnc") != self.do_not_call
+
+    def matches(self, contact: Contact) -> bool:
+        if self.company_id is not None and contact.company_id != self.company_id:
+            return False
+        if self.lead_status is not None and contact.lead_status != self.lead_status:
+            return False
+        if self.do_not_call is not None and contact.do_not_call != self.do_not_call:
+            return False
+        if self.tag is not None and self.tag not in contact.tags:
+            return False
+        prefix = self.prefix
+        return prefix is None or any(t.startswith(prefix) for t in search_tokens(contact))

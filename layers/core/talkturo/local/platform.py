@@ -1,0 +1,460 @@
+"""`talkturo dev`: the whole platform on this machine, on loopback, with no AWS account.
+
+The pieces are components with a name, `start()`, `stop()` and `alive()`, run by a small
+supervisor: started in order, stopped in reverse, and all stopped when any one dies or when
+the process gets SIGINT/SIGTERM. Today they are
+
+1. ``aws-emulator``: moto's server (DynamoDB, SQS, S3 …) on its own port (default 4566);
+2. ``resources``: the tables, buckets and queues of template.yaml, created in the emulator, and
+   this process's environment set from them exactly as Lambda's would be (only the endpoint
+   differs: AWS_ENDPOINT_URL points at the emulator);
+3. ``dev-account``: an account ready to use ("Local developer") and its API key;
+4. ``sqs-runner``: feeds each queue's messages to the worker functions the template subscribes;
+5. ``api``: the API app (the one Lambda runs behind Mangum) served by uvicorn. It starts last,
+   so once /health answers, everything else is up.
+
+Later pieces (scheduled ticks, the voice service, the carrier simulator…) are more components.
+Everything lives in memory: stopping the platform forgets all data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, Protocol
+
+from talkturo.local.emulator import Emulator
+from talkturo.local.runner import SqsRunner, describe
+from talkturo.local.template import Stack
+
+logger = logging.getLogger("local.platform")
+
+STACK_NAME = "talkturo-local"
+DEV_ACCOUNT_NAME = "Local developer"
+KEY_PREFIX = "tk_"
+MIN_KEY_LENGTH = 24
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+# Settings from a developer's machine that would point boto3 somewhere other than the emulator
+# (a real account, a profile, another endpoint). The platform removes them from its environment.
+_FOREIGN_AWS_SETTINGS = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+)
+
+
+class PlatformError(Exception):
+    """Something the user can fix (a port in use, a malformed key); the message says how."""
+
+
+class Component(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def alive(self) -> bool: ...
+
+
+class Supervisor:
+    """Starts components in order, stops them in reverse, and notices when one dies."""
+
+    def __init__(self, components: list[Component] | None = None) -> None:
+        self.components: list[Component] = list(components or [])
+        self._started: list[Component] = []
+
+    def add(self, component: Component) -> None:
+        self.components.append(component)
+
+    def start(self) -> None:
+        for component in self.components:
+            logger.debug("starting %s", component.name)
+            try:
+                component.start()
+            except BaseException:
+                self.stop()
+                raise
+            self._started.append(component)
+
+    def stop(self) -> None:
+        while self._started:
+            component = self._started.pop()
+            logger.debug("stopping %s", component.name)
+            try:
+                component.stop()
+            except Exception:  # the others must still be stopped
+                logger.exception("%s did not stop cleanly", component.name)
+
+    def dead(self) -> list[str]:
+        return [c.name for c in self._started if not c.alive()]
+
+
+# ---------------------------------------------------------------------------------- components
+class EmulatorComponent:
+    name = "aws-emulator"
+
+    def __init__(self, port: int) -> None:
+        self.emulator = Emulator(host="127.0.0.1", port=port)
+        self._port = port
+
+    def start(self) -> None:
+        # werkzeug reports a taken port by printing and exiting; find out first, and say more.
+        reason = _cannot_bind("127.0.0.1", self._port)
+        if reason is None:
+            try:
+                self.emulator.start()
+                return
+            except (OSError, SystemExit) as exc:
+                reason = getattr(exc, "strerror", None) or "address in use"
+        raise PlatformError(
+            f"the AWS emulator cannot listen on 127.0.0.1:{self._port} ({reason}). "
+            "Is another `talkturo dev` (or LocalStack) running? Choose another port with "
+            "--aws-port."
+        )
+
+    def stop(self) -> None:
+        self.emulator.stop()
+
+    def alive(self) -> bool:
+        return self.emulator.running
+
+
+class Resources:
+    """template.yaml's resources in the emulator, and the environment that points at them."""
+
+    name = "resources"
+
+    def __init__(self, emulator: Emulator, admin_secret: str, stack_name: str = STACK_NAME) -> None:
+        self._emulator = emulator
+        self._admin_secret = admin_secret
+        self._stack_name = stack_name
+        self._saved: dict[str, str] | None = None
+        self.stack: Stack | None = None
+
+    def start(self) -> None:
+        import boto3
+
+        from talkturo.local.template import provision
+
+        self._saved = dict(os.environ)
+        for name in list(os.environ):
+            if name in _FOREIGN_AWS_SETTINGS or name.startswith("AWS_ENDPOINT_URL_"):
+                del os.environ[name]
+        os.environ.update(self._emulator.environment())
+        # Nothing from ~/.aws (profiles, credential processes, endpoints) may leak in.
+        os.environ["AWS_CONFIG_FILE"] = os.devnull
+        os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+        session = boto3.Session()
+        self.stack = provision(session, stack_name=self._stack_name)
+        os.environ.update(self.stack.environment())
+        os.environ["TALKTURO_ADMIN_SECRET"] = self._admin_secret
+        _forget_cached_settings()
+
+    def stop(self) -> None:
+        if self._saved is not None:
+            os.environ.clear()
+            os.environ.update(self._saved)
+            self._saved = None
+            _forget_cached_settings()
+
+    def alive(self) -> bool:
+        return True
+
+
+class DevAccount:
+    name = "dev-account"
+
+    def __init__(self, chosen_key: str | None) -> None:
+        self._chosen_key = chosen_key
+        self.account_id = ""
+        self.api_key = ""
+
+    def start(self) -> None:
+        from talkturo.domain.accounts import AccountCreate
+        from talkturo.services.accounts import create_account
+
+        account, key = create_account(
+            AccountCreate(name=DEV_ACCOUNT_NAME), key_name="dev", chosen_secret=self._chosen_key
+        )
+        self.account_id = account.id
+        self.api_key = key.secret
+
+    def stop(self) -> None:
+        pass
+
+    def alive(self) -> bool:
+        return True
+
+
+class ApiServer:
+    """The API app under uvicorn, in a thread of this process."""
+
+    name = "api"
+
+    def __init__(self, host: str, port: int) -> None:
+        self._host = host
+        self._port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> None:
+        import uvicorn
+
+        from talkturo.api.app import create_app
+
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self._host, self._port))
+        except OSError as exc:
+            sock.close()
+            raise PlatformError(
+                f"the API cannot listen on {self._host}:{self._port} ({exc.strerror}). "
+                "Choose another port with --port."
+            ) from None
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            create_app(),
+            lifespan="off",
+            log_level="warning",
+            timeout_graceful_shutdown=1,
+        )
+        # Quiet start-up, but one line per request: handy while developing against the API.
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="api", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise PlatformError("the API server did not start; see the log above")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+
+class Workers:
+    """The SQS runner, built once the stack exists (it feeds the stack's queues)."""
+
+    name = "sqs-runner"
+
+    def __init__(self, resources: Resources) -> None:
+        self._resources = resources
+        self.runner: SqsRunner | None = None
+
+    def start(self) -> None:
+        assert self._resources.stack is not None, "the resources start first"
+        self.runner = SqsRunner(self._resources.stack)
+        self.runner.start()
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()
+
+    def alive(self) -> bool:
+        return self.runner is not None and self.runner.alive()
+
+
+def _cannot_bind(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be listened on, or None when it can."""
+    if port == 0:
+        return None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
+# ---------------------------------------------------------------------------------- platform
+@dataclass
+class Options:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    aws_port: int = 4566
+    admin_secret: str | None = None  # None: generate one
+    dev_api_key: str | None = None  # None: generate one
+
+    @classmethod
+    def from_environment(cls, **given: Any) -> Options:
+        return cls(
+            admin_secret=os.environ.get("TALKTURO_ADMIN_SECRET") or None,
+            dev_api_key=os.environ.get("TALKTURO_DEV_API_KEY") or None,
+            **given,
+        )
+
+
+def check_dev_api_key(key: str) -> None:
+    if not key.startswith(KEY_PREFIX) or len(key) < MIN_KEY_LENGTH:
+        raise PlatformError(
+            f"TALKTURO_DEV_API_KEY must start with {KEY_PREFIX!r} and be at least "
+            f"{MIN_KEY_LENGTH} characters long (it becomes the dev account's API key); "
+            "unset it to get a generated key"
+        )
+
+
+class LocalPlatform:
+    def __init__(self, options: Options) -> None:
+        if options.dev_api_key is not None:
+            check_dev_api_key(options.dev_api_key)
+        self.options = options
+        self.admin_secret_generated = options.admin_secret is None
+        self.admin_secret = options.admin_secret or secrets.token_urlsafe(32)
+        self.aws = EmulatorComponent(options.aws_port)
+        self.resources = Resources(self.aws.emulator, self.admin_secret)
+        self.dev_account = DevAccount(options.dev_api_key)
+        self.api = ApiServer(options.host, options.port)
+        self.workers = Workers(self.resources)
+        self.supervisor = Supervisor(
+            [self.aws, self.resources, self.dev_account, self.workers, self.api]
+        )
+
+    def start(self) -> None:
+        self.supervisor.start()
+
+    def stop(self) -> None:
+        self.supervisor.stop()
+
+    def banner(self) -> str:
+        api = self.api.url
+        key_from_env = self.options.dev_api_key is not None
+        key_line = (
+            "from TALKTURO_DEV_API_KEY (not shown)"
+            if key_from_env
+            else f"{self.dev_account.api_key}   (generated; a restart makes a new one)"
+        )
+        shown_key = "$TALKTURO_DEV_API_KEY" if key_from_env else self.dev_account.api_key
+        admin_line = (
+            f"{self.admin_secret}   (generated)"
+            if self.admin_secret_generated
+            else "from TALKTURO_ADMIN_SECRET (not shown)"
+        )
+        workers = describe(self.workers.runner) if self.workers.runner is not None else []
+        lines = [
+            "",
+            "Talkturo is running locally: no AWS account, no provider keys needed.",
+            "",
+            f"  API            {api}",
+            f"  API docs       {api}/docs",
+            f"  AWS emulator   {self.aws.emulator.endpoint}   (stack {STACK_NAME!r} "
+            "from template.yaml)",
+            f"  Dev account    {DEV_ACCOUNT_NAME} ({self.dev_account.account_id})",
+            f"  API key        {key_line}",
+            f"  Admin secret   {admin_line}",
+        ]
+        lines += [f"  Worker         {w}" for w in workers]
+        lines += [
+            "",
+            "  Try it:",
+            f'    curl -H "Authorization: Bearer {shown_key}" {api}/v1/account',
+            "",
+            "  Data lives in memory only: a restart starts empty.",
+            "  Press Ctrl-C to stop.",
+            "",
+        ]
+        if self.options.host not in LOOPBACK:
+            lines.insert(
+                1,
+                f"WARNING: the API listens on {self.options.host}, not only on loopback: anyone "
+                "who can reach this machine can use it.",
+            )
+        return "\n".join(lines)
+
+
+def serve(platform: LocalPlatform, on_ready: Callable[[str], None]) -> int:
+    """Run until SIGINT/SIGTERM (exit 0) or until a component dies (exit 1)."""
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        try:
+            platform.start()
+        except BaseException:
+            platform.stop()
+            raise
+        try:
+            if not stop.is_set():
+                on_ready(platform.banner())
+            while not stop.wait(timeout=0.5):
+                dead = platform.supervisor.dead()
+                if dead:
+                    logger.error("%s stopped unexpectedly; stopping the platform", ", ".join(dead))
+                    return 1
+            logger.info("stopping…")
+            return 0
+        finally:
+            platform.stop()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            # Asked twice: the user does not want to wait for a clean stop.
+            os._exit(1)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _forget_cached_settings() -> None:
+    """Settings and clients are cached per process; they must see the new environment.
+
+    Only modules already imported can hold anything; the others are left unimported, so that
+    nothing is reset needlessly (resetting the table makes each model open its own connection).
+    """
+    import sys
+
+    config = sys.modules.get("talkturo.config")
+    if config is not None:
+        config.get_settings.cache_clear()
+    deps = sys.modules.get("talkturo.api.deps")
+    if deps is not None:
+        deps._admin_secret.cache_clear()
+    idempotency = sys.modules.get("talkturo.api.idempotency")
+    if idempotency is not None:
+        idempotency._client.cache_clear()
+    table = sys.modules.get("talkturo.store.table")
+    if table is not None:
+        table.reset()

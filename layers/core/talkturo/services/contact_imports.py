@@ -1,0 +1,294 @@
+"""CSV import of contacts: accept a file, then work through it chunk by chunk from a queue.
+
+The upload is checked at once (size, encoding, a header Talkturo understands), kept in the
+files bucket, and answered with a pending job. The worker takes one chunk per queue message:
+each row goes through the same service as `POST /v1/contacts` (a row whose phone matches an
+existing contact updates it with the row's non-empty cells); a bad row lands in the report and
+never stops the others; the chunk's counters land once (guarded by the job's `next_row`), then
+the next chunk is queued or the job completed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
+
+from talkturo import queues
+from talkturo.config import get_settings
+from talkturo.domain.common import Page, utcnow
+from talkturo.domain.companies import CompanyCreate
+from talkturo.domain.contact_imports import (
+    CHUNK_ROWS,
+    MAX_BYTES,
+    ContactImport,
+    CsvProblem,
+    ImportChunk,
+    ImportColumn,
+    ImportRowError,
+    Record,
+    RowErrorDetail,
+    map_columns,
+    read_csv,
+    reported_values,
+    row_values,
+)
+from talkturo.domain.contacts import ContactCreate, ContactUpdate
+from talkturo.errors import (
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    TalkturoError,
+    UnsupportedMediaType,
+)
+from talkturo.ids import new_id
+from talkturo.logs import logger
+from talkturo.services import companies, contacts, custom_fields
+from talkturo.services.companies import phone_of
+from talkturo.store import contact_imports as store
+from talkturo.store import files
+from talkturo.store.contacts import ReceiptExists
+
+CSV_MEDIA_TYPES = frozenset(
+    {"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"}
+)
+
+
+def file_key(account_id: str, import_id: str) -> str:
+    return f"contact-imports/{account_id}/{import_id}.csv"
+
+
+def fingerprint(raw: bytes) -> str:
+    """What identifies an upload for Idempotency-Key (the file itself is too big to keep)."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+def start(account_id: str, raw: bytes, content_type: str | None) -> ContactImport:
+    """Check the file, keep it, and queue its first chunk; the job answers at once."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media not in CSV_MEDIA_TYPES:
+        raise UnsupportedMediaType(
+            "send the CSV file itself as the body, with Content-Type: text/csv",
+            param="Content-Type",
+        )
+    if len(raw) > MAX_BYTES:
+        raise PayloadTooLarge(
+            f"the file is {len(raw)} bytes; at most {MAX_BYTES} (5 MB) per import", param="file"
+        )
+    try:
+        parsed = read_csv(raw)
+    except CsvProblem as problem:
+        raise InvalidRequest(str(problem), param="file") from None
+    keys = [field.key for field in custom_fields.definitions(account_id, "contact")]
+    columns, unknown = map_columns(parsed.header, keys)
+    if not columns:
+        raise InvalidRequest(
+            "no column is one Talkturo knows; name them first_name, last_name, email, phone, "
+            "company, tags … or by a custom field's key",
+            param="file",
+        )
+    if not parsed.records:
+        raise InvalidRequest("the file has a header but no rows", param="file")
+    now = utcnow()
+    job = ContactImport(
+        id=new_id("contact_import"),
+        status="pending",
+        file_size=len(raw),
+        total_rows=len(parsed.records),
+        columns=columns,
+        unknown_columns=unknown,
+        created_at=now,
+        updated_at=now,
+    )
+    files.put(file_key(account_id, job.id), raw, "text/csv")
+    store.create(account_id, job)
+    try:
+        _queue(account_id, job.id, 0)
+    except (BotoCoreError, ClientError):
+        _fail(account_id, job, "the import could not be queued; upload the file again")
+        raise
+    return job
+
+
+def get(account_id: str, import_id: str) -> ContactImport:
+    return store.get(account_id, import_id)
+
+
+def list_imports(account_id: str, *, limit: int, starting_after: str | None) -> Page[ContactImport]:
+    data, cursor = store.list_page(account_id, limit=limit, starting_after=starting_after)
+    return Page[ContactImport](data=data, has_more=cursor is not None, next_cursor=cursor)
+
+
+def row_errors(
+    account_id: str, import_id: str, *, limit: int, starting_after: str | None
+) -> Page[ImportRowError]:
+    store.get(account_id, import_id)  # 404 for another account's import
+    data, cursor = store.errors_page(
+        account_id, import_id, limit=limit, starting_after=starting_after
+    )
+    return Page[ImportRowError](data=data, has_more=cursor is not None, next_cursor=cursor)
+
+
+def _queue(account_id: str, import_id: str, row: int) -> None:
+    chunk = ImportChunk(account_id=account_id, import_id=import_id, start_row=row)
+    queues.send(get_settings().contact_import_queue_url, chunk.model_dump())
+    store.mark_queued(account_id, import_id, row)
+
+
+def _fail(account_id: str, job: ContactImport, reason: str) -> None:
+    now = utcnow()
+    failed = job.model_copy(
+        update={"status": "failed", "error": reason, "updated_at": now, "completed_at": now}
+    )
+    store.save_job(account_id, failed)
+
+
+def process_chunk(chunk: ImportChunk) -> None:
+    """Import the rows of one chunk; a message for a chunk already done changes nothing."""
+    account_id, import_id, start_row = chunk.account_id, chunk.import_id, chunk.start_row
+    try:
+        state = store.progress(account_id, import_id)
+    except NotFound:
+        logger.warning("contact import is gone", extra={"import_id": import_id})
+        return
+    job = state.job
+    if job.status in ("completed", "failed"):
+        return
+    if state.next_row != start_row:
+        if state.next_row > start_row and state.queued_row < state.next_row:
+            # This chunk was done but its successor never queued (a crash in between).
+            _queue(account_id, import_id, state.next_row)
+        return
+    if job.status == "pending":
+        job = job.model_copy(update={"status": "processing", "updated_at": utcnow()})
+        store.save_job(account_id, job)
+
+    raw = files.read(file_key(account_id, import_id))
+    if raw is None:
+        _fail(account_id, job, "the uploaded file is no longer available")
+        return
+    try:
+        parsed = read_csv(raw)
+    except CsvProblem as problem:
+        _fail(account_id, job, str(problem))
+        return
+    records = parsed.records[start_row : start_row + CHUNK_ROWS]
+    done = (
+        store.finished_rows(account_id, import_id, records[0].row, records[-1].row)
+        if records
+        else {}
+    )
+    tally: Counter[str] = Counter()
+    lookups = contacts.Lookups(account_id)
+    for record in records:
+        outcome = done.get(record.row)
+        if outcome is None:
+            outcome = _import_row(
+                account_id, import_id, parsed.header, record, job.columns, lookups, tally
+            )
+        tally[outcome] += 1
+
+    next_row = start_row + len(records)
+    now = utcnow()
+    finished = next_row >= job.total_rows
+    job = job.model_copy(
+        update={
+            "processed_rows": job.processed_rows + len(records),
+            "created": job.created + tally["created"],
+            "updated": job.updated + tally["updated"],
+            "failed": job.failed + tally["failed"],
+            "created_companies": job.created_companies + tally["company"],
+            "status": "completed" if finished else "processing",
+            "updated_at": now,
+            "completed_at": now if finished else None,
+        }
+    )
+    if not store.advance(account_id, job, start_row=start_row, next_row=next_row):
+        return  # another delivery of this message got there first
+    logger.info(
+        "contact import chunk done",
+        extra={"import_id": import_id, "start_row": start_row, "rows": len(records)},
+    )
+    if not finished:
+        _queue(account_id, import_id, next_row)
+
+
+def _import_row(
+    account_id: str,
+    import_id: str,
+    header: list[str],
+    record: Record,
+    columns: list[ImportColumn],
+    lookups: contacts.Lookups,
+    tally: Counter[str],
+) -> str:
+    """`created`, `updated` or `failed` (with the row's errors written to the report)."""
+    values = row_values(header, record.cells, columns)
+    try:
+        return _apply_row(account_id, import_id, record.row, values, lookups, tally)
+    except ValidationError as invalid:
+        errors = [_detail(error) for error in invalid.errors()]
+    except TalkturoError as refused:
+        errors = [RowErrorDetail(field=refused.param, message=refused.message)]
+    store.record_error(
+        account_id,
+        import_id,
+        ImportRowError(row=record.row, values=reported_values(header, record.cells), errors=errors),
+    )
+    return "failed"
+
+
+def _apply_row(
+    account_id: str,
+    import_id: str,
+    row: int,
+    values: dict[str, Any],
+    lookups: contacts.Lookups,
+    tally: Counter[str],
+) -> str:
+    company_name = values.pop("company", None)
+    # Every cell is checked before anything is written (a bad row creates no company).
+    ContactUpdate.model_validate(values)
+    company = None
+    if company_name is not None:
+        try:
+            CompanyCreate(name=company_name)
+        except ValidationError as invalid:
+            raise InvalidRequest(
+                f"company: {_detail(invalid.errors()[0]).message}", param="company"
+            ) from None
+        company, created = companies.find_or_create(account_id, company_name)
+        lookups.remember(company)
+        tally["company"] += int(created)
+        values["company_id"] = company.id
+    existing = None
+    if values.get("phone"):
+        phone = phone_of(values["phone"], company.country if company else None)
+        existing = contacts.find_by_phone(account_id, phone) if phone else None
+    outcome = "updated" if existing else "created"
+    receipt = store.receipt(account_id, import_id, row, outcome)
+    try:
+        if existing:
+            contacts.update(
+                account_id,
+                existing,
+                ContactUpdate.model_validate(values),
+                lookups=lookups,
+                receipt=receipt,
+            )
+        else:
+            contacts.create(
+                account_id, ContactCreate.model_validate(values), lookups=lookups, receipt=receipt
+            )
+    except ReceiptExists:
+        pass  # a concurrent delivery did this very row
+    return outcome
+
+
+def _detail(error: Any) -> RowErrorDetail:
+    field = ".".join(str(part) for part in error.get("loc", ())) or None
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    return RowErrorDetail(field=field, message=message)

@@ -1,0 +1,172 @@
+"""Contacts of the CRM: the one write path the API and the CSV import share."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from talkturo.domain.common import Page, utcnow
+from talkturo.domain.companies import Company
+from talkturo.domain.contacts import (
+    Contact,
+    ContactCreate,
+    ContactFilters,
+    ContactUpdate,
+    resolve_dnc,
+)
+from talkturo.domain.custom_fields import CustomField, merge_custom
+from talkturo.domain.phones import infer_timezone
+from talkturo.errors import InvalidRequest, NotFound
+from talkturo.ids import new_id
+from talkturo.services import custom_fields
+from talkturo.services.companies import phone_of
+from talkturo.store import companies as company_store
+from talkturo.store import contacts as store
+from talkturo.store.table import Item
+
+
+class Lookups:
+    """What contact writes read besides the contact (companies, the custom field schema),
+    read once per request, or once per chunk of an import."""
+
+    def __init__(self, account_id: str) -> None:
+        self.account_id = account_id
+        self._companies: dict[str, Company] = {}
+        self._fields: list[CustomField] | None = None
+
+    def company(self, company_id: str) -> Company:
+        """The account's company, or 422 naming `company_id`."""
+        if company_id not in self._companies:
+            try:
+                self._companies[company_id] = company_store.get(self.account_id, company_id)
+            except NotFound:
+                raise InvalidRequest("no such company", param="company_id") from None
+        return self._companies[company_id]
+
+    def remember(self, company: Company) -> None:
+        self._companies[company.id] = company
+
+    def custom(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        if not values:
+            return {}
+        if self._fields is None:
+            self._fields = custom_fields.definitions(self.account_id, "contact")
+        return custom_fields.check_values(self._fields, values)
+
+    def name_of(self, company_id: str | None) -> str | None:
+        if company_id is None:
+            return None
+        try:
+            return self.company(company_id).name
+        except InvalidRequest:
+            return None
+
+
+def create(
+    account_id: str,
+    data: ContactCreate,
+    *,
+    lookups: Lookups | None = None,
+    receipt: Item | None = None,
+) -> Contact:
+    lookups = lookups or Lookups(account_id)
+    company = lookups.company(data.company_id) if data.company_id else None
+    country = company.country if company else None
+    phone = phone_of(data.phone, country)
+    given = data.model_fields_set
+    status, dnc, held = resolve_dnc(
+        None,
+        data.lead_status if "lead_status" in given else None,
+        data.do_not_call if "do_not_call" in given else None,
+    )
+    now = utcnow()
+    contact = Contact(
+        **data.model_dump(
+            exclude={"phone", "secondary_phone", "custom", "lead_status", "do_not_call"}
+        ),
+        id=new_id("contact"),
+        phone=phone,
+        secondary_phone=phone_of(data.secondary_phone, country, param="secondary_phone"),
+        custom=merge_custom({}, lookups.custom(data.custom)),
+        lead_status=status,
+        do_not_call=dnc,
+        status_before_dnc=held,
+        created_at=now,
+        updated_at=now,
+    )
+    if contact.timezone is None:
+        contact.timezone = infer_timezone(phone)
+    store.create(account_id, contact, receipt=receipt)
+    contact.company_name = company.name if company else None
+    return contact
+
+
+def update(
+    account_id: str,
+    contact_id: str,
+    changes: ContactUpdate,
+    *,
+    lookups: Lookups | None = None,
+    receipt: Item | None = None,
+) -> Contact:
+    lookups = lookups or Lookups(account_id)
+    given = changes.model_dump(exclude_unset=True)
+    status_given = given.pop("lead_status", None)
+    dnc_given = given.pop("do_not_call", None)
+    custom_changes = lookups.custom(given.pop("custom")) if "custom" in given else None
+    if given.get("company_id"):
+        lookups.company(given["company_id"])
+
+    def change(current: Contact) -> Contact:
+        updates: dict[str, Any] = dict(given)
+        company_id = given.get("company_id", current.company_id)
+        if given.get("phone") or given.get("secondary_phone"):
+            country = lookups.company(company_id).country if company_id else None
+            for field in ("phone", "secondary_phone"):
+                if given.get(field):
+                    updates[field] = phone_of(given[field], country, param=field)
+        status, dnc, held = resolve_dnc(current, status_given, dnc_given)
+        updates.update(lead_status=status, do_not_call=dnc, status_before_dnc=held)
+        if custom_changes is not None:
+            updates["custom"] = merge_custom(current.custom, custom_changes)
+        phone = updates.get("phone", current.phone)
+        if "timezone" not in given and phone != current.phone:
+            # A zone that came from the old number follows the new one; a chosen one stays.
+            if current.timezone in (None, infer_timezone(current.phone)):
+                updates["timezone"] = infer_timezone(phone)
+        elif given.get("timezone", current.timezone) is None:
+            updates["timezone"] = infer_timezone(phone)
+        updates["updated_at"] = utcnow()
+        return current.model_copy(update=updates)
+
+    contact = store.update(account_id, contact_id, change, receipt=receipt)
+    contact.company_name = lookups.name_of(contact.company_id)
+    return contact
+
+
+def get(account_id: str, contact_id: str) -> Contact:
+    contact = store.get(account_id, contact_id)
+    contact.company_name = Lookups(account_id).name_of(contact.company_id)
+    return contact
+
+
+def delete(account_id: str, contact_id: str) -> Contact:
+    contact = store.delete(account_id, contact_id)
+    contact.company_name = Lookups(account_id).name_of(contact.company_id)
+    return contact
+
+
+def list_contacts(
+    account_id: str, filters: ContactFilters, *, limit: int, starting_after: str | None
+) -> Page[Contact]:
+    data, cursor = store.list_page(account_id, filters, limit=limit, starting_after=starting_after)
+    names = company_store.get_many(account_id, (c.company_id for c in data if c.company_id))
+    for contact in data:
+        company = names.get(contact.company_id or "")
+        contact.company_name = company.name if company else None
+    return Page[Contact](data=data, has_more=cursor is not None, next_cursor=cursor)
+
+
+def find_by_phone(account_id: str, phone: str) -> str | None:
+    """The contact holding this primary number (E.164), if any."""
+    return store.find_by_phone(account_id, phone)

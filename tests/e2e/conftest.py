@@ -1,0 +1,171 @@
+"""The local platform, started exactly as a user starts it: `talkturo dev` in a subprocess.
+
+One platform serves the whole e2e session (starting it takes a couple of seconds). Tests share
+its dev account, so a test that needs a clean slate signs up its own account through the admin
+API (`platform.sign_up()`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+DEV_API_KEY = "tk_e2e_dev_key_0123456789abcdefghijkl"
+ADMIN_SECRET = "e2e-admin-secret-0123456789abcdefghijkl"
+READY_WITHIN_SECONDS = 60
+STOPS_WITHIN_SECONDS = 5
+
+_accounts = itertools.count(1)
+
+
+def talkturo_command() -> str:
+    """The `talkturo` script installed next to the running interpreter (the venv's bin)."""
+    return str(Path(sys.executable).parent / "talkturo")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalPlatform:
+    base_url: str
+    api_key: str
+    admin_secret: str
+    aws_endpoint: str
+    log_path: Path
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_secret}"}
+
+    def client(self, api_key: str | None = None) -> httpx.Client:
+        """An HTTP client on the API, authenticated with `api_key` (default: the dev key)."""
+        key = api_key or self.api_key
+        return httpx.Client(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=10
+        )
+
+    def sign_up(self, name: str | None = None) -> dict[str, Any]:
+        """A fresh account through the admin API: {"account": …, "api_key": {…, "secret"}}."""
+        name = name or f"e2e account {next(_accounts)}"
+        answer = httpx.post(
+            f"{self.base_url}/v1/admin/accounts",
+            json={"name": name, "email": "owner@example.com"},
+            headers=self.admin_headers,
+            timeout=10,
+        )
+        assert answer.status_code == 201, answer.text
+        result: dict[str, Any] = answer.json()
+        return result
+
+    def cli_environment(self) -> dict[str, str]:
+        """The environment for `talkturo` CLI commands aimed at this platform."""
+        return {
+            **os.environ,
+            "TALKTURO_API_URL": self.base_url,
+            "TALKTURO_API_KEY": self.api_key,
+            "TALKTURO_ADMIN_SECRET": self.admin_secret,
+        }
+
+    def cli(self, *arguments: str, **environment: str) -> subprocess.CompletedProcess[str]:
+        """Run `talkturo <arguments>` against this platform, as a user would in a terminal."""
+        return subprocess.run(
+            [talkturo_command(), *arguments],
+            env={**self.cli_environment(), **environment},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
+    port, aws_port = free_port(), free_port()
+    log_path = tmp_path_factory.mktemp("platform") / "talkturo-dev.log"
+    environment = {
+        **os.environ,
+        "TALKTURO_DEV_API_KEY": DEV_API_KEY,
+        "TALKTURO_ADMIN_SECRET": ADMIN_SECRET,
+        "PYTHONUNBUFFERED": "1",
+    }
+    with log_path.open("wb") as log:
+        # Output goes to a file, not a pipe nobody reads (a full pipe would block the platform).
+        process = subprocess.Popen(
+            [talkturo_command(), "dev", "--port", str(port), "--aws-port", str(aws_port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )
+    platform = LocalPlatform(
+        base_url=f"http://127.0.0.1:{port}",
+        api_key=DEV_API_KEY,
+        admin_secret=ADMIN_SECRET,
+        aws_endpoint=f"http://127.0.0.1:{aws_port}",
+        log_path=log_path,
+        process=process,
+    )
+    try:
+        _wait_until_ready(platform)
+        yield platform
+    finally:
+        _stop(platform)
+
+
+def _wait_until_ready(platform: LocalPlatform) -> None:
+    deadline = time.monotonic() + READY_WITHIN_SECONDS
+    while time.monotonic() < deadline:
+        if platform.process.poll() is not None:
+            pytest.fail(
+                f"`talkturo dev` exited with {platform.process.returncode} while starting:\n"
+                + platform.log()
+            )
+        try:
+            if httpx.get(f"{platform.base_url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    pytest.fail(f"`talkturo dev` not ready after {READY_WITHIN_SECONDS} s:\n" + platform.log())
+
+
+def _stop(platform: LocalPlatform) -> None:
+    process = platform.process
+    if process.poll() is not None:
+        pytest.fail(
+            f"`talkturo dev` died during the tests ({process.returncode}):\n{platform.log()}"
+        )
+    process.send_signal(signal.SIGINT)
+    try:
+        code = process.wait(timeout=STOPS_WITHIN_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        pytest.fail(
+            f"`talkturo dev` did not stop within {STOPS_WITHIN_SECONDS} s of Ctrl-C:\n"
+            + platform.log()
+        )
+    assert code == 0, f"`talkturo dev` exited with {code} on Ctrl-C:\n{platform.log()}"

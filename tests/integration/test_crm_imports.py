@@ -1,0 +1,344 @@
+"""Contact CSV imports: upload, the worker driven from the queue, progress and the report."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+from fastapi.testclient import TestClient
+from talkturo.local.template import Stack
+
+from tests.conftest import Tenant
+from tests.integration import import_queue
+
+CSV = {"Content-Type": "text/csv"}
+
+
+def upload(client: TestClient, tenant: Tenant, text: str | bytes, **headers: str) -> Any:
+    body = text.encode() if isinstance(text, str) else text
+    return client.post(
+        "/v1/contact-imports", content=body, headers={**tenant.headers, **CSV, **headers}
+    )
+
+
+def started(client: TestClient, tenant: Tenant, text: str | bytes) -> dict[str, Any]:
+    answer = upload(client, tenant, text)
+    assert answer.status_code == 202, answer.json()
+    job: dict[str, Any] = answer.json()
+    return job
+
+
+def job_of(client: TestClient, tenant: Tenant, job: dict[str, Any]) -> dict[str, Any]:
+    answer = client.get(f"/v1/contact-imports/{job['id']}", headers=tenant.headers)
+    assert answer.status_code == 200
+    found: dict[str, Any] = answer.json()
+    return found
+
+
+def contacts_of(client: TestClient, tenant: Tenant, **params: Any) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = client.get(
+            "/v1/contacts",
+            params={**params, "limit": 100, **({"starting_after": cursor} if cursor else {})},
+            headers=tenant.headers,
+        ).json()
+        found.extend(page["data"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            return found
+
+
+def report(client: TestClient, tenant: Tenant, job: dict[str, Any]) -> list[dict[str, Any]]:
+    answer = client.get(f"/v1/contact-imports/{job['id']}/errors", headers=tenant.headers)
+    assert answer.status_code == 200
+    rows: list[dict[str, Any]] = answer.json()["data"]
+    return rows
+
+
+MIXED = (
+    "\ufeffFirst Name,Last Name,E-mail,Phone,Company,Tags,Lead Status,DNC,tier,Favourite colour\n"
+    "Ada,Lovelace,ada@example.com,(415) 555-0101,Acme,vip;lead,qualified,,gold,blue\n"
+    "Bob,Builder,not-an-email,+14155550102,Acme,,,,,red\n"
+    "Cy,Young,cy@example.com,12345,Globex,,,,,\n"
+    "Dee,Dent,dee@example.com,+14155550104,acme ,cold,,yes,silver,\n"
+    ",,,,,,,,,\n"
+    "Eve,Evans,eve@example.com,+14155550105,New Co,,hot,,,\n"
+    "Fay,Fox,fay@example.com,+14155550106,New Co,,,,platinum,\n"
+    "Gus,Grey,,,New  CO,,,,,\n"
+)
+
+
+def test_an_import_creates_contacts_and_reports_bad_rows(
+    client: TestClient, tenant: Tenant, stack: Stack
+) -> None:
+    # Given a contact custom field and an existing company "ACME"
+    client.post(
+        "/v1/custom-fields",
+        json={"entity": "contact", "key": "tier", "label": "Tier", "type": "select",
+              "options": ["Gold", "Silver"]},
+        headers=tenant.headers,
+    )
+    acme = client.post("/v1/companies", json={"name": "ACME"}, headers=tenant.headers).json()
+
+    # When a mixed file is uploaded
+    job = started(client, tenant, MIXED)
+    # Then the job is pending with what the header says, and its file and message are queued
+    assert job["id"].startswith("imp_")
+    assert job["status"] == "pending"
+    assert job["total_rows"] == 7
+    assert job["unknown_columns"] == ["Favourite colour"]
+    assert {c["field"] for c in job["columns"]} >= {"first_name", "company", "custom.tier"}
+    stored = boto3.client("s3").get_object(
+        Bucket=stack.physical["FilesBucket"],
+        Key=f"contact-imports/{tenant.account_id}/{job['id']}.csv",
+    )
+    assert stored["Body"].read() == MIXED.encode()
+
+    # When the worker drains the queue
+    handled = import_queue.drain(stack)
+    assert handled == [{"account_id": tenant.account_id, "import_id": job["id"], "start_row": 0}]
+
+    # Then the counters add up
+    done = job_of(client, tenant, job)
+    assert done["status"] == "completed"
+    assert done["completed_at"] is not None
+    assert (done["processed_rows"], done["created"], done["updated"], done["failed"]) == (
+        7, 3, 0, 4,
+    )
+    assert done["created_companies"] == 2  # Globex was never reached (bad row); New Co once
+
+    # And the report names each bad row by its spreadsheet row, with its values and errors
+    rows = report(client, tenant, job)
+    assert [(r["row"], [e["field"] for e in r["errors"]]) for r in rows] == [
+        (3, ["email"]),
+        (4, ["phone"]),
+        (7, ["lead_status"]),
+        (8, ["custom.tier"]),
+    ]
+    assert rows[0]["values"]["E-mail"] == "not-an-email"
+    assert rows[0]["values"]["First Name"] == "Bob"
+
+    # And the good rows are contacts, linked to matched or created companies
+    made = {c["first_name"]: c for c in contacts_of(client, tenant)}
+    assert set(made) == {"Ada", "Dee", "Gus"}
+    assert made["Ada"]["company_id"] == acme["id"]
+    assert made["Ada"]["phone"] == "+14155550101"
+    assert made["Ada"]["tags"] == ["vip", "lead"]
+    assert made["Ada"]["custom"] == {"tier": "Gold"}
+    assert made["Ada"]["lead_status"] == "qualified"
+    assert made["Dee"]["company_id"] == acme["id"]
+    assert (made["Dee"]["lead_status"], made["Dee"]["do_not_call"]) == ("dnc", True)
+    companies = client.get("/v1/companies", headers=tenant.headers).json()["data"]
+    assert sorted(c["name"] for c in companies) == ["ACME", "Globex", "New Co"]
+    by_name = {c["name"]: c for c in companies}
+    assert by_name["ACME"]["contact_count"] == 2
+    assert by_name["New Co"]["contact_count"] == 1
+    assert made["Gus"]["company_name"] == "New Co"
+
+
+def test_a_row_whose_phone_is_known_updates_that_contact(
+    client: TestClient, tenant: Tenant, stack: Stack
+) -> None:
+    # Given a contact with a phone, a job title and tags
+    ada = client.post(
+        "/v1/contacts",
+        json={"first_name": "Ada", "last_name": "Lovelace", "phone": "+14155550101",
+              "job_title": "CTO", "tags": ["old"], "lead_status": "qualified"},
+        headers=tenant.headers,
+    ).json()
+    # When a file gives that number in another format, with some cells empty
+    job = started(
+        client,
+        tenant,
+        "phone,first_name,last_name,job_title,notes,do_not_call\n"
+        "415-555-0101,Augusta,,,imported,true\n"
+        "+14155550199,Bob,,,,\n",
+    )
+    import_queue.drain(stack)
+    # Then the row updated the contact with its non-empty cells only
+    done = job_of(client, tenant, job)
+    assert (done["created"], done["updated"], done["failed"]) == (1, 1, 0)
+    after = client.get(f"/v1/contacts/{ada['id']}", headers=tenant.headers).json()
+    assert after["first_name"] == "Augusta"
+    assert after["last_name"] == "Lovelace"
+    assert after["job_title"] == "CTO"
+    assert after["notes"] == "imported"
+    assert (after["lead_status"], after["do_not_call"]) == ("dnc", True)
+    assert len(contacts_of(client, tenant)) == 2
+
+
+def test_a_redelivered_message_changes_nothing(
+    client: TestClient, tenant: Tenant, stack: Stack
+) -> None:
+    # Given an import fully processed
+    job = started(client, tenant, "first_name,email\nAda,ada@example.com\nBob,x\nCy,\n")
+    (message,) = import_queue.drain(stack)
+    before = job_of(client, tenant, job)
+    people = contacts_of(client, tenant)
+    # When its message is delivered again
+    import_queue.invoke(stack, [json.dumps(message)])
+    # Then the job, the contacts, the report and the queue are as they were
+    assert job_of(client, tenant, job) == before
+    assert contacts_of(client, tenant) == people
+    assert len(report(client, tenant, job)) == 1
+    assert import_queue.receive(stack) == []
+
+
+def test_a_chunk_redone_after_a_crash_applies_no_row_twice(
+    client: TestClient, tenant: Tenant, stack: Stack
+) -> None:
+    from talkturo.store.contact_imports import ContactImportItem
+    from talkturo.store.keys import account
+
+    # Given an import of rows without phones (nothing to match them by)
+    job = started(client, tenant, "first_name,email\nAda,ada@example.com\nBob,x\nCy,\n")
+    item = ContactImportItem.get(account(tenant.account_id), f"IMP#{job['id']}")
+    (message,) = import_queue.drain(stack)
+    first = job_of(client, tenant, job)
+    # When the chunk's rows landed but its counters did not (a crash in between)
+    item.save()
+    assert job_of(client, tenant, job)["status"] == "pending"
+    import_queue.invoke(stack, [json.dumps(message)])
+    # Then doing the chunk again counts every row once and creates nobody twice
+    again = job_of(client, tenant, job)
+    assert (again["created"], again["failed"], again["processed_rows"]) == (2, 1, 3)
+    assert {k: v for k, v in again.items() if not k.endswith("_at")} == {
+        k: v for k, v in first.items() if not k.endswith("_at")
+    }
+    assert sorted(c["first_name"] for c in contacts_of(client, tenant)) == ["Ada", "Cy"]
+
+
+def test_a_large_file_goes_through_in_chunks_with_progress(
+    client: TestClient, tenant: Tenant, stack: Stack
+) -> None:
+    # Given 450 rows, every tenth one bad
+    lines = ["first_name,last_name,phone,company"]
+    for i in range(450):
+        phone = "nope" if i % 10 == 9 else f"+1415555{i:04d}"
+        lines.append(f"Person,{i},{phone},Company {i % 3}")
+    job = started(client, tenant, "\n".join(lines) + "\n")
+    assert job["total_rows"] == 450
+
+    # When the worker takes one message at a time / Then progress shows between chunks
+    progress = []
+    for _ in range(10):
+        handled = import_queue.step(stack)
+        if not handled:
+            break
+        assert len(handled) == 1
+        state = job_of(client, tenant, job)
+        progress.append(
+            (handled[0]["start_row"], state["status"], state["processed_rows"], state["failed"])
+        )
+    assert progress == [
+        (0, "processing", 200, 20),
+        (200, "processing", 400, 40),
+        (400, "completed", 450, 45),
+    ]
+    done = job_of(client, tenant, job)
+    assert (done["created"], done["updated"], done["created_companies"]) == (405, 0, 3)
+    # And the report pages in row order, rows numbered as in a spreadsheet
+    first = client.get(
+        f"/v1/contact-imports/{job['id']}/errors", params={"limit": 30}, headers=tenant.headers
+    ).json()
+    rest = client.get(
+        f"/v1/contact-imports/{job['id']}/errors",
+        params={"limit": 30, "starting_after": first["next_cursor"]},
+        headers=tenant.headers,
+    ).json()
+    assert first["has_more"] is True
+    assert rest["has_more"] is False
+    rows = [r["row"] for r in first["data"] + rest["data"]]
+    assert rows == [i + 2 for i in range(450) if i % 10 == 9]
+    assert first["data"][0]["values"] == {
+        "first_name": "Person", "last_name": "9", "phone": "nope", "company": "Company 0",
+    }
+    counts = {
+        c["name"]: c["contact_count"]
+        for c in client.get("/v1/companies", headers=tenant.headers).json()["data"]
+    }
+    assert counts == {"Company 0": 135, "Company 1": 135, "Company 2": 135}
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "param"),
+    [
+        (b"", CSV, 422, "file"),
+        (b"colour,size\nred,9\n", CSV, 422, "file"),
+        (b"first_name,phone\n", CSV, 422, "file"),
+        ("first_name\nJos\xe9\n".encode("latin-1"), CSV, 422, "file"),
+        (b"first_name\nAda\n", {"Content-Type": "application/json"}, 415, "Content-Type"),
+        (b"first_name\n" + b"Ada\n" * (5 * 1024 * 1024 // 4 + 1), CSV, 413, "file"),
+    ],
+)
+def test_unusable_uploads_are_refused(
+    client: TestClient,
+    tenant: Tenant,
+    stack: Stack,
+    body: bytes,
+    headers: dict[str, str],
+    status: int,
+    param: str,
+) -> None:
+    answer = client.post(
+        "/v1/contact-imports", content=body, headers={**tenant.headers, **headers}
+    )
+    assert answer.status_code == status, answer.json()
+    assert answer.json()["error"]["param"] == param
+    # And nothing was started
+    assert client.get("/v1/contact-imports", headers=tenant.headers).json()["data"] == []
+    assert import_queue.receive(stack) == []
+
+
+def test_imports_are_listed_newest_first(client: TestClient, tenant: Tenant) -> None:
+    made = [started(client, tenant, f"first_name\nP{i}\n")["id"] for i in range(3)]
+    page = client.get("/v1/contact-imports", params={"limit": 2}, headers=tenant.headers).json()
+    assert [j["id"] for j in page["data"]] == [made[2], made[1]]
+    rest = client.get(
+        "/v1/contact-imports",
+        params={"limit": 2, "starting_after": page["next_cursor"]},
+        headers=tenant.headers,
+    ).json()
+    assert [j["id"] for j in rest["data"]] == [made[0]]
+
+
+def test_another_accounts_imports_are_invisible(
+    client: TestClient, tenant: Tenant, other_tenant: Tenant, stack: Stack
+) -> None:
+    job = started(client, tenant, "first_name,email\nAda,bad\n")
+    import_queue.drain(stack)
+    other = other_tenant.headers
+    assert client.get(f"/v1/contact-imports/{job['id']}", headers=other).status_code == 404
+    assert client.get(f"/v1/contact-imports/{job['id']}/errors", headers=other).status_code == 404
+    assert client.get("/v1/contact-imports", headers=other).json()["data"] == []
+    assert len(report(client, tenant, job)) == 1
+
+
+def test_every_route_needs_a_key(client: TestClient, tenant: Tenant) -> None:
+    for method, path in (
+        ("POST", "/v1/contact-imports"),
+        ("GET", "/v1/contact-imports"),
+        ("GET", "/v1/contact-imports/imp_x"),
+        ("GET", "/v1/contact-imports/imp_x/errors"),
+    ):
+        assert client.request(method, path).status_code == 401
+
+
+def test_upload_is_idempotent_with_a_key(
+    client: TestClient, tenant: Tenant, stack: Stack
+) -> None:
+    # When the same file is sent twice with one key / Then one import, one queued message
+    first = upload(client, tenant, "first_name\nAda\n", **{"Idempotency-Key": "imp-1"})
+    second = upload(client, tenant, "first_name\nAda\n", **{"Idempotency-Key": "imp-1"})
+    assert first.status_code == second.status_code == 202
+    assert first.json() == second.json()
+    assert len(client.get("/v1/contact-imports", headers=tenant.headers).json()["data"]) == 1
+    assert len(import_queue.receive(stack)) == 1
+    # When the key is reused for another file / Then 422 idempotency_key_reused
+    reused = upload(client, tenant, "first_name\nBob\n", **{"Idempotency-Key": "imp-1"})
+    assert reused.status_code == 422
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"

@@ -1,0 +1,112 @@
+"""Reading a contact CSV: the header, the rows, the values each row gives."""
+
+from __future__ import annotations
+
+import pytest
+from talkturo.domain.contact_imports import (
+    REPORT_VALUE_MAX,
+    CsvProblem,
+    column_name,
+    map_columns,
+    read_csv,
+    reported_values,
+    row_values,
+)
+
+
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        ("First Name", "first_name"),
+        ("first-name", "first_name"),
+        ("  LAST   name ", "last_name"),
+        ("Secondary - Phone", "secondary_phone"),
+        ("custom.Shoe Size", "custom.shoe_size"),
+    ],
+)
+def test_header_names_are_normalised(header: str, name: str) -> None:
+    assert column_name(header) == name
+
+
+def test_columns_map_to_fields_custom_keys_and_aliases() -> None:
+    # Given a header with known names, aliases, custom keys (bare and prefixed) and strangers
+    header = ["First Name", "SURNAME", "E-mail", "Company", "Tags", "shoe_size",
+              "custom.Tier", "Favourite colour", "DNC"]
+    # When mapped with the account's custom keys
+    columns, unknown = map_columns(header, {"shoe_size", "tier"})
+    # Then each known column names its field and the stranger is reported
+    assert [(c.header, c.field) for c in columns] == [
+        ("First Name", "first_name"),
+        ("SURNAME", "last_name"),
+        ("E-mail", "email"),
+        ("Company", "company"),
+        ("Tags", "tags"),
+        ("shoe_size", "custom.shoe_size"),
+        ("custom.Tier", "custom.tier"),
+        ("DNC", "do_not_call"),
+    ]
+    assert unknown == ["Favourite colour"]
+
+
+def test_a_field_given_twice_takes_the_first_column() -> None:
+    columns, unknown = map_columns(["Phone", "phone number", "custom.nope"], set())
+    assert [(c.header, c.field) for c in columns] == [("Phone", "phone")]
+    assert unknown == ["phone number", "custom.nope"]
+
+
+def test_bom_and_row_numbers_as_a_spreadsheet_shows_them() -> None:
+    # Given a UTF-8 file with a BOM, a blank line and a quoted multi-line cell
+    raw = '\ufefffirst_name,notes\nAda,"two\nlines"\n\n,\nGrace,x\n'.encode()
+    # When read
+    parsed = read_csv(raw)
+    # Then the header has no BOM, blank rows are skipped, and rows keep their sheet numbers
+    assert parsed.header == ["first_name", "notes"]
+    assert [(r.row, r.cells) for r in parsed.records] == [
+        (2, ["Ada", "two\nlines"]),
+        (5, ["Grace", "x"]),
+    ]
+
+
+def test_semicolon_separated_files_are_read() -> None:
+    parsed = read_csv(b"first_name;phone\nAda;+14155550123\n")
+    assert parsed.records[0].cells == ["Ada", "+14155550123"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b"", "empty"),
+        (b"  \n\n", "empty"),
+        (b",,,\nAda,x\n", "name the columns"),
+        ("first_name\nJos\xe9\n".encode("latin-1"), "UTF-8"),
+        (b"first_name\n" + b"x" * 200_000 + b"\n", "valid CSV"),
+    ],
+)
+def test_unreadable_files_say_why(raw: bytes, problem: str) -> None:
+    with pytest.raises(CsvProblem, match=problem):
+        read_csv(raw)
+
+
+def test_row_values_keep_non_empty_cells_in_api_shape() -> None:
+    header = ["First Name", "Tags", "Status", "custom.tier", "Email", "Company"]
+    columns, _ = map_columns(header, {"tier"})
+    values = row_values(header, ["  Ada ", "vip; lead ,, x", "Qualified", "gold", "", "Acme"],
+                        columns)
+    assert values == {
+        "first_name": "Ada",
+        "tags": ["vip", "lead", "x"],
+        "lead_status": "qualified",
+        "custom": {"tier": "gold"},
+        "company": "Acme",
+    }
+
+
+def test_a_short_row_gives_only_what_it_has() -> None:
+    header = ["first_name", "last_name", "phone"]
+    columns, _ = map_columns(header, set())
+    assert row_values(header, ["Ada"], columns) == {"first_name": "Ada"}
+
+
+def test_reported_values_are_bounded() -> None:
+    report = reported_values(["a", "", "c"], ["x" * 1000, "y"])
+    assert report == {"a": "x" * REPORT_VALUE_MAX, "column_2": "y", "c": ""}

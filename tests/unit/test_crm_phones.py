@@ -1,0 +1,67 @@
+"""Phone numbers: normalisation to E.164 and the time zone a number implies."""
+
+from __future__ import annotations
+
+import pytest
+from talkturo.domain.phones import InvalidPhone, infer_timezone, normalise_phone, phone_digits
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "e164"),
+    [
+        ("(415) 555-0123", None, "+14155550123"),  # national US format, default region
+        ("415.555.0123", "US", "+14155550123"),
+        ("+1 415 555 0123", "DE", "+14155550123"),  # international wins over the hint
+        ("030 1234567", "DE", "+49301234567"),  # national German format with a DE hint
+        ("030 1234567", "de", "+49301234567"),  # the hint is case-insensitive
+        ("+44 20 7946 0958", None, "+442079460958"),
+        ("  +971 4 333 4444 ", None, "+97143334444"),
+    ],
+)
+def test_common_formats_become_e164(raw: str, region: str | None, e164: str) -> None:
+    # Given a number as people write it / When normalised / Then it is E.164
+    assert normalise_phone(raw, region) == e164
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "hello", "12", "+1 415 555", "+882 1234"])
+def test_garbage_and_impossible_numbers_are_refused(raw: str) -> None:
+    with pytest.raises(InvalidPhone):
+        normalise_phone(raw)
+
+
+def test_an_unknown_region_hint_falls_back_to_the_us() -> None:
+    # Given a hint that is no country / When a national number is read / Then as a US number
+    assert normalise_phone("(415) 555-0123", "XX") == "+14155550123"
+
+
+def test_a_german_national_number_is_not_valid_in_the_us() -> None:
+    with pytest.raises(InvalidPhone):
+        normalise_phone("030 1234567", "US")
+
+
+@pytest.mark.parametrize(
+    ("e164", "zone"),
+    [
+        ("+14155550123", "America/Los_Angeles"),
+        ("+12125550123", "America/New_York"),
+        ("+49301234567", "Europe/Berlin"),
+        ("+97143334444", "Asia/Dubai"),
+    ],
+)
+def test_timezone_is_inferred_from_the_area(e164: str, zone: str) -> None:
+    assert infer_timezone(e164) == zone
+
+
+def test_a_number_spanning_several_zones_takes_the_first() -> None:
+    # Given a US toll-free number (no area) / Then the first zone libphonenumber lists
+    assert infer_timezone("+18005550199") == "America/Adak"
+
+
+@pytest.mark.parametrize("e164", [None, "", "+8821234", "not a number"])
+def test_no_zone_when_unknown(e164: str | None) -> None:
+    assert infer_timezone(e164) is None
+
+
+def test_phone_digits_give_international_and_national_forms() -> None:
+    assert phone_digits("+14155550123") == ["14155550123", "4155550123"]
+    assert phone_digits("+49301234567") == ["49301234567", "301234567"]
