@@ -1,0 +1,59 @@
+"""The README's tour, run as written against the local platform: the README stays true."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+
+from tests.e2e.conftest import LocalPlatform
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tour_script() -> str:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## A tour of the API", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
+    assert len(blocks) >= 4, "the tour lost its examples"
+    return "\n".join(blocks)
+
+
+def test_the_readme_tour_works_as_written(local_platform: LocalPlatform) -> None:
+    # Given a newcomer's fresh account and the tour's commands, verbatim
+    signed_up = local_platform.sign_up("README tour")
+    key = signed_up["api_key"]["secret"]
+    environment = {**local_platform.cli_environment(), "TALKTURO_API_KEY": key}
+
+    # When they run the tour in a shell, from the project folder
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", tour_script()],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    # Then every command succeeded and the account holds what the tour made
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert '"error":{' not in run.stdout, run.stdout
+    api = local_platform.client(key)
+    contacts = api.get("/v1/contacts", params={"limit": 100}).json()["data"]
+    assert len(contacts) == 5  # Nancy, and 4 of the CSV's 5 rows (one has no valid phone)
+    assert {
+        c["first_name"] for c in api.get("/v1/contacts", params={"tag": "vip"}).json()["data"]
+    } == {"Ada", "Katherine"}
+    companies = {c["name"] for c in api.get("/v1/companies").json()["data"]}
+    assert {
+        "Northwind Traders",
+        "Analytical Engines",
+        "Cobol Systems",
+        "Bletchley Labs",
+    } <= companies
+    assistants = api.get("/v1/assistants").json()["data"]
+    assert [a["name"] for a in assistants] == ["Northwind setter"]
+    ledger = api.get("/v1/credits/ledger").json()["data"]
+    assert [e["kind"] for e in ledger] == ["grant"]
