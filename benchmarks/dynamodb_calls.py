@@ -107,6 +107,7 @@ def every_dynamodb_call() -> Iterator[list[tuple[int, str]]]:
 
 def run() -> None:
     from fastapi.testclient import TestClient
+
     from talkturo.api import idempotency
     from talkturo.api.app import create_app
     from talkturo.store import table

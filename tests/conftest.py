@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import boto3
 import pytest
 from fastapi.testclient import TestClient
+
 from talkturo import config
 from talkturo.domain.accounts import AccountCreate
 from talkturo.local.emulator import Emulator

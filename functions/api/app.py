@@ -1,8 +1,8 @@
 """Lambda entry of the HTTP API: the FastAPI app behind Mangum.
 
-The app is built on the first request rather than at import, so importing this module is cheap
-and tests can set the environment first. The HTTP API serves its `$default` stage, so request
-paths reach the app as clients wrote them (`/v1/...`).
+Nothing is built at import: the first request builds only the routes it needs (LazyApi), so a
+cold start stays short, and tests can set the environment first. The HTTP API serves its
+`$default` stage, so request paths reach the app as clients wrote them (`/v1/...`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if _handler is None:
         from mangum import Mangum
 
-        from talkturo.api.app import create_app
+        from talkturo.api.app import LazyApi
 
-        _handler = Mangum(create_app(), lifespan="off")
+        _handler = Mangum(LazyApi(), lifespan="off")
     from talkturo.api.idempotency import lambda_context
 
     token = lambda_context.set(context)

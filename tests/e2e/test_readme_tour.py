@@ -6,7 +6,6 @@ import re
 import subprocess
 from pathlib import Path
 
-
 from tests.e2e.conftest import LocalPlatform
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -48,8 +48,13 @@ def test_usage_never_takes_the_balance_below_zero(tenant: Tenant) -> None:
     assert credits.balance(tenant.account_id).balance == Decimal(10)
     assert len(_all_entries(tenant.account_id)) == 1
     # Final settlement may overrun by the last seconds of a call
-    credits.record(tenant.account_id, "usage", Decimal("-10.5"), idempotency_key="call_x:final",
-                   allow_negative_balance=True)
+    credits.record(
+        tenant.account_id,
+        "usage",
+        Decimal("-10.5"),
+        idempotency_key="call_x:final",
+        allow_negative_balance=True,
+    )
     assert credits.balance(tenant.account_id).balance == Decimal("-0.5")
 
 
@@ -86,7 +91,9 @@ def test_concurrent_writers_keep_balance_equal_to_ledger_sum(tenant: Tenant) -> 
     entries = _all_entries(tenant.account_id)
     keys = [e.idempotency_key for e in entries]
     assert len(keys) == len(set(keys))
-    assert set(keys) == {"signup-grant"} | {k for (_, _, k), r in zip(jobs, results, strict=True) if r}
+    assert set(keys) == {"signup-grant"} | {
+        k for (_, _, k), r in zip(jobs, results, strict=True) if r
+    }
     assert credits.balance(tenant.account_id).balance == sum(e.amount for e in entries)
     # And a key's duplicate writer got the same entry back
     by_key: dict[str, set[str]] = {}
@@ -122,8 +129,9 @@ def test_balance_and_ledger_api(client: TestClient, tenant: Tenant) -> None:
     first = client.get("/v1/credits/ledger?limit=2", headers=tenant.headers).json()
     assert [e["idempotency_key"] for e in first["data"]] == ["p2", "p1"]
     assert first["has_more"] is True
-    rest = client.get(f"/v1/credits/ledger?limit=2&starting_after={first['next_cursor']}",
-                      headers=tenant.headers).json()
+    rest = client.get(
+        f"/v1/credits/ledger?limit=2&starting_after={first['next_cursor']}", headers=tenant.headers
+    ).json()
     assert [e["idempotency_key"] for e in rest["data"]] == ["p0", "signup-grant"]
     assert rest["has_more"] is False and rest["next_cursor"] is None
 
@@ -131,16 +139,18 @@ def test_balance_and_ledger_api(client: TestClient, tenant: Tenant) -> None:
     assert [e["kind"] for e in grants] == ["grant"]
 
 
-def test_ledger_is_private_to_its_account(client: TestClient, tenant: Tenant,
-                                          other_tenant: Tenant) -> None:
+def test_ledger_is_private_to_its_account(
+    client: TestClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
     credits.record(tenant.account_id, "purchase", Decimal(100), idempotency_key="p")
     assert client.get("/v1/credits", headers=other_tenant.headers).json()["balance"] == "10.0000"
     theirs = client.get("/v1/credits/ledger", headers=other_tenant.headers).json()["data"]
     assert [e["idempotency_key"] for e in theirs] == ["signup-grant"]
     # A cursor from one account's ledger is refused on another's
     page = client.get("/v1/credits/ledger?limit=1", headers=tenant.headers).json()
-    stolen = client.get(f"/v1/credits/ledger?starting_after={page['next_cursor']}",
-                        headers=other_tenant.headers)
+    stolen = client.get(
+        f"/v1/credits/ledger?starting_after={page['next_cursor']}", headers=other_tenant.headers
+    )
     assert stolen.status_code == 422
     assert stolen.json()["error"]["param"] == "starting_after"
 

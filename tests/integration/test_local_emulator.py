@@ -7,6 +7,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from talkturo.local.emulator import Emulator
 
 pytestmark = pytest.mark.integration

@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from talkturo.local.emulator import Emulator
 from talkturo.local.runner import SqsRunner
 from talkturo.local.template import Function, SqsEventSource, Stack

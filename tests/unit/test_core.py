@@ -27,8 +27,13 @@ def test_ids_are_prefixed_and_sort_by_creation() -> None:
 
 def test_credits_have_four_places_and_serialise_as_strings() -> None:
     assert quantize_credits(Decimal("1.23456")) == Decimal("1.2346")
-    entry = LedgerEntry(id="txn_x", kind="grant", amount=Decimal("10"), idempotency_key="k",
-                        created_at="2026-01-01T00:00:00Z")
+    entry = LedgerEntry(
+        id="txn_x",
+        kind="grant",
+        amount=Decimal("10"),
+        idempotency_key="k",
+        created_at="2026-01-01T00:00:00Z",
+    )
     assert json.loads(entry.model_dump_json())["amount"] == "10.0000"
 
 
@@ -40,8 +45,9 @@ def test_credit_grant_refuses_zero_and_too_many_places() -> None:
 
 
 def test_cursor_must_belong_to_the_callers_partition() -> None:
-    mine = base64.urlsafe_b64encode(json.dumps({"PK": {"S": "A#acct_1"}, "SK": {"S": "TXN#1"}})
-                                    .encode()).decode()
+    mine = base64.urlsafe_b64encode(
+        json.dumps({"PK": {"S": "A#acct_1"}, "SK": {"S": "TXN#1"}}).encode()
+    ).decode()
     assert decode_cursor(mine, partition="A#acct_1", index=None)["SK"] == {"S": "TXN#1"}
     for cursor in (mine, "%%%", base64.urlsafe_b64encode(b"[1]").decode()):
         with pytest.raises(InvalidRequest) as caught:
