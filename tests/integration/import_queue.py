@@ -13,9 +13,11 @@ from functools import lru_cache
 from typing import Any
 
 import boto3
+
 from talkturo.local.template import PROJECT_ROOT, Stack
 
 HANDLER_PATH = PROJECT_ROOT / "functions" / "contact_import" / "app.py"
+SAMPLE_EVENT = PROJECT_ROOT / "events" / "sqs_batch.json"
 QUEUE = "ContactImportQueue"
 
 
@@ -47,23 +49,16 @@ def _sqs() -> Any:
 
 
 def sqs_event(stack: Stack, bodies: list[str]) -> dict[str, Any]:
-    """A Lambda SQS event carrying these message bodies."""
+    """A Lambda SQS event carrying these message bodies (shaped like events/sqs_batch.json)."""
+    template = json.loads(SAMPLE_EVENT.read_text())["Records"][0]
     records = [
         {
+            **template,
             "messageId": f"msg-{index}",
             "receiptHandle": f"handle-{index}",
             "body": body,
-            "attributes": {
-                "ApproximateReceiveCount": "1",
-                "SentTimestamp": "0",
-                "SenderId": "local",
-                "ApproximateFirstReceiveTimestamp": "0",
-            },
-            "messageAttributes": {},
-            "md5OfBody": hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 (SQS's own checksum)
-            "eventSource": "aws:sqs",
+            "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
             "eventSourceARN": stack.arns[QUEUE],
-            "awsRegion": "us-east-1",
         }
         for index, body in enumerate(bodies)
     ]

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+
 from talkturo.errors import Conflict, NotFound
 from talkturo.store import assistants as assistant_store
-
 from tests.conftest import Tenant
 
 TEMPLATES = ("custom", "outbound-setter", "inbound-support", "follow-up")

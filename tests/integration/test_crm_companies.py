@@ -20,8 +20,16 @@ def make_company(client: TestClient, tenant: Tenant, **fields: Any) -> dict[str,
 def test_company_is_created_read_changed_and_deleted(client: TestClient, tenant: Tenant) -> None:
     # Given a new company with a national phone number in its own country
     created = make_company(
-        client, tenant, name="Acme GmbH", country="de", phone="030 1234567", industry="Tools",
-        website="https://acme.example", size="11-50", address="Berlin", notes="n",
+        client,
+        tenant,
+        name="Acme GmbH",
+        country="de",
+        phone="030 1234567",
+        industry="Tools",
+        website="https://acme.example",
+        size="11-50",
+        address="Berlin",
+        notes="n",
     )
     # Then the number is E.164 read in that country, the country upper-cased, no contacts yet
     assert created["id"].startswith("co_")
@@ -155,9 +163,10 @@ def test_a_contact_shows_the_companys_current_name(client: TestClient, tenant: T
     assert ada["company_name"] == "Acme"
     # When the company is renamed / Then the contact (read or listed) shows the new name
     client.patch(f"/v1/companies/{acme['id']}", json={"name": "Acme 2"}, headers=tenant.headers)
-    assert client.get(f"/v1/contacts/{ada['id']}", headers=tenant.headers).json()[
-        "company_name"
-    ] == "Acme 2"
+    assert (
+        client.get(f"/v1/contacts/{ada['id']}", headers=tenant.headers).json()["company_name"]
+        == "Acme 2"
+    )
     listed = client.get("/v1/contacts", headers=tenant.headers).json()["data"]
     assert listed[0]["company_name"] == "Acme 2"
 

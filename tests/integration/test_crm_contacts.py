@@ -37,9 +37,17 @@ def names(crowd: dict[str, Any], page: dict[str, Any]) -> list[str]:
 def test_contact_is_created_read_changed_and_deleted(client: TestClient, tenant: Tenant) -> None:
     # Given a contact with a national US number and no time zone
     ada = make_contact(
-        client, tenant, first_name="Ada", last_name="Lovelace", email="ada@example.com",
-        phone="(415) 555-0123", secondary_phone="+1 212 555 0199", job_title="CTO",
-        source="conference", tags=["VIP", "Lead"], notes="met in SF",
+        client,
+        tenant,
+        first_name="Ada",
+        last_name="Lovelace",
+        email="ada@example.com",
+        phone="(415) 555-0123",
+        secondary_phone="+1 212 555 0199",
+        job_title="CTO",
+        source="conference",
+        tags=["VIP", "Lead"],
+        notes="met in SF",
     )
     # Then the numbers are E.164, the zone is inferred, the status is new, tags folded
     assert ada["id"].startswith("ct_")
@@ -53,7 +61,8 @@ def test_contact_is_created_read_changed_and_deleted(client: TestClient, tenant:
     path = f"/v1/contacts/{ada['id']}"
     assert client.get(path, headers=tenant.headers).json() == ada
     changed = client.patch(
-        path, json={"job_title": None, "lead_status": "contacted", "tags": ["x"]},
+        path,
+        json={"job_title": None, "lead_status": "contacted", "tags": ["x"]},
         headers=tenant.headers,
     ).json()
     assert changed["job_title"] is None
@@ -127,6 +136,7 @@ def test_patch_validates_like_create(client: TestClient, tenant: Tenant) -> None
     ada = make_contact(client, tenant, first_name="Ada")
     path = f"/v1/contacts/{ada['id']}"
     for body, param in (
+        ({"first_name": None}, "first_name"),  # nobody would be left to call or write
         ({"phone": "nope"}, "phone"),
         ({"lead_status": None}, "lead_status"),
         ({"company_id": "co_nope"}, "company_id"),
@@ -173,7 +183,8 @@ def test_a_primary_phone_is_unique_per_account(
     ada = make_contact(client, tenant, first_name="Ada", phone="+14155550123")
     # When another contact takes it, in any format / Then 409 naming phone and the holder
     dup = client.post(
-        "/v1/contacts", json={"first_name": "Bob", "phone": "(415) 555-0123"},
+        "/v1/contacts",
+        json={"first_name": "Bob", "phone": "(415) 555-0123"},
         headers=tenant.headers,
     )
     assert dup.status_code == 409
@@ -188,11 +199,15 @@ def test_a_primary_phone_is_unique_per_account(
     make_contact(client, tenant, first_name="Cy", secondary_phone="+14155550123")
     make_contact(client, other_tenant, first_name="Eve", phone="+14155550123")
     # When the holder changes number / Then the old one is free
-    client.patch(f"/v1/contacts/{ada['id']}", json={"phone": "+14155550125"},
-                 headers=tenant.headers)
-    assert client.patch(
-        f"/v1/contacts/{bob['id']}", json={"phone": "+14155550123"}, headers=tenant.headers
-    ).status_code == 200
+    client.patch(
+        f"/v1/contacts/{ada['id']}", json={"phone": "+14155550125"}, headers=tenant.headers
+    )
+    assert (
+        client.patch(
+            f"/v1/contacts/{bob['id']}", json={"phone": "+14155550123"}, headers=tenant.headers
+        ).status_code
+        == 200
+    )
     # When a holder is deleted / Then its number is free
     client.delete(f"/v1/contacts/{ada['id']}", headers=tenant.headers)
     make_contact(client, tenant, first_name="Dee", phone="+14155550125")
@@ -204,15 +219,38 @@ def crowd(client: TestClient, tenant: Tenant) -> dict[str, Any]:
     acme = make_company(client, tenant, name="Acme")
     globex = make_company(client, tenant, name="Globex")
     people = {
-        "ada": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@acme.example",
-                "phone": "+14155550101", "company_id": acme["id"], "tags": ["vip"],
-                "lead_status": "qualified"},
-        "adam": {"first_name": "Adam", "last_name": "Smith", "phone": "+14155550102",
-                 "company_id": acme["id"], "lead_status": "new"},
-        "bob": {"first_name": "Bob", "last_name": "Adams", "email": "bob@globex.example",
-                "company_id": globex["id"], "tags": ["vip", "cold"], "do_not_call": True},
-        "cy": {"first_name": "Cy", "last_name": "Young", "phone": "+12125550103",
-               "company_id": acme["id"], "tags": ["vip"], "do_not_call": True},
+        "ada": {
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "email": "ada@acme.example",
+            "phone": "+14155550101",
+            "company_id": acme["id"],
+            "tags": ["vip"],
+            "lead_status": "qualified",
+        },
+        "adam": {
+            "first_name": "Adam",
+            "last_name": "Smith",
+            "phone": "+14155550102",
+            "company_id": acme["id"],
+            "lead_status": "new",
+        },
+        "bob": {
+            "first_name": "Bob",
+            "last_name": "Adams",
+            "email": "bob@globex.example",
+            "company_id": globex["id"],
+            "tags": ["vip", "cold"],
+            "do_not_call": True,
+        },
+        "cy": {
+            "first_name": "Cy",
+            "last_name": "Young",
+            "phone": "+12125550103",
+            "company_id": acme["id"],
+            "tags": ["vip"],
+            "do_not_call": True,
+        },
         "dee": {"first_name": "Dee", "email": "dee@x.example", "lead_status": "customer"},
         "eve": {"first_name": "Eve", "tags": ["cold"], "lead_status": "qualified"},
         "fay": {"first_name": "Fay", "last_name": "Ada", "company_id": globex["id"]},
@@ -279,9 +317,12 @@ def test_search_by_prefix(
     assert names(crowd, answer.json()) == expected
 
 
-def test_search_with_other_filters(client: TestClient, tenant: Tenant, crowd: dict[str, Any]) -> None:
+def test_search_with_other_filters(
+    client: TestClient, tenant: Tenant, crowd: dict[str, Any]
+) -> None:
     answer = client.get(
-        "/v1/contacts", params={"q": "ada", "do_not_call": "false", "tag": "vip"},
+        "/v1/contacts",
+        params={"q": "ada", "do_not_call": "false", "tag": "vip"},
         headers=tenant.headers,
     )
     assert ids(answer.json()) == [crowd["ada"]]
@@ -290,10 +331,14 @@ def test_search_with_other_filters(client: TestClient, tenant: Tenant, crowd: di
 def test_search_follows_changes(client: TestClient, tenant: Tenant) -> None:
     ada = make_contact(client, tenant, first_name="Ada", email="ada@old.example")
     client.patch(
-        f"/v1/contacts/{ada['id']}", json={"first_name": "Grace", "email": "g@new.example"},
+        f"/v1/contacts/{ada['id']}",
+        json={"first_name": "Grace", "email": "g@new.example"},
         headers=tenant.headers,
     )
-    search = lambda q: ids(client.get("/v1/contacts", params={"q": q}, headers=tenant.headers).json())  # noqa: E731
+
+    def search(q: str) -> list[str]:
+        return ids(client.get("/v1/contacts", params={"q": q}, headers=tenant.headers).json())
+
     assert search("ada") == []
     assert search("grace") == [ada["id"]]
     assert search("g@new") == [ada["id"]]
@@ -366,8 +411,13 @@ def test_another_accounts_contacts_are_invisible(
     # Given a contact of one account, with a company, a tag and a phone
     acme = make_company(client, tenant, name="Acme")
     ada = make_contact(
-        client, tenant, first_name="Ada", phone="+14155550123", company_id=acme["id"],
-        tags=["vip"], lead_status="qualified",
+        client,
+        tenant,
+        first_name="Ada",
+        phone="+14155550123",
+        company_id=acme["id"],
+        tags=["vip"],
+        lead_status="qualified",
     )
     path = f"/v1/contacts/{ada['id']}"
     other = other_tenant.headers
@@ -376,8 +426,13 @@ def test_another_accounts_contacts_are_invisible(
     assert client.patch(path, json={"notes": "x"}, headers=other).status_code == 404
     assert client.delete(path, headers=other).status_code == 404
     for params in (
-        {}, {"company_id": acme["id"]}, {"tag": "vip"}, {"q": "ada"}, {"q": "4155550123"},
-        {"lead_status": "qualified"}, {"do_not_call": "false"},
+        {},
+        {"company_id": acme["id"]},
+        {"tag": "vip"},
+        {"q": "ada"},
+        {"q": "4155550123"},
+        {"lead_status": "qualified"},
+        {"do_not_call": "false"},
     ):
         assert client.get("/v1/contacts", params=params, headers=other).json()["data"] == []
     # And its unchanged for its owner
@@ -410,26 +465,32 @@ def test_create_is_idempotent_with_a_key(client: TestClient, tenant: Tenant) -> 
     assert reused.json()["error"]["code"] == "idempotency_key_reused"
 
 
-def test_the_widest_change_fits_one_transaction(
-    client: TestClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # DynamoDB takes 100 writes per transaction; moto still enforces the old 25.
-    from moto.dynamodb import responses
-
-    monkeypatch.setattr(responses, "TRANSACTION_MAX_ITEMS", 100)
+def test_the_widest_change_fits_one_transaction(client: TestClient, tenant: Tenant) -> None:
+    # DynamoDB takes 100 writes per transaction (the emulator is set to match)
     # Given a contact with every indexed field and ten tags
     acme = make_company(client, tenant, name="Acme")
     globex = make_company(client, tenant, name="Globex")
     ada = make_contact(
-        client, tenant, first_name="Ada", last_name="Lovelace", email="ada@a.example",
-        phone="+14155550123", company_id=acme["id"], tags=[f"old{i}" for i in range(10)],
+        client,
+        tenant,
+        first_name="Ada",
+        last_name="Lovelace",
+        email="ada@a.example",
+        phone="+14155550123",
+        company_id=acme["id"],
+        tags=[f"old{i}" for i in range(10)],
     )
     # When all of them change at once
     changed = client.patch(
         f"/v1/contacts/{ada['id']}",
-        json={"first_name": "Grace", "last_name": "Hopper", "email": "g@b.example",
-              "phone": "+12125550123", "company_id": globex["id"],
-              "tags": [f"new{i}" for i in range(10)]},
+        json={
+            "first_name": "Grace",
+            "last_name": "Hopper",
+            "email": "g@b.example",
+            "phone": "+12125550123",
+            "company_id": globex["id"],
+            "tags": [f"new{i}" for i in range(10)],
+        },
         headers=tenant.headers,
     )
     # Then it lands, with every index following
@@ -438,6 +499,83 @@ def test_the_widest_change_fits_one_transaction(
     assert not client.get("/v1/contacts", params={"tag": "old9"}, headers=tenant.headers).json()[
         "data"
     ]
-    assert client.get(f"/v1/companies/{globex['id']}", headers=tenant.headers).json()[
-        "contact_count"
-    ] == 1
+    assert (
+        client.get(f"/v1/companies/{globex['id']}", headers=tenant.headers).json()["contact_count"]
+        == 1
+    )
+
+
+def test_a_filtered_walk_answers_in_bounded_steps(
+    client: TestClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from talkturo.store import contacts as store
+
+    # Given nine tagged contacts of which only every third is not DNC
+    made = [
+        make_contact(client, tenant, first_name=f"P{i}", tags=["t"], do_not_call=i % 3 != 0)["id"]
+        for i in range(9)
+    ]
+    # And walks that read only two tag items per request
+    monkeypatch.setattr(store, "MAX_EXAMINED", 2)
+    monkeypatch.setattr(store, "_BATCH", 2)
+    # When the callable ones are paged through
+    seen: list[str] = []
+    short_pages = 0
+    cursor = None
+    for _ in range(20):
+        page = client.get(
+            "/v1/contacts",
+            params={
+                "tag": "t",
+                "do_not_call": "false",
+                "limit": 2,
+                **({"starting_after": cursor} if cursor else {}),
+            },
+            headers=tenant.headers,
+        ).json()
+        seen.extend(ids(page))
+        short_pages += page["has_more"] and len(page["data"]) < 2
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    # Then every match comes once, newest first, over pages that may be short
+    assert seen == [made[6], made[3], made[0]]
+    assert short_pages > 0
+
+
+def test_a_lost_race_is_tried_again_then_409(client: TestClient, tenant: Tenant) -> None:
+    from talkturo.domain.contacts import Contact
+    from talkturo.errors import Conflict
+    from talkturo.store import contacts as store
+
+    ada = make_contact(client, tenant, first_name="Ada", tags=["a"])
+    raced: list[int] = []
+
+    def change_racing_once(current: Contact) -> Contact:
+        if not raced:
+            # Another writer changes the contact between this read and this write.
+            raced.append(1)
+            client.patch(
+                f"/v1/contacts/{ada['id']}", json={"notes": "theirs"}, headers=tenant.headers
+            )
+        return current.model_copy(update={"job_title": "mine"})
+
+    # When a write loses a race once / Then it is redone from a fresh read: both changes land
+    store.update(tenant.account_id, ada["id"], change_racing_once)
+    after = client.get(f"/v1/contacts/{ada['id']}", headers=tenant.headers).json()
+    assert (after["notes"], after["job_title"]) == ("theirs", "mine")
+
+    def change_always_racing(current: Contact) -> Contact:
+        raced.append(1)
+        client.patch(
+            f"/v1/contacts/{ada['id']}", json={"notes": f"n{len(raced)}"}, headers=tenant.headers
+        )
+        return current.model_copy(update={"job_title": "never"})
+
+    # When it loses every time / Then 409, and nothing of it landed
+    with pytest.raises(Conflict):
+        store.update(tenant.account_id, ada["id"], change_always_racing)
+    assert (
+        client.get(f"/v1/contacts/{ada['id']}", headers=tenant.headers).json()["job_title"]
+        == "mine"
+    )

@@ -18,9 +18,7 @@ def define(client: TestClient, tenant: Tenant, **fields: Any) -> dict[str, Any]:
     return created
 
 
-def test_definition_is_created_read_changed_and_deleted(
-    client: TestClient, tenant: Tenant
-) -> None:
+def test_definition_is_created_read_changed_and_deleted(client: TestClient, tenant: Tenant) -> None:
     # Given a select field
     tier = define(client, tenant, key="tier", type="select", options=["Gold", "Silver"])
     assert tier["id"].startswith("cf_")
@@ -28,7 +26,8 @@ def test_definition_is_created_read_changed_and_deleted(
     assert client.get(path, headers=tenant.headers).json() == tier
     # When its label and options change / Then they do
     changed = client.patch(
-        path, json={"label": "Plan tier", "options": ["Gold", "Silver", "Bronze"]},
+        path,
+        json={"label": "Plan tier", "options": ["Gold", "Silver", "Bronze"]},
         headers=tenant.headers,
     )
     assert changed.status_code == 200
@@ -66,8 +65,13 @@ def test_options_belong_to_select_fields_only(client: TestClient, tenant: Tenant
         ({"entity": "contact", "key": "a", "label": "x", "type": "colour"}, "type"),
         ({"entity": "contact", "key": "a", "label": "x", "type": "select"}, "options"),
         (
-            {"entity": "contact", "key": "a", "label": "x", "type": "select",
-             "options": ["A", "a"]},
+            {
+                "entity": "contact",
+                "key": "a",
+                "label": "x",
+                "type": "select",
+                "options": ["A", "a"],
+            },
             "options",
         ),
         ({"entity": "contact", "key": "a", "type": "text"}, "label"),
@@ -120,19 +124,35 @@ def test_list_is_newest_first_filtered_by_entity_with_cursors(
 def test_contact_values_are_validated_and_canonical(client: TestClient, tenant: Tenant) -> None:
     # Given one field of each type
     for key, type_, options in (
-        ("note", "text", None), ("age", "number", None), ("since", "date", None),
-        ("vip", "boolean", None), ("tier", "select", ["Gold", "Silver"]),
+        ("note", "text", None),
+        ("age", "number", None),
+        ("since", "date", None),
+        ("vip", "boolean", None),
+        ("tier", "select", ["Gold", "Silver"]),
     ):
         define(client, tenant, key=key, type=type_, options=options)
     # When a contact gives values in loose forms / Then they are stored canonical
     ada = client.post(
         "/v1/contacts",
-        json={"first_name": "Ada", "custom": {"note": " hi ", "age": "36", "since": "2024-02-29",
-                                              "vip": "yes", "tier": "gold"}},
+        json={
+            "first_name": "Ada",
+            "custom": {
+                "note": " hi ",
+                "age": "36",
+                "since": "2024-02-29",
+                "vip": "yes",
+                "tier": "gold",
+            },
+        },
         headers=tenant.headers,
     ).json()
-    assert ada["custom"] == {"note": "hi", "age": 36, "since": "2024-02-29", "vip": True,
-                             "tier": "Gold"}
+    assert ada["custom"] == {
+        "note": "hi",
+        "age": 36,
+        "since": "2024-02-29",
+        "vip": True,
+        "tier": "Gold",
+    }
     # When wrong values are given / Then 422 naming custom.<key>, nothing changed
     path = f"/v1/contacts/{ada['id']}"
     for custom, param in (
@@ -156,7 +176,8 @@ def test_company_values_use_company_fields(client: TestClient, tenant: Tenant) -
     define(client, tenant, entity="company", key="employees", type="number")
     define(client, tenant, entity="contact", key="age", type="number")
     acme = client.post(
-        "/v1/companies", json={"name": "Acme", "custom": {"employees": "1,200"}},
+        "/v1/companies",
+        json={"name": "Acme", "custom": {"employees": "1,200"}},
         headers=tenant.headers,
     )
     assert acme.status_code == 201

@@ -11,6 +11,7 @@ from itertools import product
 import pytest
 import yaml
 from pydantic import ValidationError
+
 from talkturo.domain.catalog import Catalog, estimate, get_catalog, load_catalog
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from talkturo.domain.assistant_templates import get_templates
 from talkturo.domain.assistants import (
     AssistantConfig,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from talkturo.domain.assistant_templates import get_templates
 from talkturo.domain.assistant_tools import (
     REVEAL_SECRETS,

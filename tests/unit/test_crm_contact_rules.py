@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+
 from talkturo.domain.contacts import (
     MAX_TAGS,
     Contact,
@@ -110,8 +111,9 @@ def test_an_update_cannot_null_what_always_has_a_value(field: str) -> None:
 
 def test_search_tokens_cover_names_email_and_phone_digits() -> None:
     tokens = search_tokens(
-        contact(first_name="Ada", last_name="Love  Lace", email="Ada@Example.com",
-                phone="+14155550123")
+        contact(
+            first_name="Ada", last_name="Love  Lace", email="Ada@Example.com", phone="+14155550123"
+        )
     )
     assert tokens == {
         "ada",
@@ -139,7 +141,9 @@ def test_a_query_becomes_a_prefix(q: str, prefix: str) -> None:
 
 def test_filters_match_every_given_condition() -> None:
     ada = contact(first_name="Ada", company_id="co_1", tags=["vip"], lead_status="qualified")
-    assert ContactFilters(company_id="co_1", tag="VIP", q="ad", lead_status="qualified").matches(ada)
+    assert ContactFilters(company_id="co_1", tag="VIP", q="ad", lead_status="qualified").matches(
+        ada
+    )
     assert ContactFilters(do_not_call=False).matches(ada)
     assert not ContactFilters(company_id="co_2").matches(ada)
     assert not ContactFilters(tag="cold").matches(ada)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from talkturo.domain.contact_imports import (
     REPORT_VALUE_MAX,
     CsvProblem,
@@ -30,8 +31,17 @@ def test_header_names_are_normalised(header: str, name: str) -> None:
 
 def test_columns_map_to_fields_custom_keys_and_aliases() -> None:
     # Given a header with known names, aliases, custom keys (bare and prefixed) and strangers
-    header = ["First Name", "SURNAME", "E-mail", "Company", "Tags", "shoe_size",
-              "custom.Tier", "Favourite colour", "DNC"]
+    header = [
+        "First Name",
+        "SURNAME",
+        "E-mail",
+        "Company",
+        "Tags",
+        "shoe_size",
+        "custom.Tier",
+        "Favourite colour",
+        "DNC",
+    ]
     # When mapped with the account's custom keys
     columns, unknown = map_columns(header, {"shoe_size", "tier"})
     # Then each known column names its field and the stranger is reported
@@ -90,8 +100,9 @@ def test_unreadable_files_say_why(raw: bytes, problem: str) -> None:
 def test_row_values_keep_non_empty_cells_in_api_shape() -> None:
     header = ["First Name", "Tags", "Status", "custom.tier", "Email", "Company"]
     columns, _ = map_columns(header, {"tier"})
-    values = row_values(header, ["  Ada ", "vip; lead ,, x", "Qualified", "gold", "", "Acme"],
-                        columns)
+    values = row_values(
+        header, ["  Ada ", "vip; lead ,, x", "Qualified", "gold", "", "Acme"], columns
+    )
     assert values == {
         "first_name": "Ada",
         "tags": ["vip", "lead", "x"],

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+
 from talkturo.domain.custom_fields import (
     CustomField,
     CustomFieldCreate,
@@ -131,7 +132,13 @@ def test_null_and_empty_values_mean_remove_and_merge_drops_them() -> None:
             "options",
         ),
         (
-            {"entity": "contact", "key": "a", "label": "x", "type": "select", "options": ["A", "a"]},
+            {
+                "entity": "contact",
+                "key": "a",
+                "label": "x",
+                "type": "select",
+                "options": ["A", "a"],
+            },
             "options",
         ),
         (
@@ -149,8 +156,13 @@ def test_definitions_are_checked_field_by_field(body: dict[str, Any], param: str
 
 def test_a_good_select_definition_keeps_its_options_trimmed() -> None:
     created = CustomFieldCreate.model_validate(
-        {"entity": "company", "key": "tier_2", "label": "Tier", "type": "select",
-         "options": [" Gold ", "Silver"]}
+        {
+            "entity": "company",
+            "key": "tier_2",
+            "label": "Tier",
+            "type": "select",
+            "options": [" Gold ", "Silver"],
+        }
     )
     assert created.options == ["Gold", "Silver"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from talkturo.domain.phones import InvalidPhone, infer_timezone, normalise_phone, phone_digits
 
 

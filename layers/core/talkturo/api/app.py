@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from importlib import import_module
-from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from starlette.types import Receive, Scope, Send
 
 from talkturo import __version__
 from talkturo.api import errors
@@ -70,9 +70,6 @@ def route_module_for(path: str) -> str | None:
     return None
 
 
-Scope = dict[str, Any]
-
-
 class LazyApi:
     """An ASGI app that builds each route module's app on the first request that needs it."""
 
@@ -80,6 +77,7 @@ class LazyApi:
         self._apps: dict[str, FastAPI] = {}
 
     def app_for(self, path: str) -> FastAPI:
+        modules: list[str] | None
         if path == "/health":
             key, modules = "/health", []
         else:
@@ -91,5 +89,5 @@ class LazyApi:
             app = self._apps[key] = create_app(modules)
         return app
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app_for(str(scope.get("path", "")))(scope, receive, send)

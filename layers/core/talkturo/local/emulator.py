@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from moto.dynamodb import responses as dynamodb_responses
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -160,6 +161,8 @@ class Emulator:
         return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
 
     def start(self) -> Emulator:
+        # DynamoDB has allowed 100 items per transaction since 2022; moto still says 25.
+        dynamodb_responses.TRANSACTION_MAX_ITEMS = 100
         # One log line per AWS call drowns everything else out.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         app = _Serialised(DomainDispatcherApplication(create_backend_app))

@@ -46,7 +46,7 @@ from talkturo.errors import (
 )
 from talkturo.ids import new_id
 from talkturo.logs import logger
-from talkturo.services import companies, contacts, custom_fields
+from talkturo.services import contacts, custom_fields
 from talkturo.services.companies import phone_of
 from talkturo.store import contact_imports as store
 from talkturo.store import files
@@ -260,8 +260,7 @@ def _apply_row(
             raise InvalidRequest(
                 f"company: {_detail(invalid.errors()[0]).message}", param="company"
             ) from None
-        company, created = companies.find_or_create(account_id, company_name)
-        lookups.remember(company)
+        company, created = lookups.company_named(company_name)
         tally["company"] += int(created)
         values["company_id"] = company.id
     existing = None
@@ -284,7 +283,8 @@ def _apply_row(
                 account_id, ContactCreate.model_validate(values), lookups=lookups, receipt=receipt
             )
     except ReceiptExists:
-        pass  # a concurrent delivery did this very row
+        # Another delivery of this chunk did this very row meanwhile: count what it did.
+        return store.finished_rows(account_id, import_id, row, row).get(row, outcome)
     return outcome
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from talkturo.domain.common import Page, utcnow
-from talkturo.domain.companies import Company
+from talkturo.domain.companies import Company, name_key
 from talkturo.domain.contacts import (
     Contact,
     ContactCreate,
@@ -18,7 +18,7 @@ from talkturo.domain.custom_fields import CustomField, merge_custom
 from talkturo.domain.phones import infer_timezone
 from talkturo.errors import InvalidRequest, NotFound
 from talkturo.ids import new_id
-from talkturo.services import custom_fields
+from talkturo.services import companies, custom_fields
 from talkturo.services.companies import phone_of
 from talkturo.store import companies as company_store
 from talkturo.store import contacts as store
@@ -32,6 +32,7 @@ class Lookups:
     def __init__(self, account_id: str) -> None:
         self.account_id = account_id
         self._companies: dict[str, Company] = {}
+        self._named: dict[str, Company] = {}
         self._fields: list[CustomField] | None = None
 
     def company(self, company_id: str) -> Company:
@@ -43,8 +44,14 @@ class Lookups:
                 raise InvalidRequest("no such company", param="company_id") from None
         return self._companies[company_id]
 
-    def remember(self, company: Company) -> None:
-        self._companies[company.id] = company
+    def company_named(self, name: str) -> tuple[Company, bool]:
+        """The company with this name, created when missing (and whether it was created)."""
+        key = name_key(name)
+        if key in self._named:
+            return self._named[key], False
+        company, created = companies.find_or_create(self.account_id, name)
+        self._named[key] = self._companies[company.id] = company
+        return company, created
 
     def custom(self, values: Mapping[str, Any]) -> dict[str, Any]:
         if not values:
@@ -137,7 +144,14 @@ def update(
         elif given.get("timezone", current.timezone) is None:
             updates["timezone"] = infer_timezone(phone)
         updates["updated_at"] = utcnow()
-        return current.model_copy(update=updates)
+        after = current.model_copy(update=updates)
+        if not (after.first_name or after.last_name or after.email or after.phone):
+            cleared = [f for f in ("first_name", "last_name", "email", "phone") if f in given]
+            raise InvalidRequest(
+                "a contact needs at least a name, an email or a phone number",
+                param=cleared[0] if cleared else "first_name",
+            )
+        return after
 
     contact = store.update(account_id, contact_id, change, receipt=receipt)
     contact.company_name = lookups.name_of(contact.company_id)

@@ -4,23 +4,35 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header
+from fastapi import APIRouter, Depends, Header, Request
 
 from talkturo.api.deps import Caller, IdempotencyKey, Paging
 from talkturo.api.idempotency import create_once
 from talkturo.domain.common import Page
-from talkturo.domain.contact_imports import ContactImport, ImportRowError
+from talkturo.domain.contact_imports import MAX_BYTES, ContactImport, ImportRowError
 from talkturo.services import contact_imports
 
 router = APIRouter(tags=["Contact imports"])
 
-CsvBody = Annotated[
-    bytes,
-    Body(
-        media_type="text/csv",
-        description="The CSV file itself (UTF-8, at most 5 MB); the first row names the columns.",
-    ),
-]
+
+async def csv_body(request: Request) -> bytes:
+    """The raw body (a CSV file is not JSON, FastAPI must not parse it), read no further than
+    one byte past the import limit."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BYTES:
+            break
+    return b"".join(chunks)
+
+
+CSV_REQUEST_BODY = {
+    "required": True,
+    "description": "The CSV file itself (UTF-8, at most 5 MB); the first row names the columns.",
+    "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
+}
 
 
 @router.post(
@@ -28,10 +40,11 @@ CsvBody = Annotated[
     response_model=ContactImport,
     status_code=202,
     summary="Import contacts from a CSV file (processed in the background)",
+    openapi_extra={"requestBody": CSV_REQUEST_BODY},
 )
 def create_import(
     caller: Caller,
-    body: CsvBody,
+    body: Annotated[bytes, Depends(csv_body)],
     content_type: Annotated[str | None, Header(include_in_schema=False)] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:

@@ -1,0 +1,113 @@
+"""Tenant isolation on every route of the API, found by walking the app's own route table.
+
+A route added later is covered automatically; a route with a path parameter this test does not
+know fails it, so whoever adds one must say which object it names.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from talkturo.api.app import create_app
+from tests.conftest import Tenant
+
+OPEN_ROUTES = {"/health", "/docs", "/openapi.json", "/docs/oauth2-redirect"}
+
+
+def _api_routes() -> list[tuple[str, str]]:
+    """Every (method, path) of the API, from its own OpenAPI document."""
+    return sorted(
+        (method.upper(), path)
+        for path, operations in create_app().openapi()["paths"].items()
+        if path not in OPEN_ROUTES and not path.startswith("/v1/admin")
+        for method in operations
+    )
+
+
+@pytest.fixture
+def owned(client: TestClient, tenant: Tenant) -> dict[str, str]:
+    """One object of every kind, owned by `tenant`, by path parameter name."""
+
+    def create(path: str, headers: dict[str, str] | None = None, **kwargs: object) -> str:
+        headers = {**tenant.headers, **(headers or {})}
+        answer = client.post(path, headers=headers, **kwargs)  # type: ignore[arg-type]
+        assert answer.status_code in (201, 202), answer.text
+        return str(answer.json()["id"])
+
+    company = create("/v1/companies", json={"name": "Acme"})
+    return {
+        "company_id": company,
+        "contact_id": create(
+            "/v1/contacts",
+            json={"first_name": "Ada", "phone": "+14155550101", "company_id": company},
+        ),
+        "field_id": create(
+            "/v1/custom-fields",
+            json={"entity": "contact", "key": "budget", "type": "number", "label": "Budget"},
+        ),
+        "import_id": create(
+            "/v1/contact-imports",
+            content=b"first_name,phone\nBob,+14155550102\n",
+            headers={"Content-Type": "text/csv"},
+        ),
+        "assistant_id": create("/v1/assistants", json={"template": "custom"}),
+        "key_id": create("/v1/api-keys", json={"name": "second"}),
+    }
+
+
+def test_every_route_needs_an_api_key(client: TestClient) -> None:
+    for method, path in _api_routes():
+        concrete = re.sub(r"\{[a-z_]+\}", "x_1", path)
+        answer = client.request(method, concrete, headers={"Authorization": "Bearer tk_wrong"})
+        assert answer.status_code == 401, f"{method} {path}: {answer.status_code}"
+
+
+def test_another_accounts_objects_are_404_on_every_route(
+    client: TestClient, tenant: Tenant, other_tenant: Tenant, owned: dict[str, str]
+) -> None:
+    checked = 0
+    for method, path in _api_routes():
+        names = re.findall(r"\{([a-z_]+)\}", path)
+        if not names:
+            continue
+        unknown = set(names) - owned.keys()
+        assert not unknown, f"{method} {path}: add an object for {unknown} to the fixture"
+        concrete = path.format(**owned)
+        # When the other account aims at this account's object
+        answer = client.request(
+            method,
+            concrete,
+            headers=other_tenant.headers,
+            json={} if method in ("POST", "PATCH", "PUT") else None,
+        )
+        # Then it does not exist for them
+        assert answer.status_code == 404, f"{method} {path}: {answer.status_code} {answer.text}"
+        checked += 1
+    assert checked >= 15
+    # And nothing of the owner's was changed or deleted by those attempts
+    for name, path in (
+        ("company_id", "/v1/companies/{}"),
+        ("contact_id", "/v1/contacts/{}"),
+        ("field_id", "/v1/custom-fields/{}"),
+        ("assistant_id", "/v1/assistants/{}"),
+        ("import_id", "/v1/contact-imports/{}"),
+    ):
+        assert client.get(path.format(owned[name]), headers=tenant.headers).status_code == 200
+    keys = client.get("/v1/api-keys", headers=tenant.headers).json()["data"]
+    assert all(k["revoked_at"] is None for k in keys)
+
+
+def test_no_list_or_read_shows_another_accounts_ids(
+    client: TestClient, tenant: Tenant, other_tenant: Tenant, owned: dict[str, str]
+) -> None:
+    secrets = {tenant.account_id, tenant.key_id, *owned.values()}
+    reads = [path for method, path in _api_routes() if method == "GET" and "{" not in path]
+    assert len(reads) >= 8
+    for path in reads:
+        answer = client.get(path, headers=other_tenant.headers)
+        assert answer.status_code == 200, f"GET {path}: {answer.status_code}"
+        leaked = [value for value in secrets if value in answer.text]
+        assert not leaked, f"GET {path} shows {leaked}"
