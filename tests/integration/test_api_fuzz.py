@@ -1,0 +1,33 @@
+"""Property-based requests over every operation of the OpenAPI document: never a 500.
+
+Schemathesis generates valid and invalid inputs from the API's own schema; whatever it sends,
+the answer must be a proper answer (2xx/4xx), not a server error.
+"""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+
+from talkturo.api.app import create_app
+from tests.conftest import Tenant
+
+pytestmark = pytest.mark.integration
+
+
+# Building the app reads no setting and touches no AWS resource: the stack fixture (through
+# `tenant`) points it at fresh resources before each operation's examples run.
+schema = schemathesis.openapi.from_asgi("/openapi.json", create_app())
+
+
+@schema.parametrize()
+@settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,  # the same inputs on every run: a failure here is reproducible
+    suppress_health_check=list(HealthCheck),
+)
+def test_no_input_gets_a_server_error(case: schemathesis.Case, tenant: Tenant) -> None:
+    case.call_and_validate(headers=tenant.headers, checks=[not_a_server_error])
