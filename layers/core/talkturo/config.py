@@ -2,19 +2,20 @@
 
 On AWS the template fills these variables; the local platform fills the same ones from the same
 template, so code never knows which of the two it runs on (endpoints come from botocore's own
-AWS_ENDPOINT_URL variable).
+AWS_ENDPOINT_URL variable). A plain pydantic model validates them: no settings framework needed
+for reading a handful of variables.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     table_name: str = Field(default="talkturo-main", alias="TABLE_NAME")
     bucket_name: str = Field(default="talkturo-files", alias="BUCKET_NAME")
@@ -29,4 +30,4 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return Settings.model_validate(dict(os.environ))

@@ -14,7 +14,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from talkturo.errors import TalkturoError
-from talkturo.logs import logger
 
 
 def envelope(status: int, type_: str, code: str, message: str, param: str | None) -> JSONResponse:
@@ -72,6 +71,9 @@ async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Imported here: the logger (powertools) is only needed on this rare path, not at cold start.
+    from talkturo.logs import logger
+
     logger.exception("unhandled error", extra={"path": request.url.path})
     return envelope(
         500,
