@@ -108,7 +108,7 @@ def every_dynamodb_call() -> Iterator[list[tuple[int, str]]]:
 def run() -> None:
     from fastapi.testclient import TestClient
 
-    from talkturo.api import idempotency
+    from talkturo import aws
     from talkturo.api.app import create_app
     from talkturo.store import table
 
@@ -117,7 +117,7 @@ def run() -> None:
         _account, key = sign_up("Calls bench")
         shared = Counter()
         table.connection().connection.client.meta.events.register("before-call.dynamodb.*", shared)
-        idempotency._client().meta.events.register("before-call.dynamodb.*", shared)
+        aws.client("dynamodb").meta.events.register("before-call.dynamodb.*", shared)
         headers = {"Authorization": f"Bearer {key}"}
         with TestClient(create_app()) as api:
             # The first request of a key also records its last use (at most once a minute);

@@ -43,3 +43,57 @@ def test_a_long_poll_on_an_empty_queue_answers_empty(emulator: Emulator) -> None
     answer = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)
 
     assert answer.get("Messages", []) == []
+
+
+def _key(pk: str) -> dict[str, Any]:
+    return {"PK": {"S": pk}, "SK": {"S": "X"}}
+
+
+def test_a_failed_transaction_leaves_no_trace(stack: Any) -> None:
+    # The emulator rolls back only the items a transaction names (not whole tables): check it
+    # still undoes writes that were applied before the failing one.
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    table = stack.physical["MainTable"]
+    dynamodb.put_item(TableName=table, Item={**_key("kept"), "n": {"N": "1"}, "s": {"S": "x"}})
+
+    def transact(*items: dict[str, Any]) -> None:
+        dynamodb.transact_write_items(TransactItems=list(items))
+
+    put_new = {"Put": {"TableName": table, "Item": {**_key("new"), "n": {"N": "1"}}}}
+    bump_kept = {
+        "Update": {
+            "TableName": table,
+            "Key": _key("kept"),
+            "UpdateExpression": "ADD n :one",
+            "ExpressionAttributeValues": {":one": {"N": "1"}},
+        }
+    }
+    # A condition that fails after two writes were applied
+    failing_condition = {
+        "ConditionCheck": {
+            "TableName": table,
+            "Key": _key("absent"),
+            "ConditionExpression": "attribute_exists(PK)",
+        }
+    }
+    # An update that fails on the data itself (ADD to a string)
+    failing_update = {
+        "Update": {
+            "TableName": table,
+            "Key": _key("kept"),
+            "UpdateExpression": "ADD s :one",
+            "ExpressionAttributeValues": {":one": {"N": "1"}},
+        }
+    }
+
+    with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
+        transact(put_new, bump_kept, failing_condition)
+    with pytest.raises(dynamodb.exceptions.ClientError):
+        transact(put_new, failing_update)
+
+    assert "Item" not in dynamodb.get_item(TableName=table, Key=_key("new"))
+    kept = dynamodb.get_item(TableName=table, Key=_key("kept"))["Item"]
+    assert kept["n"] == {"N": "1"} and kept["s"] == {"S": "x"}
+    # And a transaction that succeeds applies everything
+    transact(put_new, bump_kept)
+    assert dynamodb.get_item(TableName=table, Key=_key("kept"))["Item"]["n"] == {"N": "2"}

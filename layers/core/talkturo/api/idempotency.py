@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from functools import lru_cache
 from typing import Any
 
+from talkturo import aws
 from talkturo.config import get_settings
 from talkturo.errors import Conflict, InvalidRequest
 from talkturo.store import keys
@@ -38,13 +38,6 @@ class _LocalContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
-@lru_cache(maxsize=1)
-def _client() -> Any:
-    import boto3
-
-    return boto3.client("dynamodb", region_name=get_settings().aws_region)
 
 
 def run_once(
@@ -77,7 +70,7 @@ def run_once(
         sort_key_attr="SK",
         static_pk_value=keys.account_scoped(account_id, "IDEMPOTENCY"),
         expiry_attr="expires_at",
-        boto3_client=_client(),
+        boto3_client=aws.client("dynamodb"),
     )
     config = IdempotencyConfig(
         event_key_jmespath="key",

@@ -12,6 +12,7 @@ by any other request. To the client it is the same long poll.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -21,7 +22,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb import responses as dynamodb_responses
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -38,6 +43,63 @@ FAKE_CREDENTIALS = {
 }
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class _TablesNotCopied:
+    """Stands in for the `copy` module inside moto's DynamoDB backend.
+
+    moto makes its transactions atomic by deep-copying every table a transaction touches and
+    putting the copy back on failure, so each transaction costs time in proportion to the whole
+    table (a 450-row import took minutes). Here tables are passed through uncopied, and
+    `_transact_with_item_rollback` restores just the items the transaction names instead.
+    """
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        if isinstance(value, Table):
+            return value
+        return copy.deepcopy(value, memo)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+
+def _transact_with_item_rollback(original: Callable[..., Any]) -> Callable[..., Any]:
+    def transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) -> Any:
+        saved = []
+        for entry in transact_items:
+            operation = next(iter(entry.values()), {})
+            table = backend.tables.get(operation.get("TableName"))
+            key = operation.get("Key") or operation.get("Item")
+            if table is None or not key or table.hash_key_attr not in key:
+                continue
+            hash_value = DynamoType(key[table.hash_key_attr])
+            range_value = None
+            if table.range_key_attr is not None:
+                if table.range_key_attr not in key:
+                    continue
+                range_value = DynamoType(key[table.range_key_attr])
+            before = table.get_item(hash_value, range_value)
+            saved.append((table, hash_value, range_value, copy.deepcopy(before)))
+        try:
+            return original(backend, transact_items)
+        except Exception:
+            # Put back what the transaction had changed before it failed, last change first.
+            for table, hash_value, range_value, before in reversed(saved):
+                table.delete_item(hash_value, range_value)
+                if before is not None:
+                    table.put_item(before.to_json()["Attributes"], overwrite=True)
+            raise
+
+    return transact_write_items
+
+
+def _make_transactions_cheap() -> None:
+    if getattr(DynamoDBBackend.transact_write_items, "_item_rollback", False):
+        return
+    dynamodb_models.copy = _TablesNotCopied()  # type: ignore[assignment]
+    patched = _transact_with_item_rollback(DynamoDBBackend.transact_write_items)
+    patched._item_rollback = True  # type: ignore[attr-defined]
+    DynamoDBBackend.transact_write_items = patched  # type: ignore[method-assign]
 
 
 class _Serialised:
@@ -163,6 +225,7 @@ class Emulator:
     def start(self) -> Emulator:
         # DynamoDB has allowed 100 items per transaction since 2022; moto still says 25.
         dynamodb_responses.TRANSACTION_MAX_ITEMS = 100
+        _make_transactions_cheap()
         # One log line per AWS call drowns everything else out.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         app = _Serialised(DomainDispatcherApplication(create_backend_app))

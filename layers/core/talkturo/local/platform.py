@@ -442,7 +442,7 @@ def _forget_cached_settings() -> None:
     """Settings and clients are cached per process; they must see the new environment.
 
     Only modules already imported can hold anything; the others are left unimported, so that
-    nothing is reset needlessly (resetting the table makes each model open its own connection).
+    nothing is reset needlessly.
     """
     import sys
 
@@ -452,9 +452,9 @@ def _forget_cached_settings() -> None:
     deps = sys.modules.get("talkturo.api.deps")
     if deps is not None:
         deps._admin_secret.cache_clear()
-    idempotency = sys.modules.get("talkturo.api.idempotency")
-    if idempotency is not None:
-        idempotency._client.cache_clear()
+    aws = sys.modules.get("talkturo.aws")
+    if aws is not None:
+        aws.client.cache_clear()
     table = sys.modules.get("talkturo.store.table")
     if table is not None:
         table.reset()
