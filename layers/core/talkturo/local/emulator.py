@@ -67,7 +67,7 @@ def _transact_with_item_rollback(original: Callable[..., Any]) -> Callable[..., 
     def transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) -> Any:
         saved = []
         for entry in transact_items:
-            operation = next(iter(entry.values()), {})
+            operation: dict[str, Any] = next(iter(entry.values()), {})
             table = backend.tables.get(operation.get("TableName"))
             key = operation.get("Key") or operation.get("Item")
             if table is None or not key or table.hash_key_attr not in key:
