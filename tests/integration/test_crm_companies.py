@@ -74,6 +74,19 @@ def test_bad_input_is_422_naming_the_field(
     assert answer.json()["error"]["param"] == param
 
 
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_phone_is_no_phone(client: TestClient, tenant: Tenant, empty: str) -> None:
+    # Given a company created with an empty phone / Then it has none
+    assert make_company(client, tenant, name="Initech", phone=empty)["phone"] is None
+    # Given a company with a phone / When it is changed to an empty one / Then it is cleared
+    acme = make_company(client, tenant, phone="+14155550100")
+    path = f"/v1/companies/{acme['id']}"
+    cleared = client.patch(path, json={"phone": empty}, headers=tenant.headers)
+    assert cleared.status_code == 200, cleared.json()
+    assert cleared.json()["phone"] is None
+    assert client.get(path, headers=tenant.headers).json()["phone"] is None
+
+
 def test_names_are_unique_per_account_ignoring_case_and_spacing(
     client: TestClient, tenant: Tenant, other_tenant: Tenant
 ) -> None:

@@ -124,6 +124,8 @@ def test_bad_input_is_422_naming_the_field(
     answer = client.post("/v1/contacts", json=body, headers=tenant.headers)
     assert answer.status_code == 422, answer.json()
     assert answer.json()["error"]["param"] == param
+    # And the message names the param at most once
+    assert not answer.json()["error"]["message"].startswith(f"{param}: {param}")
 
 
 def test_a_contact_needs_someone_to_call_or_write(client: TestClient, tenant: Tenant) -> None:
@@ -211,6 +213,45 @@ def test_a_primary_phone_is_unique_per_account(
     # When a holder is deleted / Then its number is free
     client.delete(f"/v1/contacts/{ada['id']}", headers=tenant.headers)
     make_contact(client, tenant, first_name="Dee", phone="+14155550125")
+
+
+@pytest.mark.parametrize("empty", ["", "  ", None])
+def test_an_empty_phone_clears_it_as_null_does(
+    client: TestClient, tenant: Tenant, empty: str | None
+) -> None:
+    # Given a contact with two numbers and the zone inferred from the first
+    ada = make_contact(
+        client, tenant, first_name="Ada", phone="+14155550123", secondary_phone="+12125550199"
+    )
+    path = f"/v1/contacts/{ada['id']}"
+
+    def search(q: str) -> list[str]:
+        return ids(client.get("/v1/contacts", params={"q": q}, headers=tenant.headers).json())
+
+    assert search("415555") == [ada["id"]]
+    # When both numbers are sent empty
+    answer = client.patch(
+        path, json={"phone": empty, "secondary_phone": empty}, headers=tenant.headers
+    )
+    # Then both are cleared (null, never ""), and the inferred zone goes with the number
+    assert answer.status_code == 200, answer.json()
+    assert (answer.json()["phone"], answer.json()["secondary_phone"]) == (None, None)
+    assert answer.json()["timezone"] is None
+    assert client.get(path, headers=tenant.headers).json() == answer.json()
+    # And the number no longer finds Ada, and is free for another contact
+    assert search("415555") == []
+    bob = make_contact(client, tenant, first_name="Bob", phone="(415) 555-0123")
+    assert search("415555") == [bob["id"]]
+
+
+def test_an_empty_phone_on_create_is_no_phone(client: TestClient, tenant: Tenant) -> None:
+    # When a contact is created with empty numbers / Then it has none (and no zone)
+    cy = make_contact(client, tenant, first_name="Cy", phone="", secondary_phone=" ")
+    assert (cy["phone"], cy["secondary_phone"], cy["timezone"]) == (None, None, None)
+    # And an empty number alone is no one to call
+    nobody = client.post("/v1/contacts", json={"phone": ""}, headers=tenant.headers)
+    assert nobody.status_code == 422
+    assert "at least a name" in nobody.json()["error"]["message"]
 
 
 @pytest.fixture

@@ -189,21 +189,52 @@ def test_company_values_use_company_fields(client: TestClient, tenant: Tenant) -
     assert wrong_entity.json()["error"]["param"] == "custom.age"
 
 
-def test_a_deleted_definition_refuses_new_values(client: TestClient, tenant: Tenant) -> None:
+def test_a_deleted_definition_refuses_new_values_but_lets_old_ones_go(
+    client: TestClient, tenant: Tenant
+) -> None:
+    # Given a contact with a value of a field whose definition is then deleted
     age = define(client, tenant, key="age", type="number")
     ada = client.post(
         "/v1/contacts", json={"first_name": "Ada", "custom": {"age": 3}}, headers=tenant.headers
     ).json()
     client.delete(f"/v1/custom-fields/{age['id']}", headers=tenant.headers)
-    refused = client.patch(
-        f"/v1/contacts/{ada['id']}", json={"custom": {"age": 4}}, headers=tenant.headers
-    )
+    path = f"/v1/contacts/{ada['id']}"
+    # When a new value is given for the key / Then 422 naming it
+    refused = client.patch(path, json={"custom": {"age": 4}}, headers=tenant.headers)
     assert refused.status_code == 422
     assert refused.json()["error"]["param"] == "custom.age"
     # And other edits of the contact still work (stored values stay until removed)
-    kept = client.patch(f"/v1/contacts/{ada['id']}", json={"notes": "x"}, headers=tenant.headers)
+    kept = client.patch(path, json={"notes": "x"}, headers=tenant.headers)
     assert kept.status_code == 200
     assert kept.json()["custom"] == {"age": 3}
+    # When the stale value is removed with null / Then it goes, though no field has the key
+    removed = client.patch(path, json={"custom": {"age": None}}, headers=tenant.headers)
+    assert removed.status_code == 200, removed.json()
+    assert removed.json()["custom"] == {}
+    assert client.get(path, headers=tenant.headers).json()["custom"] == {}
+    # And removing a key nobody ever defined is harmless, on create too
+    bob = client.post(
+        "/v1/contacts",
+        json={"first_name": "Bob", "custom": {"never": None}},
+        headers=tenant.headers,
+    )
+    assert bob.status_code == 201, bob.json()
+    assert bob.json()["custom"] == {}
+
+
+def test_a_deleted_company_field_lets_its_values_go(client: TestClient, tenant: Tenant) -> None:
+    # Given a company with a value of a field whose definition is then deleted
+    arr = define(client, tenant, entity="company", key="arr", type="number")
+    acme = client.post(
+        "/v1/companies", json={"name": "Acme", "custom": {"arr": 5}}, headers=tenant.headers
+    ).json()
+    client.delete(f"/v1/custom-fields/{arr['id']}", headers=tenant.headers)
+    # When the value is removed with null / Then it goes
+    removed = client.patch(
+        f"/v1/companies/{acme['id']}", json={"custom": {"arr": None}}, headers=tenant.headers
+    )
+    assert removed.status_code == 200, removed.json()
+    assert removed.json()["custom"] == {}
 
 
 def test_another_accounts_definitions_are_invisible(

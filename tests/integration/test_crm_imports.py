@@ -117,7 +117,9 @@ def test_an_import_creates_contacts_and_reports_bad_rows(
         0,
         4,
     )
-    assert done["created_companies"] == 2  # Globex was never reached (bad row); New Co once
+    # And only a written row made its company: Globex (bad phone) and Fay's "New Co" (bad
+    # tier) were never created; Gus's "New  CO" was, as he wrote it
+    assert done["created_companies"] == 1
 
     # And the report names each bad row by its spreadsheet row, with its values and errors
     rows = report(client, tenant, job)
@@ -129,6 +131,9 @@ def test_an_import_creates_contacts_and_reports_bad_rows(
     ]
     assert rows[0]["values"]["E-mail"] == "not-an-email"
     assert rows[0]["values"]["First Name"] == "Bob"
+    # And a message says what is wrong without repeating the field it names
+    assert rows[1]["errors"][0]["message"].startswith("'12345' is not a valid phone number")
+    assert rows[3]["errors"][0]["message"] == "must be one of: Gold, Silver"
 
     # And the good rows are contacts, linked to matched or created companies
     made = {c["first_name"]: c for c in contacts_of(client, tenant)}
@@ -141,11 +146,11 @@ def test_an_import_creates_contacts_and_reports_bad_rows(
     assert made["Dee"]["company_id"] == acme["id"]
     assert (made["Dee"]["lead_status"], made["Dee"]["do_not_call"]) == ("dnc", True)
     companies = client.get("/v1/companies", headers=tenant.headers).json()["data"]
-    assert sorted(c["name"] for c in companies) == ["ACME", "Globex", "New Co"]
+    assert sorted(c["name"] for c in companies) == ["ACME", "New  CO"]
     by_name = {c["name"]: c for c in companies}
     assert by_name["ACME"]["contact_count"] == 2
-    assert by_name["New Co"]["contact_count"] == 1
-    assert made["Gus"]["company_name"] == "New Co"
+    assert by_name["New  CO"]["contact_count"] == 1
+    assert made["Gus"]["company_name"] == "New  CO"
 
 
 def test_a_row_whose_phone_is_known_updates_that_contact(
@@ -183,6 +188,101 @@ def test_a_row_whose_phone_is_known_updates_that_contact(
     assert after["notes"] == "imported"
     assert (after["lead_status"], after["do_not_call"]) == ("dnc", True)
     assert len(contacts_of(client, tenant)) == 2
+
+
+def test_a_row_never_lifts_do_not_call(client: TestClient, tenant: Tenant, stack: Stack) -> None:
+    # Given two DNC contacts (Ada was qualified before) and a callable one
+    def make(**fields: Any) -> dict[str, Any]:
+        answer = client.post("/v1/contacts", json=fields, headers=tenant.headers)
+        assert answer.status_code == 201, answer.json()
+        made: dict[str, Any] = answer.json()
+        return made
+
+    ada = make(first_name="Ada", phone="+14155550101", lead_status="qualified", do_not_call=True)
+    bob = make(first_name="Bob", phone="+14155550102", do_not_call=True)
+    cy = make(first_name="Cy", phone="+14155550103", lead_status="contacted")
+    # When a list from elsewhere says Ada is "new", Bob's DNC is "no", and Cy is DNC
+    job = started(
+        client,
+        tenant,
+        "phone,lead_status,dnc,job_title\n"
+        "+14155550101,new,,CEO\n"
+        "+14155550102,,no,CTO\n"
+        "+14155550103,,yes,CFO\n",
+    )
+    import_queue.drain(stack)
+    # Then every row updated its contact, and none was refused
+    done = job_of(client, tenant, job)
+    assert (done["created"], done["updated"], done["failed"]) == (0, 3, 0)
+
+    def now(contact: dict[str, Any]) -> dict[str, Any]:
+        found: dict[str, Any] = client.get(
+            f"/v1/contacts/{contact['id']}", headers=tenant.headers
+        ).json()
+        return found
+
+    # And Ada and Bob are still DNC, their other cells applied; Cy became DNC
+    for person, title in ((ada, "CEO"), (bob, "CTO"), (cy, "CFO")):
+        after = now(person)
+        assert (after["lead_status"], after["do_not_call"], after["job_title"]) == (
+            "dnc",
+            True,
+            title,
+        ), person["first_name"]
+    # And lifting it through the API still brings back the status held before the import
+    lifted = client.patch(
+        f"/v1/contacts/{ada['id']}", json={"do_not_call": False}, headers=tenant.headers
+    ).json()
+    assert (lifted["lead_status"], lifted["do_not_call"]) == ("qualified", False)
+
+
+def test_a_rejected_row_creates_no_company(
+    client: TestClient, tenant: Tenant, stack: Stack
+) -> None:
+    # Given a contact select field
+    client.post(
+        "/v1/custom-fields",
+        json={
+            "entity": "contact",
+            "key": "tier",
+            "label": "Tier",
+            "type": "select",
+            "options": ["Gold"],
+        },
+        headers=tenant.headers,
+    )
+    # When rows naming new companies are refused for their other cells, and one is written
+    long_name = "X" * 201
+    job = started(
+        client,
+        tenant,
+        "first_name,phone,secondary_phone,tier,company\n"
+        "Ada,12345,,,Bad Phone Inc\n"
+        "Bob,,nope,,Bad Second Inc\n"
+        "Cy,,,platinum,Bad Tier Inc\n"
+        ",,,,Nobody Inc\n"
+        f"Dee,,,,{long_name}\n"
+        "Eve,,,gold,Good Inc\n",
+    )
+    import_queue.drain(stack)
+    # Then only the written row's company exists, and only it is counted
+    done = job_of(client, tenant, job)
+    assert (done["created"], done["failed"], done["created_companies"]) == (1, 5, 1)
+    companies = client.get("/v1/companies", headers=tenant.headers).json()["data"]
+    assert [(c["name"], c["contact_count"]) for c in companies] == [("Good Inc", 1)]
+    # And each refused row says why, naming its field once
+    errors = [(r["row"], r["errors"]) for r in report(client, tenant, job)]
+    assert [(row, [e["field"] for e in found]) for row, found in errors] == [
+        (2, ["phone"]),
+        (3, ["secondary_phone"]),
+        (4, ["custom.tier"]),
+        (5, [None]),
+        (6, ["company"]),
+    ]
+    for _, found in errors:
+        for error in found:
+            assert error["field"] is None or not error["message"].startswith(error["field"])
+    assert errors[4][1][0]["message"] == "String should have at most 200 characters"
 
 
 def test_a_redelivered_message_changes_nothing(

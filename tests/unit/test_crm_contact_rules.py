@@ -83,6 +83,32 @@ def test_nothing_given_changes_nothing() -> None:
     assert resolve_dnc(current, None, None) == ("dnc", True, "churned")
 
 
+@pytest.mark.parametrize(
+    ("status", "dnc"),
+    [("new", None), ("qualified", None), (None, False), ("customer", False), ("dnc", False)],
+)
+def test_what_may_not_lift_dnc_leaves_it_as_it_was(status: Any, dnc: Any) -> None:
+    # Given a DNC contact that was qualified
+    current = contact(lead_status="dnc", do_not_call=True, status_before_dnc="qualified")
+    # When a change that would lift DNC comes from where it may not (a CSV import)
+    # Then DNC and the held status stay
+    assert resolve_dnc(current, status, dnc, may_lift=False) == ("dnc", True, "qualified")
+
+
+def test_what_may_not_lift_dnc_may_still_set_it_and_change_a_callable_status() -> None:
+    callable_ = contact(lead_status="contacted")
+    assert resolve_dnc(callable_, None, True, may_lift=False) == ("dnc", True, "contacted")
+    assert resolve_dnc(callable_, "dnc", None, may_lift=False) == ("dnc", True, "contacted")
+    assert resolve_dnc(callable_, "customer", False, may_lift=False) == (
+        "customer",
+        False,
+        None,
+    )
+    # And on a DNC contact, DNC with a status to come back to still records that status
+    dnc = contact(lead_status="dnc", do_not_call=True, status_before_dnc="new")
+    assert resolve_dnc(dnc, "customer", True, may_lift=False) == ("dnc", True, "customer")
+
+
 def test_the_held_status_is_stored_but_never_shown() -> None:
     shown = contact(lead_status="dnc", do_not_call=True, status_before_dnc="qualified")
     assert "status_before_dnc" not in shown.model_dump()
@@ -100,6 +126,23 @@ def test_a_contact_needs_a_name_an_email_or_a_phone() -> None:
     with pytest.raises(ValidationError, match="at least a name"):
         ContactCreate.model_validate({"job_title": "CEO"})
     assert ContactCreate.model_validate({"email": "a@example.com"}).email == "a@example.com"
+
+
+@pytest.mark.parametrize("field", ["phone", "secondary_phone"])
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_an_empty_phone_means_none(field: str, blank: str) -> None:
+    # Given an empty phone field / When a create or an update is read
+    created = ContactCreate.model_validate({"first_name": "Ada", field: blank})
+    updated = ContactUpdate.model_validate({field: blank})
+    # Then it is None, and for an update still given (so that it clears the stored number)
+    assert getattr(created, field) is None
+    assert getattr(updated, field) is None
+    assert field in updated.model_fields_set
+
+
+def test_an_empty_phone_is_no_one_to_call() -> None:
+    with pytest.raises(ValidationError, match="at least a name"):
+        ContactCreate.model_validate({"phone": ""})
 
 
 @pytest.mark.parametrize("field", ["lead_status", "do_not_call", "tags", "custom"])

@@ -7,6 +7,7 @@ import pytest
 from talkturo.domain.contact_imports import (
     REPORT_VALUE_MAX,
     CsvProblem,
+    RowErrorDetail,
     column_name,
     map_columns,
     read_csv,
@@ -121,3 +122,19 @@ def test_a_short_row_gives_only_what_it_has() -> None:
 def test_reported_values_are_bounded() -> None:
     report = reported_values(["a", "", "c"], ["x" * 1000, "y"])
     assert report == {"a": "x" * REPORT_VALUE_MAX, "column_2": "y", "c": ""}
+
+
+@pytest.mark.parametrize(
+    ("field", "message", "kept"),
+    [
+        ("phone", "phone: '12' is not a phone number", "'12' is not a phone number"),
+        ("custom.tier", "custom.tier: must be one of: Gold", "must be one of: Gold"),
+        ("email", "value is not a valid email address", "value is not a valid email address"),
+        ("phone", "phone number taken by ct_1", "phone number taken by ct_1"),
+        (None, "a contact needs at least a name", "a contact needs at least a name"),
+    ],
+)
+def test_a_row_error_names_its_field_once(field: str | None, message: str, kept: str) -> None:
+    # Given a problem whose message may start with its field (as API messages do)
+    # When it goes into the row report / Then the field is named in `field` only
+    assert RowErrorDetail(field=field, message=message).message == kept

@@ -102,6 +102,15 @@ def test_validate_names_the_key_of_an_unknown_field() -> None:
     assert caught.value.param == "custom.shoe_size"
 
 
+@pytest.mark.parametrize("removal", [None, "", "  "])
+def test_removing_a_key_is_allowed_without_a_definition(removal: Any) -> None:
+    # Given no definition for "shoe_size" (deleted, its values left on contacts)
+    # When a change removes it / Then the removal passes, and merging drops the stored value
+    changes = validate_custom([field("age", "number")], {"shoe_size": removal})
+    assert changes == {"shoe_size": None}
+    assert merge_custom({"shoe_size": 44, "age": 3}, changes) == {"age": 3}
+
+
 def test_validate_names_the_key_of_a_wrong_value() -> None:
     with pytest.raises(CustomValueError) as caught:
         validate_custom([field("age", "number")], {"age": "old"})

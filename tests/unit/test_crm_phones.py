@@ -53,9 +53,29 @@ def test_timezone_is_inferred_from_the_area(e164: str, zone: str) -> None:
     assert infer_timezone(e164) == zone
 
 
-def test_a_number_spanning_several_zones_takes_the_first() -> None:
-    # Given a US toll-free number (no area) / Then the first zone libphonenumber lists
-    assert infer_timezone("+18005550199") == "America/Adak"
+@pytest.mark.parametrize(
+    ("e164", "zone"),
+    [
+        ("+14155550123", "America/Los_Angeles"),  # US geographic: one zone
+        ("+18005550199", None),  # US toll-free: Adak to Halifax to Guam, no one answer
+        ("+447911123456", "Europe/Guernsey"),  # UK mobile: four zones, all London time
+        ("+79161234567", None),  # Russian mobile: Kaliningrad to Kamchatka
+        ("+49301234567", "Europe/Berlin"),
+    ],
+)
+def test_several_zones_give_one_only_when_they_keep_the_same_time(
+    e164: str, zone: str | None
+) -> None:
+    # Given a number libphonenumber places in one or several zones / When inferred
+    # Then one zone only when they all share their winter and summer UTC offsets
+    assert infer_timezone(e164) == zone
+
+
+def test_zones_are_compared_in_the_year_asked_for() -> None:
+    # Given Spain's mobile range (Madrid and the Canaries: an hour apart all year) and the UK's
+    # When inferred for another year / Then the same answers (the offsets hold every year)
+    assert infer_timezone("+34612345678", year=2030) is None
+    assert infer_timezone("+447911123456", year=2030) == "Europe/Guernsey"
 
 
 @pytest.mark.parametrize("e164", [None, "", "+8821234", "not a number"])

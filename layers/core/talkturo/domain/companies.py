@@ -47,6 +47,11 @@ class _CompanyFields(Resource):
     def _code(cls, value: str | None) -> str | None:
         return _country(value)
 
+    @field_validator("phone")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
 
 class CompanyCreate(_CompanyFields):
     name: str = Field(min_length=1, max_length=NAME_MAX)

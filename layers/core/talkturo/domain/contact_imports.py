@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 MAX_BYTES = 5 * 1024 * 1024
 CHUNK_ROWS = 200
@@ -90,8 +90,20 @@ class ContactImport(BaseModel):
 
 
 class RowErrorDetail(BaseModel):
-    field: str | None
+    """One problem of a rejected row. `message` says what is wrong without repeating `field`
+    (the API's error messages start with their param; the report names it once, in `field`)."""
+
+    field: str | None = Field(
+        description="The field it is in: a contact field, `company` or `custom.<key>`; "
+        "null for the row as a whole."
+    )
     message: str
+
+    @model_validator(mode="after")
+    def _field_once(self) -> RowErrorDetail:
+        if self.field:
+            self.message = self.message.removeprefix(f"{self.field}: ") or self.message
+        return self
 
 
 class ImportRowError(BaseModel):

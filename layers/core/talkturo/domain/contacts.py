@@ -6,7 +6,8 @@ Two rules live here, as pure functions the services and the CSV import share:
   Setting either sets the other; clearing it (`do_not_call=false`, or any other status) brings
   back the status the contact had before, `new` when there was none. When a request sets both
   faces in contradiction, do-not-call wins: calling someone who asked not to be called is the
-  mistake that must never happen.
+  mistake that must never happen. A CSV import may set do-not-call but never lifts it
+  (`may_lift=False`): a list from elsewhere does not know who asked not to be called.
 - Search: a contact is found by the start of its first name, last name, full name, email or
   phone digits (international or national), ignoring case.
 """
@@ -79,7 +80,16 @@ class _ContactFields(Resource):
             raise ValueError("must be an IANA time zone name such as America/Chicago")
         return value
 
-    @field_validator("first_name", "last_name", "job_title", "source", "notes", "company_id")
+    @field_validator(
+        "first_name",
+        "last_name",
+        "phone",
+        "secondary_phone",
+        "job_title",
+        "source",
+        "notes",
+        "company_id",
+    )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
@@ -155,11 +165,24 @@ class Contact(BaseModel):
 
 
 def resolve_dnc(
-    current: Contact | None, status: LeadStatus | None, do_not_call: bool | None
+    current: Contact | None,
+    status: LeadStatus | None,
+    do_not_call: bool | None,
+    *,
+    may_lift: bool = True,
 ) -> tuple[LeadStatus, bool, LeadStatus | None]:
     """(lead_status, do_not_call, status_before_dnc) after a request that gave `status` and/or
-    `do_not_call` (None: not given) to `current` (None: a new contact)."""
+    `do_not_call` (None: not given) to `current` (None: a new contact).
+
+    With `may_lift=False` (a CSV import), what would lift a current DNC (`do_not_call=False`,
+    another status without `do_not_call=True`) is ignored: DNC stays as it was.
+    """
     was_dnc = current is not None and current.do_not_call
+    if was_dnc and not may_lift:
+        if do_not_call is False:
+            do_not_call = None
+        if status not in (None, "dnc") and do_not_call is not True:
+            status = None
     held: LeadStatus | None = current.status_before_dnc if current is not None else None
     now_status: LeadStatus = current.lead_status if current is not None else DEFAULT_STATUS
     if do_not_call is True or status == "dnc":

@@ -189,21 +189,23 @@ def _number(value: Any) -> int | float:
 def validate_custom(
     definitions: Iterable[CustomField], values: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The given values, canonical; a None value stays None (it means "remove this value").
+    """The given values, canonical; None or blank text becomes None ("remove this value").
 
-    Raises CustomValueError for a key without a definition or a value its type refuses.
+    Removing is allowed for any key, defined or not, so that values left behind by a deleted
+    definition can be cleared. Raises CustomValueError for a value given for a key without a
+    definition, or a value its type refuses.
     """
     by_key = {field.key: field for field in definitions}
     cleaned: dict[str, Any] = {}
     for key, value in values.items():
+        if value is None or (isinstance(value, str) and not value.strip()):
+            cleaned[key] = None
+            continue
         field = by_key.get(key)
         if field is None:
             raise CustomValueError(
                 key, f"custom.{key}: no custom field with this key; create it first"
             )
-        if value is None or (isinstance(value, str) and not value.strip()):
-            cleaned[key] = None
-            continue
         try:
             cleaned[key] = coerce_value(field, value)
         except ValueError as error:

@@ -5,6 +5,10 @@ Pure functions over the `phonenumbers` library (Google's libphonenumber metadata
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
 import phonenumbers
 from phonenumbers import timezone as number_zones
 
@@ -47,18 +51,41 @@ def normalise_phone(raw: str, region: str | None = None) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def infer_timezone(e164: str | None) -> str | None:
-    """The IANA zone of a number's area, the first when it spans several; None when unknown."""
+def infer_timezone(e164: str | None, *, year: int | None = None) -> str | None:
+    """The IANA zone of a number's area; None when unknown or ambiguous.
+
+    A number libphonenumber places in one zone gets that zone. One it places in several (a
+    toll-free or mobile range) gets one only when they all keep the same UTC offsets through
+    `year` (by default the current one): then the first by name, since any of them gives the
+    same local time. When they differ there is no honest answer: None.
+    """
     if not e164:
         return None
     try:
         number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
         return None
-    for zone in number_zones.time_zones_for_number(number):
-        if zone != _UNKNOWN_ZONE and is_timezone(zone):
-            return zone
-    return None
+    zones = sorted(
+        zone
+        for zone in number_zones.time_zones_for_number(number)
+        if zone != _UNKNOWN_ZONE and is_timezone(zone)
+    )
+    if not zones:
+        return None
+    when = year if year is not None else datetime.now(UTC).year
+    if len({_offsets(zone, when) for zone in zones}) > 1:
+        return None
+    return zones[0]
+
+
+@lru_cache(maxsize=1024)
+def _offsets(zone: str, year: int) -> tuple[timedelta | None, timedelta | None]:
+    """A zone's UTC offsets in winter and in summer (1 January and 1 July of `year`)."""
+    tz = ZoneInfo(zone)
+    return (
+        datetime(year, 1, 1, 12, tzinfo=tz).utcoffset(),
+        datetime(year, 7, 1, 12, tzinfo=tz).utcoffset(),
+    )
 
 
 def phone_digits(e164: str) -> list[str]:

@@ -77,6 +77,17 @@ def delete(account_id: str, company_id: str) -> Company:
     return store.delete(account_id, company_id)
 
 
+def find_named(account_id: str, name: str) -> Company | None:
+    """The account's company with this name (ignoring case and spacing), if any."""
+    found = store.find_by_name(account_id, name)
+    if found is None:
+        return None
+    try:
+        return store.get(account_id, found)
+    except NotFound:
+        return None  # deleted since the guard was read
+
+
 def find_or_create(account_id: str, name: str) -> tuple[Company, bool]:
     """The account's company with this name (ignoring case and spacing), created when there is
     none; and whether it was created."""

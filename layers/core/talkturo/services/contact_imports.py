@@ -3,9 +3,10 @@
 The upload is checked at once (size, encoding, a header Talkturo understands), kept in the
 files bucket, and answered with a pending job. The worker takes one chunk per queue message:
 each row goes through the same service as `POST /v1/contacts` (a row whose phone matches an
-existing contact updates it with the row's non-empty cells); a bad row lands in the report and
-never stops the others; the chunk's counters land once (guarded by the job's `next_row`), then
-the next chunk is queued or the job completed.
+existing contact updates it with the row's non-empty cells, never lifting do-not-call). A row
+is checked whole before anything of it is written, its company included; a bad row lands in
+the report and never stops the others. The chunk's counters land once (guarded by the job's
+`next_row`), then the next chunk is queued or the job completed.
 """
 
 from __future__ import annotations
@@ -250,33 +251,43 @@ def _apply_row(
     tally: Counter[str],
 ) -> str:
     company_name = values.pop("company", None)
-    # Every cell is checked before anything is written (a bad row creates no company).
-    ContactUpdate.model_validate(values)
-    company = None
+    # Every cell is checked before anything is written: a bad row creates no company.
     if company_name is not None:
         try:
             CompanyCreate(name=company_name)
         except ValidationError as invalid:
-            raise InvalidRequest(
-                f"company: {_detail(invalid.errors()[0]).message}", param="company"
-            ) from None
-        company, created = lookups.company_named(company_name)
-        tally["company"] += int(created)
+            raise InvalidRequest(_detail(invalid.errors()[0]).message, param="company") from None
+    ContactUpdate.model_validate(values)
+    company = lookups.company_named(company_name) if company_name is not None else None
+    country = company.country if company else None  # a company still to create has none
+    phone = phone_of(values.get("phone"), country)
+    existing = contacts.find_by_phone(account_id, phone) if phone else None
+    if existing is None:
+        ContactCreate.model_validate(values)  # someone to call or write
+    if values.get("secondary_phone") and (company_name is not None or existing is None):
+        # Read in the country the write will use. A row updating a contact without a company
+        # cell uses the contact's company's; the write checks it before writing anything.
+        phone_of(values["secondary_phone"], country, param="secondary_phone")
+    if values.get("custom"):
+        lookups.custom(values["custom"])
+
+    if company_name is not None:
+        if company is None:
+            company, created = lookups.company_for(company_name)
+            tally["company"] += int(created)
         values["company_id"] = company.id
-    existing = None
-    if values.get("phone"):
-        phone = phone_of(values["phone"], company.country if company else None)
-        existing = contacts.find_by_phone(account_id, phone) if phone else None
     outcome = "updated" if existing else "created"
     receipt = store.receipt(account_id, import_id, row, outcome)
     try:
         if existing:
+            # An import may set do-not-call but never lifts it (docs/crm.md, CSV import).
             contacts.update(
                 account_id,
                 existing,
                 ContactUpdate.model_validate(values),
                 lookups=lookups,
                 receipt=receipt,
+                may_lift_dnc=False,
             )
         else:
             contacts.create(

@@ -32,7 +32,7 @@ class Lookups:
     def __init__(self, account_id: str) -> None:
         self.account_id = account_id
         self._companies: dict[str, Company] = {}
-        self._named: dict[str, Company] = {}
+        self._named: dict[str, Company | None] = {}  # by name_key; None: no such company
         self._fields: list[CustomField] | None = None
 
     def company(self, company_id: str) -> Company:
@@ -44,13 +44,23 @@ class Lookups:
                 raise InvalidRequest("no such company", param="company_id") from None
         return self._companies[company_id]
 
-    def company_named(self, name: str) -> tuple[Company, bool]:
-        """The company with this name, created when missing (and whether it was created)."""
+    def company_named(self, name: str) -> Company | None:
+        """The company with this name (ignoring case and spacing), or None; never creates."""
         key = name_key(name)
-        if key in self._named:
-            return self._named[key], False
+        if key not in self._named:
+            company = companies.find_named(self.account_id, name)
+            self._named[key] = company
+            if company is not None:
+                self._companies[company.id] = company
+        return self._named[key]
+
+    def company_for(self, name: str) -> tuple[Company, bool]:
+        """The company with this name, created when missing (and whether it was created)."""
+        company = self.company_named(name)
+        if company is not None:
+            return company, False
         company, created = companies.find_or_create(self.account_id, name)
-        self._named[key] = self._companies[company.id] = company
+        self._named[name_key(name)] = self._companies[company.id] = company
         return company, created
 
     def custom(self, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -115,7 +125,10 @@ def update(
     *,
     lookups: Lookups | None = None,
     receipt: Item | None = None,
+    may_lift_dnc: bool = True,
 ) -> Contact:
+    """Apply `changes`; with `may_lift_dnc=False` (a CSV import) a change that would make a DNC
+    contact callable again is ignored, the other changes apply (see `resolve_dnc`)."""
     lookups = lookups or Lookups(account_id)
     given = changes.model_dump(exclude_unset=True)
     status_given = given.pop("lead_status", None)
@@ -132,7 +145,7 @@ def update(
             for field in ("phone", "secondary_phone"):
                 if given.get(field):
                     updates[field] = phone_of(given[field], country, param=field)
-        status, dnc, held = resolve_dnc(current, status_given, dnc_given)
+        status, dnc, held = resolve_dnc(current, status_given, dnc_given, may_lift=may_lift_dnc)
         updates.update(lead_status=status, do_not_call=dnc, status_before_dnc=held)
         if custom_changes is not None:
             updates["custom"] = merge_custom(current.custom, custom_changes)
