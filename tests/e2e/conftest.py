@@ -104,7 +104,7 @@ class LocalPlatform:
 
 @pytest.fixture(scope="session")
 def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
-    port, aws_port = free_port(), free_port()
+    port, aws_port, carrier_port = free_port(), free_port(), free_port()
     log_path = tmp_path_factory.mktemp("platform") / "talkturo-dev.log"
     environment = {
         **os.environ,
@@ -115,7 +115,16 @@ def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPl
     with log_path.open("wb") as log:
         # Output goes to a file, not a pipe nobody reads (a full pipe would block the platform).
         process = subprocess.Popen(
-            [talkturo_command(), "dev", "--port", str(port), "--aws-port", str(aws_port)],
+            [
+                talkturo_command(),
+                "dev",
+                "--port",
+                str(port),
+                "--aws-port",
+                str(aws_port),
+                "--carrier-port",
+                str(carrier_port),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=environment,

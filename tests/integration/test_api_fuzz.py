@@ -6,13 +6,17 @@ the answer must be a proper answer (2xx/4xx), not a server error.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from talkturo.api.app import create_app
+from talkturo.carrier.factory import set_carrier
 from tests.conftest import Tenant
+from tests.fake_carrier import FakeCarrier
 
 pytestmark = pytest.mark.integration
 
@@ -20,6 +24,14 @@ pytestmark = pytest.mark.integration
 # Building the app reads no setting and touches no AWS resource: the stack fixture (through
 # `tenant`) points it at fresh resources before each operation's examples run.
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app())
+
+
+@pytest.fixture(autouse=True)
+def carrier() -> Iterator[None]:
+    # A configured carrier: without one, number search is rightly a 503 (carrier_not_configured).
+    set_carrier(FakeCarrier())
+    yield
+    set_carrier(None)
 
 
 @schema.parametrize()

@@ -7,12 +7,15 @@ know fails it, so whoever adds one must say which object it names.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
 from talkturo.api.app import create_app
+from talkturo.carrier.factory import set_carrier
 from tests.conftest import Tenant
+from tests.fake_carrier import FakeCarrier
 
 OPEN_ROUTES = {"/health", "/docs", "/openapi.json", "/docs/oauth2-redirect"}
 
@@ -28,8 +31,9 @@ def _api_routes() -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def owned(client: TestClient, tenant: Tenant) -> dict[str, str]:
+def owned(client: TestClient, tenant: Tenant) -> Iterator[dict[str, str]]:
     """One object of every kind, owned by `tenant`, by path parameter name."""
+    set_carrier(FakeCarrier())
 
     def create(path: str, headers: dict[str, str] | None = None, **kwargs: object) -> str:
         headers = {**tenant.headers, **(headers or {})}
@@ -38,7 +42,7 @@ def owned(client: TestClient, tenant: Tenant) -> dict[str, str]:
         return str(answer.json()["id"])
 
     company = create("/v1/companies", json={"name": "Acme"})
-    return {
+    yield {
         "company_id": company,
         "contact_id": create(
             "/v1/contacts",
@@ -55,7 +59,9 @@ def owned(client: TestClient, tenant: Tenant) -> dict[str, str]:
         ),
         "assistant_id": create("/v1/assistants", json={"template": "custom"}),
         "key_id": create("/v1/api-keys", json={"name": "second"}),
+        "phone_number_id": create("/v1/phone-numbers", json={"phone_number": "+14155550140"}),
     }
+    set_carrier(None)
 
 
 def test_every_route_needs_an_api_key(client: TestClient) -> None:
@@ -94,6 +100,7 @@ def test_another_accounts_objects_are_404_on_every_route(
         ("field_id", "/v1/custom-fields/{}"),
         ("assistant_id", "/v1/assistants/{}"),
         ("import_id", "/v1/contact-imports/{}"),
+        ("phone_number_id", "/v1/phone-numbers/{}"),
     ):
         assert client.get(path.format(owned[name]), headers=tenant.headers).status_code == 200
     keys = client.get("/v1/api-keys", headers=tenant.headers).json()["data"]

@@ -38,12 +38,20 @@ def main() -> None:
     type=int,
     help="Port of the AWS emulator (DynamoDB, SQS, S3).",
 )
+@click.option(
+    "--carrier-port",
+    default=8020,
+    show_default=True,
+    type=int,
+    help="Port of the carrier simulator (a local phone network speaking Twilio's API).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log what each component does.")
-def dev(host: str, port: int, aws_port: int, verbose: bool) -> None:
+def dev(host: str, port: int, aws_port: int, carrier_port: int, verbose: bool) -> None:
     """Run the whole platform locally, in the foreground, until Ctrl-C.
 
     Starts an AWS emulator on loopback, creates the resources of template.yaml in it, serves
-    the API (interactive docs at /docs), feeds queued messages to the worker functions, and
+    the API (interactive docs at /docs), feeds queued messages to the worker functions, runs
+    the carrier simulator (a local phone network the Twilio adapter is pointed at), and
     creates a ready account "Local developer" with an API key.
 
     \b
@@ -66,7 +74,10 @@ def dev(host: str, port: int, aws_port: int, verbose: bool) -> None:
     for noisy in ("botocore", "boto3", "urllib3", "pynamodb", "werkzeug", "asyncio", "moto"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        platform = LocalPlatform(Options.from_environment(host=host, port=port, aws_port=aws_port))
+        options = Options.from_environment(
+            host=host, port=port, aws_port=aws_port, carrier_port=carrier_port
+        )
+        platform = LocalPlatform(options)
         code = serve(platform, on_ready=lambda banner: click.echo(banner))
     except PlatformError as exc:
         _fail(str(exc))

@@ -20,12 +20,22 @@ class Settings(BaseModel):
     table_name: str = Field(default="talkturo-main", alias="TABLE_NAME")
     bucket_name: str = Field(default="talkturo-files", alias="BUCKET_NAME")
     contact_import_queue_url: str = Field(default="", alias="CONTACT_IMPORT_QUEUE_URL")
+    number_provisioning_queue_url: str = Field(default="", alias="NUMBER_PROVISIONING_QUEUE_URL")
+    # Where the carrier reaches this deployment's webhooks (/carrier/voice, /carrier/status).
+    public_base_url: str = Field(default="http://127.0.0.1:8000", alias="PUBLIC_BASE_URL")
     aws_region: str = Field(default="us-east-1", alias="AWS_REGION")
     # Where the admin secret lives on AWS (Secrets Manager); locally it is given directly.
     admin_secret_arn: str = Field(default="", alias="ADMIN_SECRET_ARN")
     admin_secret: str = Field(default="", alias="TALKTURO_ADMIN_SECRET")
     signup_grant_credits: str = Field(default="10", alias="SIGNUP_GRANT_CREDITS")
     idempotency_ttl_seconds: int = Field(default=86_400, alias="IDEMPOTENCY_TTL_SECONDS")
+    # The carrier (Twilio). On AWS the credentials live in a Secrets Manager secret holding
+    # {"account_sid", "auth_token"}; locally they are given directly. An empty API base URL
+    # means the real Twilio; the local platform points it at the carrier simulator.
+    twilio_secret_arn: str = Field(default="", alias="TWILIO_SECRET_ARN")
+    twilio_account_sid: str = Field(default="", alias="TWILIO_ACCOUNT_SID")
+    twilio_auth_token: str = Field(default="", alias="TWILIO_AUTH_TOKEN", repr=False)
+    twilio_api_base_url: str = Field(default="", alias="TWILIO_API_BASE_URL")
 
 
 @lru_cache(maxsize=1)

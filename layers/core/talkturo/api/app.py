@@ -36,6 +36,7 @@ ROUTE_MODULES: dict[str, tuple[str, ...]] = {
     "custom_fields": ("/v1/custom-fields",),
     "contact_imports": ("/v1/contact-imports",),
     "assistants": ("/v1/assistants", "/v1/assistant-templates", "/v1/catalog"),
+    "phone_numbers": ("/v1/phone-numbers",),
 }
 
 

@@ -10,10 +10,15 @@ the process gets SIGINT/SIGTERM. Today they are
    differs: AWS_ENDPOINT_URL points at the emulator);
 3. ``dev-account``: an account ready to use ("Local developer") and its API key;
 4. ``sqs-runner``: feeds each queue's messages to the worker functions the template subscribes;
-5. ``api``: the API app (the one Lambda runs behind Mangum) served by uvicorn. It starts last,
+5. ``carrier-simulator``: a local phone network speaking Twilio's REST API and webhooks (its own
+   port, default 8020, credentials generated per run); TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and
+   TWILIO_API_BASE_URL point the carrier adapter at it (docs/carrier.md);
+6. ``api``: the API app (the one Lambda runs behind Mangum) served by uvicorn. It starts last,
    so once /health answers, everything else is up.
 
-Later pieces (scheduled ticks, the voice service, the carrier simulator…) are more components.
+``schedules`` (local/schedules.py) invokes the template's scheduled functions (`rate(...)`)
+once shortly after start, then at their rate. Later pieces (the voice service…) are more
+components.
 Everything lives in memory: stopping the platform forgets all data.
 """
 
@@ -32,8 +37,11 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol
 
+from talkturo.local.carrier_sim import CarrierSimulator, SimulatorError
 from talkturo.local.emulator import Emulator
 from talkturo.local.runner import SqsRunner, describe
+from talkturo.local.schedules import ScheduleRunner
+from talkturo.local.schedules import describe as describe_schedules
 from talkturo.local.template import Stack
 
 logger = logging.getLogger("local.platform")
@@ -237,6 +245,12 @@ class ApiServer:
                 "Choose another port with --port."
             ) from None
         self.port = sock.getsockname()[1]
+        # The carrier reaches the webhooks here (unless a tunnel's URL was given).
+        if not os.environ.get("PUBLIC_BASE_URL"):
+            os.environ["PUBLIC_BASE_URL"] = self.url
+            from talkturo.config import get_settings
+
+            get_settings.cache_clear()
         config = uvicorn.Config(
             create_app(),
             lifespan="off",
@@ -268,6 +282,44 @@ class ApiServer:
         return self._thread is not None and self._thread.is_alive()
 
 
+class CarrierSimulatorComponent:
+    """The carrier simulator, and the environment that points the carrier adapter at it."""
+
+    name = "carrier-simulator"
+
+    def __init__(self, port: int) -> None:
+        self.simulator = CarrierSimulator(host="127.0.0.1", port=port)
+        self._saved: dict[str, str | None] = {}
+
+    def start(self) -> None:
+        try:
+            self.simulator.start()
+        except SimulatorError as exc:
+            raise PlatformError(f"{exc}. Choose another port with --carrier-port.") from None
+        settings = {
+            "TWILIO_ACCOUNT_SID": self.simulator.account_sid,
+            "TWILIO_AUTH_TOKEN": self.simulator.auth_token,
+            "TWILIO_API_BASE_URL": self.simulator.url,
+            "TWILIO_SECRET_ARN": "",
+        }
+        self._saved = {name: os.environ.get(name) for name in settings}
+        os.environ.update(settings)
+        _forget_cached_settings()
+
+    def stop(self) -> None:
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved = {}
+        _forget_cached_settings()
+        self.simulator.stop()
+
+    def alive(self) -> bool:
+        return self.simulator.running
+
+
 class Workers:
     """The SQS runner, built once the stack exists (it feeds the stack's queues)."""
 
@@ -280,6 +332,28 @@ class Workers:
     def start(self) -> None:
         assert self._resources.stack is not None, "the resources start first"
         self.runner = SqsRunner(self._resources.stack)
+        self.runner.start()
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()
+
+    def alive(self) -> bool:
+        return self.runner is not None and self.runner.alive()
+
+
+class Schedules:
+    """The schedule runner, built once the stack exists (it reads the stack's functions)."""
+
+    name = "schedules"
+
+    def __init__(self, resources: Resources) -> None:
+        self._resources = resources
+        self.runner: ScheduleRunner | None = None
+
+    def start(self) -> None:
+        assert self._resources.stack is not None, "the resources start first"
+        self.runner = ScheduleRunner(self._resources.stack)
         self.runner.start()
 
     def stop(self) -> None:
@@ -310,6 +384,7 @@ class Options:
     host: str = "127.0.0.1"
     port: int = 8000
     aws_port: int = 4566
+    carrier_port: int = 8020
     admin_secret: str | None = None  # None: generate one
     dev_api_key: str | None = None  # None: generate one
 
@@ -343,8 +418,18 @@ class LocalPlatform:
         self.dev_account = DevAccount(options.dev_api_key)
         self.api = ApiServer(options.host, options.port)
         self.workers = Workers(self.resources)
+        self.carrier = CarrierSimulatorComponent(options.carrier_port)
+        self.schedules = Schedules(self.resources)
         self.supervisor = Supervisor(
-            [self.aws, self.resources, self.dev_account, self.workers, self.api]
+            [
+                self.aws,
+                self.resources,
+                self.dev_account,
+                self.workers,
+                self.carrier,
+                self.schedules,
+                self.api,
+            ]
         )
 
     def start(self) -> None:
@@ -381,6 +466,13 @@ class LocalPlatform:
             f"  Admin secret   {admin_line}",
         ]
         lines += [f"  Worker         {w}" for w in workers]
+        if self.schedules.runner is not None:
+            lines += [f"  Schedule       {s}" for s in describe_schedules(self.schedules.runner)]
+        sim = self.carrier.simulator
+        lines += [
+            f"  Carrier        {sim.url}   (simulated Twilio; account {sim.account_sid},",
+            f"                 auth token {sim.auth_token}, generated per run)",
+        ]
         lines += [
             "",
             "  Try it:",
@@ -452,6 +544,9 @@ def _forget_cached_settings() -> None:
     deps = sys.modules.get("talkturo.api.deps")
     if deps is not None:
         deps._admin_secret.cache_clear()
+    carrier = sys.modules.get("talkturo.carrier.factory")
+    if carrier is not None:
+        carrier.reset()
     aws = sys.modules.get("talkturo.aws")
     if aws is not None:
         aws.client.cache_clear()

@@ -59,6 +59,7 @@ class Function:
     environment: dict[str, str]
     sqs_sources: list[str] = field(default_factory=list)  # logical ids of queues feeding it
     sqs_events: list[SqsEventSource] = field(default_factory=list)
+    schedules: list[str] = field(default_factory=list)  # `rate(1 hour)` … of Schedule events
     timeout_seconds: int = 3  # Lambda's defaults, unless the template says otherwise
     memory_mb: int = 128
 
@@ -170,6 +171,11 @@ def provision(
             environment=env,
             sqs_sources=[source.queue for source in sqs_events],
             sqs_events=sqs_events,
+            schedules=[
+                str(event["Properties"]["Schedule"])
+                for event in props.get("Events", {}).values()
+                if event["Type"] == "Schedule"
+            ],
             timeout_seconds=int(props.get("Timeout", function_globals.get("Timeout", 3))),
             memory_mb=int(props.get("MemorySize", function_globals.get("MemorySize", 128))),
         )

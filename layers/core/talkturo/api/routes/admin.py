@@ -11,7 +11,8 @@ from talkturo.api.deps import IdempotencyKey, require_admin
 from talkturo.api.idempotency import create_once
 from talkturo.domain.accounts import Account, AccountCreate, ApiKeyWithSecret
 from talkturo.domain.credits import CreditGrant, LedgerEntry
-from talkturo.services import accounts, credits
+from talkturo.domain.numbers import PhoneNumber
+from talkturo.services import accounts, credits, numbers
 
 router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
 
@@ -74,6 +75,24 @@ def grant_credits(
         body=body,
         work=work,
     )
+
+
+@router.post(
+    "/phone-numbers/{phone_number_id}/suspend",
+    response_model=PhoneNumber,
+    summary="Suspend an active number (it can no longer be assigned or used)",
+)
+def suspend_number(phone_number_id: str) -> PhoneNumber:
+    return numbers.suspend(numbers.account_of(phone_number_id), phone_number_id)
+
+
+@router.post(
+    "/phone-numbers/{phone_number_id}/resume",
+    response_model=PhoneNumber,
+    summary="Make a suspended number active again",
+)
+def resume_number(phone_number_id: str) -> PhoneNumber:
+    return numbers.resume(numbers.account_of(phone_number_id), phone_number_id)
 
 
 def _fresh_key() -> str:

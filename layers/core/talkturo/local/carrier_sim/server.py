@@ -1,0 +1,174 @@
+"""The carrier simulator as a running server: uvicorn on a loopback port, in a thread.
+
+    with CarrierSimulator(time_scale=0.01) as sim:
+        carrier = TwilioCarrier(sim.account_sid, sim.auth_token, api_base_url=sim.url)
+        sim.set_callee("+14155550123", behaviour="busy")
+        ...
+        sim.wait_for_call(call_sid, timeout=5)   # ended, every callback delivered
+
+Credentials are generated per simulator unless given. `time_scale` multiplies every simulated
+duration (ring, talk, answering-machine detection, ring-out timeout): 1.0 is real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any
+
+from talkturo.local.carrier_sim.app import CarrierApp
+from talkturo.local.carrier_sim.network import Callee, Network, parse_behaviour
+
+STARTS_WITHIN_SECONDS = 15.0
+
+
+class SimulatorError(Exception):
+    pass
+
+
+def generate_credentials() -> tuple[str, str]:
+    """An account SID (AC + 32 hex, Twilio's shape) and an auth token (32 hex)."""
+    return "AC" + secrets.token_hex(16), secrets.token_hex(16)
+
+
+class CarrierSimulator:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        account_sid: str | None = None,
+        auth_token: str | None = None,
+        time_scale: float = 1.0,
+        seed: int = 2010,
+    ) -> None:
+        generated_sid, generated_token = generate_credentials()
+        self.account_sid = account_sid or generated_sid
+        self.auth_token = auth_token or generated_token
+        self.host = host
+        self.port = port
+        self.time_scale = time_scale
+        self._seed = seed
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self.network: Network | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> CarrierSimulator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        import uvicorn
+
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise SimulatorError(
+                f"the carrier simulator cannot listen on {self.host}:{self.port} ({exc.strerror})"
+            ) from None
+        self.port = sock.getsockname()[1]
+        self.network = Network(
+            self.account_sid, self.auth_token, time_scale=self.time_scale, seed=self._seed
+        )
+        app = CarrierApp(self.network, self.auth_token).app
+        config = uvicorn.Config(
+            app, lifespan="off", log_level="warning", timeout_graceful_shutdown=1
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._run, args=(sock,), name="carrier-simulator", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + STARTS_WITHIN_SECONDS
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise SimulatorError("the carrier simulator did not start")
+            time.sleep(0.01)
+
+    def _run(self, sock: socket.socket) -> None:
+        async def serve() -> None:
+            assert self.network is not None
+            self.network.loop = asyncio.get_running_loop()
+            try:
+                await self._server.serve(sockets=[sock])
+            finally:
+                if self.network is not None:
+                    await self.network.close()
+
+        asyncio.run(serve())
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    # ------------------------------------------------------------------------------ control
+    def _on_loop(self, coroutine: Any, timeout: float) -> Any:
+        loop = self._loop()
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        return future.result(timeout=timeout)
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        network = self.network
+        if network is None or network.loop is None:
+            raise SimulatorError("the carrier simulator is not running")
+        return network.loop
+
+    def set_callee(
+        self,
+        number: str,
+        behaviour: str = "human",
+        *,
+        ring_seconds: float = 2.0,
+        talk_seconds: float = 20.0,
+        amd_seconds: float = 1.5,
+    ) -> None:
+        callee = Callee(parse_behaviour(behaviour), ring_seconds, talk_seconds, amd_seconds)
+
+        async def put() -> None:
+            assert self.network is not None
+            self.network.callees[number] = callee
+
+        self._on_loop(put(), timeout=5)
+
+    def wait_for_call(self, sid: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Wait until the call has ended and its callbacks were delivered; its final state."""
+
+        async def wait() -> dict[str, Any]:
+            assert self.network is not None
+            call = self.network.calls[sid]
+            await asyncio.wait_for(call.done.wait(), timeout)
+            return {
+                "sid": call.sid,
+                "status": call.status,
+                "duration": call.duration,
+                "answered_by": call.answered_by,
+                "events": list(call.events),
+                "documents": list(call.documents),
+            }
+
+        result: dict[str, Any] = self._on_loop(wait(), timeout=timeout + 1)
+        return result
