@@ -54,5 +54,10 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform) -> None
     } <= companies
     assistants = api.get("/v1/assistants").json()["data"]
     assert [a["name"] for a in assistants] == ["Northwind setter"]
+    numbers = api.get("/v1/phone-numbers").json()["data"]
+    assert [(n["status"], n["assistant_id"], n["trial"]) for n in numbers] == [
+        ("active", assistants[0]["id"], True)
+    ]
+    assert assistants[0]["phone_number_ids"] == [numbers[0]["id"]]
     ledger = api.get("/v1/credits/ledger").json()["data"]
     assert [e["kind"] for e in ledger] == ["grant"]
