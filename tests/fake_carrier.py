@@ -30,6 +30,8 @@ class FakeCarrier:
     released: list[str] = field(default_factory=list)
     searches: list[NumberSearch] = field(default_factory=list)
     fail_next: CarrierError | None = None
+    placed: list[CallRequest] = field(default_factory=list)
+    fail_next_call: CarrierError | None = None
     _sids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -65,7 +67,12 @@ class FakeCarrier:
         self.released.append(carrier_sid)
 
     def place_call(self, call: CallRequest) -> PlacedCall:
-        raise NotImplementedError
+        with self._lock:
+            if self.fail_next_call is not None:
+                error, self.fail_next_call = self.fail_next_call, None
+                raise error
+            self.placed.append(call)
+            return PlacedCall(carrier_sid=f"CA{next(self._sids):032d}", status="queued")
 
     def hang_up(self, carrier_sid: str) -> None:
         raise NotImplementedError

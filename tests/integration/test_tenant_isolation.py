@@ -42,7 +42,9 @@ def owned(client: TestClient, tenant: Tenant) -> Iterator[dict[str, str]]:
         return str(answer.json()["id"])
 
     company = create("/v1/companies", json={"name": "Acme"})
+    call = _inbound_call(tenant)
     yield {
+        "call_id": call,
         "company_id": company,
         "contact_id": create(
             "/v1/contacts",
@@ -62,6 +64,27 @@ def owned(client: TestClient, tenant: Tenant) -> Iterator[dict[str, str]]:
         "phone_number_id": create("/v1/phone-numbers", json={"phone_number": "+14155550140"}),
     }
     set_carrier(None)
+
+
+def _inbound_call(tenant: Tenant) -> str:
+    """A call of `tenant` (recorded as the carrier webhook records an inbound call)."""
+    from talkturo.domain.calls import CallRecord
+    from talkturo.domain.common import utcnow
+    from talkturo.ids import new_id
+    from talkturo.store import calls as call_store
+
+    record = CallRecord(
+        id=new_id("call"),
+        direction="inbound",
+        status="ringing",
+        assistant_id="asst_01J0000000000000000000000A",
+        phone_number_id="pn_01J0000000000000000000000A",
+        from_number="+14155550177",
+        to_number="+14155550140",
+        created_at=utcnow(),
+    )
+    call_store.create(tenant.account_id, record)
+    return record.id
 
 
 def test_every_route_needs_an_api_key(client: TestClient) -> None:
@@ -101,6 +124,7 @@ def test_another_accounts_objects_are_404_on_every_route(
         ("assistant_id", "/v1/assistants/{}"),
         ("import_id", "/v1/contact-imports/{}"),
         ("phone_number_id", "/v1/phone-numbers/{}"),
+        ("call_id", "/v1/calls/{}"),
     ):
         assert client.get(path.format(owned[name]), headers=tenant.headers).status_code == 200
     keys = client.get("/v1/api-keys", headers=tenant.headers).json()["data"]

@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import phonenumbers
 import pytest
 from phonenumbers import PhoneNumberType
 from twilio.request_validator import RequestValidator
 
 from talkturo.domain.telephony import COUNTRIES
+from talkturo.local.carrier_sim import audio, twiml
+from talkturo.local.carrier_sim.audio import (
+    FRAME_BYTES,
+    SILENCE_BYTE,
+    beep,
+    frames,
+    is_silent,
+    silence,
+    synthetic_speech,
+)
 from talkturo.local.carrier_sim.inventory import build_inventory
 from talkturo.local.carrier_sim.network import Network
+from talkturo.local.carrier_sim.scripts import (
+    HangUp,
+    Interrupt,
+    Press,
+    Say,
+    ScriptError,
+    WaitForSilence,
+    load_script,
+    read_script,
+)
 
 TOKEN = "12345678901234567890123456789012"
 
@@ -94,3 +120,246 @@ def test_the_signature_is_twilios_documented_algorithm() -> None:
     ).decode()
 
     assert Network("AC" + "0" * 32, "12345").signature(url, params) == expected
+
+
+# ---------------------------------------------------------------------------------- scripts
+SCRIPT_YAML = """
+name: booking caller
+voice: en-us
+steps:
+  - wait_for_silence
+  - say: "Hello, I'd like to book a table."
+  - wait_seconds: 1.5
+  - press: 12#
+  - interrupt: {text: "Sorry, one more thing", timeout: 5}
+  - wait_for_silence: {seconds: 1, timeout: 10}
+  - hang_up
+"""
+
+
+def test_a_script_reads_from_yaml_with_short_and_long_step_forms() -> None:
+    script = load_script(SCRIPT_YAML)
+    kinds = [step.kind for step in script.steps]
+    assert kinds == [
+        "wait_for_silence",
+        "say",
+        "wait_seconds",
+        "press",
+        "interrupt",
+        "wait_for_silence",
+        "hang_up",
+    ]
+    assert script.steps[3] == Press(digits="12#")
+    assert script.steps[4] == Interrupt(text="Sorry, one more thing", timeout=5)
+    assert script.steps[5] == WaitForSilence(seconds=1, timeout=10)
+    # JSON is YAML; a bare list is a list of steps; the dumped form loads back the same.
+    assert load_script('[{"say": "hi"}, "hang_up"]').steps == [Say(text="hi"), HangUp()]
+    assert load_script(json.dumps(script.as_dict())) == script
+
+
+def test_callee_scripts_carry_a_behaviour_and_a_voicemail_greeting() -> None:
+    script = load_script("behaviour: voicemail\ngreeting: Leave a message after the beep.")
+    assert script.behaviour == "voicemail" and script.greeting
+    assert load_script("behaviour: busy").behaviour == "busy"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("steps: [{say: ''}]", "step 1: text"),
+        ("steps: [{press: 'x1'}]", "not DTMF keys"),
+        ("steps: [dance]", "unknown step 'dance'"),
+        ("steps: [{say: hi, press: 1}]", "exactly one key"),
+        ("steps: [{hang_up: now}]", "hang_up takes no value"),
+        ("steps: [{wait_seconds: -1}]", "seconds"),
+        ("steps: [{wait_for_silence: {seconds: 1, patience: 2}}]", "patience"),
+        ("behaviour: sleepy", "behaviour"),
+        ("greeting: hi", "greeting is for behaviour: voicemail"),
+        ("voice: 'en us; rm -rf'", "voice"),
+        ("unknown: 1", "unknown"),
+        ("steps: [", "not valid YAML"),
+        ("42", "a script is a mapping"),
+    ],
+)
+def test_invalid_scripts_are_refused_with_the_reason(text: str, message: str) -> None:
+    with pytest.raises(ScriptError, match=re.escape(message)):
+        load_script(text)
+
+
+# ---------------------------------------------------------------------------------- audio
+def test_audio_is_cut_in_20_ms_frames_of_160_mulaw_bytes() -> None:
+    speech = synthetic_speech("Hello there, how are you")
+    assert speech == synthetic_speech("Hello there, how are you")  # deterministic
+    cut = frames(speech)
+    assert all(len(frame) == FRAME_BYTES == 160 for frame in cut)
+    assert b"".join(cut)[: len(speech)] == speech
+    assert len(cut) == -(-len(speech) // 160)
+    assert frames(b"\x00" * 161)[1] == b"\x00" + bytes([SILENCE_BYTE]) * 159
+    assert is_silent(silence(0.02)) and not is_silent(beep()[:160])
+    assert len(silence(1.0)) == 8000
+
+
+def test_without_espeak_lines_use_the_synthetic_voice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audio.shutil, "which", lambda name: None)
+    speech = audio.speak("Hi there")
+    assert speech.engine == "synthetic" and speech.seconds > 0.3
+    with pytest.raises(RuntimeError, match="espeak-ng is not installed"):
+        audio.speak("Hi", engine="espeak-ng")
+
+
+@pytest.mark.skipif(not audio.espeak_available(), reason="espeak-ng is not installed")
+def test_espeak_lines_become_8khz_mulaw() -> None:
+    speech = audio.speak("Hello, I would like to book a table", engine="espeak-ng")
+    assert speech.engine == "espeak-ng" and 1.0 < speech.seconds < 6.0
+
+
+# ---------------------------------------------------------------------------------- TwiML
+def test_twiml_parses_the_verbs_the_simulator_runs() -> None:
+    verbs = twiml.parse(
+        '<?xml version="1.0" encoding="UTF-8"?><Response><Say voice="alice">Hi &amp; bye</Say>'
+        '<Pause length="2"/><Redirect method="GET">next</Redirect>'
+        '<Connect action="/after"><Stream url="wss://voice.example/stream">'
+        '<Parameter name="token" value="t-1"/></Stream></Connect><Gather/><Hangup/></Response>',
+        base_url="https://platform.example/carrier/voice",
+    )
+    assert verbs == [
+        twiml.Say("Hi & bye", voice="alice"),
+        twiml.Pause(2.0),
+        twiml.Redirect("https://platform.example/carrier/next", "GET"),
+        twiml.Stream(
+            url="wss://voice.example/stream",
+            parameters={"token": "t-1"},
+            action="https://platform.example/after",
+        ),
+        twiml.Unsupported("Gather"),
+        twiml.Hangup(),
+    ]
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        "",
+        "this is not XML",
+        "<Response><Say>unclosed</Response>",
+        "<Answer><Say>hi</Say></Answer>",
+        '<Response><Connect><Stream url="https://x"/></Connect></Response>',
+        '<!DOCTYPE x [<!ENTITY a "b">]><Response/>',
+    ],
+)
+def test_documents_that_are_not_twiml_are_error_12100(document: str) -> None:
+    with pytest.raises(twiml.TwimlError) as caught:
+        twiml.parse(document)
+    assert caught.value.code == 12100
+
+
+# ---------------------------------------------------------------------------------- inbound
+VOICE = "https://platform.example/carrier/voice"
+STATUS = "https://platform.example/carrier/status"
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """Created before the network is blocked (asyncio's own wake-up pipe is a socket pair)."""
+    event_loop = asyncio.new_event_loop()
+    yield event_loop
+    event_loop.close()
+
+
+def _inbound(
+    loop: asyncio.AbstractEventLoop, documents: dict[str, str], script: str = "[hang_up]"
+) -> tuple[Any, list[tuple[str, dict[str, str], str]]]:
+    """Run an inbound call with webhooks answered from `documents`, no network."""
+    sent: list[tuple[str, dict[str, str], str]] = []
+
+    async def run() -> Any:
+        network = Network("AC" + "0" * 32, TOKEN, time_scale=0.001, tts="synthetic")
+
+        async def send(url: str, params: dict[str, str], method: str = "POST") -> httpx.Response:
+            sent.append((url, params, method))
+            if url in documents:
+                return httpx.Response(200, text=documents[url])
+            return httpx.Response(204 if url == STATUS else 404)
+
+        network.send = send  # type: ignore[method-assign]
+        network.numbers["PN1"] = {
+            "sid": "PN1",
+            "phone_number": "+14155550142",
+            "voice_url": VOICE,
+            "voice_method": "POST",
+            "status_callback": STATUS,
+        }
+        call = network.start_inbound("+12025550143", "+14155550142", load_script(script))
+        await asyncio.wait_for(call.done.wait(), 5)
+        await network.close()
+        return call
+
+    return loop.run_until_complete(run()), sent
+
+
+def _statuses(sent: list[tuple[str, dict[str, str], str]]) -> list[str]:
+    return [params["CallStatus"] for url, params, _ in sent if url == STATUS]
+
+
+def test_an_inbound_call_fetches_the_voice_url_hears_say_and_hangs_up(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    call, sent = _inbound(
+        loop,
+        {VOICE: "<Response><Say>Sorry, this number is not available.</Say><Hangup/></Response>"},
+    )
+    assert call.status == "completed" and call.direction == "inbound"
+    assert [e for e in call.record.heard if e["kind"] == "say"] == [
+        {"kind": "say", "text": "Sorry, this number is not available."}
+    ]
+    voice = next(params for url, params, _ in sent if url == VOICE)
+    assert voice["CallStatus"] == "ringing" and voice["Direction"] == "inbound"
+    assert voice["From"] == voice["Caller"] == "+12025550143"
+    assert voice["To"] == voice["Called"] == "+14155550142"
+    assert voice["ApiVersion"] == "2010-04-01" and voice["CallSid"] == call.sid
+    assert _statuses(sent) == ["ringing", "in-progress", "completed"]
+    final = [params for url, params, _ in sent if url == STATUS][-1]
+    assert int(final["CallDuration"]) >= 1 and final["SequenceNumber"] == "2"
+
+
+def test_pause_redirect_and_the_end_of_the_document(loop: asyncio.AbstractEventLoop) -> None:
+    call, sent = _inbound(
+        loop,
+        {
+            VOICE: '<Response><Pause length="1"/><Redirect>/carrier/next</Redirect>'
+            "<Say>never</Say></Response>",
+            "https://platform.example/carrier/next": "<Response><Say>Moved.</Say></Response>",
+        },
+    )
+    assert [e["kind"] for e in call.record.heard] == ["pause", "say"]
+    assert call.record.heard[1]["text"] == "Moved."
+    assert [url for url, _, _ in sent if url != STATUS] == [
+        VOICE,
+        "https://platform.example/carrier/next",
+    ]
+    assert call.status == "completed"  # the end of a document hangs up
+
+
+def test_an_answer_that_is_not_twiml_fails_the_call_with_12100(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    call, sent = _inbound(loop, {VOICE: "Hello, I am not XML"})
+    assert call.status == "failed" and call.error_code == 12100
+    final = [params for url, params, _ in sent if url == STATUS][-1]
+    assert final["CallStatus"] == "failed" and final["ErrorCode"] == "12100"
+    assert _statuses(sent) == ["ringing", "failed"]
+
+
+def test_an_unreachable_voice_url_fails_the_call_with_11200(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    call, sent = _inbound(loop, {})
+    assert call.status == "failed" and call.error_code == 11200
+    assert _statuses(sent) == ["ringing", "failed"]
+
+
+def test_the_example_caller_script_is_valid() -> None:
+    from pathlib import Path
+
+    script = read_script(Path(__file__).parents[2] / "examples" / "caller.yaml")
+    assert script.steps[-1] == HangUp()

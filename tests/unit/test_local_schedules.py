@@ -43,11 +43,12 @@ class _Client:
         return call
 
 
-def test_the_template_schedules_the_trial_expiry_hourly() -> None:
+def test_the_template_schedules_the_trial_expiry_hourly_and_call_timeouts() -> None:
     stack = provision(_Offline(), template=load_template())
     schedules = scheduled_functions(stack)
-    assert [(s.function.logical_id, s.every_seconds) for s in schedules] == [
-        ("NumberExpiryFunction", 3600.0)
+    assert sorted((s.function.logical_id, s.every_seconds) for s in schedules) == [
+        ("CallTimeoutFunction", 300.0),
+        ("NumberExpiryFunction", 3600.0),
     ]
 
 

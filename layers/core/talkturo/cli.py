@@ -230,6 +230,210 @@ def _print_row_errors(client: Any, job_id: str, limit: int) -> None:
         click.echo(f"  … more: GET /v1/contact-imports/{job_id}/errors")
 
 
+# ---------------------------------------------------------------------------------- call
+DEFAULT_SIMULATOR_URL = "http://127.0.0.1:8020"
+
+
+def _simulator_options(command: Any) -> Any:
+    command = click.option(
+        "--auth-token",
+        envvar="TWILIO_AUTH_TOKEN",
+        required=True,
+        help="The simulator's auth token (printed by `talkturo dev`) [env: TWILIO_AUTH_TOKEN].",
+    )(command)
+    command = click.option(
+        "--account-sid",
+        envvar="TWILIO_ACCOUNT_SID",
+        required=True,
+        help="The simulator's account SID (printed by `talkturo dev`) [env: TWILIO_ACCOUNT_SID].",
+    )(command)
+    return click.option(
+        "--simulator-url",
+        envvar="TALKTURO_SIMULATOR_URL",
+        default=DEFAULT_SIMULATOR_URL,
+        show_default=True,
+        help="Base URL of the carrier simulator [env: TALKTURO_SIMULATOR_URL].",
+    )(command)
+
+
+@main.group(context_settings=CONTEXT)
+def call() -> None:
+    """Place simulated calls on the carrier simulator's phone network (see docs/carrier.md)."""
+
+
+@call.command("dial", context_settings=CONTEXT)
+@click.option("--to", "to", required=True, help="The platform's number to call (E.164).")
+@click.option("--from", "from_", default=None, help="The caller's number (E.164).")
+@click.option(
+    "--script",
+    "script_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The caller's script (YAML or JSON; default: says hello, listens, hangs up).",
+)
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to follow the call.")
+@_simulator_options
+def call_dial(
+    to: str,
+    from_: str | None,
+    script_file: Path | None,
+    timeout: float,
+    simulator_url: str,
+    account_sid: str,
+    auth_token: str,
+) -> None:
+    """A simulated caller dials a number; prints the call's progress and what it heard."""
+    from talkturo.local.carrier_sim.scripts import ScriptError, read_script
+
+    body: dict[str, Any] = {"to": to}
+    if from_:
+        body["from"] = from_
+    if script_file is not None:
+        try:
+            body["script"] = read_script(script_file).as_dict()
+        except ScriptError as exc:
+            _fail(f"{script_file}: {exc}")
+    with _simulator_client(simulator_url, account_sid, auth_token) as client:
+        started = _sim_call(client, "POST", "/_sim/calls", json=body)
+        sid = started["sid"]
+        click.echo(f"Calling {to} from {started['from']}: {sid}")
+        shown = {"events": 0, "heard": 0, "said": 0}
+        deadline = time.monotonic() + timeout
+        report = started
+        while True:
+            report = _sim_call(client, "GET", f"/_sim/calls/{sid}", params={"wait": 0.5})
+            _print_progress(report, shown)
+            if report.get("done"):
+                break
+            if time.monotonic() > deadline:
+                _fail(f"the call is still going after {timeout:g} s; stopped following it")
+            if not report.get("done"):
+                time.sleep(0.5)
+    party = report.get("party", {})
+    click.echo(
+        f"Call {report['status']}, {report.get('duration') or 0} s; the caller heard "
+        f"{party.get('heard_audio_seconds', 0)} s of streamed audio."
+    )
+    if report.get("error_code"):
+        click.echo(f"Error {report['error_code']}: {report.get('error_message')}")
+        sys.exit(1)
+
+
+def _print_progress(report: dict[str, Any], shown: dict[str, int]) -> None:
+    events = report.get("events", [])
+    for event in events[shown["events"] :]:
+        params = event.get("params", {})
+        status = f" CallStatus={params['CallStatus']}" if "CallStatus" in params else ""
+        click.echo(
+            f"  → {event['kind']} {event['url']}{status} (answered {event.get('response_status')})"
+        )
+    shown["events"] = len(events)
+    party = report.get("party", {})
+    heard = party.get("heard", [])
+    for entry in heard[shown["heard"] :]:
+        kind = entry.get("kind")
+        if kind == "say":
+            click.echo(f'  heard: "{entry["text"]}"')
+        elif kind == "stream":
+            click.echo(f"  media stream ended: {entry['outcome']}")
+        else:
+            detail = ", ".join(f"{k}={v}" for k, v in entry.items() if k != "kind")
+            click.echo(f"  {kind}{': ' + detail if detail else ''}")
+    shown["heard"] = len(heard)
+    said = party.get("said", [])
+    for line in said[shown["said"] :]:
+        how = " (interrupting)" if line.get("interrupt") else ""
+        click.echo(f'  said{how}: "{line["text"]}" [{line.get("engine")}]')
+    shown["said"] = len(said)
+
+
+@call.command("callee", context_settings=CONTEXT)
+@click.argument("number")
+@click.option(
+    "--behaviour",
+    type=click.Choice(["human", "no_answer", "busy", "failed", "voicemail"]),
+    default=None,
+    help="How the number answers when the platform calls it (default: human, or the script's).",
+)
+@click.option(
+    "--script",
+    "script_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The callee's script (YAML or JSON: behaviour, greeting, steps).",
+)
+@click.option("--ring-seconds", type=float, default=None, help="How long it rings first.")
+@click.option("--talk-seconds", type=float, default=None, help="How long it stays on the line.")
+@click.option("--reset", is_flag=True, help="Forget the number's behaviour (back to human).")
+@_simulator_options
+def call_callee(
+    number: str,
+    behaviour: str | None,
+    script_file: Path | None,
+    ring_seconds: float | None,
+    talk_seconds: float | None,
+    reset: bool,
+    simulator_url: str,
+    account_sid: str,
+    auth_token: str,
+) -> None:
+    """Set how a simulated number behaves when the platform calls it."""
+    from talkturo.local.carrier_sim.scripts import ScriptError, read_script
+
+    with _simulator_client(simulator_url, account_sid, auth_token) as client:
+        if reset:
+            _sim_call(client, "DELETE", f"/_sim/callees/{number}")
+            click.echo(f"{number} answers as a human again.")
+            return
+        body: dict[str, Any] = {}
+        if behaviour:
+            body["behaviour"] = behaviour
+        if script_file is not None:
+            try:
+                body["script"] = read_script(script_file).as_dict()
+            except ScriptError as exc:
+                _fail(f"{script_file}: {exc}")
+        if ring_seconds is not None:
+            body["ring_seconds"] = ring_seconds
+        if talk_seconds is not None:
+            body["talk_seconds"] = talk_seconds
+        answer = _sim_call(client, "PUT", f"/_sim/callees/{number}", json=body)
+    click.echo(
+        f"{number}: {answer['behaviour']} (rings {answer['ring_seconds']:g} s, "
+        f"stays {answer['talk_seconds']:g} s)"
+    )
+
+
+def _simulator_client(url: str, account_sid: str, auth_token: str) -> Any:
+    import httpx
+
+    return httpx.Client(
+        base_url=url.rstrip("/"),
+        auth=(account_sid, auth_token),
+        headers={"User-Agent": "talkturo-cli"},
+        timeout=30,
+    )
+
+
+def _sim_call(client: Any, method: str, path: str, **kwargs: Any) -> Any:
+    import httpx
+
+    try:
+        answer = client.request(method, path, **kwargs)
+    except httpx.TransportError as exc:
+        _fail(
+            f"cannot reach the carrier simulator at {client.base_url} ({exc}). "
+            "Is `talkturo dev` running, and is --simulator-url right?"
+        )
+    if not answer.is_success:
+        try:
+            detail = answer.json().get("error") or answer.json().get("message")
+        except (ValueError, AttributeError):
+            detail = answer.text[:300]
+        _fail(f"the simulator answered {answer.status_code}: {detail}")
+    return answer.json() if answer.content else {}
+
+
 # ---------------------------------------------------------------------------------- HTTP
 def _client(api_url: str, token: str) -> Any:
     import httpx

@@ -13,6 +13,10 @@ from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Where `talkturo dev` will run the voice service (a later part of the platform).
+LOCAL_VOICE_PORT = 8030
+LOCAL_VOICE_SERVICE_URL = f"ws://127.0.0.1:{LOCAL_VOICE_PORT}"
+
 
 class Settings(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -21,6 +25,7 @@ class Settings(BaseModel):
     bucket_name: str = Field(default="talkturo-files", alias="BUCKET_NAME")
     contact_import_queue_url: str = Field(default="", alias="CONTACT_IMPORT_QUEUE_URL")
     number_provisioning_queue_url: str = Field(default="", alias="NUMBER_PROVISIONING_QUEUE_URL")
+    dial_queue_url: str = Field(default="", alias="DIAL_QUEUE_URL")
     # Where the carrier reaches this deployment's webhooks (/carrier/voice, /carrier/status).
     public_base_url: str = Field(default="http://127.0.0.1:8000", alias="PUBLIC_BASE_URL")
     aws_region: str = Field(default="us-east-1", alias="AWS_REGION")
@@ -36,6 +41,16 @@ class Settings(BaseModel):
     twilio_account_sid: str = Field(default="", alias="TWILIO_ACCOUNT_SID")
     twilio_auth_token: str = Field(default="", alias="TWILIO_AUTH_TOKEN", repr=False)
     twilio_api_base_url: str = Field(default="", alias="TWILIO_API_BASE_URL")
+    # The voice service's WebSocket base (the carrier's media stream goes to {url}/media); empty
+    # means the local default. Tokens naming a call are signed with the voice token secret
+    # (on AWS a generated Secrets Manager secret, VOICE_TOKEN_SECRET_ARN).
+    voice_service_url: str = Field(default="", alias="VOICE_SERVICE_URL")
+    voice_token_secret_arn: str = Field(default="", alias="VOICE_TOKEN_SECRET_ARN")
+    voice_token_secret: str = Field(default="", alias="VOICE_TOKEN_SECRET", repr=False)
+
+    @property
+    def voice_stream_url(self) -> str:
+        return (self.voice_service_url or LOCAL_VOICE_SERVICE_URL).rstrip("/") + "/media"
 
 
 @lru_cache(maxsize=1)

@@ -37,6 +37,7 @@ ROUTE_MODULES: dict[str, tuple[str, ...]] = {
     "contact_imports": ("/v1/contact-imports",),
     "assistants": ("/v1/assistants", "/v1/assistant-templates", "/v1/catalog"),
     "phone_numbers": ("/v1/phone-numbers",),
+    "calls": ("/v1/calls",),
 }
 
 

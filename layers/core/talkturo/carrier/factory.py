@@ -55,6 +55,15 @@ def get_carrier() -> Carrier:
         return _carrier
 
 
+def webhook_auth_token() -> str:
+    """The auth token the carrier signs its webhooks with (the same credentials get_carrier
+    uses). Never logged; CarrierNotConfigured when there is none."""
+    _, auth_token = _credentials(get_settings())
+    if not auth_token:
+        raise CarrierNotConfigured("no carrier auth token to check webhook signatures with")
+    return auth_token
+
+
 def set_carrier(carrier: Carrier | None) -> None:
     """Replace the cached carrier (tests), or forget it (None) so the next use rebuilds it."""
     global _carrier

@@ -273,7 +273,7 @@ class TwilioCarrier:
         options: dict[str, Any] = {}
         if call.machine_detection:
             options = {
-                "machine_detection": "Enable",
+                "machine_detection": call.machine_detection_mode,
                 "async_amd": "true",
                 "async_amd_status_callback": call.amd_callback_url or call.status_callback_url,
                 "async_amd_status_callback_method": "POST",

@@ -54,6 +54,11 @@ class CallRequest(BaseModel):
     answer_url: str = Field(description="Where the carrier fetches TwiML once the call connects")
     status_callback_url: str
     machine_detection: bool = True
+    machine_detection_mode: Literal["Enable", "DetectMessageEnd"] = Field(
+        default="Enable",
+        description="Enable: answer as soon as human or machine is known; DetectMessageEnd: "
+        "wait for the greeting's end (to leave a message after the beep)",
+    )
     amd_callback_url: str | None = Field(
         default=None,
         description="Where the asynchronous answering-machine result is sent "

@@ -173,6 +173,8 @@ class Resources:
         self.stack = provision(session, stack_name=self._stack_name)
         os.environ.update(self.stack.environment())
         os.environ["TALKTURO_ADMIN_SECRET"] = self._admin_secret
+        # Signs the tokens naming a call on its media stream (a Secrets Manager secret on AWS).
+        os.environ.setdefault("VOICE_TOKEN_SECRET", secrets.token_urlsafe(32))
         _forget_cached_settings()
 
     def stop(self) -> None:
@@ -232,6 +234,7 @@ class ApiServer:
         import uvicorn
 
         from talkturo.api.app import create_app
+        from talkturo.webhooks.asgi import with_carrier_webhooks
 
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -252,7 +255,8 @@ class ApiServer:
 
             get_settings.cache_clear()
         config = uvicorn.Config(
-            create_app(),
+            # The API, and the carrier's webhooks (/carrier/*) with the Lambda's handler code.
+            with_carrier_webhooks(create_app()),
             lifespan="off",
             log_level="warning",
             timeout_graceful_shutdown=1,

@@ -16,8 +16,12 @@ The control API (same credentials) lets tests and the CLI shape the simulated ne
     PUT    /_sim/callees/{E164}   {"behaviour": "human"|"no_answer"|"busy"|"failed"|"voicemail",
                                    "ring_seconds": 2, "talk_seconds": 20, "amd_seconds": 1.5}
     GET    /_sim/callees/{E164}   DELETE /_sim/callees/{E164} (back to the default: human)
-    GET    /_sim/calls/{Sid}?wait=5   the call, its callbacks and TwiML; with `wait`, answers once
-                                      the call has ended and every callback was delivered
+    POST   /_sim/calls            {"from": E164, "to": a number bought here, "script": {…}}
+                                  a simulated caller dials the number (201, the call)
+    GET    /_sim/calls/{Sid}?wait=5   the call, its callbacks and TwiML, what the caller said and
+                                      heard (`audio=1`: the heard audio, base64 mu-law); with
+                                      `wait`, answers once the call has ended and every callback
+                                      was delivered
     GET    /_sim/health           (no credentials)
 """
 
@@ -51,11 +55,13 @@ from talkturo.local.carrier_sim.network import (
     parse_behaviour,
     rfc2822,
 )
+from talkturo.local.carrier_sim.scripts import ScriptError, parse_script
 
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
 MAX_WAIT_SECONDS = 60.0
+DEFAULT_CALLER_ID = "+14155552671"  # who calls when the dialer does not say
 PREFIX = f"/{API_VERSION}/Accounts/{{account_sid}}"
 
 
@@ -141,6 +147,7 @@ class CarrierApp:
                 g(self.callee, account=False),
                 methods=["GET", "PUT", "DELETE"],
             ),
+            Route("/_sim/calls", g(self.dial, account=False), methods=["POST"]),
             Route("/_sim/calls/{sid}", g(self.sim_call, account=False), methods=["GET"]),
             Route(
                 PREFIX + "/AvailablePhoneNumbers/{country}/{kind}.json",
@@ -204,15 +211,18 @@ class CarrierApp:
                 if not isinstance(body, dict):
                     raise ValueError("a JSON object is expected")
                 current = Callee()
+                script = parse_script(body["script"]) if body.get("script") is not None else None
+                behaviour = body.get("behaviour", script.behaviour if script else "human")
                 callee = Callee(
-                    behaviour=parse_behaviour(body.get("behaviour", "human")),
+                    behaviour=parse_behaviour(behaviour),
                     ring_seconds=float(body.get("ring_seconds", current.ring_seconds)),
                     talk_seconds=float(body.get("talk_seconds", current.talk_seconds)),
                     amd_seconds=float(body.get("amd_seconds", current.amd_seconds)),
+                    script=script,
                 )
                 if min(callee.ring_seconds, callee.talk_seconds, callee.amd_seconds) < 0:
                     raise ValueError("times cannot be negative")
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, ScriptError) as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
             self.network.callees[number] = callee
         return JSONResponse({"number": number, **self.network.callee(number).as_dict()})
@@ -225,14 +235,46 @@ class CarrierApp:
         if wait:
             with contextlib.suppress(TimeoutError, ValueError):
                 await asyncio.wait_for(call.done.wait(), min(float(wait), MAX_WAIT_SECONDS))
-        return JSONResponse(
-            {
-                **self._call_resource(call),
-                "done": call.done.is_set(),
-                "events": call.events,
-                "documents": call.documents,
-            }
-        )
+        with_audio = request.query_params.get("audio") in ("1", "true")
+        return JSONResponse(self.call_report(call, with_audio=with_audio))
+
+    def call_report(self, call: SimCall, *, with_audio: bool = False) -> dict[str, Any]:
+        return {
+            **self._call_resource(call),
+            "done": call.done.is_set(),
+            "error_code": call.error_code,
+            "error_message": call.error_message,
+            "events": call.events,
+            "documents": call.documents,
+            "party": call.record.as_dict(with_audio=with_audio),
+        }
+
+    async def dial(self, request: Request) -> Response:
+        """A simulated caller dials a number bought in the simulator."""
+        try:
+            body = json.loads(await request.body() or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("a JSON object is expected")
+            to, from_ = body.get("to"), body.get("from") or DEFAULT_CALLER_ID
+            if not isinstance(to, str) or not to:
+                raise ValueError("`to` (a number bought in the simulator) is required")
+            for value in (to, from_):
+                try:
+                    valid = phonenumbers.is_valid_number(phonenumbers.parse(value, None))
+                except phonenumbers.NumberParseException:
+                    valid = False
+                if not valid:
+                    raise ValueError(f"{value!r} is not a valid E.164 number")
+            script = parse_script(body["script"]) if body.get("script") is not None else None
+        except (ValueError, TypeError, ScriptError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        try:
+            call = self.network.start_inbound(from_, to, script)
+        except LookupError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=409)
+        return JSONResponse(self.call_report(call), status_code=201)
 
     # ------------------------------------------------------------------------------ numbers
     async def available(self, request: Request) -> Response:
@@ -434,7 +476,7 @@ class CarrierApp:
             "caller_name": None,
             "date_created": rfc2822(call.date_created),
             "date_updated": rfc2822(call.date_updated),
-            "direction": "outbound-api",
+            "direction": call.direction,
             "duration": str(call.duration) if call.duration is not None else None,
             "end_time": rfc2822(call.end_time),
             "forwarded_from": None,

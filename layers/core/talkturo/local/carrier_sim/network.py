@@ -25,7 +25,11 @@ from typing import Any, Literal
 import httpx
 from twilio.request_validator import RequestValidator
 
+from talkturo.local.carrier_sim import twiml as tw
+from talkturo.local.carrier_sim.audio import Engine
 from talkturo.local.carrier_sim.inventory import OfferedNumber, build_inventory
+from talkturo.local.carrier_sim.media import PartyRecord, ScriptCursor, run_stream
+from talkturo.local.carrier_sim.scripts import DEFAULT_CALLER, Script
 
 logger = logging.getLogger("local.carrier_sim")
 
@@ -35,6 +39,9 @@ BEHAVIOURS: tuple[str, ...] = ("human", "no_answer", "busy", "failed", "voicemai
 FINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 CALLBACK_TIMEOUT_SECONDS = 10.0
 USER_AGENT = "TwilioProxy/1.1"
+HTTP_RETRIEVAL_FAILURE = 11200
+MAX_REDIRECTS = 20
+SAY_SECONDS_PER_WORD = 0.35  # how long a <Say> takes to speak, in simulated seconds
 
 
 def new_sid(prefix: str) -> str:
@@ -57,14 +64,18 @@ class Callee:
     ring_seconds: float = 2.0
     talk_seconds: float = 20.0
     amd_seconds: float = 1.5
+    script: Script | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        result: dict[str, Any] = {
             "behaviour": self.behaviour,
             "ring_seconds": self.ring_seconds,
             "talk_seconds": self.talk_seconds,
             "amd_seconds": self.amd_seconds,
         }
+        if self.script is not None:
+            result["script"] = self.script.as_dict()
+        return result
 
 
 @dataclass
@@ -99,6 +110,17 @@ class SimCall:
     documents: list[str] = field(default_factory=list)  # TwiML the call executed, in order
     hangup: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    direction: str = "outbound-api"
+    script: Script | None = None  # inbound: the caller's script
+    record: PartyRecord = field(default_factory=PartyRecord)  # what the simulated party heard
+    error_code: int | None = None
+    error_message: str | None = None
+    voice_fallback_url: str | None = None
+    voice_fallback_method: str = "POST"
+    # A redirect from the REST API waiting to replace what an inbound call runs.
+    pending_redirect: tuple[str | None, str | None, str] | None = None
+    program: asyncio.Task[Any] | None = None
+    final_sent: bool = False
     _answered_at: float | None = None
 
 
@@ -110,9 +132,11 @@ class Network:
         *,
         time_scale: float = 1.0,
         seed: int = 2010,
+        tts: Engine = "auto",
     ) -> None:
         self.account_sid = account_sid
         self.time_scale = time_scale
+        self.tts: Engine = tts
         self._validator = RequestValidator(auth_token)
         self.available: dict[str, OfferedNumber] = {
             n.phone_number: n for n in build_inventory(seed)
@@ -186,7 +210,7 @@ class Network:
             "CallStatus": call.status,
             "Called": call.to,
             "Caller": call.from_,
-            "Direction": "outbound-api",
+            "Direction": call.direction,
             "From": call.from_,
             "To": call.to,
         }
@@ -211,6 +235,9 @@ class Network:
             params["Duration"] = str(math.ceil(call.duration / 60)) if call.duration else "0"
         if call.answered_by:
             params["AnsweredBy"] = call.answered_by
+        if event == "completed" and call.error_code is not None:
+            params["ErrorCode"] = str(call.error_code)
+            params["ErrorMessage"] = call.error_message or ""
         call.sequence += 1
         await self._deliver(
             call, "status", call.status_callback, params, call.status_callback_method
@@ -319,6 +346,12 @@ class Network:
     async def redirect(
         self, call: SimCall, twiml: str | None, url: str | None, method: str
     ) -> None:
+        if call.direction == "inbound":
+            # Replaces what the call runs now (a live stream is stopped), as on Twilio.
+            call.pending_redirect = (twiml, url, method)
+            if call.program is not None:
+                call.program.cancel()
+            return
         if await self._execute(call, twiml, url, method):
             self.end_now(call, "completed")
 
@@ -346,9 +379,189 @@ class Network:
             self._finish(call, status)
         call.hangup.set()
 
+    # ------------------------------------------------------------------------------ inbound
+    def number_for(self, phone_number: str) -> dict[str, Any] | None:
+        return next((n for n in self.numbers.values() if n["phone_number"] == phone_number), None)
+
+    def start_inbound(self, from_: str, to: str, script: Script | None = None) -> SimCall:
+        """A simulated caller dials `to`, a number bought here; the call runs in the background."""
+        number = self.number_for(to)
+        if number is None:
+            raise LookupError(f"{to} is not a number of this account")
+        if not number.get("voice_url"):
+            raise ValueError(f"{to} has no VoiceUrl")
+        call = SimCall(
+            sid=new_sid("CA"),
+            account_sid=self.account_sid,
+            to=to,
+            from_=from_,
+            url=number["voice_url"],
+            method=(number.get("voice_method") or "POST").upper(),
+            twiml=None,
+            status_callback=number.get("status_callback"),
+            status_callback_method=(number.get("status_callback_method") or "POST").upper(),
+            status_callback_events={"ringing", "answered", "completed"},
+            timeout=60,
+            machine_detection=None,
+            async_amd=False,
+            async_amd_callback=None,
+            async_amd_callback_method="POST",
+            phone_number_sid=number["sid"],
+            direction="inbound",
+            script=script or DEFAULT_CALLER,
+            voice_fallback_url=number.get("voice_fallback_url"),
+            voice_fallback_method=(number.get("voice_fallback_method") or "POST").upper(),
+        )
+        self.calls[call.sid] = call
+        task = asyncio.get_running_loop().create_task(self._drive_inbound(call), name=call.sid)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return call
+
+    async def _drive_inbound(self, call: SimCall) -> None:
+        try:
+            await self._run_inbound(call)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("the simulated inbound call %s broke", call.sid)
+            if call.status not in FINAL_STATUSES:
+                self._finish(call, "failed")
+        finally:
+            call.done.set()
+
+    async def _fetch(self, call: SimCall, url: str, method: str) -> tuple[str, str] | None:
+        """Fetch TwiML (signed, with the call's parameters); (document, url) or None."""
+        response = await self._deliver(call, "twiml", url, self._call_params(call), method)
+        if response is not None and response.is_success:
+            return response.text, url
+        return None
+
+    async def _run_inbound(self, call: SimCall) -> None:
+        assert call.script is not None and call.url is not None
+        cursor = ScriptCursor(call.script, self.tts)
+        self._set(call, "ringing")
+        await self._status(call, "ringing", "ringing")
+        fetched = await self._fetch(call, call.url, call.method)
+        if fetched is None and call.voice_fallback_url:
+            fetched = await self._fetch(call, call.voice_fallback_url, call.voice_fallback_method)
+        if fetched is None:
+            return await self._fail(call, HTTP_RETRIEVAL_FAILURE, "HTTP retrieval failure")
+        document, url = fetched
+        deadline = call.script.max_seconds * self.time_scale
+        try:
+            async with asyncio.timeout(deadline):
+                while True:
+                    call.program = asyncio.create_task(self._program(call, cursor, document, url))
+                    try:
+                        await call.program
+                    except asyncio.CancelledError:
+                        if call.pending_redirect is None:
+                            raise
+                        twiml, redirect_url, method = call.pending_redirect
+                        call.pending_redirect = None
+                        if twiml is not None:
+                            document, url = twiml, url
+                            continue
+                        assert redirect_url is not None
+                        fetched = await self._fetch(call, redirect_url, method)
+                        if fetched is None:
+                            return await self._fail(
+                                call, HTTP_RETRIEVAL_FAILURE, "HTTP retrieval failure"
+                            )
+                        document, url = fetched
+                        continue
+                    break
+        except TimeoutError:
+            call.record.heard.append({"kind": "caller_hung_up", "reason": "max_seconds"})
+        finally:
+            call.program = None
+        return await self._end(call, "completed")
+
+    async def _fail(self, call: SimCall, code: int, message: str) -> None:
+        call.error_code = code
+        call.error_message = message
+        call.record.heard.append({"kind": "error", "code": code, "message": message})
+        status = "completed" if call.status == "in-progress" else "failed"
+        await self._end(call, status)
+
+    async def _answer(self, call: SimCall) -> None:
+        if call.status == "in-progress":
+            return
+        self._set(call, "in-progress")
+        call.start_time = now()
+        call._answered_at = time.monotonic()
+        await self._status(call, "answered", "in-progress")
+
+    async def _program(self, call: SimCall, cursor: ScriptCursor, document: str, url: str) -> None:
+        """Run TwiML documents (following <Redirect>s) until the call should end."""
+        for _ in range(MAX_REDIRECTS):
+            call.documents.append(document)
+            try:
+                verbs = tw.parse(document, base_url=url)
+            except tw.TwimlError as exc:
+                return await self._fail(call, exc.code, exc.message)
+            next_document: tuple[str, str] | None = None
+            for verb in verbs:
+                if call.hangup.is_set():
+                    return None
+                if isinstance(verb, tw.Reject) and call.status != "in-progress":
+                    call.record.heard.append({"kind": "reject", "reason": verb.reason})
+                    return self._finish(call, "busy" if verb.reason == "busy" else "failed")
+                await self._answer(call)
+                if isinstance(verb, tw.Say):
+                    call.record.heard.append({"kind": "say", "text": verb.text})
+                    words = max(1, len(verb.text.split()))
+                    if await self._pause(call, words * SAY_SECONDS_PER_WORD):
+                        return None
+                elif isinstance(verb, tw.Pause):
+                    call.record.heard.append({"kind": "pause", "seconds": verb.seconds})
+                    if await self._pause(call, verb.seconds):
+                        return None
+                elif isinstance(verb, tw.Hangup | tw.Reject):
+                    call.record.heard.append({"kind": "hangup"})
+                    return None
+                elif isinstance(verb, tw.Redirect):
+                    next_document = await self._fetch(call, verb.url, verb.method)
+                    if next_document is None:
+                        return await self._fail(
+                            call, HTTP_RETRIEVAL_FAILURE, "HTTP retrieval failure"
+                        )
+                    break
+                elif isinstance(verb, tw.Stream):
+                    outcome = await run_stream(
+                        url=verb.url,
+                        parameters=verb.parameters,
+                        account_sid=call.account_sid,
+                        call_sid=call.sid,
+                        cursor=cursor,
+                        record=call.record,
+                        ended=call.hangup,
+                        time_scale=self.time_scale,
+                    )
+                    call.record.heard.append({"kind": "stream", "outcome": outcome})
+                    if outcome in ("caller_hung_up", "call_ended"):
+                        return None
+                    if verb.action:
+                        next_document = await self._fetch(call, verb.action, verb.method)
+                        if next_document is None:
+                            return await self._fail(
+                                call, HTTP_RETRIEVAL_FAILURE, "HTTP retrieval failure"
+                            )
+                        break
+                elif isinstance(verb, tw.Unsupported):
+                    call.record.heard.append({"kind": "unsupported", "verb": verb.verb})
+            if next_document is None:
+                return None  # the end of the document: Twilio hangs up
+            document, url = next_document
+        return await self._fail(call, tw.PARSE_FAILURE, "too many redirects")
+
     async def _end(self, call: SimCall, status: str) -> None:
         if call.status not in FINAL_STATUSES:
             self._finish(call, status)
+        if call.final_sent:
+            return
+        call.final_sent = True
         await self._status(call, "completed", call.status)
 
 

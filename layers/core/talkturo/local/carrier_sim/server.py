@@ -6,8 +6,16 @@
         ...
         sim.wait_for_call(call_sid, timeout=5)   # ended, every callback delivered
 
+        # A simulated caller dials a number bought here (its VoiceUrl answers with TwiML):
+        sid = sim.dial("+14155550123", script=read_script("caller.yaml"))
+        final = sim.wait_for_call(sid)
+        final["party"]["heard"], final["heard_audio"]   # what the caller heard
+
 Credentials are generated per simulator unless given. `time_scale` multiplies every simulated
-duration (ring, talk, answering-machine detection, ring-out timeout): 1.0 is real time.
+duration (ring, talk, answering-machine detection, ring-out timeout, and the pace of media
+streams: 20 ms frames every 20 ms times time_scale): 1.0 is real time. `tts` chooses how callers'
+lines become audio: "auto" (espeak-ng when installed, else a synthetic voice), "espeak-ng" or
+"synthetic" (deterministic, what tests use).
 """
 
 from __future__ import annotations
@@ -21,7 +29,9 @@ from concurrent.futures import Future
 from typing import Any
 
 from talkturo.local.carrier_sim.app import CarrierApp
+from talkturo.local.carrier_sim.audio import Engine
 from talkturo.local.carrier_sim.network import Callee, Network, parse_behaviour
+from talkturo.local.carrier_sim.scripts import Script
 
 STARTS_WITHIN_SECONDS = 15.0
 
@@ -45,6 +55,7 @@ class CarrierSimulator:
         auth_token: str | None = None,
         time_scale: float = 1.0,
         seed: int = 2010,
+        tts: Engine = "auto",
     ) -> None:
         generated_sid, generated_token = generate_credentials()
         self.account_sid = account_sid or generated_sid
@@ -53,6 +64,8 @@ class CarrierSimulator:
         self.port = port
         self.time_scale = time_scale
         self._seed = seed
+        self.tts: Engine = tts
+        self._app: CarrierApp | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.network: Network | None = None
@@ -88,9 +101,14 @@ class CarrierSimulator:
             ) from None
         self.port = sock.getsockname()[1]
         self.network = Network(
-            self.account_sid, self.auth_token, time_scale=self.time_scale, seed=self._seed
+            self.account_sid,
+            self.auth_token,
+            time_scale=self.time_scale,
+            seed=self._seed,
+            tts=self.tts,
         )
-        app = CarrierApp(self.network, self.auth_token).app
+        self._app = CarrierApp(self.network, self.auth_token)
+        app = self._app.app
         config = uvicorn.Config(
             app, lifespan="off", log_level="warning", timeout_graceful_shutdown=1
         )
@@ -145,14 +163,25 @@ class CarrierSimulator:
         ring_seconds: float = 2.0,
         talk_seconds: float = 20.0,
         amd_seconds: float = 1.5,
+        script: Script | None = None,
     ) -> None:
-        callee = Callee(parse_behaviour(behaviour), ring_seconds, talk_seconds, amd_seconds)
+        callee = Callee(parse_behaviour(behaviour), ring_seconds, talk_seconds, amd_seconds, script)
 
         async def put() -> None:
             assert self.network is not None
             self.network.callees[number] = callee
 
         self._on_loop(put(), timeout=5)
+
+    def dial(self, to: str, *, from_: str | None = None, script: Script | None = None) -> str:
+        """A simulated caller dials `to` (a number bought here); the call's SID at once."""
+
+        async def start() -> str:
+            assert self.network is not None
+            return self.network.start_inbound(from_ or "+14155552671", to, script).sid
+
+        sid: str = self._on_loop(start(), timeout=5)
+        return sid
 
     def wait_for_call(self, sid: str, timeout: float = 10.0) -> dict[str, Any]:
         """Wait until the call has ended and its callbacks were delivered; its final state."""
@@ -163,11 +192,15 @@ class CarrierSimulator:
             await asyncio.wait_for(call.done.wait(), timeout)
             return {
                 "sid": call.sid,
+                "direction": call.direction,
                 "status": call.status,
                 "duration": call.duration,
                 "answered_by": call.answered_by,
+                "error_code": call.error_code,
                 "events": list(call.events),
                 "documents": list(call.documents),
+                "party": call.record.as_dict(),
+                "heard_audio": bytes(call.record.heard_audio),
             }
 
         result: dict[str, Any] = self._on_loop(wait(), timeout=timeout + 1)

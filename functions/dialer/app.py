@@ -1,0 +1,37 @@
+"""Lambda entry of the dialer: each SQS message is one queued call to place with the carrier.
+
+Thin by design: parse the message, hand it to the calls service (which claims the dial with a
+conditional write, so a redelivered message never dials twice), report the records that failed
+(a carrier error worth retrying) so that only those are delivered again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from talkturo.domain.calls import DialJob
+from talkturo.logs import logger
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> None:
+    from talkturo.services import calls
+
+    calls.dial(DialJob.model_validate_json(record.body))
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

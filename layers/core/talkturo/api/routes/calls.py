@@ -1,0 +1,71 @@
+"""Calls: place one outbound call now, list calls with filters, read one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from talkturo.api.deps import Caller, IdempotencyKey, Paging
+from talkturo.api.idempotency import create_once
+from talkturo.domain.calls import Call, CallCreate, CallDirection, CallOutcome
+from talkturo.domain.common import Page
+from talkturo.services import calls
+
+router = APIRouter(tags=["Calls"])
+
+IdFilter = Annotated[str | None, Query(max_length=64)]
+
+
+@router.post(
+    "/calls",
+    response_model=Call,
+    status_code=201,
+    summary="Place one outbound call now (answers at once with status queued)",
+)
+def create_call(caller: Caller, body: CallCreate, idempotency_key: IdempotencyKey = None) -> Any:
+    return create_once(
+        account_id=caller.account_id,
+        key=idempotency_key,
+        route="POST /v1/calls",
+        body=body,
+        work=lambda: calls.create_outbound(caller.account_id, body),
+    )
+
+
+@router.get("/calls", response_model=Page[Call], summary="List calls, newest first")
+def list_calls(
+    caller: Caller,
+    paging: Paging,
+    assistant_id: IdFilter = None,
+    phone_number_id: IdFilter = None,
+    contact_id: IdFilter = None,
+    campaign_id: IdFilter = None,
+    direction: CallDirection | None = None,
+    outcome: CallOutcome | None = None,
+    created_after: Annotated[
+        datetime | None, Query(description="ISO 8601; calls created at or after.")
+    ] = None,
+    created_before: Annotated[
+        datetime | None, Query(description="ISO 8601; calls created at or before.")
+    ] = None,
+) -> Page[Call]:
+    return calls.list_calls(
+        caller.account_id,
+        limit=paging.limit,
+        starting_after=paging.starting_after,
+        assistant_id=assistant_id,
+        phone_number_id=phone_number_id,
+        contact_id=contact_id,
+        campaign_id=campaign_id,
+        direction=direction,
+        outcome=outcome,
+        created_after=created_after,
+        created_before=created_before,
+    )
+
+
+@router.get("/calls/{call_id}", response_model=Call, summary="A call")
+def get_call(caller: Caller, call_id: str) -> Call:
+    return calls.get(caller.account_id, call_id)

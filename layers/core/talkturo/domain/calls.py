@@ -1,0 +1,237 @@
+"""Calls: the record every call leaves, and how carrier events move it (SPEC §5).
+
+Status only moves forward, `queued` → `ringing` → `in_progress` → `ended` (each has a rank; the
+store refuses a write whose rank is not above the stored one), so duplicated and reordered
+carrier callbacks are harmless: `apply` answers None for an event that changes nothing.
+
+The end (status `ended`, outcome, ended reason, ended_at, duration) is written once. One thing
+may still arrive after it: the answering-machine verdict (`answered_by`), which Twilio sends on
+its own callback; a late `machine` verdict turns an `answered` outcome into `voicemail`.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from talkturo.domain.common import Credits, Resource
+
+CallStatus = Literal["queued", "ringing", "in_progress", "ended"]
+CallDirection = Literal["inbound", "outbound"]
+CallOutcome = Literal["answered", "voicemail", "no_answer", "busy", "failed"]
+AnsweredBy = Literal["human", "machine", "unknown"]
+EndedReason = Literal[
+    "caller_hung_up",
+    "assistant_ended",
+    "transferred",
+    "max_duration",
+    "no_credits",
+    "no_answer",
+    "busy",
+    "failed",
+    "canceled",
+    "timeout",
+    "error",
+]
+
+STATUS_RANK: dict[str, int] = {"queued": 0, "ringing": 1, "in_progress": 2, "ended": 3}
+# Twilio's CallStatus values, in the platform's words: (status, outcome, ended reason).
+TWILIO_STATUS: dict[str, tuple[CallStatus, CallOutcome | None, EndedReason | None]] = {
+    "queued": ("queued", None, None),
+    "initiated": ("queued", None, None),
+    "ringing": ("ringing", None, None),
+    "in-progress": ("in_progress", None, None),
+    "completed": ("ended", "answered", "caller_hung_up"),
+    "busy": ("ended", "busy", "busy"),
+    "no-answer": ("ended", "no_answer", "no_answer"),
+    "failed": ("ended", "failed", "failed"),
+    "canceled": ("ended", "failed", "canceled"),
+}
+# How long past its maximum duration (plus ringing) a call may stay open before the timeout
+# closer ends it: the carrier's final callback is late, not lost, until then.
+RING_ALLOWANCE_SECONDS = 120
+TIMEOUT_MARGIN_SECONDS = 300
+
+
+class Call(BaseModel):
+    object: Literal["call"] = "call"
+    id: str
+    direction: CallDirection
+    status: CallStatus
+    outcome: CallOutcome | None = None
+    ended_reason: EndedReason | None = None
+    error_message: str | None = Field(
+        default=None, description="Why the call failed, when the platform or carrier knows."
+    )
+    answered_by: AnsweredBy | None = Field(
+        default=None, description="Answering-machine detection's verdict (outbound)."
+    )
+    assistant_id: str
+    phone_number_id: str
+    from_number: str = Field(description="E.164")
+    to_number: str = Field(description="E.164")
+    contact_id: str | None = None
+    company_id: str | None = None
+    campaign_id: str | None = None
+    attempt: int | None = None
+    created_at: datetime
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_seconds: int | None = None
+    credits_charged: Credits = Decimal(0)
+
+
+class CallRecord(Call):
+    """What is stored: the answer plus the carrier's id and the limits the call runs under."""
+
+    carrier_sid: str | None = None
+    max_duration_seconds: int = 600
+
+    def public(self) -> Call:
+        return Call.model_validate(self.model_dump(exclude={"carrier_sid", "max_duration_seconds"}))
+
+    @property
+    def deadline(self) -> datetime:
+        """When an open call is presumed over (its end never arrived)."""
+        allowed = self.max_duration_seconds + RING_ALLOWANCE_SECONDS + TIMEOUT_MARGIN_SECONDS
+        return self.created_at + timedelta(seconds=allowed)
+
+
+class CallCreate(Resource):
+    assistant_id: str = Field(min_length=1, max_length=64)
+    to_number: str | None = Field(
+        default=None, max_length=40, description="E.164 number to call (or give contact_id)."
+    )
+    contact_id: str | None = Field(
+        default=None, max_length=64, description="Contact to call, at their primary phone."
+    )
+    phone_number_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Caller ID: one of the account's active numbers (default: one of the "
+        "assistant's active numbers).",
+    )
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> CallCreate:
+        if (self.to_number is None) == (self.contact_id is None):
+            raise ValueError("give exactly one of to_number and contact_id")
+        return self
+
+
+class DialJob(BaseModel):
+    """The dial queue's message."""
+
+    account_id: str
+    call_id: str
+
+
+class CallEvent(BaseModel):
+    """Something the carrier (or the platform) reports about a call."""
+
+    at: datetime
+    status: CallStatus | None = None
+    outcome: CallOutcome | None = None
+    ended_reason: EndedReason | None = None
+    duration_seconds: int | None = None
+    answered_by: AnsweredBy | None = None
+    carrier_sid: str | None = None
+    error_message: str | None = None
+
+
+def answered_by_of(value: str | None) -> AnsweredBy | None:
+    """Twilio's AnsweredBy (human, machine_start, machine_end_beep, …, fax, unknown)."""
+    if not value:
+        return None
+    if value == "human":
+        return "human"
+    if value.startswith("machine") or value == "fax":
+        return "machine"
+    return "unknown"
+
+
+def event_of_twilio(
+    call_status: str | None,
+    *,
+    at: datetime,
+    duration: str | None = None,
+    answered_by: str | None = None,
+    carrier_sid: str | None = None,
+) -> CallEvent:
+    """A status or AMD callback's parameters as an event (unknown statuses move nothing)."""
+    status: CallStatus | None = None
+    outcome: CallOutcome | None = None
+    reason: EndedReason | None = None
+    if call_status in TWILIO_STATUS:
+        status, outcome, reason = TWILIO_STATUS[call_status]
+    seconds: int | None = None
+    if status == "ended":
+        try:
+            seconds = max(0, int(duration or 0))
+        except ValueError:
+            seconds = 0
+    return CallEvent(
+        at=at,
+        status=status,
+        outcome=outcome,
+        ended_reason=reason,
+        duration_seconds=seconds,
+        answered_by=answered_by_of(answered_by),
+        carrier_sid=carrier_sid,
+    )
+
+
+def apply(call: CallRecord, event: CallEvent) -> CallRecord | None:
+    """The call after `event`, or None when the event changes nothing (late or duplicated)."""
+    changes: dict[str, object] = {}
+    if event.carrier_sid and not call.carrier_sid:
+        changes["carrier_sid"] = event.carrier_sid
+    answered_by = call.answered_by
+    if event.answered_by and call.answered_by is None:
+        answered_by = changes["answered_by"] = event.answered_by
+    moves = event.status is not None and STATUS_RANK[event.status] > STATUS_RANK[call.status]
+    if moves and event.status is not None:
+        changes["status"] = event.status
+        if event.status == "in_progress" and call.answered_at is None:
+            changes["answered_at"] = event.at
+        if event.status == "ended":
+            outcome = event.outcome or "failed"
+            duration = event.duration_seconds or 0
+            if outcome == "answered" and answered_by == "machine":
+                outcome = "voicemail"
+            if outcome in ("answered", "voicemail") and call.answered_at is None:
+                changes["answered_at"] = event.at - timedelta(seconds=duration)
+            if outcome not in ("answered", "voicemail"):
+                duration = 0
+            changes.update(
+                outcome=outcome,
+                ended_reason=event.ended_reason or "error",
+                ended_at=event.at,
+                duration_seconds=duration,
+            )
+            if event.error_message:
+                changes["error_message"] = event.error_message
+    elif call.status == "ended" and call.outcome == "answered" and "answered_by" in changes:
+        changes["outcome"] = "voicemail" if answered_by == "machine" else call.outcome
+    if not changes:
+        return None
+    return call.model_copy(update=changes)
+
+
+def timed_out(call: CallRecord, now: datetime) -> CallEvent:
+    """The end of a call whose final callback never came."""
+    answered = call.answered_at is not None
+    seconds = int((now - call.answered_at).total_seconds()) if call.answered_at else 0
+    return CallEvent(
+        at=now,
+        status="ended",
+        outcome="answered" if answered else "failed",
+        ended_reason="timeout",
+        duration_seconds=min(seconds, call.max_duration_seconds),
+        error_message=None if answered else "the carrier never reported the end of the call",
+    )

@@ -1,0 +1,419 @@
+"""Calls: place one outbound call, dial it (SQS worker), record what the carrier reports,
+answer inbound calls, close calls whose end never arrived, list and read.
+
+The carrier is a parameter of the functions that talk to it (`carrier: Carrier | None`); by
+default it is the process's carrier (`talkturo.carrier.get_carrier()`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from talkturo import queues
+from talkturo.config import get_settings
+from talkturo.domain.calls import (
+    Call,
+    CallCreate,
+    CallDirection,
+    CallEvent,
+    CallOutcome,
+    CallRecord,
+    DialJob,
+    EndedReason,
+    apply,
+    timed_out,
+)
+from talkturo.domain.common import Page, utcnow
+from talkturo.domain.phones import InvalidPhone, normalise_phone
+from talkturo.domain.telephony import CallRequest
+from talkturo.errors import Conflict, InsufficientCredits, InvalidRequest, NotFound
+from talkturo.ids import has_prefix, new_id
+from talkturo.logs import logger
+from talkturo.services import assistants, credits, numbers
+from talkturo.store import calls as store
+from talkturo.store import contacts as contact_store
+
+if TYPE_CHECKING:
+    from talkturo.carrier.base import Carrier
+    from talkturo.domain.assistants import AssistantRecord
+    from talkturo.domain.numbers import PhoneNumberRecord
+
+# How many past hours of the open-call index the timeout closer reads (it runs every 5 min).
+CLOSER_LOOKBACK_HOURS = 48
+RING_TIMEOUT_SECONDS = 30
+
+
+def carrier_of(carrier: Carrier | None = None) -> Carrier:
+    if carrier is not None:
+        return carrier
+    from talkturo.carrier import get_carrier
+
+    return get_carrier()
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def _check_id(call_id: str) -> None:
+    if not has_prefix(call_id, "call"):
+        raise NotFound("no such call", param="id")
+
+
+def get(account_id: str, call_id: str) -> Call:
+    _check_id(call_id)
+    return store.get(account_id, call_id).public()
+
+
+def get_record(account_id: str, call_id: str) -> CallRecord:
+    _check_id(call_id)
+    return store.get(account_id, call_id)
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_ULID_MAX_MS = (1 << 48) - 1
+
+
+def _ulid_bound(moment: datetime, *, low: bool) -> str:
+    """The smallest (or largest) call id a ULID of this millisecond can have."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # a time without zone is UTC, as the API says
+    ms = min(max(int(moment.timestamp() * 1000), 0), _ULID_MAX_MS)
+    stamp = "".join(_CROCKFORD[(ms >> shift) & 31] for shift in range(45, -5, -5))
+    return "call_" + stamp + ("0" * 16 if low else "Z" * 16)
+
+
+def list_calls(
+    account_id: str,
+    *,
+    limit: int,
+    starting_after: str | None,
+    assistant_id: str | None = None,
+    phone_number_id: str | None = None,
+    contact_id: str | None = None,
+    campaign_id: str | None = None,
+    direction: CallDirection | None = None,
+    outcome: CallOutcome | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> Page[Call]:
+    if created_after and created_before and created_after > created_before:
+        raise InvalidRequest("created_after must be before created_before", param="created_after")
+    filters = {
+        name: value
+        for name, value in (
+            ("assistant_id", assistant_id),
+            ("phone_number_id", phone_number_id),
+            ("contact_id", contact_id),
+            ("campaign_id", campaign_id),
+            ("direction", direction),
+            ("outcome", outcome),
+        )
+        if value is not None
+    }
+    records, cursor = store.list_page(
+        account_id,
+        limit=limit,
+        starting_after=starting_after,
+        filters=filters,
+        sk_after=_ulid_bound(created_after, low=True) if created_after else None,
+        sk_before=_ulid_bound(created_before, low=False) if created_before else None,
+    )
+    return Page[Call](
+        data=[r.public() for r in records], has_more=cursor is not None, next_cursor=cursor
+    )
+
+
+# --------------------------------------------------------------------------- outbound
+
+
+def _caller_id(
+    account_id: str, assistant: AssistantRecord, phone_number_id: str | None
+) -> PhoneNumberRecord:
+    if phone_number_id is not None:
+        try:
+            number = numbers.get_record(account_id, phone_number_id)
+        except NotFound:
+            raise NotFound("no such phone number", param="phone_number_id") from None
+        if number.status != "active":
+            raise Conflict(
+                f"the caller ID must be an active number; this one is {number.status}",
+                param="phone_number_id",
+                code="number_not_active",
+            )
+        return number
+    for number_id in assistant.phone_number_ids:
+        try:
+            number = numbers.get_record(account_id, number_id)
+        except NotFound:
+            continue
+        if number.status == "active":
+            return number
+    raise Conflict(
+        "the assistant has no active phone number to call from; assign one, or give "
+        "phone_number_id",
+        param="phone_number_id",
+        code="no_active_number",
+    )
+
+
+def create_outbound(account_id: str, request: CallCreate) -> Call:
+    """Record the call as queued and put it on the dial queue; refused with a clear error when
+    outbound is disabled, no number can be the caller ID, the contact is DNC or no credits."""
+    try:
+        assistant = assistants.get_record(account_id, request.assistant_id)
+    except NotFound:
+        raise NotFound("no such assistant", param="assistant_id") from None
+    if not assistant.telephony.outbound_enabled:
+        raise InvalidRequest(
+            "outbound calls are disabled for this assistant (telephony.outbound_enabled)",
+            param="assistant_id",
+            code="outbound_disabled",
+        )
+    contact_id = request.contact_id
+    if request.to_number is not None:
+        try:
+            to_number = normalise_phone(request.to_number)
+        except InvalidPhone as error:
+            raise InvalidRequest(
+                str(error), param="to_number", code="invalid_phone_number"
+            ) from None
+        contact_id = contact_store.find_by_phone(account_id, to_number)
+    contact = None
+    if contact_id is not None:
+        try:
+            contact = contact_store.get(account_id, contact_id)
+        except NotFound:
+            raise NotFound("no such contact", param="contact_id") from None
+        if contact.do_not_call:
+            raise Conflict(
+                "the contact is on the do-not-call list",
+                param="contact_id" if request.contact_id else "to_number",
+                code="contact_do_not_call",
+            )
+        if request.contact_id is not None:
+            if not contact.phone:
+                raise InvalidRequest(
+                    "the contact has no phone number", param="contact_id", code="no_phone_number"
+                )
+            to_number = contact.phone
+    caller = _caller_id(account_id, assistant, request.phone_number_id)
+    if credits.balance(account_id).balance <= 0:
+        raise InsufficientCredits("the account has no credits left; buy credits to place calls")
+    record = CallRecord(
+        id=new_id("call"),
+        direction="outbound",
+        status="queued",
+        assistant_id=assistant.id,
+        phone_number_id=caller.id,
+        from_number=caller.phone_number,
+        to_number=to_number,
+        contact_id=contact.id if contact else None,
+        company_id=contact.company_id if contact else None,
+        created_at=utcnow(),
+        max_duration_seconds=assistant.telephony.max_call_duration_seconds,
+    )
+    store.create(account_id, record)
+    try:
+        queues.send(
+            get_settings().dial_queue_url,
+            DialJob(account_id=account_id, call_id=record.id).model_dump(),
+        )
+    except (BotoCoreError, ClientError, RuntimeError):
+        logger.exception("the call could not be queued", extra={"id": record.id})
+        _end_failed(account_id, record.id, "the call could not be queued")
+        raise
+    return record.public()
+
+
+def callback_url(kind: str, account_id: str, call_id: str) -> str:
+    base = get_settings().public_base_url.rstrip("/")
+    return f"{base}/carrier/{kind}?" + urlencode({"call": call_id, "account": account_id})
+
+
+def _end_failed(
+    account_id: str, call_id: str, message: str, reason: EndedReason = "error"
+) -> CallRecord:
+    event = CallEvent(
+        at=utcnow(),
+        status="ended",
+        outcome="failed",
+        ended_reason=reason,
+        duration_seconds=0,
+        error_message=message,
+    )
+    return store.change(account_id, call_id, lambda r: apply(r, event))
+
+
+def dial(job: DialJob, carrier: Carrier | None = None) -> None:
+    """Place the call at the carrier, once: a conditional write claims the dial first, so a
+    redelivered message never dials twice. A carrier refusal ends the call as failed; a
+    retryable carrier error gives the claim back and raises (the message comes back)."""
+    from talkturo.carrier.base import CarrierError
+
+    try:
+        record = store.get(job.account_id, job.call_id)
+    except NotFound:
+        logger.warning("call to dial is gone", extra={"id": job.call_id})
+        return
+    if record.status != "queued":
+        return
+    claim = utcnow().isoformat()
+    if not store.claim_dial(job.account_id, job.call_id, claim):
+        logger.info("call already dialed", extra={"id": job.call_id})
+        return
+    try:
+        assistant = assistants.get_record(job.account_id, record.assistant_id)
+    except NotFound:
+        _end_failed(job.account_id, job.call_id, "the assistant was deleted before dialing")
+        return
+    voicemail = assistant.telephony.voicemail
+    request = CallRequest(
+        to=record.to_number,
+        from_=record.from_number,
+        answer_url=callback_url("voice", job.account_id, job.call_id),
+        status_callback_url=callback_url("status", job.account_id, job.call_id),
+        amd_callback_url=callback_url("amd", job.account_id, job.call_id),
+        machine_detection=voicemail.detect,
+        machine_detection_mode="DetectMessageEnd"
+        if voicemail.action == "leave_message"
+        else "Enable",
+        timeout_seconds=RING_TIMEOUT_SECONDS,
+    )
+    try:
+        placed = carrier_of(carrier).place_call(request)
+    except CarrierError as error:
+        if error.retryable:
+            store.release_dial(job.account_id, job.call_id, claim)
+            raise
+        _end_failed(job.account_id, job.call_id, error.message, reason="failed")
+        return
+    event = CallEvent(at=utcnow(), carrier_sid=placed.carrier_sid)
+    store.change(job.account_id, job.call_id, lambda r: apply(r, event))
+    logger.info("call dialed", extra={"id": job.call_id})
+
+
+# --------------------------------------------------------------------------- carrier events
+
+
+def record_event(account_id: str, call_id: str, event: CallEvent) -> CallRecord | None:
+    """Apply what the carrier reported; None when the call does not exist (not ours)."""
+    try:
+        return store.change(account_id, call_id, lambda r: apply(r, event))
+    except NotFound:
+        return None
+
+
+def find_by_carrier_sid(carrier_sid: str) -> tuple[str, str] | None:
+    return store.by_carrier_sid(carrier_sid)
+
+
+def start_inbound(
+    *, to_number: str, from_number: str, carrier_sid: str
+) -> tuple[str, CallRecord] | None:
+    """The inbound call's record (created once per CallSid), with its account; None when the
+    number cannot take calls now (no holder, not active, no assistant, inbound disabled, no
+    credits)."""
+    known = store.by_carrier_sid(carrier_sid)
+    if known is not None:
+        record = store.get(*known)
+        return (known[0], record) if record.status != "ended" else None
+    held = numbers_store_holder(to_number)
+    if held is None:
+        return None
+    account_id, number_id = held
+    try:
+        number = numbers.get_record(account_id, number_id)
+    except NotFound:
+        return None
+    if number.status != "active" or not number.assistant_id:
+        return None
+    try:
+        assistant = assistants.get_record(account_id, number.assistant_id)
+    except NotFound:
+        return None
+    if not assistant.telephony.inbound_enabled:
+        return None
+    if credits.balance(account_id).balance <= Decimal(0):
+        return None
+    contact_id = None
+    company_id = None
+    try:
+        caller = normalise_phone(from_number)
+        contact_id = contact_store.find_by_phone(account_id, caller)
+    except InvalidPhone:
+        contact_id = None  # withheld or odd caller ids: no contact
+    if contact_id:
+        try:
+            company_id = contact_store.get(account_id, contact_id).company_id
+        except NotFound:
+            contact_id = None
+    record = CallRecord(
+        id=new_id("call"),
+        direction="inbound",
+        status="ringing",
+        assistant_id=assistant.id,
+        phone_number_id=number.id,
+        from_number=from_number,
+        to_number=to_number,
+        contact_id=contact_id,
+        company_id=company_id,
+        created_at=utcnow(),
+        carrier_sid=carrier_sid,
+        max_duration_seconds=assistant.telephony.max_call_duration_seconds,
+    )
+    try:
+        store.create(account_id, record)
+    except Conflict:
+        known = store.by_carrier_sid(carrier_sid)
+        if known is None:
+            raise
+        return known[0], store.get(*known)
+    return account_id, record
+
+
+def numbers_store_holder(phone_number: str) -> tuple[str, str] | None:
+    from talkturo.store import numbers as number_store
+
+    return number_store.holder(phone_number)
+
+
+# --------------------------------------------------------------------------- timeouts
+
+
+def close_timed_out(
+    now: datetime | None = None, lookback_hours: int = CLOSER_LOOKBACK_HOURS
+) -> list[str]:
+    """End every open call past its deadline with ended_reason timeout; the ids closed.
+
+    Reads the open-call index hour by hour (no scan). A call that fails to close stays in the
+    index and is tried again on the next run."""
+    now = now or utcnow()
+    closed: list[str] = []
+    for back in range(lookback_hours, -1, -1):
+        hour = now - timedelta(hours=back)
+        for account_id, call_id in list(store.open_calls(hour, now)):
+            try:
+                after = store.change(account_id, call_id, _closer(now))
+            except NotFound:
+                continue
+            except Exception:  # noqa: BLE001 (one call's failure must not stop the sweep)
+                logger.exception("call could not be closed", extra={"id": call_id})
+                continue
+            if after.ended_reason == "timeout":
+                closed.append(call_id)
+    return closed
+
+
+def _closer(now: datetime) -> Callable[[CallRecord], CallRecord | None]:
+    def close(record: CallRecord) -> CallRecord | None:
+        if record.status == "ended" or record.deadline > now:
+            return None
+        return apply(record, timed_out(record, now))
+
+    return close

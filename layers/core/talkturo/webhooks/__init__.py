@@ -1,0 +1,1 @@
+"""Webhooks from outside: the carrier's (Twilio) voice, status and AMD callbacks."""
