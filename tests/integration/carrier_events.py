@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from twilio.request_validator import RequestValidator
 
 from talkturo.local.template import PROJECT_ROOT
-from tests.integration.number_queue import LambdaContext
+from tests.integration.lambda_worker import LambdaContext
 
 HANDLER_PATH = PROJECT_ROOT / "functions" / "carrier_webhooks" / "app.py"
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
