@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,6 +27,11 @@ DEV_API_KEY = "tk_e2e_dev_key_0123456789abcdefghijkl"
 ADMIN_SECRET = "e2e-admin-secret-0123456789abcdefghijkl"
 READY_WITHIN_SECONDS = 60
 STOPS_WITHIN_SECONDS = 5
+# The banner's carrier line: "Carrier  http://…  (simulated Twilio; account AC…,\n  auth token …,"
+CARRIER_LINE = re.compile(
+    r"Carrier\s+(?P<url>http://\S+)\s+\(simulated Twilio; account (?P<sid>AC\w+),"
+    r"\s+auth token (?P<token>\w+),"
+)
 
 _accounts = itertools.count(1)
 
@@ -49,6 +55,10 @@ class LocalPlatform:
     aws_endpoint: str
     log_path: Path
     process: subprocess.Popen[bytes] = field(repr=False)
+    # The carrier simulator, as the banner printed it (read once the platform is ready).
+    simulator_url: str = ""
+    simulator_account_sid: str = ""
+    simulator_auth_token: str = field(default="", repr=False)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -78,13 +88,26 @@ class LocalPlatform:
         result: dict[str, Any] = answer.json()
         return result
 
+    def simulator(self) -> httpx.Client:
+        """An HTTP client on the carrier simulator's control API (/_sim/…)."""
+        return httpx.Client(
+            base_url=self.simulator_url,
+            auth=(self.simulator_account_sid, self.simulator_auth_token),
+            timeout=10,
+        )
+
     def cli_environment(self) -> dict[str, str]:
-        """The environment for `talkturo` CLI commands aimed at this platform."""
+        """The environment for `talkturo` CLI commands aimed at this platform: what a user
+        exports from the banner (the API's URL and keys, the carrier simulator's URL and
+        credentials for `talkturo call …`)."""
         return {
             **os.environ,
             "TALKTURO_API_URL": self.base_url,
             "TALKTURO_API_KEY": self.api_key,
             "TALKTURO_ADMIN_SECRET": self.admin_secret,
+            "TALKTURO_SIMULATOR_URL": self.simulator_url,
+            "TWILIO_ACCOUNT_SID": self.simulator_account_sid,
+            "TWILIO_AUTH_TOKEN": self.simulator_auth_token,
         }
 
     def cli(self, *arguments: str, **environment: str) -> subprocess.CompletedProcess[str]:
@@ -139,6 +162,8 @@ def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPl
     )
     try:
         _wait_until_ready(platform)
+        _read_banner(platform)
+        assert platform.simulator_url == f"http://127.0.0.1:{carrier_port}", platform.log()
         yield platform
     finally:
         _stop(platform)
@@ -159,6 +184,19 @@ def _wait_until_ready(platform: LocalPlatform) -> None:
             pass
         time.sleep(0.05)
     pytest.fail(f"`talkturo dev` not ready after {READY_WITHIN_SECONDS} s:\n" + platform.log())
+
+
+def _read_banner(platform: LocalPlatform) -> None:
+    """The simulator's URL and credentials, from the banner (printed just after /health
+    answers), as a user copies them."""
+    deadline = time.monotonic() + READY_WITHIN_SECONDS
+    while (found := CARRIER_LINE.search(platform.log())) is None:
+        if time.monotonic() > deadline or platform.process.poll() is not None:
+            pytest.fail("the banner shows no carrier simulator line:\n" + platform.log())
+        time.sleep(0.05)
+    platform.simulator_url = found["url"]
+    platform.simulator_account_sid = found["sid"]
+    platform.simulator_auth_token = found["token"]
 
 
 def _stop(platform: LocalPlatform) -> None:

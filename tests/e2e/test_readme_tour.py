@@ -59,5 +59,20 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform) -> None
         ("active", assistants[0]["id"], True)
     ]
     assert assistants[0]["phone_number_ids"] == [numbers[0]["id"]]
+    # The calls: Ada answered, Grace was busy, Nancy's second call in was answered (her first
+    # met inbound switched off: she heard "not available", and no call was recorded).
+    assert "This number is not available right now. Goodbye." in run.stdout
+    by_name = {c["first_name"]: c["id"] for c in contacts}
+    calls = api.get("/v1/calls").json()["data"]
+    assert [
+        (c["direction"], c["status"], c["outcome"], c["contact_id"], c["assistant_id"])
+        for c in calls
+    ] == [
+        ("inbound", "ended", "answered", by_name["Nancy"], assistants[0]["id"]),
+        ("outbound", "ended", "busy", by_name["Grace"], assistants[0]["id"]),
+        ("outbound", "ended", "answered", by_name["Ada"], assistants[0]["id"]),
+    ]
+    assert {c["phone_number_id"] for c in calls} == {numbers[0]["id"]}
+    assert assistants[0]["telephony"]["inbound_enabled"] is True
     ledger = api.get("/v1/credits/ledger").json()["data"]
-    assert [e["kind"] for e in ledger] == ["grant"]
+    assert [e["kind"] for e in ledger] == ["grant"]  # calls draw no credits before metering

@@ -3,6 +3,8 @@ simulator calling back the webhooks (signed) over real HTTP, and the call record
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
 import threading
 import time
@@ -11,6 +13,9 @@ from collections.abc import Iterator
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from talkturo import config
 from talkturo.api.app import create_app
@@ -24,13 +29,33 @@ from tests.conftest import Tenant
 from tests.integration import calls_setup, dial_queue
 
 
+async def _voice_service(websocket: WebSocket) -> None:
+    """A stand-in for the voice service: takes the carrier's media stream until it stops."""
+    await websocket.accept()
+    with contextlib.suppress(WebSocketDisconnect):
+        while json.loads(await websocket.receive_text())["event"] != "stop":
+            pass
+
+
 @pytest.fixture
 def network(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[CarrierSimulator]:
     """The simulator as the carrier, and the API + webhooks served on a loopback port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
+    voice_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    voice_sock.bind(("127.0.0.1", 0))
+    voice = uvicorn.Server(
+        uvicorn.Config(
+            Starlette(routes=[WebSocketRoute("/media", _voice_service)]),
+            lifespan="off",
+            log_level="error",
+        )
+    )
+    voice_thread = threading.Thread(target=voice.run, kwargs={"sockets": [voice_sock]}, daemon=True)
+    voice_thread.start()
     with CarrierSimulator(time_scale=0.01) as sim:
+        monkeypatch.setenv("VOICE_SERVICE_URL", f"ws://127.0.0.1:{voice_sock.getsockname()[1]}")
         monkeypatch.setenv("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
         monkeypatch.setenv("TWILIO_ACCOUNT_SID", sim.account_sid)
         monkeypatch.setenv("TWILIO_AUTH_TOKEN", sim.auth_token)
@@ -43,14 +68,15 @@ def network(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[CarrierSi
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
         deadline = time.monotonic() + 10
-        while not server.started:  # bounded wait for the server to listen
+        while not (server.started and voice.started):  # bounded wait for both to listen
             assert time.monotonic() < deadline, "the webhook server did not start"
             time.sleep(0.01)
         try:
             yield sim
         finally:
-            server.should_exit = True
+            server.should_exit = voice.should_exit = True
             thread.join(timeout=5)
+            voice_thread.join(timeout=5)
             set_carrier(None)
             config.get_settings.cache_clear()
 
@@ -102,5 +128,7 @@ def test_an_outbound_call_ends_with_the_callees_outcome(
         assert got["answered_at"] and got["duration_seconds"] >= 1
         twiml = [e for e in final["events"] if e["kind"] == "twiml"]
         assert twiml and "<Stream" in final["documents"][0]
+        # The call ran its TwiML: the media stream reached the voice service.
+        assert final["party"]["streams"][0]["chunks_sent"] > 0
     else:
         assert got["duration_seconds"] == 0 and got["answered_at"] is None

@@ -29,7 +29,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from twilio.request_validator import RequestValidator
 
 from talkturo.local.carrier_sim import CarrierSimulator
-from talkturo.local.carrier_sim.audio import FRAME_BYTES, is_silent, tone
+from talkturo.local.carrier_sim.audio import (
+    FRAME_BYTES,
+    beep,
+    is_silent,
+    silence,
+    synthetic_speech,
+    tone,
+)
 from talkturo.local.carrier_sim.scripts import load_script
 
 pytestmark = pytest.mark.integration
@@ -49,6 +56,7 @@ class FakePlatform:
     sent: list[dict[str, Any]] = field(default_factory=list)  # to the simulator
     errors: list[str] = field(default_factory=list)
     closed: threading.Event = field(default_factory=threading.Event)
+    media_frames: int = 0  # media messages received so far, over every stream
 
     def app(self) -> Starlette:
         validator = RequestValidator(self.auth_token)
@@ -58,7 +66,14 @@ class FakePlatform:
             valid = validator.validate(
                 str(request.url), params, request.headers.get("x-twilio-signature", "")
             )
-            self.requests.append({"path": request.url.path, "params": params, "valid": valid})
+            self.requests.append(
+                {
+                    "path": request.url.path,
+                    "params": params,
+                    "valid": valid,
+                    "at_frame": self.media_frames,
+                }
+            )
             if not valid:
                 return Response(status_code=403)
             if request.url.path == "/carrier/voice":
@@ -100,6 +115,7 @@ class FakePlatform:
                     await send({"event": "mark", "mark": {"name": "greeting"}})
                 elif event == "media":
                     chunks += 1
+                    self.media_frames += 1
                     frame = base64.b64decode(message["media"]["payload"])
                     if long_playing and not is_silent(frame):
                         long_playing = False
@@ -187,8 +203,9 @@ def test_an_inbound_caller_hears_say_and_the_call_ends(
     assert voice["params"]["Direction"] == "inbound"
     assert voice["params"]["From"] == "+12025550143" and voice["params"]["To"] == number
     statuses = [r["params"] for r in platform.of("/carrier/status")]
-    assert [s["CallStatus"] for s in statuses] == ["ringing", "in-progress", "completed"]
-    assert [s["SequenceNumber"] for s in statuses] == ["0", "1", "2"]
+    # The number's StatusCallback hears only the end of the call, after the voice URL.
+    assert [s["CallStatus"] for s in statuses] == ["completed"]
+    assert [r["path"] for r in platform.requests] == ["/carrier/voice", "/carrier/status"]
     assert statuses[-1]["CallDuration"] == str(final["duration"])
     assert all(s["CallSid"] == sid and s["Direction"] == "inbound" for s in statuses)
 
@@ -280,7 +297,7 @@ def test_a_streamed_call_speaks_presses_interrupts_and_hangs_up(
 
     assert final["status"] == "completed"
     statuses = [r["params"]["CallStatus"] for r in platform.of("/carrier/status")]
-    assert statuses == ["ringing", "in-progress", "completed"]
+    assert statuses == ["completed"]
     assert all(r["valid"] for r in platform.requests)
     assert platform.errors == []
 
@@ -310,7 +327,7 @@ def test_the_platform_hanging_up_stops_the_stream(
     assert final["status"] == "completed"
     assert platform.messages[-1]["event"] == "stop"
     statuses = [r["params"]["CallStatus"] for r in platform.of("/carrier/status")]
-    assert statuses == ["ringing", "in-progress", "completed"]
+    assert statuses == ["completed"]
 
 
 def test_the_control_api_dials_and_reports_what_the_caller_heard(
@@ -365,3 +382,167 @@ def test_the_cli_dials_and_sets_callees(
     set_up = runner.invoke(main, ["call", "callee", "+14155552671", "--behaviour", "busy"], env=env)
     assert set_up.exit_code == 0, set_up.output
     assert "+14155552671: busy" in set_up.output
+
+
+# ---------------------------------------------------------------------------------- outbound
+def _place(simulator: CarrierSimulator, platform: FakePlatform, to: str, **extra: str) -> str:
+    """An outbound call from a number bought here to `to`, as the platform's dialer places it."""
+    caller_id = _buy(simulator, platform)
+    auth = (simulator.account_sid, simulator.auth_token)
+    base = f"{simulator.url}/2010-04-01/Accounts/{simulator.account_sid}"
+    data = {
+        "To": to,
+        "From": caller_id,
+        "Url": f"{platform.url}/carrier/voice",
+        "StatusCallback": f"{platform.url}/carrier/status",
+        "StatusCallbackEvent": "initiated ringing answered completed",
+        **extra,
+    }
+    placed = httpx.post(f"{base}/Calls.json", data=data, auth=auth)
+    assert placed.status_code == 201, placed.text
+    return str(placed.json()["sid"])
+
+
+def _inbound_audio(platform: FakePlatform) -> bytes:
+    return b"".join(
+        base64.b64decode(m["media"]["payload"]) for m in platform.messages if m["event"] == "media"
+    )
+
+
+def _stream_twiml(platform: FakePlatform) -> str:
+    return (
+        f'<Response><Connect><Stream url="ws://{platform.url.removeprefix("http://")}/stream">'
+        '<Parameter name="token" value="out-1"/></Stream></Connect></Response>'
+    )
+
+
+def test_an_answered_outbound_call_runs_the_callees_script_on_the_stream(
+    simulator: CarrierSimulator, platform: FakePlatform
+) -> None:
+    platform.twiml = _stream_twiml(platform)
+    callee = "+14155550142"
+    script = load_script(
+        """
+        steps:
+          - wait_for_silence: {seconds: 0.2, timeout: 10}
+          - say: "Yes this is Sam speaking"
+          - say: "I can talk now"
+          - press: "7"
+          - wait_seconds: 0.3
+          - hang_up
+        """
+    )
+    simulator.set_callee(callee, "human", ring_seconds=0.2, script=script)
+    sid = _place(
+        simulator,
+        platform,
+        callee,
+        MachineDetection="Enable",
+        AsyncAmd="true",
+        AsyncAmdStatusCallback=f"{platform.url}/carrier/amd",
+    )
+    final = simulator.wait_for_call(sid, timeout=20)
+    assert platform.closed.wait(5)
+
+    assert final["status"] == "completed" and final["direction"] == "outbound-api"
+    assert all(r["valid"] for r in platform.requests)
+    (voice,) = platform.of("/carrier/voice")
+    assert voice["params"]["CallStatus"] == "in-progress"
+    statuses = [r["params"]["CallStatus"] for r in platform.of("/carrier/status")]
+    assert statuses == ["initiated", "ringing", "in-progress", "completed"]
+    assert [r["params"]["AnsweredBy"] for r in platform.of("/carrier/amd")] == ["human"]
+
+    # The stream: connected, start with the <Parameter>s, the callee's voice, its key, stop.
+    events = [m["event"] for m in platform.messages]
+    assert events[:2] == ["connected", "start"] and events[-1] == "stop"
+    assert platform.messages[1]["start"]["customParameters"] == {"token": "out-1"}
+    assert platform.messages[1]["start"]["callSid"] == sid
+    heard = _inbound_audio(platform)
+    first, second = synthetic_speech("Yes this is Sam speaking"), synthetic_speech("I can talk now")
+    assert heard.index(first) < heard.index(second)  # the lines, whole and in order
+    assert heard.startswith(silence(0.02))  # it listened to the greeting first
+    dtmf_at = events.index("dtmf")
+    assert platform.messages[dtmf_at]["dtmf"] == {"track": "inbound_track", "digit": "7"}
+    before_dtmf = b"".join(
+        base64.b64decode(m["media"]["payload"])
+        for m in platform.messages[:dtmf_at]
+        if m["event"] == "media"
+    )
+    assert second in before_dtmf  # the key after the second line
+
+    # The per-call record: what the callee said, pressed and heard.
+    party = final["party"]
+    assert [s["text"] for s in party["said"]] == ["Yes this is Sam speaking", "I can talk now"]
+    assert not party["said"][0]["over_audio"]
+    assert party["dtmf"] == ["7"] and party["protocol_errors"] == []
+    assert final["heard_audio"].startswith(GREETING)
+    assert {"kind": "stream", "outcome": "caller_hung_up"} in party["heard"]
+    assert platform.errors == []
+
+
+def test_a_voicemail_callee_plays_its_greeting_and_beep_before_the_amd_result(
+    simulator: CarrierSimulator, platform: FakePlatform
+) -> None:
+    platform.twiml = _stream_twiml(platform)
+    callee = "+14155550177"
+    greeting = "Hi this is Sam leave a message"
+    simulator.set_callee(
+        callee,
+        "voicemail",
+        ring_seconds=0.2,
+        talk_seconds=6,
+        script=load_script(f"behaviour: voicemail\ngreeting: {greeting}"),
+    )
+    sid = _place(
+        simulator,
+        platform,
+        callee,
+        MachineDetection="DetectMessageEnd",
+        AsyncAmd="true",
+        AsyncAmdStatusCallback=f"{platform.url}/carrier/amd",
+    )
+    final = simulator.wait_for_call(sid, timeout=20)
+    assert platform.closed.wait(5)
+
+    (amd,) = platform.of("/carrier/amd")
+    assert amd["params"]["AnsweredBy"] == "machine_end_beep"
+    machine_seconds = len(synthetic_speech(greeting)) / 8000 + 0.3 + 0.5 + 0.1  # + beep's end
+    assert int(amd["params"]["MachineDetectionDuration"]) == round(machine_seconds * 1000)
+    # The greeting and the beep came down the stream as the callee's audio, then silence…
+    frames = [
+        base64.b64decode(m["media"]["payload"]) for m in platform.messages if m["event"] == "media"
+    ]
+    heard = b"".join(frames)
+    assert synthetic_speech(greeting)[-1600:] in heard and beep()[-800:] in heard
+    last_sound = max(i for i, frame in enumerate(frames) if not is_silent(frame))
+    assert all(is_silent(frame) for frame in frames[last_sound + 1 :])
+    # … and the detection answered only once the beep had played.
+    assert amd["at_frame"] >= last_sound + 1
+    assert final["answered_by"] == "machine_end_beep" and final["status"] == "completed"
+    said = final["party"]["said"]
+    assert said[0]["text"] == greeting and said[0]["greeting"] and said[1]["beep"]
+    assert {"kind": "callee_hung_up", "reason": "max_seconds"} in final["party"]["heard"]
+    statuses = [r["params"] for r in platform.of("/carrier/status")]
+    assert statuses[-1]["CallStatus"] == "completed"
+    assert statuses[-1]["AnsweredBy"] == "machine_end_beep"
+
+
+def test_an_unreachable_stream_ends_the_connect_and_the_call_goes_on(
+    simulator: CarrierSimulator, platform: FakePlatform
+) -> None:
+    platform.twiml = (
+        '<Response><Connect><Stream url="ws://127.0.0.1:1/stream"/></Connect>'
+        "<Say>The stream is down</Say></Response>"
+    )
+    callee = "+14155550178"
+    simulator.set_callee(callee, "human", ring_seconds=0.2, talk_seconds=60)
+    sid = _place(simulator, platform, callee)
+    final = simulator.wait_for_call(sid, timeout=10)
+
+    assert final["status"] == "completed" and int(final["duration"]) >= 1
+    party = final["party"]
+    assert party["streams"][0]["outcome"] == "connect_failed"
+    kinds = [(e["kind"], e.get("outcome") or e.get("text")) for e in party["heard"]]
+    assert kinds == [("stream", "connect_failed"), ("say", "The stream is down")]
+    statuses = [r["params"]["CallStatus"] for r in platform.of("/carrier/status")]
+    assert statuses == ["initiated", "ringing", "in-progress", "completed"]

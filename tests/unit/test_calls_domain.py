@@ -81,8 +81,19 @@ def test_the_end_is_written_once() -> None:
 
 
 def test_a_completed_callback_before_in_progress_still_answers_the_call() -> None:
-    ended = _run(_call(), "completed", duration="10")
+    # Given a call created 20 s before its only callback, `completed` with a 10 s duration
+    call = _call(created_at=T0 - timedelta(seconds=20))
+    ended = _run(call, "completed", duration="10")
+    # Then it was answered 10 s before the end
     assert ended.outcome == "answered" and ended.answered_at == T0 - timedelta(seconds=10)
+
+
+def test_the_answer_is_never_before_the_record_existed() -> None:
+    # Given an inbound call recorded at T0 whose only callback comes 1 s later with the
+    # carrier's duration rounded up to 2 s
+    ended = _run(_call(direction="inbound", status="ringing"), "ringing", "completed", duration="2")
+    # Then it was answered when it was recorded, not before
+    assert ended.answered_at == T0
 
 
 def test_machine_verdict_makes_voicemail_before_or_after_the_end() -> None:

@@ -364,6 +364,12 @@ def _print_progress(report: dict[str, Any], shown: dict[str, int]) -> None:
 )
 @click.option("--ring-seconds", type=float, default=None, help="How long it rings first.")
 @click.option("--talk-seconds", type=float, default=None, help="How long it stays on the line.")
+@click.option(
+    "--amd-seconds",
+    type=float,
+    default=None,
+    help="How long answering-machine detection takes to decide after the answer (default 1.5).",
+)
 @click.option("--reset", is_flag=True, help="Forget the number's behaviour (back to human).")
 @_simulator_options
 def call_callee(
@@ -372,6 +378,7 @@ def call_callee(
     script_file: Path | None,
     ring_seconds: float | None,
     talk_seconds: float | None,
+    amd_seconds: float | None,
     reset: bool,
     simulator_url: str,
     account_sid: str,
@@ -397,6 +404,8 @@ def call_callee(
             body["ring_seconds"] = ring_seconds
         if talk_seconds is not None:
             body["talk_seconds"] = talk_seconds
+        if amd_seconds is not None:
+            body["amd_seconds"] = amd_seconds
         answer = _sim_call(client, "PUT", f"/_sim/callees/{number}", json=body)
     click.echo(
         f"{number}: {answer['behaviour']} (rings {answer['ring_seconds']:g} s, "

@@ -205,7 +205,11 @@ def apply(call: CallRecord, event: CallEvent) -> CallRecord | None:
             if outcome == "answered" and answered_by == "machine":
                 outcome = "voicemail"
             if outcome in ("answered", "voicemail") and call.answered_at is None:
-                changes["answered_at"] = event.at - timedelta(seconds=duration)
+                # Only the end was reported (an inbound call's status callback gets just
+                # `completed`): the answer was CallDuration before it, and never before the
+                # record existed (the carrier rounds CallDuration up to whole seconds).
+                answered = event.at - timedelta(seconds=duration)
+                changes["answered_at"] = max(answered, call.created_at)
             if outcome not in ("answered", "voicemail"):
                 duration = 0
             changes.update(

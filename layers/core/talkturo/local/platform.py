@@ -482,6 +482,11 @@ class LocalPlatform:
             "  Try it:",
             f'    curl -H "Authorization: Bearer {shown_key}" {api}/v1/account',
             "",
+            "  For the talkturo commands in another terminal, paste:",
+            f"    export TALKTURO_API_URL={api} TALKTURO_API_KEY={shown_key}",
+            f"    export TALKTURO_SIMULATOR_URL={sim.url} TWILIO_ACCOUNT_SID={sim.account_sid} "
+            f"TWILIO_AUTH_TOKEN={sim.auth_token}",
+            "",
             "  Data lives in memory only: a restart starts empty.",
             "  Press Ctrl-C to stop.",
             "",

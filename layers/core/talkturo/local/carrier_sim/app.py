@@ -14,14 +14,16 @@ Errors answer with Twilio's body {"code", "message", "more_info", "status"}.
 The control API (same credentials) lets tests and the CLI shape the simulated network:
 
     PUT    /_sim/callees/{E164}   {"behaviour": "human"|"no_answer"|"busy"|"failed"|"voicemail",
-                                   "ring_seconds": 2, "talk_seconds": 20, "amd_seconds": 1.5}
+                                   "ring_seconds": 2, "talk_seconds": 20, "amd_seconds": 1.5,
+                                   "script": {…}}  (talk_seconds: the script's max_seconds
+                                   when not given, 20 without a script)
     GET    /_sim/callees/{E164}   DELETE /_sim/callees/{E164} (back to the default: human)
     POST   /_sim/calls            {"from": E164, "to": a number bought here, "script": {…}}
                                   a simulated caller dials the number (201, the call)
-    GET    /_sim/calls/{Sid}?wait=5   the call, its callbacks and TwiML, what the caller said and
-                                      heard (`audio=1`: the heard audio, base64 mu-law); with
-                                      `wait`, answers once the call has ended and every callback
-                                      was delivered
+    GET    /_sim/calls/{Sid}?wait=5   the call, its callbacks and TwiML, what the simulated party
+                                      (caller or callee) said and heard (`audio=1`: the heard
+                                      audio, base64 mu-law); with `wait`, answers once the call
+                                      has ended and every callback was delivered
     GET    /_sim/health           (no credentials)
 """
 
@@ -213,14 +215,16 @@ class CarrierApp:
                 current = Callee()
                 script = parse_script(body["script"]) if body.get("script") is not None else None
                 behaviour = body.get("behaviour", script.behaviour if script else "human")
+                ring = script.ring_seconds if script else current.ring_seconds
+                talk = body.get("talk_seconds")
                 callee = Callee(
                     behaviour=parse_behaviour(behaviour),
-                    ring_seconds=float(body.get("ring_seconds", current.ring_seconds)),
-                    talk_seconds=float(body.get("talk_seconds", current.talk_seconds)),
+                    ring_seconds=float(body.get("ring_seconds", ring)),
+                    talk_seconds=float(talk) if talk is not None else None,
                     amd_seconds=float(body.get("amd_seconds", current.amd_seconds)),
                     script=script,
                 )
-                if min(callee.ring_seconds, callee.talk_seconds, callee.amd_seconds) < 0:
+                if min(callee.ring_seconds, callee.limit, callee.amd_seconds) < 0:
                     raise ValueError("times cannot be negative")
             except (ValueError, TypeError, ScriptError) as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)

@@ -118,7 +118,7 @@ class MediaStream:
         record: PartyRecord,
         ended: asyncio.Event,
         time_scale: float = 1.0,
-        prelude: bytes = b"",
+        prelude: bytes | Callable[[], bytes] = b"",
     ) -> None:
         self.url = url
         self.parameters = parameters
@@ -132,7 +132,10 @@ class MediaStream:
         self.interval = audio.FRAME_MS / 1000 * self.scale
         self._sequence = 0
         self._chunk = 0
-        self._outgoing = bytearray(prelude)  # the party's voice, not yet sent
+        # Audio the party is already playing when the stream starts (a voicemail greeting): a
+        # callable is asked when the media clock starts, so the audio lines up with it.
+        self._prelude = prelude
+        self._outgoing = bytearray()  # the party's voice, not yet sent
         self._control: list[str] = []  # dtmf and mark echoes, sent before media
         self._playout: deque[bytes | _Mark] = deque()
         self._tick = asyncio.Event()
@@ -215,6 +218,8 @@ class MediaStream:
             )
             self._started = time.monotonic()
             self._last_heard = self._started
+            prelude = self._prelude() if callable(self._prelude) else self._prelude
+            self._outgoing.extend(prelude)
             receiver = asyncio.create_task(self._receive(), name=f"{self.call_sid}-receive")
             clock = asyncio.create_task(self._clock(), name=f"{self.call_sid}-clock")
             script = asyncio.create_task(self._script(), name=f"{self.call_sid}-script")

@@ -4,9 +4,15 @@ All state lives on the simulator's event loop and is only touched from it (REST 
 coroutines on that loop, and so are the tasks that drive calls), so it needs no locks.
 
 An outbound call is driven like Twilio drives one: status callbacks in Twilio's order with
-Twilio's parameter names, the call's Url fetched (POST) when it is answered, the asynchronous
-answering-machine result sent to AsyncAmdStatusCallback, and every request signed with
-X-Twilio-Signature exactly as Twilio signs (the SDK's own RequestValidator.compute_signature).
+Twilio's parameter names, the call's Url fetched (POST) when it is answered and its TwiML run
+(the callee's script drives the simulated person on a <Connect><Stream>; a voicemail callee plays
+its greeting and a beep), the asynchronous answering-machine result sent to
+AsyncAmdStatusCallback, and every request signed with X-Twilio-Signature exactly as Twilio signs
+(the SDK's own RequestValidator.compute_signature).
+
+An inbound call sends its number's StatusCallback only the final status (`completed`, or
+`failed`/`busy`), as Twilio does for calls to a phone number; the voice URL request itself
+carries CallStatus=ringing.
 """
 
 from __future__ import annotations
@@ -25,11 +31,17 @@ from typing import Any, Literal
 import httpx
 from twilio.request_validator import RequestValidator
 
+from talkturo.local.carrier_sim import audio
 from talkturo.local.carrier_sim import twiml as tw
 from talkturo.local.carrier_sim.audio import Engine
 from talkturo.local.carrier_sim.inventory import OfferedNumber, build_inventory
 from talkturo.local.carrier_sim.media import PartyRecord, ScriptCursor, run_stream
-from talkturo.local.carrier_sim.scripts import DEFAULT_CALLER, Script
+from talkturo.local.carrier_sim.scripts import (
+    DEFAULT_CALLEE,
+    DEFAULT_CALLER,
+    DEFAULT_GREETING,
+    Script,
+)
 
 logger = logging.getLogger("local.carrier_sim")
 
@@ -42,6 +54,9 @@ USER_AGENT = "TwilioProxy/1.1"
 HTTP_RETRIEVAL_FAILURE = 11200
 MAX_REDIRECTS = 20
 SAY_SECONDS_PER_WORD = 0.35  # how long a <Say> takes to speak, in simulated seconds
+DEFAULT_TALK_SECONDS = 20.0  # how long a callee without a script stays on the line
+GREETING_GAP_SECONDS = 0.3  # between a voicemail greeting and its beep
+BEEP_END_SECONDS = 0.1  # the silence after the beep that AMD needs to call the message ended
 
 
 def new_sid(prefix: str) -> str:
@@ -62,15 +77,22 @@ class Callee:
 
     behaviour: Behaviour = "human"
     ring_seconds: float = 2.0
-    talk_seconds: float = 20.0
+    talk_seconds: float | None = None  # None: the script's max_seconds (20 s without a script)
     amd_seconds: float = 1.5
     script: Script | None = None
+
+    @property
+    def limit(self) -> float:
+        """How long the callee stays on the line after answering, at most (simulated s)."""
+        if self.talk_seconds is not None:
+            return self.talk_seconds
+        return self.script.max_seconds if self.script is not None else DEFAULT_TALK_SECONDS
 
     def as_dict(self) -> dict[str, Any]:
         result: dict[str, Any] = {
             "behaviour": self.behaviour,
             "ring_seconds": self.ring_seconds,
-            "talk_seconds": self.talk_seconds,
+            "talk_seconds": self.limit,
             "amd_seconds": self.amd_seconds,
         }
         if self.script is not None:
@@ -104,7 +126,6 @@ class SimCall:
     duration: int | None = None
     answered_by: str | None = None
     sequence: int = 0
-    generation: int = 0  # bumped by each TwiML document the call starts to run
     # What happened, for tests and the control API.
     events: list[dict[str, Any]] = field(default_factory=list)
     documents: list[str] = field(default_factory=list)  # TwiML the call executed, in order
@@ -113,11 +134,13 @@ class SimCall:
     direction: str = "outbound-api"
     script: Script | None = None  # inbound: the caller's script
     record: PartyRecord = field(default_factory=PartyRecord)  # what the simulated party heard
+    # An answering machine's greeting and beep (mu-law), played from the moment it answers.
+    machine_audio: bytes = b""
     error_code: int | None = None
     error_message: str | None = None
     voice_fallback_url: str | None = None
     voice_fallback_method: str = "POST"
-    # A redirect from the REST API waiting to replace what an inbound call runs.
+    # A redirect from the REST API waiting to replace what the call runs.
     pending_redirect: tuple[str | None, str | None, str] | None = None
     program: asyncio.Task[Any] | None = None
     final_sent: bool = False
@@ -246,7 +269,12 @@ class Network:
     async def _deliver(
         self, call: SimCall, kind: str, url: str, params: dict[str, str], method: str
     ) -> httpx.Response | None:
-        record: dict[str, Any] = {"kind": kind, "url": url, "params": params}
+        record: dict[str, Any] = {
+            "kind": kind,
+            "url": url,
+            "params": params,
+            "response_status": None,
+        }
         call.events.append(record)
         try:
             response = await self.send(url, params, method)
@@ -304,56 +332,125 @@ class Network:
             if await self._pause(call, call.timeout):
                 return await self._end(call, "canceled")
             return await self._end(call, "no-answer")
+        script = callee.script or DEFAULT_CALLEE
+        if callee.behaviour == "voicemail":
+            # A machine answers: it plays its greeting, then a beep, then listens (records).
+            script = script.model_copy(update={"steps": []})
+        cursor = ScriptCursor(script, self.tts)
+        greeting = None
+        if callee.behaviour == "voicemail":
+            greeting = await cursor.speech(script.greeting or DEFAULT_GREETING)  # while ringing
         if await self._pause(call, min(callee.ring_seconds, call.timeout)):
             return await self._end(call, "canceled")
         # Answered (by a person or by a voicemail box).
         self._set(call, "in-progress")
         call.start_time = now()
         call._answered_at = time.monotonic()
+        if greeting is not None:
+            gap = audio.silence(GREETING_GAP_SECONDS)
+            call.machine_audio = greeting.audio + gap + audio.beep()
+            beep_at = (len(greeting.audio) + len(gap)) / audio.SAMPLE_RATE
+            call.record.said.append(
+                {
+                    "text": script.greeting or DEFAULT_GREETING,
+                    "engine": greeting.engine,
+                    "seconds": round(greeting.seconds, 3),
+                    "at": 0.0,
+                    "greeting": True,
+                }
+            )
+            call.record.said.append({"beep": True, "hz": 1000, "seconds": 0.5, "at": beep_at})
         await self._status(call, "answered", "in-progress")
-        if await self._execute(call, call.twiml, call.url, call.method):
-            return await self._end(call, "completed")
-        talk = callee.talk_seconds
+        amd: asyncio.Task[None] | None = None
         if call.machine_detection:
-            amd = min(callee.amd_seconds, talk)
-            if await self._pause(call, amd):
-                return await self._end(call, "completed")
-            talk -= amd
-            await self._amd(call, callee, amd)
-        await self._pause(call, talk)
+            amd = asyncio.create_task(self._detect(call, callee), name=f"{call.sid}-amd")
+        try:
+            async with asyncio.timeout(None) as limit:
+                await self._run_documents(
+                    call, cursor, call.twiml, call.url, call.method, limit, callee.limit
+                )
+        except TimeoutError:
+            call.record.heard.append({"kind": "callee_hung_up", "reason": "max_seconds"})
+        finally:
+            if amd is not None:
+                if call.answered_by is None:
+                    amd.cancel()  # the call ended before the detection finished
+                with contextlib.suppress(BaseException):
+                    await amd
         return await self._end(call, "completed")
 
-    async def _execute(
-        self, call: SimCall, twiml: str | None, url: str | None, method: str
-    ) -> bool:
-        """Run the call's TwiML (given, or fetched from its Url); True when it hangs up.
+    def _amd_seconds(self, call: SimCall, callee: Callee) -> float:
+        """When the detection decides, in simulated seconds after the answer."""
+        detect_end = (call.machine_detection or "").lower() == "detectmessageend"
+        if callee.behaviour == "voicemail" and detect_end and call.machine_audio:
+            return len(call.machine_audio) / audio.SAMPLE_RATE + BEEP_END_SECONDS
+        return callee.amd_seconds
 
-        A redirect that arrives while a document is being fetched wins: the older document
-        is dropped, as on Twilio, where the newest instructions replace whatever ran before.
+    async def _detect(self, call: SimCall, callee: Callee) -> None:
+        seconds = self._amd_seconds(call, callee)
+        if await self._pause(call, seconds):
+            return
+        await self._amd(call, callee, seconds)
+
+    def _machine_rest(self, call: SimCall) -> bytes:
+        """What is left of the answering machine's greeting and beep, from now on."""
+        if not call.machine_audio or call._answered_at is None:
+            return b""
+        elapsed = (time.monotonic() - call._answered_at) / (self.time_scale or 1.0)
+        return call.machine_audio[round(elapsed * audio.SAMPLE_RATE) :]
+
+    async def _run_documents(
+        self,
+        call: SimCall,
+        cursor: ScriptCursor,
+        document: str | None,
+        url: str | None,
+        method: str,
+        limit: asyncio.Timeout,
+        seconds: float,
+    ) -> None:
+        """Run the call's TwiML (given, or fetched from `url`) until the call should end.
+
+        The simulated party stays on the line at most `seconds` (simulated) from the moment
+        the first document starts to run: `limit` is set then, so the platform's answer time
+        (real time, not scaled) does not count. A redirect from the REST API
+        (`pending_redirect`) replaces what runs at once, even while a document is being
+        fetched: the newest instructions win, as on Twilio.
         """
-        call.generation += 1
-        generation = call.generation
-        if twiml is None and url:
-            response = await self._deliver(call, "twiml", url, self._call_params(call), method)
-            twiml = response.text if response is not None and response.is_success else None
-        if generation != call.generation:
-            return False  # replaced meanwhile
-        if twiml is None:
-            return True  # nothing to run: Twilio ends the call (an application error)
-        call.documents.append(twiml)
-        return "<Hangup" in twiml or "<Reject" in twiml
+        while True:
+            if call.pending_redirect is not None:
+                document, url, method = call.pending_redirect
+                call.pending_redirect = None
+            if document is None:
+                if not url:
+                    return await self._fail(call, tw.PARSE_FAILURE, "no TwiML to run")
+                fetched = await self._fetch(call, url, method)
+                if call.pending_redirect is not None:
+                    continue  # replaced meanwhile
+                if fetched is None:
+                    return await self._fail(call, HTTP_RETRIEVAL_FAILURE, "HTTP retrieval failure")
+                document, url = fetched
+            if limit.when() is None:
+                limit.reschedule(asyncio.get_running_loop().time() + seconds * self.time_scale)
+            call.program = asyncio.create_task(self._program(call, cursor, document, url or ""))
+            try:
+                await call.program
+            except asyncio.CancelledError:
+                if call.pending_redirect is None:
+                    raise
+                document = None
+                continue
+            finally:
+                call.program = None
+            return None
 
     async def redirect(
         self, call: SimCall, twiml: str | None, url: str | None, method: str
     ) -> None:
-        if call.direction == "inbound":
-            # Replaces what the call runs now (a live stream is stopped), as on Twilio.
-            call.pending_redirect = (twiml, url, method)
-            if call.program is not None:
-                call.program.cancel()
-            return
-        if await self._execute(call, twiml, url, method):
-            self.end_now(call, "completed")
+        """Replace what the live call runs (a live stream is stopped), as on Twilio."""
+        call.pending_redirect = (twiml, url, method)
+        if call.program is not None:
+            call.program.cancel()
 
     async def _amd(self, call: SimCall, callee: Callee, seconds: float) -> None:
         if callee.behaviour == "voicemail":
@@ -361,6 +458,7 @@ class Network:
             call.answered_by = "machine_end_beep" if detect_end else "machine_start"
         else:
             call.answered_by = "human"
+        call.record.heard.append({"kind": "amd", "answered_by": call.answered_by})
         if not (call.async_amd and call.async_amd_callback):
             return
         params = {
@@ -400,7 +498,8 @@ class Network:
             twiml=None,
             status_callback=number.get("status_callback"),
             status_callback_method=(number.get("status_callback_method") or "POST").upper(),
-            status_callback_events={"ringing", "answered", "completed"},
+            # A number's StatusCallback hears only the end of calls to it (Twilio).
+            status_callback_events={"completed"},
             timeout=60,
             machine_detection=None,
             async_amd=False,
@@ -441,41 +540,19 @@ class Network:
         assert call.script is not None and call.url is not None
         cursor = ScriptCursor(call.script, self.tts)
         self._set(call, "ringing")
-        await self._status(call, "ringing", "ringing")
         fetched = await self._fetch(call, call.url, call.method)
         if fetched is None and call.voice_fallback_url:
             fetched = await self._fetch(call, call.voice_fallback_url, call.voice_fallback_method)
         if fetched is None:
             return await self._fail(call, HTTP_RETRIEVAL_FAILURE, "HTTP retrieval failure")
         document, url = fetched
-        deadline = call.script.max_seconds * self.time_scale
         try:
-            async with asyncio.timeout(deadline):
-                while True:
-                    call.program = asyncio.create_task(self._program(call, cursor, document, url))
-                    try:
-                        await call.program
-                    except asyncio.CancelledError:
-                        if call.pending_redirect is None:
-                            raise
-                        twiml, redirect_url, method = call.pending_redirect
-                        call.pending_redirect = None
-                        if twiml is not None:
-                            document, url = twiml, url
-                            continue
-                        assert redirect_url is not None
-                        fetched = await self._fetch(call, redirect_url, method)
-                        if fetched is None:
-                            return await self._fail(
-                                call, HTTP_RETRIEVAL_FAILURE, "HTTP retrieval failure"
-                            )
-                        document, url = fetched
-                        continue
-                    break
+            async with asyncio.timeout(None) as limit:
+                await self._run_documents(
+                    call, cursor, document, url, call.method, limit, call.script.max_seconds
+                )
         except TimeoutError:
             call.record.heard.append({"kind": "caller_hung_up", "reason": "max_seconds"})
-        finally:
-            call.program = None
         return await self._end(call, "completed")
 
     async def _fail(self, call: SimCall, code: int, message: str) -> None:
@@ -538,6 +615,7 @@ class Network:
                         record=call.record,
                         ended=call.hangup,
                         time_scale=self.time_scale,
+                        prelude=lambda: self._machine_rest(call),
                     )
                     call.record.heard.append({"kind": "stream", "outcome": outcome})
                     if outcome in ("caller_hung_up", "call_ended"):

@@ -224,5 +224,12 @@ DEFAULT_CALLER = parse_script(
 )
 
 
+# A callee with no script: answers "Hello?", then listens until the other side ends the call.
+DEFAULT_CALLEE = parse_script({"name": "default callee", "steps": [{"say": "Hello?"}]})
+
+# What a voicemail box says when its script has no greeting.
+DEFAULT_GREETING = "Hi, you have reached my voicemail. Please leave a message after the tone."
+
+
 def dumps(script: Script) -> str:
     return json.dumps(script.as_dict())

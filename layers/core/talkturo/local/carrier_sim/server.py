@@ -161,7 +161,7 @@ class CarrierSimulator:
         behaviour: str = "human",
         *,
         ring_seconds: float = 2.0,
-        talk_seconds: float = 20.0,
+        talk_seconds: float | None = None,
         amd_seconds: float = 1.5,
         script: Script | None = None,
     ) -> None:
