@@ -429,6 +429,25 @@ def test_lift_trial_expiry(
     assert numbers.lift_trial_expiry(tenant.account_id) == 0
 
 
+def test_buying_credits_makes_the_account_paid_and_keeps_its_trial_number(
+    client: TestClient, stack: Stack, tenant: Tenant, carrier: FakeCarrier
+) -> None:
+    from decimal import Decimal
+
+    from talkturo.services import credits
+
+    # Given a free account with its trial number
+    number_id = _active(client, stack, tenant)
+    # When it buys credits (the purchase entry billing writes; repeated, as a webhook retry)
+    for _ in range(2):
+        credits.record(tenant.account_id, "purchase", Decimal(20), idempotency_key="cs_1")
+    # Then the account is on the paid plan and the number no longer expires
+    assert client.get("/v1/account", headers=tenant.headers).json()["plan"] == "paid"
+    got = client.get(f"/v1/phone-numbers/{number_id}", headers=tenant.headers).json()
+    assert got["trial"] is False and got["expires_at"] is None
+    assert numbers.sweep_expired(now=utcnow() + timedelta(days=6)) == []
+
+
 def test_expiry_sweep_releases_only_expired_trials(
     client: TestClient, stack: Stack, tenant: Tenant, other_tenant: Tenant, carrier: FakeCarrier
 ) -> None:

@@ -18,7 +18,7 @@ from talkturo.domain.accounts import (
 )
 from talkturo.domain.common import quantize_credits, utcnow
 from talkturo.domain.credits import LedgerEntry
-from talkturo.errors import AuthenticationFailed, InvalidRequest
+from talkturo.errors import AuthenticationFailed, Conflict, InvalidRequest
 from talkturo.ids import new_id
 from talkturo.store import accounts as store
 
@@ -94,6 +94,24 @@ def update_account(account_id: str, changes: AccountUpdate) -> Account:
     updated = account.model_copy(update=changes.model_dump(exclude_unset=True, exclude_none=True))
     store.save_account(updated)
     return updated
+
+
+def mark_paid(account_id: str) -> None:
+    """The account has bought credits: it is on the paid plan from now on (never back).
+
+    Purchases may land at the same time: a lost race is read again, and ends as soon as the
+    account is seen paid.
+    """
+    for _ in range(5):
+        account = store.get_account(account_id)
+        if account.plan == "paid":
+            return
+        try:
+            store.save_account(account.model_copy(update={"plan": "paid"}))
+        except Conflict:
+            continue
+        return
+    raise Conflict("the account changed at the same time; try again")
 
 
 def create_api_key(account_id: str, name: str) -> ApiKeyWithSecret:

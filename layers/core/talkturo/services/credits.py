@@ -44,7 +44,20 @@ def record(
         idempotency_key=idempotency_key,
         created_at=utcnow(),
     )
-    return ledger.post(account_id, entry, floor=None if allow_negative_balance else Decimal(0))
+    posted = ledger.post(account_id, entry, floor=None if allow_negative_balance else Decimal(0))
+    if kind == "purchase":
+        # Run on every purchase, replays included, so a crash right after the ledger write is
+        # repaired by the retry that replays it.
+        _became_paid(account_id)
+    return posted
+
+
+def _became_paid(account_id: str) -> None:
+    """Buying credits makes the account paid (SPEC §1) and its trial numbers permanent (§3)."""
+    from talkturo.services import accounts, numbers
+
+    accounts.mark_paid(account_id)
+    numbers.lift_trial_expiry(account_id)
 
 
 def balance(account_id: str) -> Balance:
