@@ -66,6 +66,8 @@ STEPS = [
     Step("GET", "/v1/contacts"),
     Step("POST", "/v1/assistants", {"name": "Receptionist"}),
     Step("GET", "/v1/assistants"),
+    Step("GET", "/v1/phone-numbers"),
+    Step("GET", "/v1/calls"),
 ]
 
 
