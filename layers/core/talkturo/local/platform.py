@@ -31,7 +31,6 @@ import secrets
 import signal
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
@@ -42,6 +41,7 @@ from talkturo.local.emulator import Emulator
 from talkturo.local.runner import SqsRunner, describe
 from talkturo.local.schedules import ScheduleRunner
 from talkturo.local.schedules import describe as describe_schedules
+from talkturo.local.serving import http_url, listening_socket, wait_until_started
 from talkturo.local.template import Stack
 
 logger = logging.getLogger("local.platform")
@@ -227,8 +227,7 @@ class ApiServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}"
+        return http_url(self._host, self.port)
 
     def start(self) -> None:
         import uvicorn
@@ -236,13 +235,9 @@ class ApiServer:
         from talkturo.api.app import create_app
         from talkturo.webhooks.asgi import with_carrier_webhooks
 
-        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((self._host, self._port))
+            sock = listening_socket(self._host, self._port)
         except OSError as exc:
-            sock.close()
             raise PlatformError(
                 f"the API cannot listen on {self._host}:{self._port} ({exc.strerror}). "
                 "Choose another port with --port."
@@ -268,11 +263,8 @@ class ApiServer:
             target=self._server.run, kwargs={"sockets": [sock]}, name="api", daemon=True
         )
         self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise PlatformError("the API server did not start; see the log above")
-            time.sleep(0.02)
+        if not wait_until_started(self._server, self._thread, seconds=15):
+            raise PlatformError("the API server did not start; see the log above")
 
     def stop(self) -> None:
         if self._server is not None:

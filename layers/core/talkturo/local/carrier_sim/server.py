@@ -24,7 +24,6 @@ import asyncio
 import secrets
 import socket
 import threading
-import time
 from concurrent.futures import Future
 from typing import Any
 
@@ -32,6 +31,7 @@ from talkturo.local.carrier_sim.app import CarrierApp
 from talkturo.local.carrier_sim.audio import Engine
 from talkturo.local.carrier_sim.network import Callee, Network, parse_behaviour
 from talkturo.local.carrier_sim.scripts import Script
+from talkturo.local.serving import http_url, listening_socket, wait_until_started
 
 STARTS_WITHIN_SECONDS = 15.0
 
@@ -72,8 +72,7 @@ class CarrierSimulator:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return http_url(self.host, self.port)
 
     @property
     def running(self) -> bool:
@@ -89,13 +88,9 @@ class CarrierSimulator:
     def start(self) -> None:
         import uvicorn
 
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((self.host, self.port))
+            sock = listening_socket(self.host, self.port)
         except OSError as exc:
-            sock.close()
             raise SimulatorError(
                 f"the carrier simulator cannot listen on {self.host}:{self.port} ({exc.strerror})"
             ) from None
@@ -117,11 +112,8 @@ class CarrierSimulator:
             target=self._run, args=(sock,), name="carrier-simulator", daemon=True
         )
         self._thread.start()
-        deadline = time.monotonic() + STARTS_WITHIN_SECONDS
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise SimulatorError("the carrier simulator did not start")
-            time.sleep(0.01)
+        if not wait_until_started(self._server, self._thread, STARTS_WITHIN_SECONDS):
+            raise SimulatorError("the carrier simulator did not start")
 
     def _run(self, sock: socket.socket) -> None:
         async def serve() -> None:
