@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from talkturo.local.carrier_sim import CarrierSimulator, SimulatorError
 from talkturo.local.emulator import Emulator
@@ -316,40 +316,22 @@ class CarrierSimulatorComponent:
         return self.simulator.running
 
 
-class Workers:
-    """The SQS runner, built once the stack exists (it feeds the stack's queues)."""
+R = TypeVar("R", SqsRunner, ScheduleRunner)
 
-    name = "sqs-runner"
 
-    def __init__(self, resources: Resources) -> None:
+class StackRunner(Generic[R]):
+    """A runner built once the stack exists: it reads the stack's functions (their queues or
+    their schedules) and runs their handlers."""
+
+    def __init__(self, name: str, resources: Resources, build: Callable[[Stack], R]) -> None:
+        self.name = name
         self._resources = resources
-        self.runner: SqsRunner | None = None
+        self._build: Callable[[Stack], R] = build
+        self.runner: R | None = None
 
     def start(self) -> None:
         assert self._resources.stack is not None, "the resources start first"
-        self.runner = SqsRunner(self._resources.stack)
-        self.runner.start()
-
-    def stop(self) -> None:
-        if self.runner is not None:
-            self.runner.stop()
-
-    def alive(self) -> bool:
-        return self.runner is not None and self.runner.alive()
-
-
-class Schedules:
-    """The schedule runner, built once the stack exists (it reads the stack's functions)."""
-
-    name = "schedules"
-
-    def __init__(self, resources: Resources) -> None:
-        self._resources = resources
-        self.runner: ScheduleRunner | None = None
-
-    def start(self) -> None:
-        assert self._resources.stack is not None, "the resources start first"
-        self.runner = ScheduleRunner(self._resources.stack)
+        self.runner = self._build(self._resources.stack)
         self.runner.start()
 
     def stop(self) -> None:
@@ -413,9 +395,9 @@ class LocalPlatform:
         self.resources = Resources(self.aws.emulator, self.admin_secret)
         self.dev_account = DevAccount(options.dev_api_key)
         self.api = ApiServer(options.host, options.port)
-        self.workers = Workers(self.resources)
+        self.workers = StackRunner("sqs-runner", self.resources, SqsRunner)
         self.carrier = CarrierSimulatorComponent(options.carrier_port)
-        self.schedules = Schedules(self.resources)
+        self.schedules = StackRunner("schedules", self.resources, ScheduleRunner)
         self.supervisor = Supervisor(
             [
                 self.aws,
