@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
@@ -25,6 +21,7 @@ from talkturo.local.carrier_sim import CarrierSimulator
 from talkturo.local.template import Stack
 from talkturo.store import calls as call_store
 from talkturo.webhooks.asgi import with_carrier_webhooks
+from tests.asgi_server import served
 from tests.conftest import Tenant
 from tests.integration import calls_setup, dial_queue
 
@@ -40,43 +37,23 @@ async def _voice_service(websocket: WebSocket) -> None:
 @pytest.fixture
 def network(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[CarrierSimulator]:
     """The simulator as the carrier, and the API + webhooks served on a loopback port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    voice_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    voice_sock.bind(("127.0.0.1", 0))
-    voice = uvicorn.Server(
-        uvicorn.Config(
-            Starlette(routes=[WebSocketRoute("/media", _voice_service)]),
-            lifespan="off",
-            log_level="error",
-        )
-    )
-    voice_thread = threading.Thread(target=voice.run, kwargs={"sockets": [voice_sock]}, daemon=True)
-    voice_thread.start()
-    with CarrierSimulator(time_scale=0.01) as sim:
-        monkeypatch.setenv("VOICE_SERVICE_URL", f"ws://127.0.0.1:{voice_sock.getsockname()[1]}")
-        monkeypatch.setenv("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
+    voice_app = Starlette(routes=[WebSocketRoute("/media", _voice_service)])
+    api_app = with_carrier_webhooks(create_app())
+    with (
+        served(voice_app) as voice,
+        served(api_app) as api,
+        CarrierSimulator(time_scale=0.01) as sim,
+    ):
+        monkeypatch.setenv("VOICE_SERVICE_URL", voice.replace("http://", "ws://", 1))
+        monkeypatch.setenv("PUBLIC_BASE_URL", api)
         monkeypatch.setenv("TWILIO_ACCOUNT_SID", sim.account_sid)
         monkeypatch.setenv("TWILIO_AUTH_TOKEN", sim.auth_token)
         monkeypatch.setenv("VOICE_TOKEN_SECRET", "voice-secret")
         config.get_settings.cache_clear()
         set_carrier(TwilioCarrier(sim.account_sid, sim.auth_token, api_base_url=sim.url))
-        server = uvicorn.Server(
-            uvicorn.Config(with_carrier_webhooks(create_app()), lifespan="off", log_level="error")
-        )
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not (server.started and voice.started):  # bounded wait for both to listen
-            assert time.monotonic() < deadline, "the webhook server did not start"
-            time.sleep(0.01)
         try:
             yield sim
         finally:
-            server.should_exit = voice.should_exit = True
-            thread.join(timeout=5)
-            voice_thread.join(timeout=5)
             set_carrier(None)
             config.get_settings.cache_clear()
 

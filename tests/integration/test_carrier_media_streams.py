@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,6 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,6 +36,7 @@ from talkturo.local.carrier_sim.audio import (
     tone,
 )
 from talkturo.local.carrier_sim.scripts import load_script
+from tests.asgi_server import served
 
 pytestmark = pytest.mark.integration
 
@@ -137,19 +136,6 @@ class FakePlatform:
         return [r for r in self.requests if r["path"] == path]
 
 
-def _serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the fake platform did not start"
-        time.sleep(0.01)
-    return server, thread, sock.getsockname()[1]
-
-
 @pytest.fixture
 def simulator() -> Iterator[CarrierSimulator]:
     with CarrierSimulator(time_scale=TIME_SCALE, tts="synthetic") as sim:
@@ -159,11 +145,9 @@ def simulator() -> Iterator[CarrierSimulator]:
 @pytest.fixture
 def platform(simulator: CarrierSimulator) -> Iterator[FakePlatform]:
     fake = FakePlatform(simulator.auth_token)
-    server, thread, port = _serve(fake.app())
-    fake.url = f"http://127.0.0.1:{port}"
-    yield fake
-    server.should_exit = True
-    thread.join(timeout=5)
+    with served(fake.app()) as url:
+        fake.url = url
+        yield fake
 
 
 def _buy(simulator: CarrierSimulator, platform: FakePlatform) -> str:

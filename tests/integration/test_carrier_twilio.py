@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,7 +17,6 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,6 +27,7 @@ from talkturo.carrier.base import CarrierError, InvalidPhoneNumber, NumberNotAva
 from talkturo.carrier.twilio import TwilioCarrier
 from talkturo.domain.telephony import CallRequest, NumberSearch
 from talkturo.local.carrier_sim import CarrierSimulator
+from tests.asgi_server import served
 
 pytestmark = pytest.mark.integration
 
@@ -70,19 +69,6 @@ class Receiver:
         return [r for r in self.requests if r["path"] == path]
 
 
-def _serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the receiver did not start"
-        time.sleep(0.01)
-    return server, thread, sock.getsockname()[1]
-
-
 @pytest.fixture
 def simulator() -> Iterator[CarrierSimulator]:
     with CarrierSimulator(time_scale=TIME_SCALE) as sim:
@@ -97,11 +83,9 @@ def carrier(simulator: CarrierSimulator) -> TwilioCarrier:
 @pytest.fixture
 def receiver(simulator: CarrierSimulator) -> Iterator[Receiver]:
     hooks = Receiver(simulator.auth_token)
-    server, thread, port = _serve(hooks.app())
-    hooks.url = f"http://127.0.0.1:{port}"
-    yield hooks
-    server.should_exit = True
-    thread.join(timeout=5)
+    with served(hooks.app()) as url:
+        hooks.url = url
+        yield hooks
 
 
 def _buy(carrier: TwilioCarrier, receiver: Receiver, country: str = "US") -> str:
