@@ -425,22 +425,10 @@ def _simulator_client(url: str, account_sid: str, auth_token: str) -> Any:
 
 
 def _sim_call(client: Any, method: str, path: str, **kwargs: Any) -> Any:
-    import httpx
-
-    try:
-        answer = client.request(method, path, **kwargs)
-    except httpx.TransportError as exc:
-        _fail(
-            f"cannot reach the carrier simulator at {client.base_url} ({exc}). "
-            "Is `talkturo dev` running, and is --simulator-url right?"
-        )
-    if not answer.is_success:
-        try:
-            detail = answer.json().get("error") or answer.json().get("message")
-        except (ValueError, AttributeError):
-            detail = answer.text[:300]
-        _fail(f"the simulator answered {answer.status_code}: {detail}")
-    return answer.json() if answer.content else {}
+    """One request to the carrier simulator; on an error, print it readably and exit 1."""
+    return _call(
+        client, method, path, service="the carrier simulator", option="--simulator-url", **kwargs
+    )
 
 
 # ---------------------------------------------------------------------------------- HTTP
@@ -454,30 +442,41 @@ def _client(api_url: str, token: str) -> Any:
     )
 
 
-def _call(client: Any, method: str, path: str, **kwargs: Any) -> Any:
-    """One API request; on an error, print it readably and exit non-zero."""
+def _call(
+    client: Any,
+    method: str,
+    path: str,
+    *,
+    service: str = "the API",
+    option: str = "--api-url",
+    **kwargs: Any,
+) -> Any:
+    """One request; on an error, print it readably and exit non-zero."""
     import httpx
 
     try:
         answer = client.request(method, path, **kwargs)
     except httpx.TransportError as exc:
         _fail(
-            f"cannot reach the API at {client.base_url} ({exc.__class__.__name__}: {exc}). "
-            "Is `talkturo dev` running, and is --api-url right?"
+            f"cannot reach {service} at {client.base_url} ({exc.__class__.__name__}: {exc}). "
+            f"Is `talkturo dev` running, and is {option} right?"
         )
     if not answer.is_success:
-        _fail(_describe_error(answer))
+        _fail(_describe_error(answer, service))
     return answer.json() if answer.content else {}
 
 
-def _describe_error(answer: Any) -> str:
+def _describe_error(answer: Any, service: str = "the API") -> str:
     try:
-        error = answer.json().get("error")
-    except (ValueError, AttributeError):
-        error = None
+        body = answer.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
-        text = answer.text.strip()[:300] or answer.reason_phrase
-        return f"the API answered {answer.status_code}: {text}"
+        # Not the API's envelope: the simulator's own error, or Twilio's {"message": …} body.
+        detail = error or (body.get("message") if isinstance(body, dict) else None)
+        text = str(detail or answer.text.strip()[:300] or answer.reason_phrase)
+        return f"{service} answered {answer.status_code}: {text}"
     message = f"{error.get('message', 'request refused')} (HTTP {answer.status_code}"
     if error.get("code"):
         message += f", {error['code']}"
