@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -239,3 +239,52 @@ def timed_out(call: CallRecord, now: datetime) -> CallEvent:
         duration_seconds=min(seconds, call.max_duration_seconds),
         error_message=None if answered else "the carrier never reported the end of the call",
     )
+
+
+# --------------------------------------------------------------------------- conversation
+
+TranscriptRole = Literal["assistant", "user", "system", "tool"]
+
+
+class TranscriptToolCall(BaseModel):
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class TranscriptMessage(BaseModel):
+    """One entry of a call's transcript. Times are milliseconds since the call connected."""
+
+    role: TranscriptRole
+    text: str = ""
+    start_ms: int
+    end_ms: int
+    interrupted: bool = Field(
+        default=False,
+        description="assistant: the caller spoke over it; `text` is what was heard before.",
+    )
+    tool_calls: list[TranscriptToolCall] | None = Field(
+        default=None, description="assistant: the tools it called."
+    )
+    tool_call_id: str | None = Field(default=None, description="tool: the call answered.")
+    name: str | None = Field(default=None, description="tool: the tool's name.")
+
+
+class Transcript(BaseModel):
+    object: Literal["transcript"] = "transcript"
+    call_id: str
+    messages: list[TranscriptMessage]
+
+
+class Booking(BaseModel):
+    """A meeting booked during the call through the assistant's scheduling tool."""
+
+    provider: Literal["calcom", "calendly"]
+    id: str = Field(description="The provider's id (Cal.com booking uid, Calendly invitee URI).")
+    start: datetime
+    end: datetime | None = None
+    timezone: str | None = None
+    attendee_name: str | None = None
+    attendee_email: str | None = None
+    url: str | None = Field(default=None, description="Where the booking can be seen or changed.")
+    status: str = "accepted"

@@ -14,22 +14,40 @@ import logging
 import math
 import shutil
 import subprocess
-import warnings
 import wave
 from array import array
 from dataclasses import dataclass
 from typing import Literal
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import audioop  # in the standard library up to Python 3.12
+from talkturo.audio import (
+    FRAME_BYTES,
+    FRAME_MS,
+    SAMPLE_RATE,
+    SILENCE_BYTE,
+    frames,
+    is_silent,
+    mulaw_to_pcm16,
+    pcm16_to_mulaw,
+    pcm_lin2lin,
+    silence,
+    to_mono,
+)
 
 logger = logging.getLogger("local.carrier_sim")
 
-SAMPLE_RATE = 8000
-FRAME_MS = 20
-FRAME_BYTES = SAMPLE_RATE * FRAME_MS // 1000  # 160: one byte per mu-law sample
-SILENCE_BYTE = 0xFF  # mu-law encoding of 0
+__all__ = [
+    "FRAME_BYTES",
+    "FRAME_MS",
+    "SAMPLE_RATE",
+    "SILENCE_BYTE",
+    "Speech",
+    "frames",
+    "is_silent",
+    "mulaw_to_pcm16",
+    "pcm16_to_mulaw",
+    "silence",
+    "speak",
+]
 TTS_TIMEOUT_SECONDS = 20.0
 Engine = Literal["auto", "espeak-ng", "synthetic"]
 
@@ -42,37 +60,6 @@ class Speech:
     @property
     def seconds(self) -> float:
         return len(self.audio) / SAMPLE_RATE
-
-
-def silence(seconds: float) -> bytes:
-    return bytes([SILENCE_BYTE]) * max(0, round(seconds * SAMPLE_RATE))
-
-
-def frames(audio: bytes) -> list[bytes]:
-    """20 ms frames of 160 bytes; the last one padded with silence."""
-    out = []
-    for start in range(0, len(audio), FRAME_BYTES):
-        chunk = audio[start : start + FRAME_BYTES]
-        if len(chunk) < FRAME_BYTES:
-            chunk += bytes([SILENCE_BYTE]) * (FRAME_BYTES - len(chunk))
-        out.append(chunk)
-    return out
-
-
-def pcm16_to_mulaw(pcm: bytes, rate: int) -> bytes:
-    """16-bit little-endian mono PCM at `rate` → 8 kHz mu-law."""
-    if rate != SAMPLE_RATE:
-        pcm, _ = audioop.ratecv(pcm, 2, 1, rate, SAMPLE_RATE, None)
-    return audioop.lin2ulaw(pcm, 2)
-
-
-def mulaw_to_pcm16(audio: bytes) -> bytes:
-    return audioop.ulaw2lin(audio, 2)
-
-
-def is_silent(frame: bytes, threshold: int = 200) -> bool:
-    """True when the frame's RMS (16-bit scale) is below `threshold`."""
-    return bool(audioop.rms(mulaw_to_pcm16(frame), 2) < threshold)
 
 
 def tone(frequency: float, seconds: float, amplitude: float = 0.5) -> bytes:
@@ -112,9 +99,9 @@ def _espeak(text: str, voice: str) -> bytes:
         # espeak-ng writes a streaming header (length unknown): read what is there.
         pcm = wav.readframes(2**31 - 1)
     if width != 2:
-        pcm = audioop.lin2lin(pcm, width, 2)
+        pcm = pcm_lin2lin(pcm, width)
     if channels == 2:
-        pcm = audioop.tomono(pcm, 2, 0.5, 0.5)
+        pcm = to_mono(pcm)
     return pcm16_to_mulaw(pcm, rate)
 
 
