@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# Where `talkturo dev` will run the voice service (a later part of the platform).
+# Where `talkturo dev` runs the voice service.
 LOCAL_VOICE_PORT = 8030
 LOCAL_VOICE_SERVICE_URL = f"ws://127.0.0.1:{LOCAL_VOICE_PORT}"
 
@@ -26,6 +26,7 @@ class Settings(BaseModel):
     contact_import_queue_url: str = Field(default="", alias="CONTACT_IMPORT_QUEUE_URL")
     number_provisioning_queue_url: str = Field(default="", alias="NUMBER_PROVISIONING_QUEUE_URL")
     dial_queue_url: str = Field(default="", alias="DIAL_QUEUE_URL")
+    post_call_queue_url: str = Field(default="", alias="POST_CALL_QUEUE_URL")
     # Where the carrier reaches this deployment's webhooks (/carrier/voice, /carrier/status).
     public_base_url: str = Field(default="http://127.0.0.1:8000", alias="PUBLIC_BASE_URL")
     aws_region: str = Field(default="us-east-1", alias="AWS_REGION")

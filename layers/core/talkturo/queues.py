@@ -8,7 +8,8 @@ from typing import Any
 from talkturo import aws
 
 
-def send(queue_url: str, message: dict[str, Any]) -> None:
+def send(queue_url: str, message: dict[str, Any], *, delay_seconds: int = 0) -> None:
     if not queue_url:
         raise RuntimeError("the queue is not configured (its *_QUEUE_URL variable is empty)")
-    aws.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(message))
+    options: dict[str, Any] = {"DelaySeconds": delay_seconds} if delay_seconds else {}
+    aws.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(message), **options)

@@ -25,12 +25,21 @@ CallStatus = Literal["queued", "ringing", "in_progress", "ended"]
 CallDirection = Literal["inbound", "outbound"]
 CallOutcome = Literal["answered", "voicemail", "no_answer", "busy", "failed"]
 AnsweredBy = Literal["human", "machine", "unknown"]
+# A transfer's progress: dialing the destination, the destination answered (warm: the
+# supervisor picked up), completed (the caller was bridged to it; the bridge is over or the
+# caller left the platform's hands), or why it failed.
+TransferStatus = Literal[
+    "dialing", "answered", "completed", "busy", "no_answer", "failed", "canceled"
+]
+TransferMode = Literal["cold", "warm"]
 EndedReason = Literal[
     "caller_hung_up",
     "assistant_ended",
     "transferred",
     "max_duration",
     "no_credits",
+    "silence_timeout",
+    "voicemail",
     "no_answer",
     "busy",
     "failed",
@@ -56,6 +65,55 @@ TWILIO_STATUS: dict[str, tuple[CallStatus, CallOutcome | None, EndedReason | Non
 # closer ends it: the carrier's final callback is late, not lost, until then.
 RING_ALLOWANCE_SECONDS = 120
 TIMEOUT_MARGIN_SECONDS = 300
+
+
+# --------------------------------------------------------------------------- conversation
+
+TranscriptRole = Literal["assistant", "user", "system", "tool"]
+
+
+class TranscriptToolCall(BaseModel):
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class TranscriptMessage(BaseModel):
+    """One entry of a call's transcript. Times are milliseconds since the call connected."""
+
+    role: TranscriptRole
+    text: str = ""
+    start_ms: int
+    end_ms: int
+    interrupted: bool = Field(
+        default=False,
+        description="assistant: the caller spoke over it; `text` is what was heard before.",
+    )
+    tool_calls: list[TranscriptToolCall] | None = Field(
+        default=None, description="assistant: the tools it called."
+    )
+    tool_call_id: str | None = Field(default=None, description="tool: the call answered.")
+    name: str | None = Field(default=None, description="tool: the tool's name.")
+
+
+class Transcript(BaseModel):
+    object: Literal["transcript"] = "transcript"
+    call_id: str
+    messages: list[TranscriptMessage]
+
+
+class Booking(BaseModel):
+    """A meeting booked during the call through the assistant's scheduling tool."""
+
+    provider: Literal["calcom", "calendly"]
+    id: str = Field(description="The provider's id (Cal.com booking uid, Calendly invitee URI).")
+    start: datetime
+    end: datetime | None = None
+    timezone: str | None = None
+    attendee_name: str | None = None
+    attendee_email: str | None = None
+    url: str | None = Field(default=None, description="Where the booking can be seen or changed.")
+    status: str = "accepted"
 
 
 class Call(BaseModel):
@@ -84,6 +142,36 @@ class Call(BaseModel):
     ended_at: datetime | None = None
     duration_seconds: int | None = None
     credits_charged: Credits = Decimal(0)
+    transcript_available: bool = Field(
+        default=False, description="GET /v1/calls/{id}/transcript answers once the call connected."
+    )
+    recording_available: bool = Field(
+        default=False, description="GET /v1/calls/{id}/recording gives a short-lived URL."
+    )
+    bookings: list[Booking] = Field(
+        default_factory=list, description="Meetings booked during the call."
+    )
+    transferred_to: str | None = Field(
+        default=None, description="The name of the destination the call was last transferred to."
+    )
+    transfer_status: TransferStatus | None = Field(
+        default=None,
+        description="That transfer's progress: dialing, answered, completed, or why it failed "
+        "(busy, no_answer, failed, canceled).",
+    )
+
+
+PRIVATE_FIELDS = frozenset(
+    {
+        "carrier_sid",
+        "max_duration_seconds",
+        "recording_key",
+        "session_charges",
+        "transfer_mode",
+        "transfer_leg_sid",
+        "transfer_held",
+    }
+)
 
 
 class CallRecord(Call):
@@ -91,9 +179,18 @@ class CallRecord(Call):
 
     carrier_sid: str | None = None
     max_duration_seconds: int = 600
+    recording_key: str | None = None
+    # What each media stream of the call was charged (a call that came back from a failed
+    # transfer has two); credits_charged is their sum.
+    session_charges: dict[str, Credits] = Field(default_factory=dict)
+    # The transfer under way: cold or warm; warm: the supervisor leg's carrier id, and whether
+    # the caller already waits in the conference (who sends the caller back when it fails).
+    transfer_mode: TransferMode | None = None
+    transfer_leg_sid: str | None = None
+    transfer_held: bool = False
 
     def public(self) -> Call:
-        return Call.model_validate(self.model_dump(exclude={"carrier_sid", "max_duration_seconds"}))
+        return Call.model_validate(self.model_dump(exclude=set(PRIVATE_FIELDS)))
 
     @property
     def deadline(self) -> datetime:
@@ -212,9 +309,13 @@ def apply(call: CallRecord, event: CallEvent) -> CallRecord | None:
                 changes["answered_at"] = max(answered, call.created_at)
             if outcome not in ("answered", "voicemail"):
                 duration = 0
+            reason = event.ended_reason or "error"
+            if reason == "caller_hung_up" and call.transfer_status in ("answered", "completed"):
+                # The carrier's `completed` after a transfer that went through.
+                reason = "transferred"
             changes.update(
                 outcome=outcome,
-                ended_reason=event.ended_reason or "error",
+                ended_reason=reason,
                 ended_at=event.at,
                 duration_seconds=duration,
             )
@@ -224,6 +325,54 @@ def apply(call: CallRecord, event: CallEvent) -> CallRecord | None:
         changes["outcome"] = "voicemail" if answered_by == "machine" else call.outcome
     if not changes:
         return None
+    return call.model_copy(update=changes)
+
+
+# --------------------------------------------------------------------------- transfers
+
+TRANSFER_FINAL = frozenset({"completed", "busy", "no_answer", "failed", "canceled"})
+# Twilio's DialCallStatus (and a dialed leg's CallStatus) in the platform's words.
+TWILIO_TRANSFER_STATUS: dict[str, TransferStatus] = {
+    "completed": "completed",
+    "answered": "completed",
+    "busy": "busy",
+    "no-answer": "no_answer",
+    "failed": "failed",
+    "canceled": "canceled",
+}
+
+
+def transfer_started(call: CallRecord, *, to: str, mode: TransferMode) -> CallRecord:
+    """The call with a new transfer under way (a new attempt replaces an earlier one's state)."""
+    return call.model_copy(
+        update={
+            "transferred_to": to,
+            "transfer_status": "dialing",
+            "transfer_mode": mode,
+            "transfer_leg_sid": None,
+            "transfer_held": False,
+        }
+    )
+
+
+def transfer_moved(call: CallRecord, status: TransferStatus) -> CallRecord | None:
+    """The call after its transfer reached `status`; None when that changes nothing.
+
+    A transfer only moves forward (dialing → answered → completed, or dialing/answered → a
+    failure) and ends once. On a call that already ended, a `completed` transfer still turns
+    a plain hang-up into `transferred`: the carrier may report the call's end before the
+    <Dial> action that says the caller was bridged.
+    """
+    current = call.transfer_status
+    if current is None or current in TRANSFER_FINAL or current == status:
+        return None
+    if current == "answered" and status == "dialing":
+        return None
+    changes: dict[str, object] = {"transfer_status": status}
+    if call.status == "ended":
+        if status != "completed" or call.ended_reason != "caller_hung_up":
+            return None
+        changes["ended_reason"] = "transferred"
     return call.model_copy(update=changes)
 
 
@@ -241,50 +390,20 @@ def timed_out(call: CallRecord, now: datetime) -> CallEvent:
     )
 
 
-# --------------------------------------------------------------------------- conversation
-
-TranscriptRole = Literal["assistant", "user", "system", "tool"]
-
-
-class TranscriptToolCall(BaseModel):
-    id: str
-    name: str
-    arguments: dict[str, Any] = Field(default_factory=dict)
-
-
-class TranscriptMessage(BaseModel):
-    """One entry of a call's transcript. Times are milliseconds since the call connected."""
-
-    role: TranscriptRole
-    text: str = ""
-    start_ms: int
-    end_ms: int
-    interrupted: bool = Field(
-        default=False,
-        description="assistant: the caller spoke over it; `text` is what was heard before.",
-    )
-    tool_calls: list[TranscriptToolCall] | None = Field(
-        default=None, description="assistant: the tools it called."
-    )
-    tool_call_id: str | None = Field(default=None, description="tool: the call answered.")
-    name: str | None = Field(default=None, description="tool: the tool's name.")
-
-
-class Transcript(BaseModel):
-    object: Literal["transcript"] = "transcript"
+class RecordingLink(BaseModel):
+    object: Literal["recording"] = "recording"
     call_id: str
-    messages: list[TranscriptMessage]
+    url: str = Field(description="Short-lived: fetch it before expires_at.")
+    expires_at: datetime
+    content_type: Literal["audio/wav"] = "audio/wav"
+    channels: list[str] = Field(
+        default_factory=lambda: ["caller", "assistant"],
+        description="Left channel first: the caller on the left, the assistant on the right.",
+    )
 
 
-class Booking(BaseModel):
-    """A meeting booked during the call through the assistant's scheduling tool."""
+class PostCallJob(BaseModel):
+    """The post-call queue's message: the call ended; analyse and settle it."""
 
-    provider: Literal["calcom", "calendly"]
-    id: str = Field(description="The provider's id (Cal.com booking uid, Calendly invitee URI).")
-    start: datetime
-    end: datetime | None = None
-    timezone: str | None = None
-    attendee_name: str | None = None
-    attendee_email: str | None = None
-    url: str | None = Field(default=None, description="Where the booking can be seen or changed.")
-    status: str = "accepted"
+    account_id: str
+    call_id: str

@@ -26,6 +26,10 @@ from talkturo.domain.calls import (
     CallRecord,
     DialJob,
     EndedReason,
+    PostCallJob,
+    RecordingLink,
+    Transcript,
+    TranscriptMessage,
     apply,
     timed_out,
 )
@@ -42,6 +46,7 @@ from talkturo.store import contacts as contact_store
 if TYPE_CHECKING:
     from talkturo.carrier.base import Carrier
     from talkturo.domain.assistants import AssistantRecord
+    from talkturo.domain.calls import Booking
     from talkturo.domain.numbers import PhoneNumberRecord
 
 # How many past hours of the open-call index the timeout closer reads (it runs every 5 min).
@@ -302,11 +307,19 @@ def dial(job: DialJob, carrier: Carrier | None = None) -> None:
 
 
 def record_event(account_id: str, call_id: str, event: CallEvent) -> CallRecord | None:
-    """Apply what the carrier reported; None when the call does not exist (not ours)."""
+    """Apply what the carrier reported; None when the call does not exist (not ours).
+
+    A call that ends here gets its post-call job queued, delayed: when it had a live voice
+    session, that session is still saving the transcript and recording, and queues the job
+    itself at once when done (the job is queued once, whoever is first)."""
     try:
-        return store.change(account_id, call_id, lambda r: apply(r, event))
+        before = store.get(account_id, call_id)
+        after = store.change(account_id, call_id, lambda r: apply(r, event))
     except NotFound:
         return None
+    if before.status != "ended" and after.status == "ended":
+        queue_post_call(account_id, call_id, delay_seconds=POST_CALL_DELAY_SECONDS)
+    return after
 
 
 def find_by_carrier_sid(carrier_sid: str) -> tuple[str, str] | None:
@@ -417,3 +430,145 @@ def _closer(now: datetime) -> Callable[[CallRecord], CallRecord | None]:
         return apply(record, timed_out(record, now))
 
     return close
+
+
+# --------------------------------------------------------------------------- post-call
+
+# How long a carrier-reported end waits before its post-call job runs (the voice session of
+# the call, if any, finishes saving first and queues the job itself without delay).
+POST_CALL_DELAY_SECONDS = 60
+
+
+def queue_post_call(account_id: str, call_id: str, *, delay_seconds: int = 0) -> bool:
+    """Queue the call's post-call job once; False when it already was (or cannot be yet)."""
+    url = get_settings().post_call_queue_url
+    if not url:
+        logger.warning("no post-call queue configured", extra={"id": call_id})
+        return False
+    claim = utcnow().isoformat()
+    try:
+        if not store.claim_post_call(account_id, call_id, claim):
+            return False
+    except NotFound:
+        return False
+    try:
+        queues.send(
+            url,
+            PostCallJob(account_id=account_id, call_id=call_id).model_dump(),
+            delay_seconds=delay_seconds,
+        )
+    except (BotoCoreError, ClientError, RuntimeError):
+        store.release_post_call(account_id, call_id, claim)
+        raise
+    return True
+
+
+# --------------------------------------------------------------------------- transcript, recording
+
+RECORDING_URL_SECONDS = 900
+
+
+def transcript_key(account_id: str, call_id: str) -> str:
+    return f"transcripts/{account_id}/{call_id}.json"
+
+
+def recording_key(account_id: str, call_id: str) -> str:
+    return f"recordings/{account_id}/{call_id}.wav"
+
+
+def get_transcript_messages(account_id: str, call_id: str) -> list[TranscriptMessage]:
+    from talkturo.store import files
+
+    body = files.read(transcript_key(account_id, call_id))
+    if body is None:
+        return []
+    return Transcript.model_validate_json(body).messages
+
+
+def get_transcript(account_id: str, call_id: str) -> Transcript:
+    record = get_record(account_id, call_id)
+    if not record.transcript_available:
+        raise NotFound("this call has no transcript (it never connected, or is still live)")
+    return Transcript(call_id=call_id, messages=get_transcript_messages(account_id, call_id))
+
+
+def recording_link(account_id: str, call_id: str) -> RecordingLink:
+    from talkturo.store import files
+
+    record = get_record(account_id, call_id)
+    if not record.recording_available or not record.recording_key:
+        raise NotFound(
+            "this call has no recording (recording disabled, never connected, or still live)"
+        )
+    url = files.presigned_url(
+        record.recording_key, expires_seconds=RECORDING_URL_SECONDS, filename=f"{call_id}.wav"
+    )
+    return RecordingLink(
+        call_id=call_id,
+        url=url,
+        expires_at=utcnow() + timedelta(seconds=RECORDING_URL_SECONDS),
+    )
+
+
+def save_conversation(
+    account_id: str,
+    call_id: str,
+    *,
+    messages: list[TranscriptMessage],
+    recording_wav: bytes | None,
+) -> None:
+    """Write the transcript (and the recording) of the call so far; safe to repeat."""
+    from talkturo.store import files
+
+    files.put(
+        transcript_key(account_id, call_id),
+        Transcript(call_id=call_id, messages=messages).model_dump_json().encode(),
+        "application/json",
+    )
+    if recording_wav is not None:
+        files.put(recording_key(account_id, call_id), recording_wav, "audio/wav")
+
+
+def close_session(
+    account_id: str,
+    call_id: str,
+    *,
+    stream_sid: str,
+    charge: Decimal,
+    recorded: bool,
+    bookings: list[Booking],
+    end: CallEvent | None,
+) -> CallRecord:
+    """A voice session is over: its charge, what it saved, and the call's end when the session
+    decided it (None: the call goes on, e.g. transferred)."""
+
+    def update(record: CallRecord) -> CallRecord | None:
+        charges = {**record.session_charges, stream_sid: charge}
+        known = {b.id for b in record.bookings}
+        changes: dict[str, object] = {
+            "session_charges": charges,
+            "credits_charged": sum(charges.values(), Decimal(0)),
+            "transcript_available": True,
+            "bookings": [*record.bookings, *(b for b in bookings if b.id not in known)],
+        }
+        if recorded:
+            changes.update(
+                recording_available=True, recording_key=recording_key(account_id, call_id)
+            )
+        changed = record.model_copy(update=changes)
+        if end is not None:
+            changed = apply(changed, end) or changed
+        return changed
+
+    before = store.get(account_id, call_id)
+    after = store.change(account_id, call_id, update)
+    if after.status == "ended":
+        queue_post_call(account_id, call_id)
+    elif before.status == "ended":
+        pass
+    return after
+
+
+def mark_connected(account_id: str, call_id: str) -> CallRecord | None:
+    """The media stream is up: the call is in progress (inbound calls learn it only here)."""
+    return record_event(account_id, call_id, CallEvent(at=utcnow(), status="in_progress"))

@@ -45,6 +45,7 @@ class CallItem(Document):
     contact_id = UnicodeAttribute(null=True)
     campaign_id = UnicodeAttribute(null=True)
     dial_claim = UnicodeAttribute(null=True)
+    post_call_claim = UnicodeAttribute(null=True)
 
 
 class CallSidItem(Item):
@@ -284,6 +285,37 @@ def release_dial(account_id: str, call_id: str, claim: str) -> None:
         return
     try:
         item.update(actions=[CallItem.dial_claim.remove()], condition=CallItem.dial_claim == claim)
+    except UpdateError as error:
+        if getattr(error, "cause_response_code", None) != "ConditionalCheckFailedException":
+            raise
+
+
+def claim_post_call(account_id: str, call_id: str, claim: str) -> bool:
+    """Record, once, that the call's post-call job is queued; False when it already was."""
+    item = _get_item(account_id, call_id)
+    if item.post_call_claim is not None:
+        return False
+    try:
+        item.update(
+            actions=[CallItem.post_call_claim.set(claim)],
+            condition=CallItem.post_call_claim.does_not_exist(),
+        )
+    except UpdateError as error:
+        if getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def release_post_call(account_id: str, call_id: str, claim: str) -> None:
+    item = _get_item(account_id, call_id)
+    if item.post_call_claim != claim:
+        return
+    try:
+        item.update(
+            actions=[CallItem.post_call_claim.remove()],
+            condition=CallItem.post_call_claim == claim,
+        )
     except UpdateError as error:
         if getattr(error, "cause_response_code", None) != "ConditionalCheckFailedException":
             raise

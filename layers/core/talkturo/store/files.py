@@ -21,3 +21,14 @@ def read(key: str) -> bytes | None:
         return None
     body: bytes = answer["Body"].read()
     return body
+
+
+def presigned_url(key: str, *, expires_seconds: int, filename: str | None = None) -> str:
+    """A short-lived GET URL for the object (the API hands these out for recordings)."""
+    params: dict[str, str] = {"Bucket": get_settings().bucket_name, "Key": key}
+    if filename:
+        params["ResponseContentDisposition"] = f'inline; filename="{filename}"'
+    url: str = aws.client("s3").generate_presigned_url(
+        "get_object", Params=params, ExpiresIn=expires_seconds
+    )
+    return url

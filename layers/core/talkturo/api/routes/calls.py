@@ -1,4 +1,5 @@
-"""Calls: place one outbound call now, list calls with filters, read one."""
+"""Calls: place one outbound call now, list calls with filters, read one, its transcript and
+recording."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from fastapi import APIRouter, Query
 
 from talkturo.api.deps import Caller, IdempotencyKey, Paging
 from talkturo.api.idempotency import create_once
-from talkturo.domain.calls import Call, CallCreate, CallDirection, CallOutcome
+from talkturo.domain.calls import (
+    Call,
+    CallCreate,
+    CallDirection,
+    CallOutcome,
+    RecordingLink,
+    Transcript,
+)
 from talkturo.domain.common import Page
 from talkturo.services import calls
 
@@ -69,3 +77,21 @@ def list_calls(
 @router.get("/calls/{call_id}", response_model=Call, summary="A call")
 def get_call(caller: Caller, call_id: str) -> Call:
     return calls.get(caller.account_id, call_id)
+
+
+@router.get(
+    "/calls/{call_id}/transcript",
+    response_model=Transcript,
+    summary="The call's transcript: messages with roles, times, tool calls and interruptions",
+)
+def get_transcript(caller: Caller, call_id: str) -> Transcript:
+    return calls.get_transcript(caller.account_id, call_id)
+
+
+@router.get(
+    "/calls/{call_id}/recording",
+    response_model=RecordingLink,
+    summary="A short-lived URL of the call's stereo recording (caller left, assistant right)",
+)
+def get_recording(caller: Caller, call_id: str) -> RecordingLink:
+    return calls.recording_link(caller.account_id, call_id)

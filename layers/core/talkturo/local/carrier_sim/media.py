@@ -119,8 +119,11 @@ class MediaStream:
         ended: asyncio.Event,
         time_scale: float = 1.0,
         prelude: bytes | Callable[[], bytes] = b"",
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.url = url
+        # Sent with the WebSocket upgrade (Twilio signs it: X-Twilio-Signature over the URL).
+        self.headers = headers or {}
         self.parameters = parameters
         self.account_sid = account_sid
         self.call_sid = call_sid
@@ -183,7 +186,13 @@ class MediaStream:
         self.record.streams.append(self._log)
         try:
             self._ws = await asyncio.wait_for(
-                connect(self.url, open_timeout=None, max_size=2**22, compression=None),
+                connect(
+                    self.url,
+                    open_timeout=None,
+                    max_size=2**22,
+                    compression=None,
+                    additional_headers=self.headers,
+                ),
                 CONNECT_TIMEOUT_SECONDS,
             )
         except (OSError, TimeoutError, WebSocketException) as exc:

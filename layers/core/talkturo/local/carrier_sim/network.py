@@ -616,6 +616,7 @@ class Network:
                         ended=call.hangup,
                         time_scale=self.time_scale,
                         prelude=lambda: self._machine_rest(call),
+                        headers={"X-Twilio-Signature": self.signature(verb.url, {})},
                     )
                     call.record.heard.append({"kind": "stream", "outcome": outcome})
                     if outcome in ("caller_hung_up", "call_ended"):

@@ -1,0 +1,918 @@
+"""One live call: the caller's audio in, the assistant's voice out, everything in between.
+
+Tasks of a session, all on one event loop:
+- the receiver: Media Streams messages → recording, voice activity, transcriber, DTMF, marks;
+- the listener: transcriber events → turn decisions (reconnects a transcriber that drops);
+- the responder (one at a time): the model's streamed reply → speakable pieces → text to speech →
+  the playout, then any tool calls and the model again;
+- the playout: audio paced to the carrier in 20 ms frames, marks for what was heard;
+- the meter: credits drawn while the call is live;
+- the watchdog: silence nudges and hang-up, maximum duration, credits, voicemail verdicts.
+
+The caller speaking over the assistant (a barge-in) clears the carrier's audio at once, cancels
+the reply in progress and keeps in the transcript only what the caller heard. A failing model or
+voice is retried once, then the caller hears a short apology (from the offline voice when the
+configured one is the failure). However the call ends, `_finish` runs once: settlement, transcript
+and recording saved, the call record closed, the post-call job queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from talkturo.domain.assistant_tools import (
+    EndCallTool,
+    SchedulingTool,
+    TransferCallTool,
+    WebhookTool,
+)
+from talkturo.domain.calls import Booking, CallEvent, EndedReason
+from talkturo.domain.common import utcnow
+from talkturo.logs import logger
+from talkturo.voice import protocol
+from talkturo.voice.chunker import Chunker
+from talkturo.voice.context import CallContext
+from talkturo.voice.metering import Meter
+from talkturo.voice.playout import Playout, Segment
+from talkturo.voice.providers.base import (
+    ChatMessage,
+    ChatRequest,
+    Finished,
+    LanguageModel,
+    ProviderError,
+    Synthesizer,
+    TextDelta,
+    ToolCall,
+    ToolSpec,
+    Transcriber,
+    TranscriberOptions,
+    TranscriberStream,
+)
+from talkturo.voice.recording import StereoRecorder
+from talkturo.voice.transcript import TranscriptLog
+from talkturo.voice.turns import TurnDetector, VoiceActivity
+
+Send = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    silence_nudge_seconds: float = 8.0
+    silence_hangup_seconds: float = 25.0
+    nudge: str = "Are you still there?"
+    goodbye_silence: str = "I haven't heard from you, so I'll end the call now. Goodbye."
+    goodbye_max_duration: str = "I'm sorry, we've reached the time limit for this call. Goodbye."
+    goodbye_no_credits: str = "I'm sorry, I have to end the call now. Goodbye."
+    apology: str = "Sorry, I'm having a technical problem. Could you say that again?"
+    apology_fatal: str = "Sorry, I'm having a technical problem and have to end the call."
+    filler: str = "One moment, please."
+    transfer_failed: str = "I'm sorry, I couldn't reach {name}. Is there anything else I can do?"
+    # Outbound calls with answering-machine detection: how long to watch for the verdict.
+    amd_window_seconds: float = 45.0
+    amd_poll_seconds: float = 1.0
+    max_tool_rounds: int = 4
+    goodbye_wait_seconds: float = 20.0
+    transcriber_retries: int = 5
+    # Seconds kept before the maximum duration for the goodbye.
+    max_duration_margin_seconds: float = 5.0
+
+
+@dataclass
+class CallProviders:
+    llm: LanguageModel
+    transcriber: Transcriber
+    voice: Synthesizer
+    # Spoken when the configured voice fails (the offline voice), or None.
+    fallback_voice: Synthesizer | None = None
+    stand_in_notes: list[str] = field(default_factory=list)
+
+
+class SessionServices:
+    """The session's side effects outside the call: the store, the carrier, the tools.
+    Blocking calls run in worker threads. Tests replace single methods."""
+
+    async def mark_connected(self, context: CallContext) -> None:
+        from talkturo.services import calls
+
+        await asyncio.to_thread(calls.mark_connected, context.account_id, context.call.id)
+
+    async def answered_by(self, context: CallContext) -> str | None:
+        from talkturo.services import calls
+
+        record = await asyncio.to_thread(calls.get_record, context.account_id, context.call.id)
+        return record.answered_by
+
+    async def hang_up(self, carrier_sid: str) -> None:
+        from talkturo.carrier import get_carrier
+
+        await asyncio.to_thread(get_carrier().hang_up, carrier_sid)
+
+    async def transfer(
+        self, context: CallContext, tool: TransferCallTool, name: str, brief: str
+    ) -> None:
+        from talkturo.services import transfers
+
+        destination = next(d for d in tool.config.destinations if d.name == name)
+        if tool.config.mode == "warm":
+            await asyncio.to_thread(
+                transfers.start_warm,
+                context.account_id,
+                context.call,
+                destination,
+                brief=brief,
+                ring_tone=tool.config.ring_tone,
+            )
+        else:
+            await asyncio.to_thread(
+                transfers.start_cold,
+                context.account_id,
+                context.call,
+                destination,
+                ring_tone=tool.config.ring_tone,
+            )
+
+    async def webhook(
+        self, tool: WebhookTool, arguments: dict[str, Any], call: dict[str, str]
+    ) -> dict[str, Any]:
+        from talkturo.voice.tools import webhook
+
+        return await webhook.call_webhook(tool.config, arguments, call=call)
+
+    async def scheduling(
+        self, tool: SchedulingTool, name: str, arguments: dict[str, Any], call: dict[str, str]
+    ) -> tuple[dict[str, Any], Booking | None]:
+        from talkturo.voice.tools import scheduling
+
+        return await scheduling.run(tool.config, name, arguments, call=call)
+
+    async def save(self, context: CallContext, session: CallSession) -> None:
+        from talkturo.services import calls
+
+        wav = session.recorder.wav() if context.assistant.telephony.recording_enabled else None
+        await asyncio.to_thread(
+            calls.save_conversation,
+            context.account_id,
+            context.call.id,
+            messages=session.transcript.messages,
+            recording_wav=wav,
+        )
+
+    async def close(
+        self,
+        context: CallContext,
+        *,
+        stream_sid: str,
+        charge: Any,
+        recorded: bool,
+        bookings: list[Booking],
+        end: CallEvent | None,
+    ) -> None:
+        from talkturo.services import calls
+
+        await asyncio.to_thread(
+            calls.close_session,
+            context.account_id,
+            context.call.id,
+            stream_sid=stream_sid,
+            charge=charge,
+            recorded=recorded,
+            bookings=bookings,
+            end=end,
+        )
+
+
+@dataclass
+class _Reply:
+    """The assistant's reply in progress (one model round)."""
+
+    segments: list[Segment] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    started: float | None = None
+
+
+class CallSession:
+    def __init__(
+        self,
+        *,
+        context: CallContext,
+        start: protocol.Start,
+        send: Send,
+        receive: AsyncIterator[str | bytes],
+        providers: CallProviders,
+        services: SessionServices | None = None,
+        settings: SessionSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        resume: dict[str, str] | None = None,
+    ) -> None:
+        self.context = context
+        self.start = start
+        self._send_raw = send
+        self._receive = receive
+        self.providers = providers
+        self.services = services or SessionServices()
+        self.settings = settings or SessionSettings()
+        self.clock = clock
+        self.resume = resume or {}
+        self.t0 = clock()
+        self.recorder = StereoRecorder()
+        earlier = context.earlier_transcript
+        offset = max((m.end_ms for m in earlier), default=0)
+        self.transcript = TranscriptLog(earlier, offset_ms=offset + 1 if earlier else 0)
+        self.playout = Playout(
+            self._send, start.stream_sid, started_at=self.t0, on_frame=self.recorder.assistant
+        )
+        self.turns = TurnDetector()
+        self.vad = VoiceActivity()
+        self.meter = Meter(
+            account_id=context.account_id,
+            call_id=context.call.id,
+            stream_sid=start.stream_sid,
+            rate_per_minute=context.rate_per_minute,
+            started_at=self.t0,
+            clock=clock,
+        )
+        self.bookings: list[Booking] = []
+        self.end_reason: EndedReason | None = None
+        self.error_message: str | None = None
+        self.transferred = False
+        self._stt: TranscriberStream | None = None
+        self._stt_ready = asyncio.Event()
+        self._pending_audio = bytearray()  # while the transcriber reconnects
+        self._response: asyncio.Task[None] | None = None
+        self._ending_task: asyncio.Task[None] | None = None
+        self._ending = False
+        self._done = asyncio.Event()
+        self._socket_open = True
+        self._last_activity = self.t0
+        self._nudged = False
+        self._user_started: float | None = None
+        self._dtmf: list[str] = []
+        self._dtmf_at = 0.0
+        self._last_reply: tuple[int, _Reply] | None = None  # transcript index, reply
+        self._merge_next = False
+        self._response_spoke = False  # the reply in progress has sent audio
+        self._tools = [t for t in context.assistant.tools if t.enabled]
+        self._finished = False
+        # Figures for the benchmark: when each reply's first audio was sent.
+        self.reply_first_audio: list[float] = []
+
+    # ------------------------------------------------------------------ helpers
+    def now(self) -> float:
+        return self.clock() - self.t0
+
+    async def _send(self, message: str) -> None:
+        if not self._socket_open:
+            return
+        try:
+            await self._send_raw(message)
+        except Exception:  # noqa: BLE001 - any failure of the socket means it is gone
+            self._socket_open = False
+            self._request_end("error", None, error="the media stream closed")
+
+    def _tool(self, kind: type[Any]) -> Any:
+        return next((t for t in self._tools if isinstance(t, kind)), None)
+
+    @property
+    def _assistant_busy(self) -> bool:
+        return (self._response is not None and not self._response.done()) or (self.playout.speaking)
+
+    # ------------------------------------------------------------------ run
+    async def run(self) -> EndedReason:
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            tasks.append(asyncio.create_task(self.playout.run(), name="playout"))
+            tasks.append(asyncio.create_task(self._connect_transcriber(), name="listen"))
+            tasks.append(asyncio.create_task(self._watch(), name="watchdog"))
+            tasks.append(asyncio.create_task(self._receive_loop(), name="receive"))
+            tasks.append(asyncio.create_task(self.meter.run(), name="meter"))
+            for note in self.providers.stand_in_notes:
+                self.transcript.system(note, self.now())
+            with contextlib.suppress(Exception):
+                await self.services.mark_connected(self.context)
+            await self._opening()
+            await self._done.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await self._finish(tasks)
+        return self.end_reason or "caller_hung_up"
+
+    async def _opening(self) -> None:
+        assistant = self.context.assistant
+        if self.resume.get("resume") == "transfer_failed":
+            name = self.resume.get("transfer_to") or "them"
+            await self._say(self.settings.transfer_failed.format(name=name), role_note=None)
+            return
+        if assistant.first_message_mode == "assistant_speaks_first" and assistant.first_message:
+            await self._say(self.context.render(assistant.first_message), role_note=None)
+
+    # ------------------------------------------------------------------ receiving
+    async def _receive_loop(self) -> None:
+        got_stop = False
+        try:
+            async for raw in self._receive:
+                try:
+                    message = protocol.parse(raw)
+                except protocol.ProtocolError as error:
+                    logger.warning("media stream message refused", extra={"error": str(error)})
+                    continue
+                if isinstance(message, protocol.Media):
+                    await self._on_audio(message)
+                elif isinstance(message, protocol.Mark):
+                    self.playout.on_mark(message.name)
+                elif isinstance(message, protocol.Dtmf):
+                    self._dtmf.append(message.digit)
+                    self._dtmf_at = self.clock()
+                    self._last_activity = self.clock()
+                elif isinstance(message, protocol.Stop):
+                    got_stop = True
+                    break
+        except Exception as error:  # noqa: BLE001 - a broken socket ends the call the same way
+            logger.info("media stream closed", extra={"error": repr(error)})
+        self._socket_open = False
+        if got_stop:
+            self._request_end("caller_hung_up", None, hang_up=False)
+        else:
+            self._request_end("error", None, error="the media stream dropped", hang_up=True)
+
+    async def _on_audio(self, media: protocol.Media) -> None:
+        frame = media.payload
+        self.recorder.caller(media.timestamp_ms, frame)
+        now = self.clock()
+        self.turns.on_frame(self.vad.is_speech(frame), now)
+        if self._stt is not None and self._stt_ready.is_set():
+            try:
+                await self._stt.send(frame)
+            except ProviderError:
+                self._stt_ready.clear()
+        else:
+            self._pending_audio.extend(frame)
+            del self._pending_audio[: max(0, len(self._pending_audio) - 8000 * 5)]
+        self._after_input(now)
+
+    def _after_input(self, now: float) -> None:
+        if self._ending:
+            return
+        if self.turns.take_onset():
+            self._user_started = self._user_started or now
+            self._last_activity = now
+            self._nudged = False
+            if self._assistant_busy:
+                asyncio.get_running_loop().create_task(self._barge_in())
+        turn = self.turns.end_of_turn(now)
+        if turn is not None:
+            start = (self._user_started or now) - self.t0
+            self._user_started = None
+            self._last_activity = now
+            self._on_user_turn(turn.text, start, now - self.t0)
+
+    # ------------------------------------------------------------------ transcriber
+    def _transcriber_options(self) -> TranscriberOptions:
+        config = self.context.assistant.transcriber
+        return TranscriberOptions(
+            model=config.model, language=config.language, keyterms=tuple(config.keyterms)
+        )
+
+    async def _connect_transcriber(self) -> None:
+        """Open the transcriber and read its events; reopen it when it drops."""
+        failures = 0
+        while not self._done.is_set():
+            try:
+                self._stt = await self.providers.transcriber.open(self._transcriber_options())
+                if self._pending_audio:
+                    await self._stt.send(bytes(self._pending_audio))
+                    self._pending_audio.clear()
+                self._stt_ready.set()
+                failures = 0
+                async for event in self._stt.events():
+                    self.turns.on_transcriber(event, self.clock())
+                    self._after_input(self.clock())
+                return
+            except ProviderError as error:
+                self._stt_ready.clear()
+                failures += 1
+                logger.warning(
+                    "transcriber dropped", extra={"error": str(error), "attempt": failures}
+                )
+                if self._stt is not None:
+                    with contextlib.suppress(Exception):
+                        await self._stt.close()
+                    self._stt = None
+                if not error.retryable or failures > self.settings.transcriber_retries:
+                    self.transcript.system(f"transcriber failed: {error.message}", self.now())
+                    self._request_end(
+                        "error", self.settings.apology_fatal, error="the transcriber failed"
+                    )
+                    return
+                await asyncio.sleep(min(2.0, 0.2 * 2 ** (failures - 1)))
+
+    # ------------------------------------------------------------------ turns
+    def _on_user_turn(self, text: str, start: float, end: float) -> None:
+        merge, self._merge_next = self._merge_next, False
+        if self._response is not None and not self._response.done():
+            self._response.cancel()
+            merge = True
+        if merge:
+            # The caller went on before hearing a reply: one longer turn.
+            previous = self.transcript.messages[-1] if self.transcript.messages else None
+            if previous is not None and previous.role == "user":
+                self.transcript.messages.pop()
+                text = f"{previous.text} {text}"
+                start = (previous.start_ms - self.transcript.offset_ms) / 1000
+        self.transcript.user(text, start, end)
+        end_call = self._tool(EndCallTool)
+        if end_call is not None:
+            lowered = text.casefold()
+            if any(phrase.casefold() in lowered for phrase in end_call.config.phrases):
+                closing = end_call.config.closing_message
+                self._request_end(
+                    "assistant_ended", self.context.render(closing) if closing else None
+                )
+                return
+        self._response_spoke = False
+        self._response = asyncio.get_running_loop().create_task(self._respond())
+
+    async def _barge_in(self) -> None:
+        if self._ending:
+            return
+        at = self.clock()
+        thinking = self._response is not None and not self._response.done()
+        if self._response is not None and thinking:
+            self._response.cancel()
+            with contextlib.suppress(BaseException):
+                await self._response
+        cut = await self.playout.clear()
+        if thinking and not self._response_spoke:
+            self._merge_next = True
+        self.recorder.erase_assistant_after(at - self.t0)
+        if self._last_reply is not None:
+            index, reply = self._last_reply
+            if any(s in cut or not s.played for s in reply.segments):
+                heard = " ".join(t for t in (s.heard_text(at) for s in reply.segments) if t)
+                message = self.transcript.messages[index]
+                self.transcript.messages[index] = message.model_copy(
+                    update={
+                        "text": heard,
+                        "interrupted": True,
+                        "end_ms": self.transcript.offset_ms + round((at - self.t0) * 1000),
+                    }
+                )
+            self._last_reply = None
+
+    # ------------------------------------------------------------------ replying
+    def _tool_specs(self) -> tuple[ToolSpec, ...]:
+        specs: list[ToolSpec] = []
+        for tool in self._tools:
+            if isinstance(tool, EndCallTool):
+                specs.append(
+                    ToolSpec(
+                        "end_call",
+                        "End the call once the conversation is over or the caller wants to "
+                        "leave. Say goodbye first.",
+                        {
+                            "type": "object",
+                            "properties": {"reason": {"type": "string"}},
+                        },
+                    )
+                )
+            elif isinstance(tool, TransferCallTool):
+                names = [d.name for d in tool.config.destinations]
+                described = "; ".join(
+                    f"{d.name}: {d.description}" if d.description else d.name
+                    for d in tool.config.destinations
+                )
+                specs.append(
+                    ToolSpec(
+                        "transfer_call",
+                        f"Transfer the caller to a person. Destinations: {described}. Tell the "
+                        "caller you are transferring them before calling this.",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "destination": {"type": "string", "enum": names},
+                                "reason": {"type": "string"},
+                            },
+                            "required": ["destination"],
+                        },
+                    )
+                )
+            elif isinstance(tool, SchedulingTool):
+                from talkturo.voice.tools import scheduling
+
+                specs.extend(scheduling.specs(tool.config))
+            elif isinstance(tool, WebhookTool):
+                from talkturo.voice.tools import webhook
+
+                specs.append(webhook.spec_of(tool.config))
+        return tuple(specs)
+
+    def _system_prompt(self) -> str:
+        prompt = self.context.render(self.context.assistant.system_prompt)
+        return (
+            f"{prompt}\n\nYou are speaking on a phone call: answer in short spoken sentences, "
+            "without lists, markdown or emoji."
+        )
+
+    def _request(self) -> ChatRequest:
+        llm = self.context.assistant.llm
+        return ChatRequest(
+            model=llm.model,
+            system_prompt=self._system_prompt(),
+            messages=self.transcript.chat_history(),
+            tools=self._tool_specs(),
+            temperature=llm.temperature,
+            max_tokens=llm.max_tokens,
+        )
+
+    async def _respond(self) -> None:
+        """Model rounds until a reply without tool calls (or a tool that ends the session)."""
+        try:
+            for _round in range(self.settings.max_tool_rounds):
+                reply, calls = await self._model_round()
+                if not calls:
+                    return
+                spoke = bool(reply.text)
+                for call in calls:
+                    if self._ending:
+                        return
+                    if not spoke and call.name not in ("end_call", "transfer_call"):
+                        await self._say(self.settings.filler, role_note=None)
+                        spoke = True
+                    started = self.now()
+                    result = await self._run_tool(call)
+                    self.transcript.tool(call, result, started, self.now())
+                    if self._ending or self.transferred:
+                        return
+        except asyncio.CancelledError:
+            raise
+        except ProviderError as error:
+            logger.warning("reply failed", extra={"error": str(error)})
+            self.transcript.system(f"reply failed: {error.message}", self.now())
+            await self._say(self.settings.apology, role_note=None)
+
+    async def _model_round(self) -> tuple[_Reply, list[ToolCall]]:
+        """One streamed model reply spoken as it arrives; retried once if the model fails
+        before saying anything."""
+        request = self._request()
+        for attempt in (1, 2):
+            reply = _Reply()
+            calls: list[ToolCall] = []
+            pieces: asyncio.Queue[str | None] = asyncio.Queue()
+            speaker = asyncio.get_running_loop().create_task(self._speak_pieces(pieces, reply))
+            try:
+                chunker = Chunker()
+                async for event in self.providers.llm.stream(request):
+                    if isinstance(event, TextDelta):
+                        for piece in chunker.feed(event.text):
+                            pieces.put_nowait(piece)
+                    elif isinstance(event, ToolCall):
+                        calls.append(event)
+                    elif isinstance(event, Finished):
+                        break
+                for piece in chunker.flush():
+                    pieces.put_nowait(piece)
+            except ProviderError:
+                pieces.put_nowait(None)
+                await speaker
+                if attempt == 2 or reply.text:
+                    self._log_reply(reply, calls)
+                    raise
+                continue
+            except BaseException:
+                speaker.cancel()
+                self._log_reply(reply, calls)
+                raise
+            pieces.put_nowait(None)
+            try:
+                await speaker
+            except BaseException:
+                self._log_reply(reply, calls)
+                raise
+            self._log_reply(reply, calls)
+            return reply, calls
+        raise AssertionError("unreachable")
+
+    def _log_reply(self, reply: _Reply, calls: list[ToolCall]) -> None:
+        text = " ".join(reply.text)
+        if not text and not calls:
+            return
+        start = (reply.started - self.t0) if reply.started else self.now()
+        ends = [s.end_due for s in reply.segments if s.end_due is not None]
+        end = (max(ends) - self.t0) if ends else self.now()
+        self.transcript.assistant(text, start, end, tool_calls=calls)
+        if reply.segments:
+            self._last_reply = (len(self.transcript.messages) - 1, reply)
+
+    async def _speak_pieces(self, pieces: asyncio.Queue[str | None], reply: _Reply) -> None:
+        while True:
+            piece = await pieces.get()
+            if piece is None:
+                return
+            await self._synthesize(piece, reply)
+
+    async def _synthesize(self, text: str, reply: _Reply) -> None:
+        """One piece through the voice (retried once, then the fallback voice)."""
+        voices = [self.providers.voice, self.providers.voice]
+        if self.providers.fallback_voice is not None:
+            voices.append(self.providers.fallback_voice)
+        for index, voice in enumerate(voices):
+            segment = self.playout.new_segment(text)
+            got_audio = False
+            try:
+                async for chunk in voice.synthesize(text):
+                    if not got_audio:
+                        got_audio = True
+                        self._response_spoke = True
+                        if reply.started is None:
+                            reply.started = self.clock()
+                            self.reply_first_audio.append(reply.started)
+                    self.playout.add_audio(segment, chunk)
+            except ProviderError as error:
+                logger.warning("voice failed", extra={"error": str(error), "attempt": index + 1})
+                if got_audio:
+                    # Part of the piece was spoken: the rest is lost, not repeated.
+                    self.playout.finish_segment(segment)
+                    reply.segments.append(segment)
+                    reply.text.append(text)
+                    return
+                segment.cleared = True
+                continue
+            self.playout.finish_segment(segment)
+            reply.segments.append(segment)
+            reply.text.append(text)
+            return
+        self.transcript.system("the voice failed; a piece of the reply was not spoken", self.now())
+
+    async def _say(self, text: str, *, role_note: str | None) -> None:
+        """Speak a fixed line (greeting, nudge, goodbye) and log it."""
+        reply = _Reply()
+        chunker = Chunker()
+        for piece in [*chunker.feed(text), *chunker.flush()]:
+            await self._synthesize(piece, reply)
+        self._log_reply(reply, [])
+
+    # ------------------------------------------------------------------ tools
+    def _call_meta(self) -> dict[str, str]:
+        call = self.context.call
+        meta = {
+            "id": call.id,
+            "assistant_id": call.assistant_id,
+            "direction": call.direction,
+            "from": call.from_number,
+            "to": call.to_number,
+            "timezone": self.context.timezone,
+        }
+        if call.contact_id:
+            meta["contact_id"] = call.contact_id
+        return meta
+
+    async def _run_tool(self, call: ToolCall) -> str:
+        import json
+
+        try:
+            result = await self._dispatch(call)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a tool failure is the model's to handle
+            logger.exception("tool failed", extra={"tool": call.name})
+            result = {"error": f"the tool failed: {type(error).__name__}"}
+        return json.dumps(result, default=str)[:8000]
+
+    async def _dispatch(self, call: ToolCall) -> dict[str, Any]:
+        from talkturo.voice.tools import scheduling, webhook
+
+        if call.name == "end_call":
+            tool = self._tool(EndCallTool)
+            if tool is None:
+                return {"error": "end_call is not enabled"}
+            closing = tool.config.closing_message
+            await self.playout.idle.wait()
+            self._request_end("assistant_ended", self.context.render(closing) if closing else None)
+            return {"ok": True}
+        if call.name == "transfer_call":
+            return await self._transfer(call)
+        for tool in self._tools:
+            if isinstance(tool, WebhookTool) and webhook.spec_of(tool.config).name == call.name:
+                return await self.services.webhook(tool, call.arguments, self._call_meta())
+            if isinstance(tool, SchedulingTool) and call.name in {
+                spec.name for spec in scheduling.specs(tool.config)
+            }:
+                result, booking = await self.services.scheduling(
+                    tool, call.name, call.arguments, self._call_meta()
+                )
+                if booking is not None:
+                    self.bookings.append(booking)
+                return result
+        return {"error": f"no tool named {call.name}"}
+
+    async def _transfer(self, call: ToolCall) -> dict[str, Any]:
+        tool: TransferCallTool | None = self._tool(TransferCallTool)
+        if tool is None:
+            return {"error": "transfer_call is not enabled"}
+        names = [d.name for d in tool.config.destinations]
+        name = str(call.arguments.get("destination") or names[0])
+        if name not in names:
+            return {"error": f"unknown destination {name!r}; one of {names}"}
+        brief = ""
+        if tool.config.mode == "warm":
+            intro = self.context.render(tool.config.warm_intro or "")
+            brief = f"{intro} {await self._summary()}".strip()
+        await self.playout.idle.wait()  # let the caller hear "transferring you"
+        if not self.context.call.carrier_sid:
+            return {"error": "the call cannot be transferred (no carrier call)"}
+        try:
+            await self.services.transfer(self.context, tool, name, brief)
+        except Exception as error:  # noqa: BLE001 - the carrier refused: the call goes on
+            logger.warning("transfer failed", extra={"error": repr(error)})
+            return {"error": f"the transfer to {name} failed; tell the caller and carry on"}
+        self.transferred = True
+        self.transcript.system(f"transferred ({tool.config.mode}) to {name}", self.now())
+        self._request_end("transferred", None, hang_up=False)
+        return {"ok": True, "transferred_to": name}
+
+    async def _summary(self) -> str:
+        """A one-sentence summary of the call so far for the person taking it over."""
+        lines = [
+            f"{m.role}: {m.text}"
+            for m in self.transcript.messages
+            if m.role in ("user", "assistant")
+        ]
+        request = ChatRequest(
+            model=self.context.assistant.llm.model,
+            system_prompt="Summarise this phone call in one short sentence for a colleague who "
+            "is about to take it over. Only the summary.",
+            messages=(ChatMessage(role="user", text="\n".join(lines[-30:]) or "(nothing yet)"),),
+            temperature=0.2,
+            max_tokens=80,
+        )
+        parts: list[str] = []
+        try:
+            async with asyncio.timeout(6):
+                async for event in self.providers.llm.stream(request):
+                    if isinstance(event, TextDelta):
+                        parts.append(event.text)
+        except (ProviderError, TimeoutError):
+            last = [m.text for m in self.transcript.messages if m.role == "user"][-2:]
+            return ("The caller said: " + " ".join(last)) if last else ""
+        return "".join(parts).strip()
+
+    # ------------------------------------------------------------------ watching
+    async def _watch(self) -> None:
+        settings = self.settings
+        telephony = self.context.assistant.telephony
+        call = self.context.call
+        amd_open = (
+            call.direction == "outbound"
+            and telephony.voicemail.detect
+            and call.answered_by is None
+            and not self.resume
+        )
+        next_amd = self.clock() + settings.amd_poll_seconds
+        limit = telephony.max_call_duration_seconds - settings.max_duration_margin_seconds
+        while not self._done.is_set():
+            await asyncio.sleep(0.25)
+            if self._ending:
+                continue
+            now = self.clock()
+            if self.meter.exhausted.is_set():
+                self._request_end("no_credits", settings.goodbye_no_credits)
+                continue
+            if now - self.t0 >= limit:
+                self._request_end("max_duration", settings.goodbye_max_duration)
+                continue
+            if self._dtmf and now - self._dtmf_at >= 1.0 and not self.turns.has_words:
+                digits, self._dtmf = "".join(self._dtmf), []
+                at = now - self.t0
+                self._on_user_turn(f"[The caller pressed {digits} on the keypad]", at - 1, at)
+                continue
+            if amd_open and now >= next_amd:
+                next_amd = now + settings.amd_poll_seconds
+                if now - self.t0 > settings.amd_window_seconds:
+                    amd_open = False
+                else:
+                    verdict = None
+                    with contextlib.suppress(Exception):
+                        verdict = await self.services.answered_by(self.context)
+                    if verdict is not None:
+                        amd_open = False
+                        if verdict == "machine":
+                            await self._voicemail()
+                            continue
+            idle = not self._assistant_busy and not self.turns.speaking and not self.turns.has_words
+            if not idle:
+                self._last_activity = max(self._last_activity, now)
+                continue
+            quiet = now - max(self._last_activity, self.playout.playing_until)
+            if quiet >= settings.silence_hangup_seconds:
+                self._request_end("silence_timeout", settings.goodbye_silence)
+            elif quiet >= settings.silence_nudge_seconds and not self._nudged:
+                self._nudged = True
+                await self._say(settings.nudge, role_note=None)
+
+    async def _voicemail(self) -> None:
+        voicemail = self.context.assistant.telephony.voicemail
+        self.transcript.system("answering machine detected", self.now())
+        if voicemail.action == "leave_message" and voicemail.message:
+            if self._response is not None and not self._response.done():
+                self._response.cancel()
+            await self.playout.clear()
+            self._request_end("voicemail", self.context.render(voicemail.message))
+        else:
+            self._request_end("voicemail", None)
+
+    # ------------------------------------------------------------------ ending
+    def _request_end(
+        self,
+        reason: EndedReason,
+        goodbye: str | None,
+        *,
+        error: str | None = None,
+        hang_up: bool = True,
+    ) -> None:
+        if self._ending:
+            return
+        self._ending = True
+        self.end_reason = reason
+        self.error_message = error
+        self._ending_task = asyncio.get_running_loop().create_task(
+            self._end(goodbye, hang_up=hang_up)
+        )
+
+    async def _end(self, goodbye: str | None, *, hang_up: bool) -> None:
+        current = asyncio.current_task()
+        if self._response is not None and self._response is not current:
+            self._response.cancel()
+        try:
+            if goodbye and self._socket_open:
+                await self._say(goodbye, role_note=None)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.goodbye_wait_seconds):
+                        await self.playout.idle.wait()
+            if hang_up and self.context.call.carrier_sid:
+                try:
+                    await self.services.hang_up(self.context.call.carrier_sid)
+                except Exception as error:  # noqa: BLE001 - the call may already be over
+                    logger.warning("hang-up failed", extra={"error": repr(error)})
+        finally:
+            self._done.set()
+
+    async def _finish(self, tasks: list[asyncio.Task[Any]]) -> None:
+        """Once, whatever ended the call: settle, save, close the record."""
+        if self._finished:
+            return
+        self._finished = True
+        ended_at = self.clock()
+        for task in [*tasks, self._response, self._ending_task]:
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        for task in [*tasks, self._response]:
+            if task is not None:
+                with contextlib.suppress(BaseException):
+                    await task
+        for closer in (self._stt, self.providers.voice, self.providers.fallback_voice):
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer.close()
+        charge: Any = 0
+        try:
+            charge = await self.meter.settle(ended_at)
+        except Exception:  # noqa: BLE001 - recorded below; the post-call job settles again
+            logger.exception("settlement failed", extra={"id": self.context.call.id})
+        recorded = self.context.assistant.telephony.recording_enabled
+        try:
+            await self.services.save(self.context, self)
+        except Exception:  # noqa: BLE001
+            logger.exception("saving the transcript failed", extra={"id": self.context.call.id})
+            recorded = False
+        end: CallEvent | None = None
+        if not self.transferred:
+            reason: EndedReason = self.end_reason or "caller_hung_up"
+            end = CallEvent(
+                at=utcnow(),
+                status="ended",
+                outcome="answered",
+                ended_reason=reason,
+                duration_seconds=math.ceil(ended_at - self.t0),
+                error_message=self.error_message,
+            )
+        try:
+            await self.services.close(
+                self.context,
+                stream_sid=self.start.stream_sid,
+                charge=charge,
+                recorded=recorded,
+                bookings=self.bookings,
+                end=end,
+            )
+        except Exception:  # noqa: BLE001
+            logger.exception("closing the call failed", extra={"id": self.context.call.id})
+        logger.info(
+            "call session over",
+            extra={"id": self.context.call.id, "reason": self.end_reason, "charge": str(charge)},
+        )

@@ -1,0 +1,124 @@
+"""Conversations through the carrier simulator: a scripted caller on the phone network, the voice
+service with scripted providers, and what the call record, transcript and recording say after."""
+
+from __future__ import annotations
+
+import io
+import wave
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from talkturo import audio
+from talkturo.local.carrier_sim.scripts import parse_script
+from talkturo.local.template import Stack
+from tests.conftest import Tenant
+from tests.integration import calls_setup
+from tests.voice.harness import VoiceNetwork, voice_network, wait_for_call_record
+
+
+@pytest.fixture
+def net(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[VoiceNetwork]:
+    with voice_network(stack, monkeypatch) as network:
+        yield network
+
+
+def _line(client: TestClient, stack: Stack, tenant: Tenant, **changes: object) -> calls_setup.Line:
+    offer = client.get("/v1/phone-numbers/available?country=US&limit=1", headers=tenant.headers)
+    line = calls_setup.line(client, stack, tenant, offer.json()["data"][0]["phone_number"])
+    if changes:
+        patched = client.patch(
+            f"/v1/assistants/{line.assistant_id}", json=changes, headers=tenant.headers
+        )
+        assert patched.status_code == 200, patched.text
+    return line
+
+
+def _inbound(
+    net: VoiceNetwork, client: TestClient, tenant: Tenant, line: calls_setup.Line, steps: list
+) -> tuple[dict, dict]:
+    sid = net.sim.dial(line.phone_number, script=parse_script({"steps": steps}))
+    final = net.sim.wait_for_call(sid, timeout=40)
+    calls = client.get("/v1/calls?direction=inbound", headers=tenant.headers).json()["data"]
+    assert len(calls) == 1, calls
+    record = wait_for_call_record(client, tenant.headers, calls[0]["id"])
+    return final, record
+
+
+def _transcript(client: TestClient, tenant: Tenant, call_id: str) -> list[dict]:
+    got = client.get(f"/v1/calls/{call_id}/transcript", headers=tenant.headers)
+    assert got.status_code == 200, got.text
+    return got.json()["messages"]
+
+
+def _channels(wav_bytes: bytes) -> tuple[list[int], list[int]]:
+    """Per 100 ms window, the RMS of the left and the right channel."""
+    import audioop  # noqa: PLC0415 - test-only decoding
+
+    with wave.open(io.BytesIO(wav_bytes)) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (2, 2, 8000)
+        frames = wav.readframes(wav.getnframes())
+    left = audioop.tomono(frames, 2, 1, 0)
+    right = audioop.tomono(frames, 2, 0, 1)
+    step = 1600  # 100 ms of 16-bit samples
+    return (
+        [audioop.rms(left[i : i + step], 2) for i in range(0, len(left), step)],
+        [audioop.rms(right[i : i + step], 2) for i in range(0, len(right), step)],
+    )
+
+
+def test_greeting_then_a_two_turn_conversation_is_transcribed_and_recorded(
+    client: TestClient, stack: Stack, tenant: Tenant, net: VoiceNetwork
+) -> None:
+    line = _line(
+        client, stack, tenant, first_message="Hello {{contact.first_name}}, this is Ada."
+    )
+    net.scripted.transcriber.lines = ["I would like to book a table", "For two people please"]
+    replies = iter(["Of course. For how many people?", "Great, two people it is."])
+    net.scripted.model.respond = lambda request: [next(replies)]
+    final, record = _inbound(
+        net,
+        client,
+        tenant,
+        line,
+        [
+            {"wait_for_silence": 0.6},
+            {"say": "I would like to book a table"},
+            {"wait_for_silence": 0.6},
+            {"say": "For two people please"},
+            {"wait_for_silence": 0.6},
+            "hang_up",
+        ],
+    )
+    assert record["outcome"] == "answered" and record["ended_reason"] == "caller_hung_up"
+    messages = _transcript(client, tenant, record["id"])
+    spoken = [(m["role"], m["text"]) for m in messages if m["role"] in ("user", "assistant")]
+    assert spoken == [
+        ("assistant", "Hello, this is Ada."),
+        ("user", "I would like to book a table"),
+        ("assistant", "Of course. For how many people?"),
+        ("user", "For two people please"),
+        ("assistant", "Great, two people it is."),
+    ]
+    times = [m["start_ms"] for m in messages]
+    assert times == sorted(times)
+    # The model saw the conversation so far, with the prompt rendered.
+    last = net.scripted.model.requests[-1]
+    assert [m.role for m in last.messages] == ["assistant", "user", "assistant", "user"]
+    # The caller heard every reply (the simulator keeps what it played).
+    assert final["party"]["heard_audio_seconds"] > 2
+    assert not final["party"]["protocol_errors"]
+    # The recording: stereo, the caller left and the assistant right, in time.
+    assert record["recording_available"]
+    link = client.get(f"/v1/calls/{record['id']}/recording", headers=tenant.headers)
+    assert link.status_code == 200, link.text
+    wav_bytes = httpx.get(link.json()["url"]).content
+    left, right = _channels(wav_bytes)
+    assert max(left) > 1000 and max(right) > 1000
+    # The greeting plays before the caller first speaks: the assistant channel has sound first.
+    first_right = next(i for i, v in enumerate(right) if v > 1000)
+    first_left = next(i for i, v in enumerate(left) if v > 1000)
+    assert first_right < first_left
+    assert audio.SAMPLE_RATE == 8000
