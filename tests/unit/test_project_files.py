@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import fnmatch
+import importlib.util
+import json
 import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
+
+import annotated_types
+import boto3
+import pytest
+from moto import mock_aws
+
+from talkturo.config import LOCAL_VOICE_PORT
+from talkturo.domain.assistants import TelephonyConfig
+from talkturo.local.template import load_template, provision
+from talkturo.voice.server import HEALTH_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "functions/voice/Dockerfile"
+# Fargate's ceiling for a container's stopTimeout (seconds between SIGTERM and SIGKILL).
+FARGATE_MAX_STOP_TIMEOUT = 120
 # The Lambda runtime comes with boto3; the layer does not ship it again.
 PROVIDED_BY_LAMBDA = {"boto3"}
 
@@ -45,3 +62,290 @@ def test_the_layer_pins_exactly_the_runtime_dependencies() -> None:
 
     assert len(pinned) == len(pinned_list), "a package is listed twice"
     assert pinned == wanted
+
+
+# --------------------------------------------------------------------------- the voice image
+
+
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    """A Dockerfile's (INSTRUCTION, arguments), continuation lines joined, comments dropped."""
+    found: list[tuple[str, str]] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, arguments = (pending + line).partition(" ")
+        found.append((keyword.upper(), " ".join(arguments.split())))
+        pending = ""
+    return found
+
+
+def _final_stage(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    return instructions[last_from:]
+
+
+def _arguments(instructions: list[tuple[str, str]], keyword: str) -> list[str]:
+    return [arguments for k, arguments in instructions if k == keyword]
+
+
+def test_the_voice_image_runs_the_service_module_as_a_non_root_user() -> None:
+    instructions = _instructions(DOCKERFILE)
+    final = _final_stage(instructions)
+
+    def args(keyword: str) -> list[str]:
+        return _arguments(final, keyword)
+
+    assert all(a.startswith("python:3.11-slim") for a in _arguments(instructions, "FROM"))
+    assert json.loads(args("CMD")[-1]) == ["python", "-m", "talkturo.voice"]
+    assert importlib.util.find_spec("talkturo.voice.__main__") is not None
+    users = args("USER")
+    assert users, "the image must not run as root"
+    assert users[-1].split(":")[0] not in {"root", "0"}
+    keywords = [k for k, _ in final]
+    assert keywords.index("USER") < keywords.index("CMD")
+    assert args("EXPOSE") == [str(LOCAL_VOICE_PORT)]
+    assert args("STOPSIGNAL") == ["SIGTERM"]
+
+
+def test_the_voice_image_checks_health_with_python_and_installs_what_it_needs() -> None:
+    instructions = _instructions(DOCKERFILE)
+    final = _final_stage(instructions)
+
+    (health,) = [a for k, a in final if k == "HEALTHCHECK"]
+    command = json.loads(health.split(" CMD ", 1)[1])
+    assert command[:2] == ["python", "-c"]
+    assert HEALTH_PATH in command[2] and "VOICE_PORT" in command[2]
+    runs = [a for k, a in instructions if k == "RUN"]
+    assert any('pip install --no-cache-dir ".[voice]"' in run for run in runs)
+    assert any("compileall" in run for run in runs)
+    final_runs = [a for k, a in final if k == "RUN"]
+    assert any(
+        "apt-get install" in run and "--no-install-recommends" in run and "espeak-ng" in run
+        for run in final_runs
+    )
+    env = " ".join(a for k, a in final if k == "ENV")
+    assert f"VOICE_PORT={LOCAL_VOICE_PORT}" in env
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """Whether .dockerignore leaves `path` out: a pattern matches the path or one of its parent
+    folders, from the root of the context (`**/` at any depth)."""
+    parts = Path(path).parts
+    for pattern in patterns:
+        for depth in range(1, len(parts) + 1):
+            if pattern.startswith("**/"):
+                matched = fnmatch.fnmatchcase(parts[depth - 1], pattern.removeprefix("**/"))
+            else:
+                pattern_parts = Path(pattern).parts
+                matched = len(pattern_parts) == depth and all(
+                    fnmatch.fnmatchcase(part, wanted)
+                    for part, wanted in zip(parts[:depth], pattern_parts, strict=True)
+                )
+            if matched:
+                return True
+    return False
+
+
+def test_the_build_context_keeps_local_state_out_and_what_the_image_copies_in() -> None:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert not any(p.startswith("!") for p in patterns), "keep the matcher below honest"
+
+    for local_state in [".venv", ".git", "tests", ".aws-sam", "layers/core/talkturo/__pycache__"]:
+        assert _ignored(local_state, patterns), local_state
+    copied = [
+        source
+        for keyword, arguments in _instructions(DOCKERFILE)
+        if keyword == "COPY" and not arguments.startswith("--from")
+        for source in arguments.split()[:-1]
+    ]
+    assert copied
+    for source in copied:
+        assert (ROOT / source).exists(), source
+        assert not _ignored(source, patterns), f"{source} is needed by the image build"
+
+
+# --------------------------------------------------------------------------- the voice service
+
+
+def _resources() -> dict[str, Any]:
+    resources: dict[str, Any] = load_template()["Resources"]
+    return resources
+
+
+def _container() -> dict[str, Any]:
+    definitions = _resources()["VoiceTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    assert len(definitions) == 1
+    container: dict[str, Any] = definitions[0]
+    return container
+
+
+def _environment(container: dict[str, Any]) -> dict[str, Any]:
+    return {pair["Name"]: pair["Value"] for pair in container["Environment"]}
+
+
+def _longest_call_seconds() -> int:
+    field = TelephonyConfig.model_fields["max_call_duration_seconds"]
+    (limit,) = [m.le for m in field.metadata if isinstance(m, annotated_types.Le)]
+    return int(limit)
+
+
+def test_the_voice_task_agrees_with_the_service_code() -> None:
+    resources = _resources()
+    container = _container()
+    target_group = resources["VoiceTargetGroup"]["Properties"]
+    service = resources["VoiceService"]["Properties"]
+
+    assert [m["ContainerPort"] for m in container["PortMappings"]] == [LOCAL_VOICE_PORT]
+    assert _environment(container)["VOICE_PORT"] == str(LOCAL_VOICE_PORT)
+    assert target_group["Port"] == LOCAL_VOICE_PORT
+    assert target_group["HealthCheckPath"] == HEALTH_PATH
+    assert service["LoadBalancers"] == [
+        {
+            "ContainerName": container["Name"],
+            "ContainerPort": LOCAL_VOICE_PORT,
+            "TargetGroupArn": {"Ref": "VoiceTargetGroup"},
+        }
+    ]
+    ingress = resources["VoiceTaskIngressFromLoadBalancer"]["Properties"]
+    assert ingress["FromPort"] == ingress["ToPort"] == LOCAL_VOICE_PORT
+    assert f"127.0.0.1:{LOCAL_VOICE_PORT}{HEALTH_PATH}" in container["HealthCheck"]["Command"][-1]
+
+
+def test_calls_drain_within_what_fargate_and_the_load_balancer_allow() -> None:
+    resources = _resources()
+    parameters = load_template()["Parameters"]
+    container = _container()
+
+    # SIGTERM -> the service's own drain -> it closes what is left -> only then SIGKILL.
+    assert container["StopTimeout"] == FARGATE_MAX_STOP_TIMEOUT
+    assert 0 < float(_environment(container)["VOICE_DRAIN_SECONDS"]) < container["StopTimeout"]
+    # The deregistration delay (before SIGTERM) can be raised to cover the longest call...
+    attributes = resources["VoiceTargetGroup"]["Properties"]["TargetGroupAttributes"]
+    delay = {a["Key"]: a["Value"] for a in attributes}["deregistration_delay.timeout_seconds"]
+    assert delay == {"Ref": "VoiceDrainSeconds"}
+    assert parameters["VoiceDrainSeconds"]["Default"] == 120
+    assert parameters["VoiceDrainSeconds"]["MaxValue"] >= _longest_call_seconds()
+    # ...and a whole call fits in one WebSocket without the load balancer timing it out.
+    balancer = resources["VoiceLoadBalancer"]["Properties"]["LoadBalancerAttributes"]
+    idle = {a["Key"]: a["Value"] for a in balancer}["idle_timeout.timeout_seconds"]
+    assert int(idle) >= _longest_call_seconds()
+
+
+def test_the_voice_task_gets_its_configuration_by_reference_and_least_privilege() -> None:
+    resources = _resources()
+    container = _container()
+    environment = _environment(container)
+
+    assert {
+        "TABLE_NAME",
+        "BUCKET_NAME",
+        "POST_CALL_QUEUE_URL",
+        "VOICE_TOKEN_SECRET_ARN",
+        "TWILIO_SECRET_ARN",
+        "PROVIDER_KEYS_SECRET_ARN",
+        "PUBLIC_BASE_URL",
+        "VOICE_SERVICE_URL",
+        "AWS_REGION",
+    } <= environment.keys()
+    # Secrets by ARN only: no values resolved into the task definition.
+    assert "Secrets" not in container
+    assert "resolve:secretsmanager" not in json.dumps(resources["VoiceTaskDefinition"])
+    for name in ["VOICE_TOKEN_SECRET_ARN", "TWILIO_SECRET_ARN", "PROVIDER_KEYS_SECRET_ARN"]:
+        secret = environment[name]["Ref"]
+        assert resources[secret]["Type"] == "AWS::SecretsManager::Secret"
+
+    (policy,) = resources["VoiceTaskRole"]["Properties"]["Policies"]
+    grants: dict[str, Any] = {}
+    for statement in policy["PolicyDocument"]["Statement"]:
+        assert statement["Effect"] == "Allow"
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        for action in actions:
+            grants[action] = statement["Resource"]
+    assert not [action for action in grants if "*" in action]
+    assert grants["secretsmanager:GetSecretValue"] == [
+        environment["VOICE_TOKEN_SECRET_ARN"],
+        environment["TWILIO_SECRET_ARN"],
+        environment["PROVIDER_KEYS_SECRET_ARN"],
+    ]
+    assert grants["sqs:SendMessage"] == {"Fn::GetAtt": ["PostCallQueue", "Arn"]}
+    assert "dynamodb:Scan" not in grants
+    assert grants["dynamodb:Query"] == [
+        {"Fn::GetAtt": ["MainTable", "Arn"]},
+        {"Fn::Sub": "${MainTable.Arn}/index/*"},
+    ]
+    assert (
+        grants["s3:PutObject"]
+        == grants["s3:GetObject"]
+        == [
+            {"Fn::Sub": "${FilesBucket.Arn}/recordings/*"},
+            {"Fn::Sub": "${FilesBucket.Arn}/transcripts/*"},
+        ]
+    )
+
+
+def test_the_carrier_webhooks_may_queue_post_call_jobs() -> None:
+    template = load_template()
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["POST_CALL_QUEUE_URL"] == {"Ref": "PostCallQueue"}
+    policies = template["Resources"]["CarrierWebhooksFunction"]["Properties"]["Policies"]
+    assert {
+        "SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["PostCallQueue", "QueueName"]}}
+    } in (policies)
+
+
+@pytest.fixture
+def _fake_aws(monkeypatch: pytest.MonkeyPatch) -> Any:
+    for name in ["AWS_ENDPOINT_URL", "AWS_PROFILE"]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        yield
+
+
+def test_the_local_platform_creates_the_post_call_queue_and_skips_the_container_parts(
+    _fake_aws: Any,
+) -> None:
+    stack = provision(boto3.Session(), stack_name="files")
+
+    url = stack.environment()["POST_CALL_QUEUE_URL"]
+    assert url == stack.physical["PostCallQueue"]
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attributes["VisibilityTimeout"] == "360"
+    redrive = json.loads(attributes["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == stack.arns["PostCallDeadLetterQueue"]
+    # Only what the emulator runs is created: no network, load balancer or container resources.
+    kinds = {_resources()[logical_id]["Type"] for logical_id in stack.physical}
+    assert kinds == {"AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::SQS::Queue"}
+
+
+# --------------------------------------------------------------------------- the Lambda layer
+
+
+def test_the_layer_build_leaves_out_the_voice_service() -> None:
+    makefile = (ROOT / "layers/core/Makefile").read_text().replace("\\\n", " ")
+    (copy_line,) = [line for line in makefile.splitlines() if "find . -name" in line]
+    # The recipe's file selection, run as written, without its copy step.
+    selection = copy_line.strip().split("| xargs")[0]
+    done = subprocess.run(
+        ["/bin/sh", "-c", selection],
+        cwd=ROOT / "layers/core",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    files = done.stdout.split()
+
+    assert (ROOT / "layers/core/talkturo/voice/__main__.py").exists()
+    assert "./config.py" in files and "./audio.py" in files
+    assert not [f for f in files if f.startswith("./voice/")]

@@ -122,3 +122,108 @@ def test_greeting_then_a_two_turn_conversation_is_transcribed_and_recorded(
     first_left = next(i for i, v in enumerate(left) if v > 1000)
     assert first_right < first_left
     assert audio.SAMPLE_RATE == 8000
+
+
+def test_the_caller_interrupting_stops_the_assistant_and_the_transcript_keeps_what_was_heard(
+    client: TestClient, stack: Stack, tenant: Tenant, net: VoiceNetwork
+) -> None:
+    line = _line(client, stack, tenant, first_message="Hi.")
+    long_reply = (
+        "Let me tell you about every single one of our opening hours, our menus, our prices, "
+        "the parking situation, the history of the restaurant and the chef, and much more."
+    )
+    net.scripted.transcriber.lines = ["Tell me everything", "Wait stop"]
+    replies = iter([long_reply, "Sorry, go ahead."])
+    net.scripted.model.respond = lambda request: [next(replies)]
+    final, record = _inbound(
+        net,
+        client,
+        tenant,
+        line,
+        [
+            {"wait_for_silence": 0.5},
+            {"say": "Tell me everything"},
+            {"interrupt": {"text": "Wait stop", "timeout": 10}},
+            {"wait_for_silence": 0.6},
+            "hang_up",
+        ],
+    )
+    messages = _transcript(client, tenant, record["id"])
+    cut = [m for m in messages if m["role"] == "assistant" and m["interrupted"]]
+    assert len(cut) == 1, [(m["role"], m["text"], m["start_ms"], m["interrupted"]) for m in messages]
+    # What the caller heard is a true beginning of the reply, shorter than all of it.
+    heard = cut[0]["text"]
+    assert heard and long_reply.startswith(heard.rstrip(",.")) and len(heard) < len(long_reply) / 2
+    # The carrier was told to drop the rest at once.
+    assert final["party"]["cleared"], final["party"]
+    # The model's next request holds only what was heard, and the answer to the interruption.
+    last = net.scripted.model.requests[-1]
+    assert last.messages[-1].text == "Wait stop"
+    assert long_reply not in [m.text for m in last.messages]
+    spoken = [m["text"] for m in messages if m["role"] == "assistant"]
+    assert spoken[-1] == "Sorry, go ahead."
+
+
+def test_end_call_tool_speaks_the_closing_line_and_hangs_up(
+    client: TestClient, stack: Stack, tenant: Tenant, net: VoiceNetwork
+) -> None:
+    from talkturo.voice.providers.scripted import tool
+
+    line = _line(
+        client,
+        stack,
+        tenant,
+        first_message="Hi.",
+        tools=[{"type": "end_call", "config": {"closing_message": "Goodbye from Ada."}}],
+    )
+    net.scripted.transcriber.lines = ["That is all thanks"]
+    net.scripted.model.respond = lambda request: ["Happy to help.", tool("end_call", reason="done")]
+    # The caller never hangs up: the assistant ends the call.
+    final, record = _inbound(
+        net, client, tenant, line, [{"wait_for_silence": 0.5}, {"say": "That is all thanks"}]
+    )
+    assert record["ended_reason"] == "assistant_ended" and record["outcome"] == "answered"
+    messages = _transcript(client, tenant, record["id"])
+    calls = [m for m in messages if m["role"] == "assistant" and m["tool_calls"]]
+    assert calls and calls[0]["tool_calls"][0]["name"] == "end_call"
+    assert any(m["role"] == "tool" and m["name"] == "end_call" for m in messages)
+    assert [m["text"] for m in messages if m["role"] == "assistant"][-1] == "Goodbye from Ada."
+    # The tool is offered to the model with its schema.
+    assert [t.name for t in net.scripted.model.requests[0].tools] == ["end_call"]
+    assert final["status"] == "completed"
+
+
+def test_an_end_call_phrase_ends_the_call_without_asking_the_model(
+    client: TestClient, stack: Stack, tenant: Tenant, net: VoiceNetwork
+) -> None:
+    line = _line(
+        client,
+        stack,
+        tenant,
+        first_message="Hi.",
+        tools=[{"type": "end_call", "config": {"phrases": ["goodbye"]}}],
+    )
+    net.scripted.transcriber.lines = ["OK Goodbye"]
+    _, record = _inbound(
+        net, client, tenant, line, [{"wait_for_silence": 0.5}, {"say": "OK goodbye"}]
+    )
+    assert record["ended_reason"] == "assistant_ended"
+    assert net.scripted.model.requests == []
+
+
+def test_keypad_digits_reach_the_model(
+    client: TestClient, stack: Stack, tenant: Tenant, net: VoiceNetwork
+) -> None:
+    line = _line(client, stack, tenant, first_message="Press one for sales.")
+    net.scripted.model.respond = lambda request: ["You chose sales."]
+    _, record = _inbound(
+        net,
+        client,
+        tenant,
+        line,
+        [{"wait_for_silence": 0.5}, {"press": "12"}, {"wait_for_silence": 0.5}, "hang_up"],
+    )
+    asked = net.scripted.model.requests[0].messages[-1]
+    assert asked.role == "user" and "12" in asked.text
+    messages = _transcript(client, tenant, record["id"])
+    assert [m["text"] for m in messages if m["role"] == "assistant"][-1] == "You chose sales."

@@ -8,6 +8,7 @@ the project pins below).
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -39,7 +40,7 @@ def frames(audio: bytes) -> list[bytes]:
     return out
 
 
-def pcm16_to_mulaw(pcm: bytes, rate: int, state: object = None) -> bytes:
+def pcm16_to_mulaw(pcm: bytes, rate: int) -> bytes:
     """16-bit little-endian mono PCM at `rate` → 8 kHz mu-law (stateless resampling)."""
     if rate != SAMPLE_RATE:
         pcm, _ = audioop.ratecv(pcm, 2, 1, rate, SAMPLE_RATE, None)
@@ -52,7 +53,7 @@ class PcmToMulaw:
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
-        self._state: object = None
+        self._state: Any = None
         self._odd = b""
 
     def convert(self, pcm: bytes) -> bytes:

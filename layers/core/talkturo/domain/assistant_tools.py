@@ -40,7 +40,7 @@ TOOL_TYPES: tuple[str, ...] = (
 )
 # Function names the platform itself gives the model during a call; webhooks cannot take them.
 RESERVED_FUNCTION_NAMES = frozenset(
-    {*TOOL_TYPES, "check_availability", "book_appointment", "extract_info"}
+    {*TOOL_TYPES, "check_availability", "book_meeting", "book_appointment", "extract_info"}
 )
 
 REVEAL_SECRETS = {"reveal_secrets": True}

@@ -569,6 +569,13 @@ def close_session(
     return after
 
 
+def record_session_end(account_id: str, call_id: str, event: CallEvent) -> CallRecord:
+    """The voice session ends the call (before it hangs up at the carrier, so the carrier's
+    `completed` callback finds the reason already written). The post-call job is queued when
+    the session has saved its work (close_session)."""
+    return store.change(account_id, call_id, lambda r: apply(r, event))
+
+
 def mark_connected(account_id: str, call_id: str) -> CallRecord | None:
     """The media stream is up: the call is in progress (inbound calls learn it only here)."""
     return record_event(account_id, call_id, CallEvent(at=utcnow(), status="in_progress"))

@@ -24,6 +24,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from talkturo.domain.assistant_tools import (
@@ -81,6 +82,7 @@ class SessionSettings:
     transcriber_retries: int = 5
     # Seconds kept before the maximum duration for the goodbye.
     max_duration_margin_seconds: float = 5.0
+    meter_increment_seconds: float = 10.0
 
 
 @dataclass
@@ -97,6 +99,12 @@ class SessionServices:
     """The session's side effects outside the call: the store, the carrier, the tools.
     Blocking calls run in worker threads. Tests replace single methods."""
 
+    def charge(self, account_id: str, amount: Decimal, key: str, allow_negative: bool) -> None:
+        """Blocking (the meter runs it in a worker thread)."""
+        from talkturo.voice.metering import ledger_charge
+
+        ledger_charge(account_id, amount, key, allow_negative)
+
     async def mark_connected(self, context: CallContext) -> None:
         from talkturo.services import calls
 
@@ -107,6 +115,13 @@ class SessionServices:
 
         record = await asyncio.to_thread(calls.get_record, context.account_id, context.call.id)
         return record.answered_by
+
+    async def record_end(self, context: CallContext, event: CallEvent) -> None:
+        from talkturo.services import calls
+
+        await asyncio.to_thread(
+            calls.record_session_end, context.account_id, context.call.id, event
+        )
 
     async def hang_up(self, carrier_sid: str) -> None:
         from talkturo.carrier import get_carrier
@@ -236,6 +251,8 @@ class CallSession:
             rate_per_minute=context.rate_per_minute,
             started_at=self.t0,
             clock=clock,
+            increment_seconds=self.settings.meter_increment_seconds,
+            charge=self.services.charge,
         )
         self.bookings: list[Booking] = []
         self.end_reason: EndedReason | None = None
@@ -627,25 +644,23 @@ class CallSession:
             try:
                 async for chunk in voice.synthesize(text):
                     if not got_audio:
+                        # From its first audio on, the piece belongs to the reply: a barge-in
+                        # during it must find it to know what the caller heard.
                         got_audio = True
                         self._response_spoke = True
+                        reply.segments.append(segment)
+                        reply.text.append(text)
                         if reply.started is None:
                             reply.started = self.clock()
                             self.reply_first_audio.append(reply.started)
                     self.playout.add_audio(segment, chunk)
             except ProviderError as error:
                 logger.warning("voice failed", extra={"error": str(error), "attempt": index + 1})
-                if got_audio:
-                    # Part of the piece was spoken: the rest is lost, not repeated.
-                    self.playout.finish_segment(segment)
-                    reply.segments.append(segment)
-                    reply.text.append(text)
-                    return
-                segment.cleared = True
-                continue
+                if not got_audio:
+                    segment.cleared = True
+                    continue
+                # Part of the piece was spoken: the rest is lost, not repeated.
             self.playout.finish_segment(segment)
-            reply.segments.append(segment)
-            reply.text.append(text)
             return
         self.transcript.system("the voice failed; a piece of the reply was not spoken", self.now())
 
@@ -856,11 +871,25 @@ class CallSession:
                         await self.playout.idle.wait()
             if hang_up and self.context.call.carrier_sid:
                 try:
+                    await self.services.record_end(self.context, self._end_event())
+                except Exception as error:  # noqa: BLE001 - written again when the session closes
+                    logger.warning("recording the end failed", extra={"error": repr(error)})
+                try:
                     await self.services.hang_up(self.context.call.carrier_sid)
                 except Exception as error:  # noqa: BLE001 - the call may already be over
                     logger.warning("hang-up failed", extra={"error": repr(error)})
         finally:
             self._done.set()
+
+    def _end_event(self, at: float | None = None) -> CallEvent:
+        return CallEvent(
+            at=utcnow(),
+            status="ended",
+            outcome="answered",
+            ended_reason=self.end_reason or "caller_hung_up",
+            duration_seconds=math.ceil((at if at is not None else self.clock()) - self.t0),
+            error_message=self.error_message,
+        )
 
     async def _finish(self, tasks: list[asyncio.Task[Any]]) -> None:
         """Once, whatever ended the call: settle, save, close the record."""
@@ -890,17 +919,7 @@ class CallSession:
         except Exception:  # noqa: BLE001
             logger.exception("saving the transcript failed", extra={"id": self.context.call.id})
             recorded = False
-        end: CallEvent | None = None
-        if not self.transferred:
-            reason: EndedReason = self.end_reason or "caller_hung_up"
-            end = CallEvent(
-                at=utcnow(),
-                status="ended",
-                outcome="answered",
-                ended_reason=reason,
-                duration_seconds=math.ceil(ended_at - self.t0),
-                error_message=self.error_message,
-            )
+        end = None if self.transferred else self._end_event(ended_at)
         try:
             await self.services.close(
                 self.context,
