@@ -35,7 +35,11 @@ class Scripted:
     """The providers the next call gets (one set per call; tests change them before dialing)."""
 
     model: ScriptedModel = field(default_factory=ScriptedModel)
-    transcriber: ScriptedTranscriber = field(default_factory=ScriptedTranscriber)
+    # The simulator's synthetic voice pauses up to ~200 ms between words: a longer end-of-speech
+    # delay than a real transcriber's keeps one sentence one turn.
+    transcriber: ScriptedTranscriber = field(
+        default_factory=lambda: ScriptedTranscriber(final_delay=0.35)
+    )
     voice: ToneVoice = field(default_factory=ToneVoice)
     fallback: ToneVoice | None = None
     contexts: list[CallContext] = field(default_factory=list)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
 from talkturo import audio
@@ -72,9 +73,7 @@ def _channels(wav_bytes: bytes) -> tuple[list[int], list[int]]:
 def test_greeting_then_a_two_turn_conversation_is_transcribed_and_recorded(
     client: TestClient, stack: Stack, tenant: Tenant, net: VoiceNetwork
 ) -> None:
-    line = _line(
-        client, stack, tenant, first_message="Hello {{contact.first_name}}, this is Ada."
-    )
+    line = _line(client, stack, tenant, first_message="Hello {{contact.first_name}}, this is Ada.")
     net.scripted.transcriber.lines = ["I would like to book a table", "For two people please"]
     replies = iter(["Of course. For how many people?", "Great, two people it is."])
     net.scripted.model.respond = lambda request: [next(replies)]
@@ -150,7 +149,9 @@ def test_the_caller_interrupting_stops_the_assistant_and_the_transcript_keeps_wh
     )
     messages = _transcript(client, tenant, record["id"])
     cut = [m for m in messages if m["role"] == "assistant" and m["interrupted"]]
-    assert len(cut) == 1, [(m["role"], m["text"], m["start_ms"], m["interrupted"]) for m in messages]
+    assert len(cut) == 1, [
+        (m["role"], m["text"], m["start_ms"], m["interrupted"]) for m in messages
+    ]
     # What the caller heard is a true beginning of the reply, shorter than all of it.
     heard = cut[0]["text"]
     assert heard and long_reply.startswith(heard.rstrip(",.")) and len(heard) < len(long_reply) / 2
@@ -227,3 +228,163 @@ def test_keypad_digits_reach_the_model(
     assert asked.role == "user" and "12" in asked.text
     messages = _transcript(client, tenant, record["id"])
     assert [m["text"] for m in messages if m["role"] == "assistant"][-1] == "You chose sales."
+
+
+def test_a_webhook_tool_is_called_and_the_assistant_speaks_from_its_answer(
+    client: TestClient, stack: Stack, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from talkturo.voice.providers.base import ChatRequest
+    from talkturo.voice.providers.scripted import tool
+    from talkturo.voice.session import SessionServices
+    from talkturo.voice.tools import webhook
+    from talkturo.voice.tools.http_guard import OutboundPolicy
+    from tests.asgi_server import served
+
+    received: list[dict] = []
+    hook = FastAPI()
+
+    @hook.post("/orders")
+    async def orders(request: Request) -> dict:
+        received.append({"body": await request.json(), "headers": dict(request.headers)})
+        return {"order": "A-17", "status": "shipped", "eta": "Tuesday"}
+
+    with served(hook) as hook_url:
+
+        class LocalWebhooks(SessionServices):
+            # The configured URL must be https and public; the test's server is neither, so
+            # the call goes to it under a policy that lets loopback through.
+            async def webhook(self, tool_, arguments, call):  # type: ignore[no-untyped-def]
+                local = tool_.config.model_copy(update={"url": f"{hook_url}/orders"})
+                policy = OutboundPolicy(require_https=False, allowed_networks=(_LOOPBACK,))
+                return await webhook.call_webhook(local, arguments, call=call, policy=policy)
+
+        with voice_network(stack, monkeypatch, services=LocalWebhooks()) as net:
+            line = _line(
+                client,
+                stack,
+                tenant,
+                first_message="Hi.",
+                tools=[
+                    {
+                        "type": "webhook",
+                        "config": {
+                            "name": "lookup_order",
+                            "description": "Find an order by its number.",
+                            "parameters": {
+                                "type": "object",
+                                "properties": {"order_number": {"type": "string"}},
+                                "required": ["order_number"],
+                            },
+                            "url": "https://orders.example.com/lookup",
+                            "headers": {"X-Shop": "north"},
+                            "secret": "s3cret-signing-key",
+                        },
+                    }
+                ],
+            )
+            net.scripted.transcriber.lines = ["Where is my order A 17"]
+
+            def respond(request: ChatRequest) -> list:
+                last = request.messages[-1]
+                if last.role == "tool":
+                    return [f"Your order {last.text and 'A-17'} has shipped and arrives Tuesday."]
+                return [tool("lookup_order", order_number="A-17")]
+
+            net.scripted.model.respond = respond
+            _, record = _inbound(
+                net,
+                client,
+                tenant,
+                line,
+                [
+                    {"wait_for_silence": 0.5},
+                    {"say": "Where is my order A 17"},
+                    {"wait_for_silence": 1.5},
+                    "hang_up",
+                ],
+            )
+    assert received, [m["text"] for m in _transcript(client, tenant, record["id"])]
+    assert received[0]["body"]["arguments"] == {"order_number": "A-17"}
+    assert received[0]["headers"]["x-shop"] == "north"
+    assert received[0]["headers"]["x-talkturo-signature"].startswith("t=")
+    messages = _transcript(client, tenant, record["id"])
+    results = [m for m in messages if m["role"] == "tool"]
+    assert results and '"shipped"' in results[0]["text"] and results[0]["name"] == "lookup_order"
+    spoken = [m["text"] for m in messages if m["role"] == "assistant"]
+    # No silence while the tool ran: a short filler, then the answer from the result.
+    assert "One moment, please." in spoken
+    assert spoken[-1] == "Your order A-17 has shipped and arrives Tuesday."
+
+
+def test_a_meeting_booked_during_the_call_lands_on_the_call_record(
+    client: TestClient,
+    stack: Stack,
+    tenant: Tenant,
+    net: VoiceNetwork,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from talkturo.voice.providers.base import ChatRequest
+    from talkturo.voice.providers.scripted import tool
+    from tests.asgi_server import served
+    from tests.providers.fake_scheduling import FakeCalcom
+
+    start = (datetime.now(UTC) + timedelta(days=2)).replace(
+        hour=15, minute=0, second=0, microsecond=0
+    )
+    fake = FakeCalcom(api_key="cal_live_key", event_type_id=4242, slots=[start])
+    with served(fake.app) as base:
+        monkeypatch.setenv("CALCOM_BASE_URL", base)
+        line = _line(
+            client,
+            stack,
+            tenant,
+            first_message="Hi.",
+            tools=[
+                {
+                    "type": "scheduling",
+                    "config": {
+                        "provider": "calcom",
+                        "api_key": "cal_live_key",
+                        "event_type": "4242",
+                        "timezone": "UTC",
+                    },
+                }
+            ],
+        )
+        net.scripted.transcriber.lines = ["Book me in please"]
+
+        def respond(request: ChatRequest) -> list:
+            if request.messages[-1].role == "tool":
+                return ["You're booked."]
+            return [
+                "Let me book that.",
+                tool(
+                    "book_meeting",
+                    start=start.isoformat(),
+                    name="Ada Lovelace",
+                    email="ada@example.com",
+                ),
+            ]
+
+        net.scripted.model.respond = respond
+        _, record = _inbound(
+            net,
+            client,
+            tenant,
+            line,
+            [
+                {"wait_for_silence": 0.5},
+                {"say": "Book me in please"},
+                {"wait_for_silence": 1.0},
+                "hang_up",
+            ],
+        )
+    assert len(fake.bookings) == 1, [m["text"] for m in _transcript(client, tenant, record["id"])]
+    assert [b["provider"] for b in record["bookings"]] == ["calcom"]
+    assert record["bookings"][0]["attendee_email"] == "ada@example.com"
+    assert datetime.fromisoformat(record["bookings"][0]["start"]) == start
+
+
+_LOOPBACK = __import__("ipaddress").ip_network("127.0.0.0/8")

@@ -572,6 +572,10 @@ class CallSession:
             logger.warning("reply failed", extra={"error": str(error)})
             self.transcript.system(f"reply failed: {error.message}", self.now())
             await self._say(self.settings.apology, role_note=None)
+        except Exception as error:  # noqa: BLE001 - never dead air, whatever broke
+            logger.exception("reply broke", extra={"id": self.context.call.id})
+            self.transcript.system(f"reply failed: {type(error).__name__}", self.now())
+            await self._say(self.settings.apology, role_note=None)
 
     async def _model_round(self) -> tuple[_Reply, list[ToolCall]]:
         """One streamed model reply spoken as it arrives; retried once if the model fails

@@ -150,7 +150,7 @@ def say(text: str) -> Responder:
     return lambda _request: [text]
 
 
-def tool(name: str, **arguments: Any) -> ToolCall:
+def tool(name: str, /, **arguments: Any) -> ToolCall:
     return ToolCall(f"call_{next(_ids)}", name, arguments)
 
 
