@@ -56,7 +56,7 @@ def _transcript(client: TestClient, tenant: Tenant, call_id: str) -> list[dict]:
 
 def _channels(wav_bytes: bytes) -> tuple[list[int], list[int]]:
     """Per 100 ms window, the RMS of the left and the right channel."""
-    import audioop  # noqa: PLC0415 - test-only decoding
+    import audioop
 
     with wave.open(io.BytesIO(wav_bytes)) as wav:
         assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (2, 2, 8000)
