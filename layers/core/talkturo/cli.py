@@ -45,14 +45,25 @@ def main() -> None:
     type=int,
     help="Port of the carrier simulator (a local phone network speaking Twilio's API).",
 )
+@click.option(
+    "--voice-port",
+    default=8030,
+    show_default=True,
+    type=int,
+    help="Port of the voice service (the live call loop; the carrier's media streams).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log what each component does.")
-def dev(host: str, port: int, aws_port: int, carrier_port: int, verbose: bool) -> None:
+def dev(
+    host: str, port: int, aws_port: int, carrier_port: int, voice_port: int, verbose: bool
+) -> None:
     """Run the whole platform locally, in the foreground, until Ctrl-C.
 
     Starts an AWS emulator on loopback, creates the resources of template.yaml in it, serves
     the API (interactive docs at /docs), feeds queued messages to the worker functions, runs
-    the carrier simulator (a local phone network the Twilio adapter is pointed at), and
-    creates a ready account "Local developer" with an API key.
+    the carrier simulator (a local phone network the Twilio adapter is pointed at) and the
+    voice service (offline speech recognition and voice, and a scripted development model
+    for every provider without a key), and creates a ready account "Local developer" with an
+    API key.
 
     \b
     Environment:
@@ -60,6 +71,10 @@ def dev(host: str, port: int, aws_port: int, carrier_port: int, verbose: bool) -
                              at least 24 characters) instead of a generated one, so it
                              stays the same across restarts
       TALKTURO_ADMIN_SECRET  the admin API's secret (generated and printed when unset)
+      OPENAI_API_KEY, DEEPGRAM_API_KEY, …   a provider's key switches calls using that
+                             provider to the real service (docs/voice.md)
+      LOCAL_LLM_BASE_URL     an OpenAI-compatible server (a local model) for every call's
+                             language model; LOCAL_LLM_MODEL names its model
 
     Everything is kept in memory: stopping the platform forgets all data.
     """
@@ -75,7 +90,11 @@ def dev(host: str, port: int, aws_port: int, carrier_port: int, verbose: bool) -
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         options = Options.from_environment(
-            host=host, port=port, aws_port=aws_port, carrier_port=carrier_port
+            host=host,
+            port=port,
+            aws_port=aws_port,
+            carrier_port=carrier_port,
+            voice_port=voice_port,
         )
         platform = LocalPlatform(options)
         code = serve(platform, on_ready=lambda banner: click.echo(banner))

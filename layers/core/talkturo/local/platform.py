@@ -13,12 +13,14 @@ the process gets SIGINT/SIGTERM. Today they are
 5. ``carrier-simulator``: a local phone network speaking Twilio's REST API and webhooks (its own
    port, default 8020, credentials generated per run); TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and
    TWILIO_API_BASE_URL point the carrier adapter at it (docs/carrier.md);
-6. ``api``: the API app (the one Lambda runs behind Mangum) served by uvicorn. It starts last,
+6. ``voice``: the voice service, `python -m talkturo.voice` as its own process (as the
+   container runs it), on its own port (default 8030); providers without a key are served by
+   the offline stand-ins (TALKTURO_OFFLINE_PROVIDERS=1);
+7. ``api``: the API app (the one Lambda runs behind Mangum) served by uvicorn. It starts last,
    so once /health answers, everything else is up.
 
 ``schedules`` (local/schedules.py) invokes the template's scheduled functions (`rate(...)`)
-once shortly after start, then at their rate. Later pieces (the voice service…) are more
-components.
+once shortly after start, then at their rate.
 Everything lives in memory: stopping the platform forgets all data.
 """
 
@@ -30,7 +32,10 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
@@ -316,6 +321,70 @@ class CarrierSimulatorComponent:
         return self.simulator.running
 
 
+class VoiceServiceComponent:
+    """The voice service as a child process: the same entrypoint as the container's."""
+
+    name = "voice"
+    START_SECONDS = 30.0
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        problem = _cannot_bind(self.host, self.port)
+        if problem is not None:
+            raise PlatformError(
+                f"the voice service cannot listen on {self.host}:{self.port} ({problem}). "
+                "Choose another port with --voice-port."
+            )
+        os.environ["VOICE_SERVICE_URL"] = self.url
+        _forget_cached_settings()
+        env = dict(os.environ)
+        env.update(VOICE_HOST=self.host, VOICE_PORT=str(self.port), VOICE_DRAIN_SECONDS="5")
+        env.setdefault("TALKTURO_OFFLINE_PROVIDERS", "1")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "talkturo.voice"], env=env
+        )
+        deadline = time.monotonic() + self.START_SECONDS
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise PlatformError("the voice service exited at start; see the log above")
+            if self._healthy():
+                return
+            time.sleep(0.1)
+        raise PlatformError("the voice service did not answer /health in time")
+
+    def _healthy(self) -> bool:
+        import urllib.request
+
+        url = f"http://{self.host}:{self.port}/health"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)  # it drains live calls, then exits
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+
 R = TypeVar("R", SqsRunner, ScheduleRunner)
 
 
@@ -363,6 +432,7 @@ class Options:
     port: int = 8000
     aws_port: int = 4566
     carrier_port: int = 8020
+    voice_port: int = 8030
     admin_secret: str | None = None  # None: generate one
     dev_api_key: str | None = None  # None: generate one
 
@@ -398,6 +468,7 @@ class LocalPlatform:
         self.workers = StackRunner("sqs-runner", self.resources, SqsRunner)
         self.carrier = CarrierSimulatorComponent(options.carrier_port)
         self.schedules = StackRunner("schedules", self.resources, ScheduleRunner)
+        self.voice = VoiceServiceComponent("127.0.0.1", options.voice_port)
         self.supervisor = Supervisor(
             [
                 self.aws,
@@ -406,6 +477,7 @@ class LocalPlatform:
                 self.workers,
                 self.carrier,
                 self.schedules,
+                self.voice,
                 self.api,
             ]
         )
@@ -450,6 +522,17 @@ class LocalPlatform:
         lines += [
             f"  Carrier        {sim.url}   (simulated Twilio; account {sim.account_sid},",
             f"                 auth token {sim.auth_token}, generated per run)",
+        ]
+        offline = os.environ.get("TALKTURO_OFFLINE_PROVIDERS", "1") in ("1", "true", "yes")
+        lines += [
+            f"  Voice service  {self.voice.url}/media   (health: "
+            f"http://127.0.0.1:{self.voice.port}/health)",
+            "                 providers without a key: "
+            + (
+                "offline stand-ins (pocketsphinx, espeak-ng, the scripted development model)"
+                if offline
+                else "refused (TALKTURO_OFFLINE_PROVIDERS is off)"
+            ),
         ]
         lines += [
             "",

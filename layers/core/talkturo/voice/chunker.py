@@ -100,4 +100,4 @@ class Chunker:
         if not match:
             return False
         word = match.group(1).lower()
-        return word in _ABBREVIATIONS or word.isdigit() or (len(word) == 1 and word.isalpha())
+        return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())

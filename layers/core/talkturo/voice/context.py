@@ -27,9 +27,7 @@ from talkturo.domain.common import utcnow
 from talkturo.domain.companies import Company
 from talkturo.domain.contacts import Contact
 
-_VARIABLE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
-_SPACE_BEFORE_PUNCTUATION = re.compile(r"[ \t]+([,.!?;:])")
-_SPACES = re.compile(r"[ \t]{2,}")
+_VARIABLE_WITH_SPACE = re.compile(r"([ \t]*)\{\{\s*([^{}]*?)\s*\}\}")
 
 
 def _text(value: Any) -> str:
@@ -96,10 +94,12 @@ class CallContext:
         self.variables = values
 
     def render(self, text: str) -> str:
-        filled = _VARIABLE.sub(lambda m: self.variables.get(m.group(1), ""), text)
-        # An empty variable must not leave "Hello , …" or double spaces behind.
-        filled = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", filled)
-        return _SPACES.sub(" ", filled).strip()
+        def fill(match: re.Match[str]) -> str:
+            value = self.variables.get(match.group(2), "")
+            # An empty variable takes the space before it along: no "Hello , …" left behind.
+            return match.group(1) + value if value else ""
+
+        return _VARIABLE_WITH_SPACE.sub(fill, text).strip()
 
     @property
     def platform_number(self) -> str:

@@ -32,6 +32,7 @@ class Segment:
     id: int
     text: str
     dues: list[float] = field(default_factory=list)  # monotonic time each frame plays
+    frames: int = 0  # frames queued for it (sent or not)
     complete: bool = False  # all its audio has been queued
     marked: bool = False  # its end mark was sent
     played: bool = False  # the carrier echoed the mark (after playing, not a clear)
@@ -39,10 +40,13 @@ class Segment:
     first_sent_at: float | None = None
 
     def heard_fraction(self, at: float) -> float:
-        if not self.dues:
+        """The share of the piece's audio played before `at` (of all it had, not only of what
+        was sent before a clear)."""
+        total = max(self.frames, len(self.dues))
+        if not total:
             return 0.0
         heard = sum(1 for due in self.dues if due + FRAME_SECONDS <= at)
-        return heard / len(self.dues)
+        return heard / total
 
     def heard_text(self, at: float) -> str:
         """The words the caller heard before `at` (in proportion to the audio played)."""
@@ -118,6 +122,7 @@ class Playout:
         whole = len(self._pending) - len(self._pending) % audio.FRAME_BYTES
         for start in range(0, whole, audio.FRAME_BYTES):
             self._queue.append((segment, bytes(self._pending[start : start + audio.FRAME_BYTES])))
+            segment.frames += 1
         del self._pending[:whole]
         if whole:
             self.idle.clear()
@@ -135,6 +140,7 @@ class Playout:
         if self._pending and self._pending_segment is not None:
             frame = bytes(self._pending).ljust(audio.FRAME_BYTES, bytes([audio.SILENCE_BYTE]))
             self._queue.append((self._pending_segment, frame))
+            self._pending_segment.frames += 1
         self._pending.clear()
         self._pending_segment = None
 
@@ -183,6 +189,10 @@ class Playout:
         return self._next_due
 
     @property
+    def queued_seconds(self) -> float:
+        return len(self._queue) * FRAME_SECONDS
+
+    @property
     def speaking(self) -> bool:
         return bool(self._queue) or self._clock() < self._next_due
 
@@ -193,10 +203,10 @@ class Playout:
                 await self._mark_completed()
                 self._wake.clear()
                 await self._wake.wait()
+                # Nothing was queued: the audio starts now (waiting for audio is not lateness).
+                self._next_due = max(self._next_due, self._clock())
                 continue
             now = self._clock()
-            if self._next_due < now:
-                self._next_due = now  # idle before: start playing now
             while self._queue and self._next_due <= now + LEAD:
                 segment, frame = self._queue.popleft()
                 due = self._next_due
@@ -208,6 +218,9 @@ class Playout:
                     self._on_frame(due - self._started_at, frame)
                 await self._send(protocol.media(self._sid, frame))
                 self._next_due = due + FRAME_SECONDS
+                if not self._queue or self._queue[0][0] is not segment:
+                    # The piece's last frame is out: its mark follows at once.
+                    await self._mark_completed()
             await self._mark_completed()
             wait = max(0.0, self._next_due - LEAD - self._clock())
             await asyncio.sleep(min(TICK, wait) if self._queue else wait)

@@ -98,7 +98,7 @@ def parse(raw: str | bytes) -> Inbound | None:
             return Stop()
         if event == "connected":
             return Connected(str(message.get("protocol", "Call")))
-    except (KeyError, TypeError, ValueError, binascii.Error) as error:
+    except (AttributeError, KeyError, TypeError, ValueError, binascii.Error) as error:
         raise ProtocolError(f"malformed {event} message") from error
     return None
 

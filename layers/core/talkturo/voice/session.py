@@ -202,6 +202,11 @@ class SessionServices:
         )
 
 
+def _letters(text: str) -> str:
+    """Letters and digits only, case-folded: "Good-bye!" and "goodbye" say the same."""
+    return "".join(c for c in text.casefold() if c.isalnum())
+
+
 @dataclass
 class _Reply:
     """The assistant's reply in progress (one model round)."""
@@ -445,8 +450,8 @@ class CallSession:
         self.transcript.user(text, start, end)
         end_call = self._tool(EndCallTool)
         if end_call is not None:
-            lowered = text.casefold()
-            if any(phrase.casefold() in lowered for phrase in end_call.config.phrases):
+            said = _letters(text)
+            if any(_letters(phrase) in said for phrase in end_call.config.phrases):
                 closing = end_call.config.closing_message
                 self._request_end(
                     "assistant_ended", self.context.render(closing) if closing else None
@@ -624,7 +629,10 @@ class CallSession:
         if not text and not calls:
             return
         start = (reply.started - self.t0) if reply.started else self.now()
+        # Audio still queued for the carrier plays after what was sent: the reply ends then.
         ends = [s.end_due for s in reply.segments if s.end_due is not None]
+        if reply.segments:
+            ends.append(self.playout.playing_until + self.playout.queued_seconds)
         end = (max(ends) - self.t0) if ends else self.now()
         self.transcript.assistant(text, start, end, tool_calls=calls)
         if reply.segments:
