@@ -85,9 +85,7 @@ def test_a_voice_failure_is_retried_then_the_fallback_voice_speaks(
     line = _line(client, stack, tenant, first_message="Hi there.")
     quick.scripted.voice.fail_next = 2
     quick.scripted.fallback = ToneVoice()
-    final, record = _inbound(
-        quick, client, tenant, line, [{"wait_for_silence": 0.5}, "hang_up"]
-    )
+    final, record = _inbound(quick, client, tenant, line, [{"wait_for_silence": 0.5}, "hang_up"])
     assert _assistant_lines(client, tenant, record["id"]) == ["Hi there."]
     assert quick.scripted.voice.texts == ["Hi there.", "Hi there."]
     assert quick.scripted.fallback.texts == ["Hi there."]

@@ -348,9 +348,7 @@ class VoiceServiceComponent:
         env = dict(os.environ)
         env.update(VOICE_HOST=self.host, VOICE_PORT=str(self.port), VOICE_DRAIN_SECONDS="5")
         env.setdefault("TALKTURO_OFFLINE_PROVIDERS", "1")
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "talkturo.voice"], env=env
-        )
+        self._process = subprocess.Popen([sys.executable, "-m", "talkturo.voice"], env=env)
         deadline = time.monotonic() + self.START_SECONDS
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
