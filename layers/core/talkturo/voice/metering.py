@@ -23,6 +23,22 @@ from talkturo.logs import logger
 INCREMENT_SECONDS = 10
 
 
+def ledger_charge(account_id: str, amount: Decimal, key: str, allow_negative: bool) -> None:
+    """A usage entry in the account's ledger (InsufficientCredits below zero unless allowed)."""
+    from talkturo.services import credits
+
+    call_id = key.split(":", 2)[1]
+    credits.record(
+        account_id,
+        "usage",
+        -amount,
+        idempotency_key=key,
+        description=f"call {call_id}",
+        reference=call_id,
+        allow_negative_balance=allow_negative,
+    )
+
+
 class Meter:
     def __init__(
         self,
@@ -33,7 +49,8 @@ class Meter:
         rate_per_minute: Decimal,
         started_at: float,
         clock: Callable[[], float] = time.monotonic,
-        increment_seconds: int = INCREMENT_SECONDS,
+        increment_seconds: float = INCREMENT_SECONDS,
+        charge: Callable[[str, Decimal, str, bool], None] | None = None,
     ) -> None:
         self.account_id = account_id
         self.call_id = call_id
@@ -46,6 +63,8 @@ class Meter:
         self.blocks = 0
         self.exhausted = asyncio.Event()
         self.settled: Decimal | None = None
+        # (account, credits, idempotency key, may go negative) → the ledger; blocking.
+        self._charge = charge or ledger_charge
 
     def _key(self, suffix: str) -> str:
         return f"call:{self.call_id}:{self.stream_sid}:{suffix}"
@@ -54,17 +73,7 @@ class Meter:
         return quantize_credits(self.rate * Decimal(seconds) / Decimal(60))
 
     def _record(self, amount: Decimal, key: str, *, allow_negative: bool) -> None:
-        from talkturo.services import credits
-
-        credits.record(
-            self.account_id,
-            "usage",
-            -amount,
-            idempotency_key=key,
-            description=f"call {self.call_id}",
-            reference=self.call_id,
-            allow_negative_balance=allow_negative,
-        )
+        self._charge(self.account_id, amount, key, allow_negative)
 
     async def run(self) -> None:
         """Draw block after block until cancelled or the balance runs out."""

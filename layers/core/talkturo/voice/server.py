@@ -51,6 +51,8 @@ class ServiceOptions:
     services: SessionServices = field(default_factory=SessionServices)
     settings: SessionSettings = field(default_factory=SessionSettings)
     build_providers: Callable[[CallContext, dict[str, str]], CallProviders] | None = None
+    # (account id, call id) → the call's context; blocking (run in a worker thread).
+    load_context: Callable[[str, str], CallContext] = load_context
 
 
 def build_providers(context: CallContext, env: dict[str, str]) -> CallProviders:
@@ -142,7 +144,7 @@ class VoiceService:
             return
         account_id, call_id = str(claims.get("account", "")), str(claims.get("call", ""))
         try:
-            context = await asyncio.to_thread(load_context, account_id, call_id)
+            context = await asyncio.to_thread(self.options.load_context, account_id, call_id)
         except Exception:  # noqa: BLE001 - the call or its assistant is gone
             logger.exception("call context could not be loaded", extra={"id": call_id})
             await connection.close(1011, "call not found")
