@@ -6,7 +6,8 @@ It looks at the request's tools and the last messages only:
 - after tool results: one short sentence per result (slots offered, booking confirmed, the
   failure apologised for, or a compact reading of the JSON);
 - after the caller's words (lower-cased, punctuation dropped, matched by word stems so a
-  recognition error or two still lands): a keypad press is read back; goodbye → `end_call`;
+  recognition error or two still lands): a keypad press is read back (9 → `end_call`, 0 →
+  `transfer_call`, when the assistant has them); goodbye → `end_call`;
   a person → `transfer_call`; yes/book after offered slots → `book_meeting` with the first
   slot; availability/appointment → `check_availability` for tomorrow; words of a webhook
   tool's name or description → that tool, its required parameters filled from the schema;
@@ -78,7 +79,7 @@ class DevelopmentModel:
         self._today = today
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[LlmEvent]:
-        text, calls = self.reply(request)
+        text, calls = self._reply(request)
         if not _labelled(request.messages):
             text = f"{LABEL} {text}".strip()
         for delta in _word_groups(text):
@@ -87,7 +88,7 @@ class DevelopmentModel:
             yield call
         yield Finished("tool_calls" if calls else "stop")
 
-    def reply(self, request: ChatRequest) -> tuple[str, list[ToolCall]]:
+    def _reply(self, request: ChatRequest) -> tuple[str, list[ToolCall]]:
         """The scripted reply to the conversation so far (without the label)."""
         messages = request.messages
         if not messages or messages[-1].role == "assistant":
@@ -104,20 +105,23 @@ class DevelopmentModel:
             return "Sorry, I didn't catch that.", []
         for pattern in DTMF_PATTERNS:
             if found := pattern.search(text):
-                keys = " ".join(KEY_NAMES.get(key, key) for key in found.group(1).upper())
+                pressed = found.group(1).upper()
+                # Keys are the one input recognition cannot garble: 9 ends the call, 0 asks for
+                # a person (an operator), as on many phone menus.
+                if pressed == "9" and END_CALL in tools:
+                    return "You pressed nine. Goodbye.", [
+                        _call(END_CALL, {"reason": "caller pressed 9"})
+                    ]
+                if pressed == "0" and TRANSFER_CALL in tools:
+                    return _transfer(tools[TRANSFER_CALL], "caller pressed 0")
+                keys = " ".join(KEY_NAMES.get(key, key) for key in pressed)
                 return f"You pressed {keys}.", []
         if END_CALL in tools and _matches(words, GOODBYE_STEMS, GOODBYE_PHRASES):
             return "Goodbye, thanks for calling.", [
                 _call(END_CALL, {"reason": "caller said goodbye"})
             ]
         if TRANSFER_CALL in tools and _matches(words, TRANSFER_STEMS, TRANSFER_PHRASES):
-            arguments: dict[str, Any] = {}
-            choices = _properties(tools[TRANSFER_CALL]).get("destination", {}).get("enum")
-            if isinstance(choices, list) and choices:
-                arguments["destination"] = choices[0]
-            arguments["reason"] = "caller asked for a person"
-            who = arguments.get("destination") or "a person"
-            return f"Let me transfer you to {who}.", [_call(TRANSFER_CALL, arguments)]
+            return _transfer(tools[TRANSFER_CALL], "caller asked for a person")
         slots = _offered_slots(request.messages)
         if BOOK_MEETING in tools and slots and _matches(words, BOOK_STEMS, BOOK_PHRASES):
             arguments = self._fill(tools[BOOK_MEETING], text, slot=slots[0])
@@ -185,10 +189,11 @@ class DevelopmentModel:
                 if key in (schema.get("required") or [])
             }
         key = name.lower()
-        if "phone" in key:
+        parts = set(re.split(r"[_\-]+", key))
+        if "phone" in parts:
             return "+15555550100"
         digits = re.findall(r"\d+", text)
-        if digits and any(part in key for part in ("id", "number", "code", "zip")):
+        if digits and (parts & {"id", "number", "no", "code", "zip", "ref"} or key.endswith("id")):
             return "".join(digits)
         return text.strip() or "local test"
 
@@ -229,14 +234,25 @@ def _human(name: str) -> str:
     return " ".join(re.split(r"[_\-\s]+", name)).strip()
 
 
+def _stem(word: str) -> str:
+    """A rough English stem, enough for "deliveries" to meet "delivery"."""
+    for suffix, replacement in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            return word[: -len(suffix)] + replacement
+    return word
+
+
+def _content_stems(words: Iterable[str]) -> set[str]:
+    return {_stem(word) for word in words if len(word) >= 4 and word not in STOPWORDS}
+
+
 def _tool_words(tool: ToolSpec) -> set[str]:
-    found = re.findall(r"[a-z]+", f"{_human(tool.name)} {tool.description}".lower())
-    return {word for word in found if len(word) >= 4 and word not in STOPWORDS}
+    return _content_stems(re.findall(r"[a-z]+", f"{_human(tool.name)} {tool.description}".lower()))
 
 
 def _webhook_for(words: list[str], tools: list[ToolSpec]) -> ToolSpec | None:
     """The tool sharing the most words with the text (a plural or suffix still matches)."""
-    spoken = {word for word in words if len(word) >= 4 and word not in STOPWORDS}
+    spoken = _content_stems(words)
     best, best_score = None, 0
     for tool in tools:
         score = sum(
@@ -318,7 +334,7 @@ def _result_sentence(name: str, text: str) -> str:
         return "Your meeting is booked."
     if name in (END_CALL, TRANSFER_CALL):
         return "Done."
-    return f"The {name} tool answered: {_limit(_compact(result))}."
+    return f"The {_human(name)} tool answered: {_limit(_compact(result))}."
 
 
 def _slots(result: Any) -> list[str]:
@@ -373,3 +389,15 @@ def _compact(value: Any) -> str:
 def _limit(text: str, words: int = MAX_RESULT_WORDS) -> str:
     parts = text.split()
     return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
+
+
+def _transfer(tool: ToolSpec, reason: str) -> tuple[str, list[ToolCall]]:
+    """A transfer to the first destination the tool offers."""
+    arguments: dict[str, Any] = {}
+    destination = _properties(tool).get("destination")
+    choices = destination.get("enum") if isinstance(destination, dict) else None
+    if isinstance(choices, list) and choices:
+        arguments["destination"] = choices[0]
+    arguments["reason"] = reason
+    who = arguments.get("destination") or "a person"
+    return f"Let me transfer you to {who}.", [_call(TRANSFER_CALL, arguments)]
