@@ -127,7 +127,7 @@ class LocalPlatform:
 
 @pytest.fixture(scope="session")
 def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
-    port, aws_port, carrier_port = free_port(), free_port(), free_port()
+    port, aws_port, carrier_port, voice_port = free_port(), free_port(), free_port(), free_port()
     log_path = tmp_path_factory.mktemp("platform") / "talkturo-dev.log"
     environment = {
         **os.environ,
@@ -147,6 +147,8 @@ def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPl
                 str(aws_port),
                 "--carrier-port",
                 str(carrier_port),
+                "--voice-port",
+                str(voice_port),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -2,8 +2,8 @@
 the API, outbound calls placed with POST /v1/calls to simulated phones set up with
 `talkturo call callee`, and simulated callers dialing in with `talkturo call dial`.
 
-There is no voice service yet: a call connected to the platform's media stream finds nobody
-there and ends, so these tests check the records and outcomes, not a conversation.
+These check the records and outcomes; the conversations themselves (the voice service with the
+offline stand-ins) are in test_conversation_local.py.
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ T = TypeVar("T")
 
 # A no-answer callee rings until the platform's ring timeout (30 s, real time); the rest end
 # within a couple of seconds (each callee rings 1 s and stays on the line 2 s at most).
-# Answering-machine detection decides at once (--amd-seconds 0): with no voice service behind
-# the media stream, an answered call ends as soon as the stream fails to connect, and a
-# detection still pending then is dropped, as on Twilio.
+# Answering-machine detection decides at once (--amd-seconds 0), so the voice service hangs up
+# on the machine before it has said much.
 CALL_ENDS_WITHIN_SECONDS = 60
 NUMBER_ACTIVE_WITHIN_SECONDS = 30
 
@@ -97,7 +96,12 @@ def buy_active_number(api: httpx.Client) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def line(local_platform: LocalPlatform) -> Line:
-    key = local_platform.sign_up("Calls e2e")["api_key"]["secret"]
+    return new_line(local_platform, "Calls e2e")
+
+
+def new_line(local_platform: LocalPlatform, account_name: str) -> Line:
+    """A new account whose assistant answers an active simulated number."""
+    key = local_platform.sign_up(account_name)["api_key"]["secret"]
     with local_platform.client(key) as api:
         created = api.post("/v1/assistants", json={"template": "custom", "name": "Front desk"})
         assert created.status_code == 201, created.text
@@ -227,12 +231,14 @@ def test_a_simulated_caller_reaches_the_assistant_and_the_call_is_recorded(
     assert (call["to_number"], call["assistant_id"]) == (line.phone_number, line.assistant_id)
     assert call["answered_at"] is not None
     # The platform connected the call to the voice service's media stream, with a token naming
-    # the call; no voice service listens yet, so the stream found nobody.
+    # the call, and the voice service took it.
     with local_platform.simulator() as simulator:
         report = simulator.get(f"/_sim/calls/{sid}").json()
     streams = report["party"]["streams"]
     assert [s["url"].rsplit("/", 1)[1] for s in streams] == ["media"], report
     assert streams[0]["parameters"].get("token"), report
+    assert streams[0]["outcome"] != "connect_failed", report
+    assert report["party"]["heard_audio_seconds"] > 0, report
     assert NOT_AVAILABLE not in printed
 
 
