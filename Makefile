@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck unit integration e2e bench clean
+.PHONY: dev test lint typecheck unit integration voice e2e bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration
+
+voice: $(STAMP)  ## provider adapters against their fakes, and conversations through the simulator
+	$(BIN)/pytest tests/providers tests/voice
 
 e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e

@@ -1,8 +1,10 @@
-"""Lambda entry of the carrier webhooks (POST /carrier/voice, /carrier/status, /carrier/amd).
+"""Lambda entry of the carrier webhooks (POST /carrier/voice, /carrier/status, /carrier/amd,
+/carrier/transfer, /carrier/transfer-leg; GET or POST /carrier/wait; GET /carrier/ringback.wav).
 
 Thin by design: rebuild the URL the carrier called from API Gateway's event (Host,
 X-Forwarded-Proto and -Port headers, rawPath, rawQueryString), decode the form body, hand them
-to talkturo.webhooks.carrier.handle (which checks the signature first) and shape its answer.
+to talkturo.webhooks.carrier.handle (which checks the signature first) and shape its answer
+(a binary answer, the ringback WAV, goes back base64-encoded, as API Gateway expects).
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     kind = path.rstrip("/").rsplit("/", 1)[-1]
     method = ((event.get("requestContext") or {}).get("http") or {}).get("method", "POST")
     answer = handle(kind, url=carrier_url(event), method=method, headers=headers, body=body)
+    if isinstance(answer.body, bytes):
+        return {
+            "statusCode": answer.status,
+            "headers": {"Content-Type": answer.content_type},
+            "body": base64.b64encode(answer.body).decode(),
+            "isBase64Encoded": True,
+        }
     return {
         "statusCode": answer.status,
         "headers": {"Content-Type": answer.content_type},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from decimal import Decimal
 from pathlib import Path
 
 from tests.e2e.conftest import LocalPlatform
@@ -32,7 +33,7 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform) -> None
         env=environment,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
 
@@ -60,7 +61,8 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform) -> None
     ]
     assert assistants[0]["phone_number_ids"] == [numbers[0]["id"]]
     # The calls: Ada answered, Grace was busy, Nancy's second call in was answered (her first
-    # met inbound switched off: she heard "not available", and no call was recorded).
+    # met inbound switched off: she heard "not available", and no call was recorded), and the
+    # scripted caller's conversation ended by the assistant's end_call tool.
     assert "This number is not available right now. Goodbye." in run.stdout
     by_name = {c["first_name"]: c["id"] for c in contacts}
     calls = api.get("/v1/calls").json()["data"]
@@ -68,11 +70,23 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform) -> None
         (c["direction"], c["status"], c["outcome"], c["contact_id"], c["assistant_id"])
         for c in calls
     ] == [
+        ("inbound", "ended", "answered", None, assistants[0]["id"]),
         ("inbound", "ended", "answered", by_name["Nancy"], assistants[0]["id"]),
         ("outbound", "ended", "busy", by_name["Grace"], assistants[0]["id"]),
         ("outbound", "ended", "answered", by_name["Ada"], assistants[0]["id"]),
     ]
     assert {c["phone_number_id"] for c in calls} == {numbers[0]["id"]}
     assert assistants[0]["telephony"]["inbound_enabled"] is True
-    ledger = api.get("/v1/credits/ledger").json()["data"]
-    assert [e["kind"] for e in ledger] == ["grant"]  # calls draw no credits before metering
+    conversation = calls[0]
+    assert conversation["ended_reason"] == "assistant_ended" and "assistant_ended" in run.stdout
+    recording = Path(ROOT, "call.wav")
+    assert conversation["recording_available"] and recording.stat().st_size > 1000
+    recording.unlink()
+    transcript = api.get(f"/v1/calls/{conversation['id']}/transcript").json()["messages"]
+    assert any(m["interrupted"] for m in transcript), transcript
+    # The answered calls drew credits while they ran: the ledger holds their usage.
+    ledger = api.get("/v1/credits/ledger", params={"limit": 100}).json()["data"]
+    assert ledger[-1]["kind"] == "grant"
+    usage = -sum(Decimal(e["amount"]) for e in ledger if e["kind"] == "usage")
+    assert usage > 0
+    assert usage == sum(Decimal(c["credits_charged"]) for c in calls)

@@ -364,4 +364,242 @@ def test_the_example_caller_script_is_valid() -> None:
     from pathlib import Path
 
     script = read_script(Path(__file__).parents[2] / "examples" / "caller.yaml")
-    assert script.steps[-1] == HangUp()
+    # It talks over the assistant and presses 9; the assistant, not the caller, hangs up.
+    assert any(isinstance(step, Interrupt) for step in script.steps)
+    assert Press(digits="9") in script.steps and HangUp() not in script.steps
+
+
+# ---------------------------------------------------------------------------------- transfers
+def test_twiml_parses_dial_conference_and_play() -> None:
+    verbs = twiml.parse(
+        "<Response>"
+        '<Dial action="/carrier/transfer?call=c1&amp;account=a1" method="POST" timeout="20" '
+        'callerId="+14155550142" answerOnBridge="true" ringTone="de">'
+        "<Number>+493012345678</Number></Dial>"
+        "<Dial> +14155550123 </Dial>"
+        '<Dial timeout="9999">+14155550123</Dial>'
+        '<Dial action="https://platform.example/t" method="GET"><Conference '
+        'startConferenceOnEnter="false" endConferenceOnExit="true" waitUrl="/carrier/wait" '
+        'waitMethod="GET" beep="false">talkturo-c1</Conference></Dial>'
+        '<Dial><Conference waitUrl="">silent-room</Conference></Dial>'
+        "<Dial><Conference>plain</Conference></Dial>"
+        '<Play loop="0">/carrier/ringback.wav</Play><Play>https://media.example/a.wav</Play>'
+        "<Dial><Client>alice</Client></Dial>"
+        "</Response>",
+        base_url="https://platform.example/carrier/voice",
+    )
+    assert verbs == [
+        twiml.Dial(
+            number="+493012345678",
+            action="https://platform.example/carrier/transfer?call=c1&account=a1",
+            timeout=20,
+            caller_id="+14155550142",
+            answer_on_bridge=True,
+            ring_tone="de",
+        ),
+        twiml.Dial(number="+14155550123"),  # a bare number; Twilio's defaults
+        twiml.Dial(number="+14155550123", timeout=600),  # kept within Twilio's range
+        twiml.Dial(
+            conference=twiml.Conference(
+                name="talkturo-c1",
+                start_conference_on_enter=False,
+                end_conference_on_exit=True,
+                wait_url="https://platform.example/carrier/wait",
+                wait_method="GET",
+                beep="false",
+            ),
+            action="https://platform.example/t",
+            method="GET",
+        ),
+        twiml.Dial(conference=twiml.Conference(name="silent-room", wait_url="")),
+        twiml.Dial(conference=twiml.Conference(name="plain", wait_url=None)),
+        twiml.Play("https://platform.example/carrier/ringback.wav", loop=0),
+        twiml.Play("https://media.example/a.wav"),
+        twiml.Unsupported("Dial/Client"),
+    ]
+    assert verbs[0].timeout == 20 and twiml.Dial(number="x").timeout == 30
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        "<Response><Dial/></Response>",
+        '<Response><Dial timeout="soon">+14155550123</Dial></Response>',
+        '<Response><Dial answerOnBridge="yes">+14155550123</Dial></Response>',
+        '<Response><Dial method="PUT">+14155550123</Dial></Response>',
+        "<Response><Dial><Conference/></Dial></Response>",
+        '<Response><Dial><Conference beep="loud">x</Conference></Dial></Response>',
+        '<Response><Dial><Conference startConferenceOnEnter="1">x</Conference></Dial></Response>',
+        '<Response><Play loop="-1">https://media.example/a.wav</Play></Response>',
+        '<Response><Play loop="twice">https://media.example/a.wav</Play></Response>',
+        "<Response><Play/></Response>",
+    ],
+)
+def test_malformed_dial_and_play_are_error_12100(document: str) -> None:
+    with pytest.raises(twiml.TwimlError) as caught:
+        twiml.parse(document)
+    assert caught.value.code == 12100
+
+
+ACTION = "https://platform.example/carrier/transfer"
+MEDIA = "https://platform.example/carrier/ringback.wav"
+NUMBER = "+14155550142"  # the platform's number, held in the simulator
+AGENT = "+14155550199"
+
+
+def _wav(seconds: float, rate: int = 16000) -> bytes:
+    import io
+    import math
+    import wave
+    from array import array
+
+    samples = array(
+        "h",
+        (round(8000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(int(seconds * rate))),
+    )
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(samples.tobytes())
+    return buffer.getvalue()
+
+
+Sent = list[tuple[str, dict[str, str], str]]
+
+
+def _call(
+    loop: asyncio.AbstractEventLoop,
+    answers: dict[str, httpx.Response],
+    *,
+    callee: Any = None,
+    script: str = "[wait_seconds: 600]",
+) -> tuple[Any, Network, Sent]:
+    """An inbound call to NUMBER whose webhooks are answered from `answers`, no network;
+    AGENT behaves as `callee` when dialed."""
+    sent: Sent = []
+
+    async def run() -> tuple[Any, Network]:
+        network = Network("AC" + "0" * 32, TOKEN, time_scale=0.001, tts="synthetic")
+
+        async def send(url: str, params: dict[str, str], method: str = "POST") -> httpx.Response:
+            sent.append((url, params, method))
+            return answers.get(url) or httpx.Response(204 if url == STATUS else 404)
+
+        network.send = send  # type: ignore[method-assign]
+        network.numbers["PN1"] = {
+            "sid": "PN1",
+            "phone_number": NUMBER,
+            "voice_url": VOICE,
+            "voice_method": "POST",
+            "status_callback": STATUS,
+        }
+        if callee is not None:
+            network.callees[AGENT] = callee
+        call = network.start_inbound("+12025550143", NUMBER, load_script(script))
+        await asyncio.wait_for(call.done.wait(), 5)
+        await network.close()
+        return call, network
+
+    call, network = loop.run_until_complete(run())
+    return call, network, sent
+
+
+def _twiml(body: str) -> httpx.Response:
+    return httpx.Response(200, text=body, headers={"Content-Type": "application/xml"})
+
+
+DIAL_AGENT = (
+    f'<Response><Dial action="{ACTION}" timeout="20" callerId="{NUMBER}">'
+    f"<Number>{AGENT}</Number></Dial><Say>not reached</Say></Response>"
+)
+
+
+def test_a_busy_dial_requests_the_action_whose_twiml_continues_the_call(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    from talkturo.local.carrier_sim.network import Callee
+
+    call, network, sent = _call(
+        loop,
+        {VOICE: _twiml(DIAL_AGENT), ACTION: _twiml("<Response><Say>Busy, sorry.</Say></Response>")},
+        callee=Callee("busy", ring_seconds=1),
+    )
+    action = [(params, method) for url, params, method in sent if url == ACTION]
+    assert len(action) == 1
+    params, method = action[0]
+    assert method == "POST" and params["DialCallStatus"] == "busy"
+    assert params["CallSid"] == call.sid and params["CallStatus"] == "in-progress"
+    leg = network.calls[params["DialCallSid"]]
+    assert leg.parent_call_sid == call.sid and leg.status == "busy" and leg.to == AGENT
+    assert leg.from_ == NUMBER and leg.direction == "outbound-dial"
+    kinds = [e["kind"] for e in call.record.heard]
+    assert kinds == ["dial", "say"] and call.record.heard[1]["text"] == "Busy, sorry."
+    assert call.dials[0]["outcome"] == "busy" and call.dials[0]["bridged_seconds"] == 0
+    assert call.status == "completed"
+
+
+def test_an_answered_dial_bridges_the_parties_until_one_hangs_up(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    from talkturo.local.carrier_sim.network import Callee
+
+    agent = load_script('[{say: "Sales, Sam speaking."}, {wait_for_silence: 0.5}, hang_up]')
+    caller = '[{wait_for_silence: {seconds: 0.3, timeout: 30}}, {say: "Hi Sam, a refund."}]'
+    call, network, sent = _call(
+        loop,
+        {VOICE: _twiml(DIAL_AGENT), ACTION: _twiml("<Response><Hangup/></Response>")},
+        callee=Callee("human", ring_seconds=1, script=agent),
+        script=caller,
+    )
+    params = next(params for url, params, _ in sent if url == ACTION)
+    assert params["DialCallStatus"] == "completed" and int(params["DialCallDuration"]) >= 1
+    leg = network.calls[params["DialCallSid"]]
+    # Each party heard the other's lines, in order, as audio too.
+    heard = [e for e in call.record.heard if e["kind"] == "voice"]
+    assert [(e["from"], e["text"]) for e in heard] == [(AGENT, "Sales, Sam speaking.")]
+    assert [(e["from"], e["text"]) for e in leg.record.heard if e["kind"] == "voice"] == [
+        ("+12025550143", "Hi Sam, a refund.")
+    ]
+    assert len(call.record.heard_audio) > 8000 and len(leg.record.heard_audio) > 8000
+    # The callee hung up: the bridge ended, the action's <Hangup/> ended the call.
+    dial = call.dials[0]
+    assert dial["outcome"] == "completed" and dial["ended_by"] == "callee"
+    assert dial["bridged_seconds"] > 1 and leg.status == "completed"
+    assert [e["kind"] for e in call.record.heard][-2:] == ["other_hung_up", "hangup"]
+    assert call.status == "completed"
+
+
+def test_a_dial_with_a_caller_id_the_account_does_not_hold_fails(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    document = (
+        f'<Response><Dial action="{ACTION}" callerId="+14155550100">{AGENT}</Dial></Response>'
+    )
+    call, _, sent = _call(
+        loop, {VOICE: _twiml(document), ACTION: _twiml("<Response><Hangup/></Response>")}
+    )
+    params = next(params for url, params, _ in sent if url == ACTION)
+    assert params["DialCallStatus"] == "failed" and "DialCallSid" not in params
+    assert call.dials[0]["error_code"] == 13214
+
+
+def test_play_fetches_the_wav_signed_and_plays_it_loop_times(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    document = f'<Response><Play loop="2">{MEDIA}</Play><Play>{MEDIA}x</Play></Response>'
+    call, _, sent = _call(
+        loop,
+        {
+            VOICE: _twiml(document),
+            MEDIA: httpx.Response(200, content=_wav(0.5), headers={"Content-Type": "audio/wav"}),
+            MEDIA + "x": httpx.Response(200, text="<html/>"),
+        },
+    )
+    fetches = [(url, params, method) for url, params, method in sent if url.startswith(MEDIA)]
+    assert fetches == [(MEDIA, {}, "GET"), (MEDIA + "x", {}, "GET")]
+    played, broken = [e for e in call.record.heard if e["kind"] == "play"]
+    assert played["played"] == 2 and played["seconds"] == 0.5 and "error" not in played
+    assert len(call.record.heard_audio) == 2 * 4000  # 8 kHz mu-law, resampled from 16 kHz
+    assert "not a PCM WAV" in broken["error"] and broken["played"] == 0

@@ -272,18 +272,21 @@ class TwilioCarrier:
     def place_call(self, call: CallRequest) -> PlacedCall:
         options: dict[str, Any] = {}
         if call.machine_detection:
-            options = {
+            options |= {
                 "machine_detection": call.machine_detection_mode,
                 "async_amd": "true",
                 "async_amd_status_callback": call.amd_callback_url or call.status_callback_url,
                 "async_amd_status_callback_method": "POST",
             }
+        # Url and Twiml are mutually exclusive at Twilio (CallRequest holds exactly one).
+        if call.twiml is not None:
+            options["twiml"] = call.twiml
+        else:
+            options |= {"url": call.answer_url, "method": "POST"}
         with _calling("call placement"):
             placed = self._client.calls.create(
                 to=call.to,
                 from_=call.from_,
-                url=call.answer_url,
-                method="POST",
                 status_callback=call.status_callback_url,
                 status_callback_event=STATUS_CALLBACK_EVENTS,
                 status_callback_method="POST",

@@ -360,8 +360,9 @@ def transfer_moved(call: CallRecord, status: TransferStatus) -> CallRecord | Non
 
     A transfer only moves forward (dialing → answered → completed, or dialing/answered → a
     failure) and ends once. On a call that already ended, a `completed` transfer still turns
-    a plain hang-up into `transferred`: the carrier may report the call's end before the
-    <Dial> action that says the caller was bridged.
+    a plain hang-up into `transferred` (the carrier may report the call's end before the
+    <Dial> action that says the caller was bridged), and a failure is still recorded; a
+    supervisor answering after the call ended changes nothing.
     """
     current = call.transfer_status
     if current is None or current in TRANSFER_FINAL or current == status:
@@ -370,9 +371,12 @@ def transfer_moved(call: CallRecord, status: TransferStatus) -> CallRecord | Non
         return None
     changes: dict[str, object] = {"transfer_status": status}
     if call.status == "ended":
-        if status != "completed" or call.ended_reason != "caller_hung_up":
+        if status == "answered":
             return None
-        changes["ended_reason"] = "transferred"
+        if status == "completed":
+            if call.ended_reason != "caller_hung_up":
+                return None
+            changes["ended_reason"] = "transferred"
     return call.model_copy(update=changes)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 Country = Literal["AE", "US", "CA", "DE", "AT", "CH"]
 COUNTRIES: tuple[str, ...] = ("AE", "US", "CA", "DE", "AT", "CH")
@@ -51,7 +51,14 @@ class CallRequest(BaseModel):
 
     to: str = Field(description="E.164")
     from_: str = Field(description="E.164 caller ID; a number the platform holds")
-    answer_url: str = Field(description="Where the carrier fetches TwiML once the call connects")
+    answer_url: str | None = Field(
+        default=None, description="Where the carrier fetches TwiML once the call connects"
+    )
+    twiml: str | None = Field(
+        default=None,
+        description="TwiML the carrier runs once the call connects, instead of fetching "
+        "answer_url (a transfer's supervisor leg)",
+    )
     status_callback_url: str
     machine_detection: bool = True
     machine_detection_mode: Literal["Enable", "DetectMessageEnd"] = Field(
@@ -65,6 +72,12 @@ class CallRequest(BaseModel):
         "(default: status_callback_url)",
     )
     timeout_seconds: int = Field(default=30, ge=5, le=600, description="Ring time before no-answer")
+
+    @model_validator(mode="after")
+    def _one_instruction(self) -> CallRequest:
+        if (self.answer_url is None) == (self.twiml is None):
+            raise ValueError("give exactly one of answer_url and twiml")
+        return self
 
 
 class PlacedCall(BaseModel):

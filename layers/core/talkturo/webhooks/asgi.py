@@ -1,7 +1,8 @@
 """The carrier webhooks as an ASGI app (the local platform serves it beside the API).
 
 Same handler as the Lambda (`talkturo.webhooks.carrier.handle`); the URL the carrier called is
-the request's own (scheme, Host header, path, query), as uvicorn saw it.
+the request's own (scheme, Host header, path, query), as uvicorn saw it. GET and POST reach the
+handler, which allows GET only for the kinds the carrier fetches that way (wait, ringback.wav).
 """
 
 from __future__ import annotations

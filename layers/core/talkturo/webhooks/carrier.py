@@ -15,6 +15,13 @@ missing signature is 403 and nothing is read or written.
 - POST /carrier/status, /carrier/amd: the call moves forward (store.calls conditions make
   duplicated and reordered callbacks harmless). Outbound callbacks name the call in their query;
   inbound ones are found by CallSid.
+- Transfers (talkturo.services.transfers decides; `?call=…&account=…` name the call):
+  POST /carrier/transfer, the <Dial> action (`DialCallStatus`; `mode=warm` for the conference):
+  answered → <Hangup/>; failed → <Connect><Stream> back to the voice service with the resume
+  claims. POST /carrier/transfer-leg, the warm supervisor leg's status callback.
+  GET|POST /carrier/wait, the conference's waitUrl: ringback played in a loop.
+  GET /carrier/ringback.wav, the ringback audio itself (a static file: a request without a
+  signature is served too; a present signature must be right).
 """
 
 from __future__ import annotations
@@ -35,14 +42,16 @@ from talkturo.logs import logger
 
 NOT_AVAILABLE = "This number is not available right now. Goodbye."
 TWIML = "application/xml"
-KINDS = ("voice", "status", "amd")
+KINDS = ("voice", "status", "amd", "transfer", "transfer-leg", "wait", "ringback.wav")
+# Kinds the carrier may fetch with GET (<Play> always GETs; waitMethod may be GET).
+GET_KINDS = frozenset({"wait", "ringback.wav"})
 
 
 @dataclass(frozen=True)
 class Answer:
     status: int
     content_type: str
-    body: str
+    body: str | bytes
 
 
 def _empty(status: int) -> Answer:
@@ -94,10 +103,13 @@ def voice_token_secret() -> str:
     raise RuntimeError("no voice token secret: set VOICE_TOKEN_SECRET (or VOICE_TOKEN_SECRET_ARN)")
 
 
-def stream_twiml(account_id: str, call: CallRecord) -> str:
-    """<Connect><Stream> to the voice service, with a short-lived token naming the call."""
+def stream_twiml(account_id: str, call: CallRecord, **extra_claims: str) -> str:
+    """<Connect><Stream> to the voice service, with a short-lived token naming the call.
+
+    `extra_claims` tell the voice service more, e.g. that the call comes back from a failed
+    transfer (`resume="transfer_failed"`, `transfer_status`, `transfer_to`)."""
     token = tokens.sign(
-        {"call": call.id, "account": account_id, "assistant": call.assistant_id},
+        {**extra_claims, "call": call.id, "account": account_id, "assistant": call.assistant_id},
         voice_token_secret(),
     )
     response = VoiceResponse()
@@ -124,7 +136,7 @@ def handle(
     """Serve one carrier webhook. `headers` with lower-case names."""
     if kind not in KINDS:
         return _empty(404)
-    if method.upper() != "POST":
+    if method.upper() != "POST" and not (method.upper() == "GET" and kind in GET_KINDS):
         return _empty(405)
     from talkturo.carrier.base import CarrierNotConfigured
     from talkturo.carrier.factory import webhook_auth_token
@@ -134,13 +146,28 @@ def handle(
     except CarrierNotConfigured:
         logger.error("carrier webhook refused: no carrier credentials configured")
         return _empty(503)
-    params = parse_form(body)
-    if not is_signed(url, params, headers.get("x-twilio-signature"), auth_token):
+    # A GET's parameters are in its (signed) URL; it has no body to sign.
+    params = parse_form(body) if method.upper() == "POST" else {}
+    signature = headers.get("x-twilio-signature")
+    unsigned_media = kind == "ringback.wav" and method.upper() == "GET" and signature is None
+    if not unsigned_media and not is_signed(url, params, signature, auth_token):
         logger.warning("carrier webhook with a bad or missing signature", extra={"kind": kind})
         return _empty(403)
     query = dict(parse_qsl(urlsplit(url).query))
     if kind == "voice":
         return _voice(query, params)
+    if kind == "ringback.wav":
+        from talkturo.services import transfers
+
+        return Answer(200, "audio/wav", transfers.ringback_wav())
+    if kind == "wait":
+        from talkturo.services import transfers
+
+        return Answer(200, TWIML, transfers.wait_twiml())
+    if kind == "transfer":
+        return _transfer(query, params)
+    if kind == "transfer-leg":
+        return _transfer_leg(query, params)
     return _callback(kind, query, params)
 
 
@@ -197,4 +224,37 @@ def _callback(kind: str, query: Mapping[str, str], params: Mapping[str, str]) ->
         carrier_sid=params.get("CallSid") or None,
     )
     calls.record_event(account_id, call_id, event)
+    return _empty(204)
+
+
+def _transfer(query: Mapping[str, str], params: Mapping[str, str]) -> Answer:
+    """The transfer's <Dial> action: the TwiML the caller's call goes on with."""
+    from talkturo.services import transfers
+
+    if not (query.get("call") and query.get("account")):
+        return Answer(200, TWIML, transfers.hangup_twiml())
+    twiml = transfers.dial_ended(
+        query["account"],
+        query["call"],
+        params.get("DialCallStatus", ""),
+        mode="warm" if query.get("mode") == "warm" else "cold",
+    )
+    logger.info(
+        "transfer dial ended",
+        extra={"id": query["call"], "dial_status": params.get("DialCallStatus")},
+    )
+    return Answer(200, TWIML, twiml)
+
+
+def _transfer_leg(query: Mapping[str, str], params: Mapping[str, str]) -> Answer:
+    """The warm transfer's supervisor leg reports its progress."""
+    from talkturo.services import transfers
+
+    if query.get("call") and query.get("account") and params.get("CallSid"):
+        transfers.leg_status(
+            query["account"],
+            query["call"],
+            leg_sid=params["CallSid"],
+            call_status=params.get("CallStatus", ""),
+        )
     return _empty(204)

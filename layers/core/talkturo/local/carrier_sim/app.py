@@ -6,7 +6,8 @@ SID and auth token the simulator was started with):
     GET    AvailablePhoneNumbers/{Country}/Local.json | TollFree.json   AreaCode, Contains, PageSize
     GET    IncomingPhoneNumbers.json          POST IncomingPhoneNumbers.json (buy)
     GET    IncomingPhoneNumbers/{Sid}.json    POST (update)   DELETE (release, 204)
-    GET    Calls.json                         POST Calls.json (place an outbound call)
+    GET    Calls.json                         POST Calls.json (place an outbound call: Url or
+                                              inline Twiml)
     GET    Calls/{Sid}.json                   POST (Status=completed|canceled, Twiml, Url)
 
 Errors answer with Twilio's body {"code", "message", "more_info", "status"}.
@@ -23,7 +24,8 @@ The control API (same credentials) lets tests and the CLI shape the simulated ne
     GET    /_sim/calls/{Sid}?wait=5   the call, its callbacks and TwiML, what the simulated party
                                       (caller or callee) said and heard (`audio=1`: the heard
                                       audio, base64 mu-law); with `wait`, answers once the call
-                                      has ended and every callback was delivered
+                                      has ended and every callback was delivered; `dials`:
+                                      its <Dial>s (number or conference, outcome, seconds)
     GET    /_sim/health           (no credentials)
 """
 
@@ -64,6 +66,7 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
 MAX_WAIT_SECONDS = 60.0
 DEFAULT_CALLER_ID = "+14155552671"  # who calls when the dialer does not say
+MAX_TWIML_CHARS = 4000  # inline Twiml (Twilio error 32018 above it)
 PREFIX = f"/{API_VERSION}/Accounts/{{account_sid}}"
 
 
@@ -102,6 +105,13 @@ async def _form(request: Request) -> dict[str, list[str]]:
 def _one(form: dict[str, list[str]], name: str) -> str | None:
     values = form.get(name)
     return values[-1] if values else None
+
+
+def _check_twiml_size(twiml: str | None) -> None:
+    if twiml is not None and len(twiml) > MAX_TWIML_CHARS:
+        raise TwilioError(
+            400, 32018, f"Twiml size exceeded maximum allowed value of {MAX_TWIML_CHARS} characters"
+        )
 
 
 class CarrierApp:
@@ -250,6 +260,7 @@ class CarrierApp:
             "error_message": call.error_message,
             "events": call.events,
             "documents": call.documents,
+            "dials": call.dials,
             "party": call.record.as_dict(with_audio=with_audio),
         }
 
@@ -487,7 +498,7 @@ class CarrierApp:
             "from": call.from_,
             "from_formatted": formatted(call.from_),
             "group_sid": None,
-            "parent_call_sid": None,
+            "parent_call_sid": call.parent_call_sid,
             "phone_number_sid": call.phone_number_sid,
             "price": None,
             "price_unit": "USD",
@@ -527,6 +538,7 @@ class CarrierApp:
             raise TwilioError(400, 21213, "No 'From' number is specified")
         if not url and not twiml:
             raise TwilioError(400, 21205, "Url parameter is required.")
+        _check_twiml_size(twiml)
         try:
             parsed = phonenumbers.parse(to, None)
             valid = phonenumbers.is_valid_number(parsed)
@@ -587,6 +599,7 @@ class CarrierApp:
             elif status == "canceled" and call.status in ("queued", "ringing"):
                 self.network.end_now(call, "canceled")
             elif status is None and (twiml or url):
+                _check_twiml_size(twiml)
                 if call.status != "in-progress":
                     raise TwilioError(400, 21220, "Call is not in-progress. Cannot redirect.")
                 method = (_one(form, "Method") or "POST").upper()

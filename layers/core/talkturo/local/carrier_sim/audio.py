@@ -47,6 +47,7 @@ __all__ = [
     "pcm16_to_mulaw",
     "silence",
     "speak",
+    "wav_to_mulaw",
 ]
 TTS_TIMEOUT_SECONDS = 20.0
 Engine = Literal["auto", "espeak-ng", "synthetic"]
@@ -77,6 +78,23 @@ def tone(frequency: float, seconds: float, amplitude: float = 0.5) -> bytes:
 
 def beep() -> bytes:
     return tone(1000.0, 0.5)
+
+
+def wav_to_mulaw(data: bytes) -> bytes:
+    """A PCM WAV file (8 or 16 bit, mono or stereo, any rate) as 8 kHz mono mu-law, as the
+    phone network plays a <Play> file. wave.Error (or EOFError) when it is not one."""
+    with wave.open(io.BytesIO(data)) as wav:
+        rate, width, channels = wav.getframerate(), wav.getsampwidth(), wav.getnchannels()
+        pcm = wav.readframes(wav.getnframes())
+    if channels not in (1, 2):
+        raise wave.Error(f"{channels} channels")
+    if width == 1:
+        pcm = bytes((b - 128) & 0xFF for b in pcm)  # WAV's 8-bit samples are unsigned
+    if width != 2:
+        pcm = pcm_lin2lin(pcm, width)
+    if channels == 2:
+        pcm = to_mono(pcm)
+    return pcm16_to_mulaw(pcm, rate)
 
 
 # ---------------------------------------------------------------------------------- speech

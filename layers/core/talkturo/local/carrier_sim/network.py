@@ -13,6 +13,18 @@ AsyncAmdStatusCallback, and every request signed with X-Twilio-Signature exactly
 An inbound call sends its number's StatusCallback only the final status (`completed`, or
 `failed`/`busy`), as Twilio does for calls to a phone number; the voice URL request itself
 carries CallStatus=ringing.
+
+<Dial><Number> places a child call (`CA…`, direction `outbound-dial`, `parent_call_sid`) to a
+simulated callee with the callee behaviours of outbound calls; answered, the two parties are
+bridged (talking to each other, bridge.py) until one hangs up, then the <Dial> action is
+requested (signed, POST by default) with `DialCallStatus` (completed, busy, no-answer, failed),
+`DialCallSid` and `DialCallDuration`, and its TwiML continues the call. <Dial><Conference> puts
+the party in a named conference (bridge.ConferenceRoom); its action is requested when the party
+leaves (`DialCallStatus` answered once it was in the started conference, completed otherwise).
+A REST redirect or hang-up ends a <Dial> without requesting its action, as on Twilio. <Play>
+fetches its URL (signed GET), plays a PCM WAV file to the party, `loop` times (0: until
+interrupted). What happened is in the party's `heard` (`dial`, `conference`, `play`, `voice`
+entries) and in the call's `dials`.
 """
 
 from __future__ import annotations
@@ -23,17 +35,20 @@ import logging
 import math
 import secrets
 import time
+import wave
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, Literal
 
 import httpx
+import phonenumbers
 from twilio.request_validator import RequestValidator
 
 from talkturo.local.carrier_sim import audio
 from talkturo.local.carrier_sim import twiml as tw
 from talkturo.local.carrier_sim.audio import Engine
+from talkturo.local.carrier_sim.bridge import ConferenceRoom, Member, Room
 from talkturo.local.carrier_sim.inventory import OfferedNumber, build_inventory
 from talkturo.local.carrier_sim.media import PartyRecord, ScriptCursor, run_stream
 from talkturo.local.carrier_sim.scripts import (
@@ -41,6 +56,7 @@ from talkturo.local.carrier_sim.scripts import (
     DEFAULT_CALLER,
     DEFAULT_GREETING,
     Script,
+    parse_script,
 )
 
 logger = logging.getLogger("local.carrier_sim")
@@ -57,6 +73,10 @@ SAY_SECONDS_PER_WORD = 0.35  # how long a <Say> takes to speak, in simulated sec
 DEFAULT_TALK_SECONDS = 20.0  # how long a callee without a script stays on the line
 GREETING_GAP_SECONDS = 0.3  # between a voicemail greeting and its beep
 BEEP_END_SECONDS = 0.1  # the silence after the beep that AMD needs to call the message ended
+# Twilio's errors for a <Dial> it cannot place (https://www.twilio.com/docs/api/errors).
+DIAL_INVALID_CALLER_ID = 13214
+DIAL_INVALID_NUMBER = 13224
+WAIT_VERB_NOT_ALLOWED = 13238  # waitUrl TwiML may only <Say>, <Play>, <Pause>, <Redirect>
 
 
 def new_sid(prefix: str) -> str:
@@ -144,6 +164,8 @@ class SimCall:
     pending_redirect: tuple[str | None, str | None, str] | None = None
     program: asyncio.Task[Any] | None = None
     final_sent: bool = False
+    parent_call_sid: str | None = None  # a <Dial>ed leg: the call that dialed it
+    dials: list[dict[str, Any]] = field(default_factory=list)  # its <Dial>s, as they went
     _answered_at: float | None = None
 
 
@@ -167,6 +189,7 @@ class Network:
         self.numbers: dict[str, dict[str, Any]] = {}  # IncomingPhoneNumber resources by sid
         self.calls: dict[str, SimCall] = {}
         self.callees: dict[str, Callee] = {}
+        self.conferences: dict[str, ConferenceRoom] = {}  # live ones, by name
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -585,7 +608,8 @@ class Network:
                 if isinstance(verb, tw.Reject) and call.status != "in-progress":
                     call.record.heard.append({"kind": "reject", "reason": verb.reason})
                     return self._finish(call, "busy" if verb.reason == "busy" else "failed")
-                await self._answer(call)
+                if not (isinstance(verb, tw.Dial) and verb.answer_on_bridge):
+                    await self._answer(call)  # answerOnBridge: answered when the bridge is
                 if isinstance(verb, tw.Say):
                     call.record.heard.append({"kind": "say", "text": verb.text})
                     words = max(1, len(verb.text.split()))
@@ -628,12 +652,375 @@ class Network:
                                 call, HTTP_RETRIEVAL_FAILURE, "HTTP retrieval failure"
                             )
                         break
+                elif isinstance(verb, tw.Play):
+                    if await self._play(call, verb):
+                        return None
+                elif isinstance(verb, tw.Dial):
+                    status, extra, hung_up = await self._dial(call, cursor, verb)
+                    if call.hangup.is_set():
+                        return None  # the platform ended the call: no action request
+                    if hung_up:
+                        self._finish(call, "completed")
+                    if verb.action:
+                        params = {**self._call_params(call), "DialCallStatus": status, **extra}
+                        answer = await self._deliver(
+                            call, "action", verb.action, params, verb.method
+                        )
+                        if hung_up:
+                            return None  # the party is gone: the answer runs nowhere
+                        if answer is None or not answer.is_success:
+                            return await self._fail(
+                                call, HTTP_RETRIEVAL_FAILURE, "HTTP retrieval failure"
+                            )
+                        next_document = (answer.text, verb.action)
+                        break
+                    if hung_up:
+                        return None
                 elif isinstance(verb, tw.Unsupported):
                     call.record.heard.append({"kind": "unsupported", "verb": verb.verb})
             if next_document is None:
                 return None  # the end of the document: Twilio hangs up
             document, url = next_document
         return await self._fail(call, tw.PARSE_FAILURE, "too many redirects")
+
+    # ------------------------------------------------------------------------------ <Play>
+    async def _media(self, call: SimCall, url: str) -> tuple[bytes | None, str | None]:
+        """The file at `url` (a signed GET, as Twilio fetches media) as mu-law, or an error."""
+        response = await self._deliver(call, "media", url, {}, "GET")
+        if response is None:
+            return None, "HTTP retrieval failure"
+        if not response.is_success:
+            return None, f"HTTP {response.status_code}"
+        try:
+            return audio.wav_to_mulaw(response.content), None
+        except (wave.Error, EOFError, ValueError) as exc:
+            return None, f"not a PCM WAV file ({exc})"
+
+    async def _play(self, call: SimCall, verb: tw.Play) -> bool:
+        """Play the file to the party `loop` times (0: until interrupted); True when the call
+        ended meanwhile."""
+        entry: dict[str, Any] = {"kind": "play", "url": verb.url, "loop": verb.loop, "played": 0}
+        call.record.heard.append(entry)
+        sound, error = await self._media(call, verb.url)
+        if sound is None:
+            entry["error"] = error
+            return call.hangup.is_set()
+        seconds = len(sound) / audio.SAMPLE_RATE
+        entry["seconds"] = round(seconds, 3)
+        while verb.loop == 0 or entry["played"] < verb.loop:
+            call.record.heard_audio.extend(sound)
+            entry["played"] += 1
+            if await self._pause(call, seconds):
+                return True
+            if not sound:
+                break
+        return False
+
+    # ------------------------------------------------------------------------------ <Dial>
+    @staticmethod
+    def _party_number(call: SimCall) -> str:
+        """Who the simulated party of the call is: the caller of an inbound call, else the
+        callee."""
+        return call.from_ if call.direction == "inbound" else call.to
+
+    async def _dial(
+        self, call: SimCall, cursor: ScriptCursor, verb: tw.Dial
+    ) -> tuple[str, dict[str, str], bool]:
+        """Run a <Dial>: (DialCallStatus, the action's other parameters, whether the party
+        hung up meanwhile)."""
+        if verb.conference is not None:
+            return await self._conference(call, cursor, verb.conference)
+        assert verb.number is not None
+        return await self._dial_number(call, cursor, verb, verb.number)
+
+    async def _wait_any(self, seconds: float, *events: asyncio.Event) -> bool:
+        """Wait `seconds` (simulated); True as soon as one of `events` is set."""
+        waiters = [asyncio.ensure_future(event.wait()) for event in events]
+        try:
+            done, _ = await asyncio.wait(
+                waiters, timeout=max(0.0, seconds) * self.time_scale, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return bool(done)
+
+    async def _dial_number(
+        self, call: SimCall, cursor: ScriptCursor, verb: tw.Dial, number: str
+    ) -> tuple[str, dict[str, str], bool]:
+        entry: dict[str, Any] = {
+            "kind": "dial",
+            "to": number,
+            "caller_id": verb.caller_id,
+            "timeout": verb.timeout,
+            "ring_tone": verb.ring_tone,
+            "answer_on_bridge": verb.answer_on_bridge,
+            "dial_call_sid": None,
+            "outcome": None,
+            "bridged_seconds": 0.0,
+        }
+        call.record.heard.append(entry)
+        call.dials.append(entry)
+        if verb.caller_id and self.number_for(verb.caller_id) is None:
+            # Twilio: the caller ID must be a number of the account (or verified).
+            entry.update(outcome="failed", error_code=DIAL_INVALID_CALLER_ID)
+            return "failed", {}, False
+        try:
+            valid = phonenumbers.is_valid_number(phonenumbers.parse(number, None))
+        except phonenumbers.NumberParseException:
+            valid = False
+        if not valid:
+            entry.update(outcome="failed", error_code=DIAL_INVALID_NUMBER)
+            return "failed", {}, False
+        leg = SimCall(
+            sid=new_sid("CA"),
+            account_sid=call.account_sid,
+            to=number,
+            from_=verb.caller_id or call.from_,
+            url=None,
+            method="POST",
+            twiml=None,
+            status_callback=None,
+            status_callback_method="POST",
+            status_callback_events=set(),
+            timeout=verb.timeout,
+            machine_detection=None,
+            async_amd=False,
+            async_amd_callback=None,
+            async_amd_callback_method="POST",
+            phone_number_sid=None,
+            direction="outbound-dial",
+            parent_call_sid=call.sid,
+        )
+        self.calls[leg.sid] = leg
+        entry["dial_call_sid"] = leg.sid
+        callee = self.callee(number)
+        try:
+            status = await self._ring(call, leg, callee, verb.timeout)
+            if status != "answered":
+                entry["outcome"] = status
+                return status, {"DialCallSid": leg.sid, "DialCallDuration": "0"}, False
+            await self._answer(call)  # answerOnBridge: the caller is answered now
+            started = time.monotonic()
+            ender = await self._bridge(call, cursor, leg, callee)
+            seconds = (time.monotonic() - started) / (self.time_scale or 1.0)
+            entry.update(outcome="completed", bridged_seconds=round(seconds, 3), ended_by=ender)
+            duration = str(max(1, math.ceil(seconds)))
+            return (
+                "completed",
+                {"DialCallSid": leg.sid, "DialCallDuration": duration},
+                ender == "caller",
+            )
+        except asyncio.CancelledError:
+            entry["outcome"] = "redirected"  # the platform gave the call new TwiML
+            raise
+        finally:
+            if leg.status not in FINAL_STATUSES:
+                self._finish(leg, "completed" if leg.status == "in-progress" else "canceled")
+            if entry["outcome"] is None:
+                entry["outcome"] = "canceled"  # the platform ended the call
+            leg.done.set()
+
+    async def _ring(self, call: SimCall, leg: SimCall, callee: Callee, ring_for: int) -> str:
+        """Ring the dialed leg: "answered", or the DialCallStatus it ended with."""
+        self._set(leg, "ringing")
+        if callee.behaviour == "failed":
+            if await self._wait_any(0.1, call.hangup, leg.hangup):
+                return "canceled"
+            self._finish(leg, "failed")
+            return "failed"
+        if callee.behaviour == "busy":
+            if await self._wait_any(min(callee.ring_seconds, 1.0), call.hangup, leg.hangup):
+                return "canceled"
+            self._finish(leg, "busy")
+            return "busy"
+        if callee.behaviour == "no_answer" or callee.ring_seconds > ring_for:
+            if await self._wait_any(ring_for, call.hangup, leg.hangup):
+                return "canceled"
+            self._finish(leg, "no-answer")
+            return "no-answer"
+        if await self._wait_any(callee.ring_seconds, call.hangup, leg.hangup):
+            return "canceled"
+        self._set(leg, "in-progress")
+        leg.start_time = now()
+        leg._answered_at = time.monotonic()
+        return "answered"
+
+    def _callee_cursor(self, callee: Callee) -> ScriptCursor:
+        if callee.behaviour == "voicemail":
+            # A machine: its greeting (the beep follows), then it listens.
+            greeting = (callee.script.greeting if callee.script else None) or DEFAULT_GREETING
+            return ScriptCursor(parse_script([{"say": greeting}]), self.tts)
+        return ScriptCursor(callee.script or DEFAULT_CALLEE, self.tts)
+
+    async def _bridge(
+        self, call: SimCall, cursor: ScriptCursor, leg: SimCall, callee: Callee
+    ) -> str:
+        """The party and the dialed callee talk until one hangs up: who ended it ("caller",
+        "callee", or "platform" when the call was ended from the REST API)."""
+        room = Room(self.time_scale)
+        party = Member(call.record, self._party_number(call), cursor)
+        other = Member(leg.record, leg.to, self._callee_cursor(callee))
+        room.add(party)
+        room.add(other)
+        talking = asyncio.ensure_future(room.talk(party))
+        answering = asyncio.ensure_future(room.talk(other))
+        limit = asyncio.ensure_future(asyncio.sleep(callee.limit * self.time_scale))
+        platform = asyncio.ensure_future(call.hangup.wait())
+        leg_ended = asyncio.ensure_future(leg.hangup.wait())
+        tasks = [talking, answering, limit, platform, leg_ended]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when="FIRST_COMPLETED")
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+        if talking in done:
+            leg.record.heard.append({"kind": "other_hung_up", "from": party.number})
+            return "caller"
+        if platform in done:
+            return "platform"
+        if limit in done:
+            leg.record.heard.append({"kind": "callee_hung_up", "reason": "max_seconds"})
+        call.record.heard.append({"kind": "other_hung_up", "from": other.number})
+        return "callee"
+
+    # ------------------------------------------------------------------------------ conference
+    def _room(self, name: str) -> ConferenceRoom:
+        conference = self.conferences.get(name)
+        if conference is None or conference.ended.is_set():
+            conference = ConferenceRoom(name, new_sid("CF"), Room(self.time_scale))
+            self.conferences[name] = conference
+        return conference
+
+    async def _conference(
+        self, call: SimCall, cursor: ScriptCursor, noun: tw.Conference
+    ) -> tuple[str, dict[str, str], bool]:
+        conference = self._room(noun.name)
+        member = Member(
+            call.record,
+            self._party_number(call),
+            cursor,
+            starts_conference=noun.start_conference_on_enter,
+        )
+        entry: dict[str, Any] = {
+            "kind": "conference",
+            "name": noun.name,
+            "conference_sid": conference.sid,
+            "start_conference_on_enter": noun.start_conference_on_enter,
+            "end_conference_on_exit": noun.end_conference_on_exit,
+            "wait_url": noun.wait_url,
+            "outcome": None,
+            "waited_seconds": 0.0,
+            "bridged_seconds": 0.0,
+        }
+        call.record.heard.append(entry)
+        call.dials.append(entry)
+        conference.join(member)  # starts it, when this participant may and is not alone
+        if conference.started.is_set() and noun.beep in ("true", "onEnter"):
+            conference.room.hear(member, {"kind": "beep", "conference": noun.name})
+        joined = time.monotonic()
+        bridged_at: float | None = None
+        hung_up = False
+        try:
+            if not conference.started.is_set():
+                hold = asyncio.ensure_future(self._hold(call, noun))
+                waiters = [
+                    asyncio.ensure_future(conference.started.wait()),
+                    asyncio.ensure_future(conference.ended.wait()),
+                    asyncio.ensure_future(call.hangup.wait()),
+                ]
+                try:
+                    await asyncio.wait([hold, *waiters], return_when="FIRST_COMPLETED")
+                finally:
+                    for task in (hold, *waiters):
+                        task.cancel()
+                    for task in (hold, *waiters):
+                        with contextlib.suppress(BaseException):
+                            await task
+            entry["waited_seconds"] = round(
+                (time.monotonic() - joined) / (self.time_scale or 1.0), 3
+            )
+            live = not (conference.ended.is_set() or call.hangup.is_set())
+            if conference.started.is_set() and live:
+                bridged_at = time.monotonic()
+                talking = asyncio.ensure_future(conference.room.talk(member))
+                ended = asyncio.ensure_future(conference.ended.wait())
+                platform = asyncio.ensure_future(call.hangup.wait())
+                tasks = [talking, ended, platform]
+                try:
+                    done, _ = await asyncio.wait(tasks, return_when="FIRST_COMPLETED")
+                finally:
+                    for task in tasks:
+                        task.cancel()
+                    for task in tasks:
+                        with contextlib.suppress(BaseException):
+                            await task
+                hung_up = talking in done
+        except asyncio.CancelledError:
+            entry["outcome"] = "redirected"  # the platform gave the call new TwiML
+            raise
+        finally:
+            if bridged_at is not None:
+                entry["bridged_seconds"] = round(
+                    (time.monotonic() - bridged_at) / (self.time_scale or 1.0), 3
+                )
+            conference.leave(member, ends_conference=noun.end_conference_on_exit)
+            if noun.beep in ("true", "onExit") and conference.started.is_set():
+                conference.room.hear(member, {"kind": "beep", "conference": noun.name})
+            if self.conferences.get(noun.name) is conference and conference.ended.is_set():
+                del self.conferences[noun.name]
+            if entry["outcome"] is None:
+                entry["outcome"] = "answered" if bridged_at is not None else "completed"
+            if entry["outcome"] == "completed" and call.hangup.is_set():
+                entry["outcome"] = "canceled"
+        return str(entry["outcome"]), {}, hung_up
+
+    async def _hold(self, call: SimCall, noun: tw.Conference) -> None:
+        """What a participant hears while the conference has not started (runs until
+        cancelled): the waitUrl's TwiML, the carrier's hold music, or silence."""
+        if noun.wait_url is None:
+            call.record.heard.append({"kind": "hold_music", "conference": noun.name})
+        elif noun.wait_url:
+            url, method = noun.wait_url, noun.wait_method
+            for _ in range(MAX_REDIRECTS):
+                answer = await self._deliver(call, "wait", url, self._call_params(call), method)
+                if answer is None or not answer.is_success:
+                    call.record.heard.append({"kind": "error", "code": HTTP_RETRIEVAL_FAILURE})
+                    break
+                try:
+                    verbs = tw.parse(answer.text, base_url=url)
+                except tw.TwimlError as exc:
+                    call.record.heard.append({"kind": "error", "code": exc.code})
+                    break
+                redirect = await self._run_wait_verbs(call, verbs)
+                if redirect is None:
+                    break
+                url, method = redirect.url, redirect.method
+        await asyncio.Event().wait()  # then silence until the conference starts or ends
+
+    async def _run_wait_verbs(self, call: SimCall, verbs: list[tw.Verb]) -> tw.Redirect | None:
+        for verb in verbs:
+            if isinstance(verb, tw.Play):
+                if await self._play(call, verb):
+                    return None
+            elif isinstance(verb, tw.Say):
+                call.record.heard.append({"kind": "say", "text": verb.text})
+                if await self._pause(call, max(1, len(verb.text.split())) * SAY_SECONDS_PER_WORD):
+                    return None
+            elif isinstance(verb, tw.Pause):
+                if await self._pause(call, verb.seconds):
+                    return None
+            elif isinstance(verb, tw.Redirect):
+                return verb
+            else:
+                name = type(verb).__name__ if not isinstance(verb, tw.Unsupported) else verb.verb
+                call.record.heard.append(
+                    {"kind": "unsupported", "verb": name, "code": WAIT_VERB_NOT_ALLOWED}
+                )
+        return None
 
     async def _end(self, call: SimCall, status: str) -> None:
         if call.status not in FINAL_STATUSES:

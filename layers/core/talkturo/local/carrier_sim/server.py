@@ -191,6 +191,8 @@ class CarrierSimulator:
                 "error_code": call.error_code,
                 "events": list(call.events),
                 "documents": list(call.documents),
+                "dials": [dict(d) for d in call.dials],
+                "parent_call_sid": call.parent_call_sid,
                 "party": call.record.as_dict(),
                 "heard_audio": bytes(call.record.heard_audio),
             }

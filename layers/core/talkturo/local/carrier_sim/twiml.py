@@ -1,14 +1,23 @@
 """TwiML, the XML the platform answers the carrier with, parsed into the verbs the simulator runs.
 
 Supported: <Say>, <Pause length>, <Hangup/>, <Reject reason>, <Redirect method>url</Redirect>,
-<Connect action method><Stream url><Parameter name value/></Stream></Connect>. Other verbs are
-kept as `Unsupported` (the call skips them, and the call record says so). A document that is not
-XML, or whose root is not <Response>, is error 12100 (document parse failure), as on Twilio.
+<Connect action method><Stream url><Parameter name value/></Stream></Connect>, <Play loop>url</Play>
+and <Dial action method timeout callerId answerOnBridge ringTone> with a number (bare text or
+<Number>) or a <Conference startConferenceOnEnter endConferenceOnExit waitUrl waitMethod beep
+muted>name</Conference>. Other verbs (and other <Dial> nouns) are kept as `Unsupported` (the call
+skips them, and the call record says so). A document that is not XML, or whose root is not
+<Response>, is error 12100 (document parse failure), as on Twilio.
+
+Attribute values and defaults are Twilio's (https://www.twilio.com/docs/voice/twiml/dial,
+/conference, /play): Dial timeout 30 s, method POST; Conference startConferenceOnEnter true,
+endConferenceOnExit false, beep true, waitMethod POST, no waitUrl = Twilio's hold music and an
+empty waitUrl = silence; Play loop 1, 0 = until the call ends.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
@@ -61,11 +70,42 @@ class Stream:
 
 
 @dataclass(frozen=True)
+class Play:
+    url: str
+    loop: int = 1  # 0: over and over, until the call (or the wait) ends
+
+
+@dataclass(frozen=True)
+class Conference:
+    name: str
+    start_conference_on_enter: bool = True
+    end_conference_on_exit: bool = False
+    wait_url: str | None = None  # None: the carrier's hold music; "": silence
+    wait_method: str = "POST"
+    beep: str = "true"  # true, false, onEnter, onExit
+    muted: bool = False
+
+
+@dataclass(frozen=True)
+class Dial:
+    number: str | None = None
+    conference: Conference | None = None
+    action: str | None = None
+    method: str = "POST"
+    timeout: int = 30
+    caller_id: str | None = None
+    answer_on_bridge: bool = False
+    ring_tone: str | None = None
+
+
+@dataclass(frozen=True)
 class Unsupported:
     verb: str
 
 
-Verb = Say | Pause | Hangup | Reject | Redirect | Stream | Unsupported
+Verb = Say | Pause | Hangup | Reject | Redirect | Stream | Play | Dial | Unsupported
+DIAL_TIMEOUT_RANGE = (5, 600)  # Twilio keeps <Dial timeout> within it
+BEEP_VALUES = frozenset({"true", "false", "onEnter", "onExit"})
 
 
 def _method(value: str | None) -> str:
@@ -73,6 +113,25 @@ def _method(value: str | None) -> str:
     if method not in ("GET", "POST"):
         raise TwimlError(PARSE_FAILURE, f"method must be GET or POST, not {value!r}")
     return method
+
+
+def _flag(element: ET.Element, name: str, default: bool) -> bool:
+    value = element.get(name)
+    if value is None:
+        return default
+    if value.lower() not in ("true", "false"):
+        raise TwimlError(PARSE_FAILURE, f"<{element.tag} {name}> must be true or false")
+    return value.lower() == "true"
+
+
+def _integer(element: ET.Element, name: str, default: int) -> int:
+    value = element.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise TwimlError(PARSE_FAILURE, f"<{element.tag} {name}> is not a whole number") from None
 
 
 def parse(document: str, base_url: str | None = None) -> list[Verb]:
@@ -142,6 +201,57 @@ def parse(document: str, base_url: str | None = None) -> list[Verb]:
                     method=_method(element.get("method")),
                 )
             )
+        elif tag == "Play":
+            loop = _integer(element, "loop", 1)
+            if loop < 0:
+                raise TwimlError(PARSE_FAILURE, "<Play loop> cannot be negative")
+            verbs.append(Play(absolute(element.text or ""), loop))
+        elif tag == "Dial":
+            verbs.append(_dial(element, absolute))
         else:
             verbs.append(Unsupported(tag))
     return verbs
+
+
+def _dial(element: ET.Element, absolute: Callable[[str], str]) -> Dial | Unsupported:
+    nouns = list(element)
+    number: str | None = None
+    conference: Conference | None = None
+    if not nouns:
+        number = (element.text or "").strip() or None
+    elif nouns[0].tag == "Number":
+        number = (nouns[0].text or "").strip() or None
+    elif nouns[0].tag == "Conference":
+        noun = nouns[0]
+        name = (noun.text or "").strip()
+        if not name:
+            raise TwimlError(PARSE_FAILURE, "<Conference> needs a name")
+        wait_url = noun.get("waitUrl")
+        beep = noun.get("beep", "true")
+        if beep not in BEEP_VALUES and beep.lower() not in BEEP_VALUES:
+            raise TwimlError(PARSE_FAILURE, f"<Conference beep> cannot be {beep!r}")
+        conference = Conference(
+            name=name,
+            start_conference_on_enter=_flag(noun, "startConferenceOnEnter", True),
+            end_conference_on_exit=_flag(noun, "endConferenceOnExit", False),
+            wait_url=absolute(wait_url) if wait_url and wait_url.strip() else wait_url,
+            wait_method=_method(noun.get("waitMethod")),
+            beep=beep if beep in BEEP_VALUES else beep.lower(),
+            muted=_flag(noun, "muted", False),
+        )
+    else:
+        return Unsupported("Dial/" + "/".join(noun.tag for noun in nouns))
+    if number is None and conference is None:
+        raise TwimlError(PARSE_FAILURE, "<Dial> has nothing to dial")
+    low, high = DIAL_TIMEOUT_RANGE
+    action = element.get("action")
+    return Dial(
+        number=number,
+        conference=conference,
+        action=absolute(action) if action else None,
+        method=_method(element.get("method")),
+        timeout=min(high, max(low, _integer(element, "timeout", 30))),
+        caller_id=(element.get("callerId") or "").strip() or None,
+        answer_on_bridge=_flag(element, "answerOnBridge", False),
+        ring_tone=element.get("ringTone") or None,
+    )
