@@ -2,5 +2,7 @@
 
 - cold start of the API Lambda handler, each run in a fresh Python process, against a plain
   FastAPI + Mangum baseline;
-- DynamoDB calls made by one API request, for the main routes.
+- DynamoDB calls made by one API request, for the main routes;
+- the voice service under N simultaneous simulated calls with fixed-latency fake providers:
+  added latency, CPU per call, outbound frame lateness, calls per core (benchmarks/voice.py).
 """

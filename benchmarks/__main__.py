@@ -1,4 +1,8 @@
-"""`python -m benchmarks [--runs N] [--only coldstart|calls]`: print the figures."""
+"""`python -m benchmarks [coldstart|calls|voice] [--runs N]`: print the figures (all by default).
+
+The voice benchmark alone: `python -m benchmarks voice [--levels 10,25,50] [--seconds S]
+[--profile CALLS]` (`--profile`: one level with the service under cProfile).
+"""
 
 from __future__ import annotations
 
@@ -7,25 +11,50 @@ import os
 import platform
 import sys
 
+BENCHMARKS = ["coldstart", "calls", "voice"]
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    try:
+        levels = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("a comma-separated list of call counts") from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError("call counts are positive")
+    return levels
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("which", nargs="?", choices=BENCHMARKS, help="run one benchmark")
+    parser.add_argument("--only", choices=BENCHMARKS, help="run one benchmark (as `which`)")
     parser.add_argument("--runs", type=int, default=5, help="fresh processes per cold-start series")
-    parser.add_argument("--only", choices=["coldstart", "calls"], help="run one benchmark")
+    parser.add_argument("--levels", type=_levels, help="voice: simultaneous calls per level")
+    parser.add_argument("--seconds", type=float, default=30.0, help="voice: measured per level")
+    parser.add_argument("--profile", type=int, metavar="CALLS", help="voice: profile one level")
     options = parser.parse_args()
+    only = options.which or options.only
 
     print(
         f"Talkturo benchmarks on {platform.system()} {platform.machine()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
-    if options.only in (None, "coldstart"):
+    if only in (None, "coldstart"):
         from benchmarks import coldstart
 
         coldstart.run(runs=options.runs)
-    if options.only in (None, "calls"):
+    if only in (None, "calls"):
         from benchmarks import dynamodb_calls
 
         dynamodb_calls.run()
+    if only in (None, "voice"):
+        from benchmarks import voice
+
+        voice.run(
+            options.levels or voice.LEVELS,
+            seconds=options.seconds,
+            profile_level=options.profile,
+        )
     sys.stdout.flush()
 
 

@@ -161,7 +161,7 @@ class Playout:
             if segment.dues and segment.dues[0] < now:
                 cut.append(segment)
             segment.dues = [due for due in segment.dues if due < now]
-        self._next_due = 0.0
+        self._next_due = now  # what comes next plays from now, not on the cleared schedule
         await self._send(protocol.clear(self._sid))
         self._set_idle()
         return cut
