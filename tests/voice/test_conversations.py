@@ -388,3 +388,83 @@ def test_a_meeting_booked_during_the_call_lands_on_the_call_record(
 
 
 _LOOPBACK = __import__("ipaddress").ip_network("127.0.0.0/8")
+
+
+def _transfer_line(client: TestClient, stack: Stack, tenant: Tenant, destination: str):  # type: ignore[no-untyped-def]
+    return _line(
+        client,
+        stack,
+        tenant,
+        first_message="Hi.",
+        tools=[
+            {
+                "type": "transfer_call",
+                "config": {
+                    "mode": "cold",
+                    "destinations": [{"name": "Sales", "number": destination}],
+                },
+            }
+        ],
+    )
+
+
+def _asks_for_sales(net: VoiceNetwork) -> None:
+    from talkturo.voice.providers.scripted import tool
+
+    net.scripted.transcriber.lines = ["Sales please"]
+    net.scripted.model.respond = lambda request: [
+        "Transferring you to sales.",
+        tool("transfer_call", destination="Sales"),
+    ]
+
+
+def test_a_cold_transfer_puts_the_caller_through_and_the_call_ends_transferred(
+    client: TestClient, stack: Stack, tenant: Tenant, net: VoiceNetwork
+) -> None:
+    sales = "+14155550188"
+    net.sim.set_callee(sales, "human", ring_seconds=0.5, talk_seconds=2)
+    line = _transfer_line(client, stack, tenant, sales)
+    _asks_for_sales(net)
+    final, record = _inbound(
+        net,
+        client,
+        tenant,
+        line,
+        [{"wait_for_silence": 0.5}, {"say": "Sales please"}, {"wait_seconds": 30}],
+    )
+    assert record["ended_reason"] == "transferred", record
+    assert record["transferred_to"] == "Sales"
+    messages = _transcript(client, tenant, record["id"])
+    assert any(m["role"] == "system" and "transferred" in m["text"] for m in messages)
+    assert [m["name"] for m in messages if m["role"] == "tool"] == ["transfer_call"]
+    assert final["status"] == "completed"
+
+
+def test_a_transfer_that_fails_comes_back_to_the_assistant(
+    client: TestClient, stack: Stack, tenant: Tenant, net: VoiceNetwork
+) -> None:
+    sales = "+14155550189"
+    net.sim.set_callee(sales, "busy")
+    line = _transfer_line(client, stack, tenant, sales)
+    _asks_for_sales(net)
+    _, record = _inbound(
+        net,
+        client,
+        tenant,
+        line,
+        [
+            {"wait_for_silence": 0.5},
+            {"say": "Sales please"},
+            {"wait_seconds": 10},  # the transfer ends this stream (and this step)
+            {"wait_for_silence": {"seconds": 0.6, "timeout": 20}},  # back with the assistant
+            "hang_up",
+        ],
+    )
+    assert record["ended_reason"] == "caller_hung_up", record
+    assert record["transfer_status"] == "busy"
+    spoken = [
+        m["text"] for m in _transcript(client, tenant, record["id"]) if m["role"] == "assistant"
+    ]
+    # One transcript across both media streams: the greeting, the handoff, the way back.
+    assert spoken[0] == "Hi." and "Transferring you to sales." in spoken
+    assert spoken[-1] == "I'm sorry, I couldn't reach Sales. Is there anything else I can do?"

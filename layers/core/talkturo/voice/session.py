@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -568,8 +569,10 @@ class CallSession:
                         spoke = True
                     started = self.now()
                     result = await self._run_tool(call)
+                    if self.transferred:
+                        return  # logged and saved before the call left (see _transfer)
                     self.transcript.tool(call, result, started, self.now())
-                    if self._ending or self.transferred:
+                    if self._ending:
                         return
         except asyncio.CancelledError:
             raise
@@ -700,8 +703,6 @@ class CallSession:
         return meta
 
     async def _run_tool(self, call: ToolCall) -> str:
-        import json
-
         try:
             result = await self._dispatch(call)
         except asyncio.CancelledError:
@@ -753,15 +754,22 @@ class CallSession:
         await self.playout.idle.wait()  # let the caller hear "transferring you"
         if not self.context.call.carrier_sid:
             return {"error": "the call cannot be transferred (no carrier call)"}
+        # The transcript is saved before the carrier moves the call: a transfer that fails
+        # comes back as a new media stream, whose session continues this transcript.
+        result = {"ok": True, "transferred_to": name}
+        logged = len(self.transcript.messages)
+        self.transcript.tool(call, json.dumps(result), self.now(), self.now())
+        self.transcript.system(f"transferred ({tool.config.mode}) to {name}", self.now())
         try:
+            await self.services.save(self.context, self)
             await self.services.transfer(self.context, tool, name, brief)
         except Exception as error:  # noqa: BLE001 - the carrier refused: the call goes on
             logger.warning("transfer failed", extra={"error": repr(error)})
+            del self.transcript.messages[logged:]
             return {"error": f"the transfer to {name} failed; tell the caller and carry on"}
         self.transferred = True
-        self.transcript.system(f"transferred ({tool.config.mode}) to {name}", self.now())
         self._request_end("transferred", None, hang_up=False)
-        return {"ok": True, "transferred_to": name}
+        return result
 
     async def _summary(self) -> str:
         """A one-sentence summary of the call so far for the person taking it over."""
@@ -926,11 +934,12 @@ class CallSession:
         except Exception:  # noqa: BLE001 - recorded below; the post-call job settles again
             logger.exception("settlement failed", extra={"id": self.context.call.id})
         recorded = self.context.assistant.telephony.recording_enabled
-        try:
-            await self.services.save(self.context, self)
-        except Exception:  # noqa: BLE001
-            logger.exception("saving the transcript failed", extra={"id": self.context.call.id})
-            recorded = False
+        if not self.transferred:  # a transferred call saved before it left
+            try:
+                await self.services.save(self.context, self)
+            except Exception:  # noqa: BLE001
+                logger.exception("saving the transcript failed", extra={"id": self.context.call.id})
+                recorded = False
         end = None if self.transferred else self._end_event(ended_at)
         try:
             await self.services.close(
