@@ -447,7 +447,7 @@ def test_a_transfer_that_fails_comes_back_to_the_assistant(
     net.sim.set_callee(sales, "busy")
     line = _transfer_line(client, stack, tenant, sales)
     _asks_for_sales(net)
-    _, record = _inbound(
+    final, record = _inbound(
         net,
         client,
         tenant,
@@ -462,9 +462,12 @@ def test_a_transfer_that_fails_comes_back_to_the_assistant(
     )
     assert record["ended_reason"] == "caller_hung_up", record
     assert record["transfer_status"] == "busy"
-    spoken = [
-        m["text"] for m in _transcript(client, tenant, record["id"]) if m["role"] == "assistant"
-    ]
+    messages = _transcript(client, tenant, record["id"])
+    spoken = [m["text"] for m in messages if m["role"] == "assistant"]
     # One transcript across both media streams: the greeting, the handoff, the way back.
     assert spoken[0] == "Hi." and "Transferring you to sales." in spoken
-    assert spoken[-1] == "I'm sorry, I couldn't reach Sales. Is there anything else I can do?"
+    assert spoken[-1] == "I'm sorry, I couldn't reach Sales. Is there anything else I can do?", (
+        [(m["role"], m["text"], m["start_ms"]) for m in messages],
+        [{k: v for k, v in st.items() if k != "parameters"} for st in final["party"]["streams"]],
+        final["party"]["said"],
+    )

@@ -264,6 +264,7 @@ class CallSession:
         self.end_reason: EndedReason | None = None
         self.error_message: str | None = None
         self.transferred = False
+        self._transferring = False
         self._stt: TranscriberStream | None = None
         self._stt_ready = asyncio.Event()
         self._pending_audio = bytearray()  # while the transcriber reconnects
@@ -359,6 +360,8 @@ class CallSession:
         except Exception as error:  # noqa: BLE001 - a broken socket ends the call the same way
             logger.info("media stream closed", extra={"error": repr(error)})
         self._socket_open = False
+        if self._transferring:
+            return  # the carrier moved the call away: the transfer ends this session
         if got_stop:
             self._request_end("caller_hung_up", None, hang_up=False)
         else:
@@ -760,12 +763,16 @@ class CallSession:
         logged = len(self.transcript.messages)
         self.transcript.tool(call, json.dumps(result), self.now(), self.now())
         self.transcript.system(f"transferred ({tool.config.mode}) to {name}", self.now())
+        self._transferring = True  # the stream closing now is the transfer, not a drop
         try:
             await self.services.save(self.context, self)
             await self.services.transfer(self.context, tool, name, brief)
         except Exception as error:  # noqa: BLE001 - the carrier refused: the call goes on
             logger.warning("transfer failed", extra={"error": repr(error)})
+            self._transferring = False
             del self.transcript.messages[logged:]
+            if not self._socket_open:
+                self._request_end("error", None, error="the media stream dropped")
             return {"error": f"the transfer to {name} failed; tell the caller and carry on"}
         self.transferred = True
         self._request_end("transferred", None, hang_up=False)
