@@ -471,3 +471,60 @@ def test_a_transfer_that_fails_comes_back_to_the_assistant(
         [{k: v for k, v in st.items() if k != "parameters"} for st in final["party"]["streams"]],
         final["party"]["said"],
     )
+
+
+def test_a_warm_transfer_briefs_the_person_with_a_summary_then_bridges_the_caller(
+    client: TestClient, stack: Stack, tenant: Tenant, net: VoiceNetwork
+) -> None:
+    from talkturo.store import calls as call_store
+    from talkturo.voice.providers.base import ChatRequest
+    from talkturo.voice.providers.scripted import tool
+
+    supervisor = "+14155550187"
+    dana = parse_script({"steps": [{"say": "Hi, this is Dana."}, {"wait_seconds": 1}, "hang_up"]})
+    net.sim.set_callee(supervisor, "human", ring_seconds=0.5, script=dana)
+    line = _line(
+        client,
+        stack,
+        tenant,
+        first_message="Hi.",
+        tools=[
+            {
+                "type": "transfer_call",
+                "config": {
+                    "mode": "warm",
+                    "warm_intro": "Transfer from the {{account.name}} assistant.",
+                    "destinations": [{"name": "Sales", "number": supervisor}],
+                },
+            }
+        ],
+    )
+    net.scripted.transcriber.lines = ["I want to buy ten licences"]
+
+    def respond(request: ChatRequest) -> list:
+        if request.system_prompt.startswith("Summarise"):
+            return ["The caller wants to buy ten licences."]
+        return ["Let me get sales.", tool("transfer_call", destination="Sales")]
+
+    net.scripted.model.respond = respond
+    _, record = _inbound(
+        net,
+        client,
+        tenant,
+        line,
+        [
+            {"wait_for_silence": 0.5},
+            {"say": "I want to buy ten licences"},
+            {"wait_seconds": 30},
+        ],
+    )
+    assert record["ended_reason"] == "transferred" and record["transferred_to"] == "Sales"
+    leg = call_store.get(tenant.account_id, record["id"]).transfer_leg_sid
+    assert leg
+    briefed = net.sim.wait_for_call(leg, timeout=20)
+    said = [h["text"] for h in briefed["party"]["heard"] if h.get("kind") == "say"]
+    assert said and said[0].startswith("Transfer from the ")
+    assert "The caller wants to buy ten licences." in said[0]
+    # The summary request saw the conversation so far.
+    summary = next(r for r in net.scripted.model.requests if r.system_prompt.startswith("Summ"))
+    assert "I want to buy ten licences" in summary.messages[0].text
