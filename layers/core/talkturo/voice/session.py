@@ -25,7 +25,6 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from talkturo.domain.assistant_tools import (
@@ -40,6 +39,7 @@ from talkturo.logs import logger
 from talkturo.voice import protocol
 from talkturo.voice.chunker import Chunker
 from talkturo.voice.context import CallContext
+from talkturo.voice.effects import SessionServices
 from talkturo.voice.metering import Meter
 from talkturo.voice.playout import Playout, Segment
 from talkturo.voice.providers.base import (
@@ -57,6 +57,7 @@ from talkturo.voice.providers.base import (
     TranscriberStream,
 )
 from talkturo.voice.recording import StereoRecorder
+from talkturo.voice.toolbox import tool_specs
 from talkturo.voice.transcript import TranscriptLog
 from talkturo.voice.turns import TurnDetector, VoiceActivity
 
@@ -94,113 +95,6 @@ class CallProviders:
     # Spoken when the configured voice fails (the offline voice), or None.
     fallback_voice: Synthesizer | None = None
     stand_in_notes: list[str] = field(default_factory=list)
-
-
-class SessionServices:
-    """The session's side effects outside the call: the store, the carrier, the tools.
-    Blocking calls run in worker threads. Tests replace single methods."""
-
-    def charge(self, account_id: str, amount: Decimal, key: str, allow_negative: bool) -> None:
-        """Blocking (the meter runs it in a worker thread)."""
-        from talkturo.voice.metering import ledger_charge
-
-        ledger_charge(account_id, amount, key, allow_negative)
-
-    async def mark_connected(self, context: CallContext) -> None:
-        from talkturo.services import calls
-
-        await asyncio.to_thread(calls.mark_connected, context.account_id, context.call.id)
-
-    async def answered_by(self, context: CallContext) -> str | None:
-        from talkturo.services import calls
-
-        record = await asyncio.to_thread(calls.get_record, context.account_id, context.call.id)
-        return record.answered_by
-
-    async def record_end(self, context: CallContext, event: CallEvent) -> None:
-        from talkturo.services import calls
-
-        await asyncio.to_thread(
-            calls.record_session_end, context.account_id, context.call.id, event
-        )
-
-    async def hang_up(self, carrier_sid: str) -> None:
-        from talkturo.carrier import get_carrier
-
-        await asyncio.to_thread(get_carrier().hang_up, carrier_sid)
-
-    async def transfer(
-        self, context: CallContext, tool: TransferCallTool, name: str, brief: str
-    ) -> None:
-        from talkturo.services import transfers
-
-        destination = next(d for d in tool.config.destinations if d.name == name)
-        if tool.config.mode == "warm":
-            await asyncio.to_thread(
-                transfers.start_warm,
-                context.account_id,
-                context.call,
-                destination,
-                brief=brief,
-                ring_tone=tool.config.ring_tone,
-            )
-        else:
-            await asyncio.to_thread(
-                transfers.start_cold,
-                context.account_id,
-                context.call,
-                destination,
-                ring_tone=tool.config.ring_tone,
-            )
-
-    async def webhook(
-        self, tool: WebhookTool, arguments: dict[str, Any], call: dict[str, str]
-    ) -> dict[str, Any]:
-        from talkturo.voice.tools import webhook
-
-        return await webhook.call_webhook(tool.config, arguments, call=call)
-
-    async def scheduling(
-        self, tool: SchedulingTool, name: str, arguments: dict[str, Any], call: dict[str, str]
-    ) -> tuple[dict[str, Any], Booking | None]:
-        from talkturo.voice.tools import scheduling
-
-        return await scheduling.run(tool.config, name, arguments, call=call)
-
-    async def save(self, context: CallContext, session: CallSession) -> None:
-        from talkturo.services import calls
-
-        wav = session.recorder.wav() if context.assistant.telephony.recording_enabled else None
-        await asyncio.to_thread(
-            calls.save_conversation,
-            context.account_id,
-            context.call.id,
-            messages=session.transcript.messages,
-            recording_wav=wav,
-        )
-
-    async def close(
-        self,
-        context: CallContext,
-        *,
-        stream_sid: str,
-        charge: Any,
-        recorded: bool,
-        bookings: list[Booking],
-        end: CallEvent | None,
-    ) -> None:
-        from talkturo.services import calls
-
-        await asyncio.to_thread(
-            calls.close_session,
-            context.account_id,
-            context.call.id,
-            stream_sid=stream_sid,
-            charge=charge,
-            recorded=recorded,
-            bookings=bookings,
-            end=end,
-        )
 
 
 def _letters(text: str) -> str:
@@ -331,10 +225,10 @@ class CallSession:
         assistant = self.context.assistant
         if self.resume.get("resume") == "transfer_failed":
             name = self.resume.get("transfer_to") or "them"
-            await self._say(self.settings.transfer_failed.format(name=name), role_note=None)
+            await self._say(self.settings.transfer_failed.format(name=name))
             return
         if assistant.first_message_mode == "assistant_speaks_first" and assistant.first_message:
-            await self._say(self.context.render(assistant.first_message), role_note=None)
+            await self._say(self.context.render(assistant.first_message))
 
     # ------------------------------------------------------------------ receiving
     async def _receive_loop(self) -> None:
@@ -493,50 +387,7 @@ class CallSession:
 
     # ------------------------------------------------------------------ replying
     def _tool_specs(self) -> tuple[ToolSpec, ...]:
-        specs: list[ToolSpec] = []
-        for tool in self._tools:
-            if isinstance(tool, EndCallTool):
-                specs.append(
-                    ToolSpec(
-                        "end_call",
-                        "End the call once the conversation is over or the caller wants to "
-                        "leave. Say goodbye first.",
-                        {
-                            "type": "object",
-                            "properties": {"reason": {"type": "string"}},
-                        },
-                    )
-                )
-            elif isinstance(tool, TransferCallTool):
-                names = [d.name for d in tool.config.destinations]
-                described = "; ".join(
-                    f"{d.name}: {d.description}" if d.description else d.name
-                    for d in tool.config.destinations
-                )
-                specs.append(
-                    ToolSpec(
-                        "transfer_call",
-                        f"Transfer the caller to a person. Destinations: {described}. Tell the "
-                        "caller you are transferring them before calling this.",
-                        {
-                            "type": "object",
-                            "properties": {
-                                "destination": {"type": "string", "enum": names},
-                                "reason": {"type": "string"},
-                            },
-                            "required": ["destination"],
-                        },
-                    )
-                )
-            elif isinstance(tool, SchedulingTool):
-                from talkturo.voice.tools import scheduling
-
-                specs.extend(scheduling.specs(tool.config))
-            elif isinstance(tool, WebhookTool):
-                from talkturo.voice.tools import webhook
-
-                specs.append(webhook.spec_of(tool.config))
-        return tuple(specs)
+        return tool_specs(self._tools)
 
     def _system_prompt(self) -> str:
         prompt = self.context.render(self.context.assistant.system_prompt)
@@ -568,7 +419,7 @@ class CallSession:
                     if self._ending:
                         return
                     if not spoke and call.name not in ("end_call", "transfer_call"):
-                        await self._say(self.settings.filler, role_note=None)
+                        await self._say(self.settings.filler)
                         spoke = True
                     started = self.now()
                     result = await self._run_tool(call)
@@ -582,11 +433,11 @@ class CallSession:
         except ProviderError as error:
             logger.warning("reply failed", extra={"error": str(error)})
             self.transcript.system(f"reply failed: {error.message}", self.now())
-            await self._say(self.settings.apology, role_note=None)
+            await self._say(self.settings.apology)
         except Exception as error:  # noqa: BLE001 - never dead air, whatever broke
             logger.exception("reply broke", extra={"id": self.context.call.id})
             self.transcript.system(f"reply failed: {type(error).__name__}", self.now())
-            await self._say(self.settings.apology, role_note=None)
+            await self._say(self.settings.apology)
 
     async def _model_round(self) -> tuple[_Reply, list[ToolCall]]:
         """One streamed model reply spoken as it arrives; retried once if the model fails
@@ -682,7 +533,7 @@ class CallSession:
             return
         self.transcript.system("the voice failed; a piece of the reply was not spoken", self.now())
 
-    async def _say(self, text: str, *, role_note: str | None) -> None:
+    async def _say(self, text: str) -> None:
         """Speak a fixed line (greeting, nudge, goodbye) and log it."""
         reply = _Reply()
         chunker = Chunker()
@@ -855,7 +706,7 @@ class CallSession:
                 self._request_end("silence_timeout", settings.goodbye_silence)
             elif quiet >= settings.silence_nudge_seconds and not self._nudged:
                 self._nudged = True
-                await self._say(settings.nudge, role_note=None)
+                await self._say(settings.nudge)
 
     async def _voicemail(self) -> None:
         voicemail = self.context.assistant.telephony.voicemail
@@ -892,7 +743,7 @@ class CallSession:
             self._response.cancel()
         try:
             if goodbye and self._socket_open:
-                await self._say(goodbye, role_note=None)
+                await self._say(goodbye)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.settings.goodbye_wait_seconds):
                         await self.playout.idle.wait()

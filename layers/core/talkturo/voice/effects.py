@@ -1,0 +1,125 @@
+"""What a call session does outside the call: the store, the carrier, the tools' HTTP.
+
+One class, `SessionServices`, so a test (or the benchmark) replaces single methods. Blocking work
+(DynamoDB, S3, the carrier's REST API) runs in worker threads: the session's event loop carries
+the audio of many calls and never waits on I/O itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from talkturo.domain.assistant_tools import SchedulingTool, TransferCallTool, WebhookTool
+from talkturo.domain.calls import Booking, CallEvent
+from talkturo.voice.context import CallContext
+
+if TYPE_CHECKING:
+    from talkturo.voice.session import CallSession
+
+
+class SessionServices:
+    """The session's side effects outside the call."""
+
+    def charge(self, account_id: str, amount: Decimal, key: str, allow_negative: bool) -> None:
+        """Blocking (the meter runs it in a worker thread)."""
+        from talkturo.voice.metering import ledger_charge
+
+        ledger_charge(account_id, amount, key, allow_negative)
+
+    async def mark_connected(self, context: CallContext) -> None:
+        from talkturo.services import calls
+
+        await asyncio.to_thread(calls.mark_connected, context.account_id, context.call.id)
+
+    async def answered_by(self, context: CallContext) -> str | None:
+        from talkturo.services import calls
+
+        record = await asyncio.to_thread(calls.get_record, context.account_id, context.call.id)
+        return record.answered_by
+
+    async def record_end(self, context: CallContext, event: CallEvent) -> None:
+        from talkturo.services import calls
+
+        await asyncio.to_thread(
+            calls.record_session_end, context.account_id, context.call.id, event
+        )
+
+    async def hang_up(self, carrier_sid: str) -> None:
+        from talkturo.carrier import get_carrier
+
+        await asyncio.to_thread(get_carrier().hang_up, carrier_sid)
+
+    async def transfer(
+        self, context: CallContext, tool: TransferCallTool, name: str, brief: str
+    ) -> None:
+        from talkturo.services import transfers
+
+        destination = next(d for d in tool.config.destinations if d.name == name)
+        if tool.config.mode == "warm":
+            await asyncio.to_thread(
+                transfers.start_warm,
+                context.account_id,
+                context.call,
+                destination,
+                brief=brief,
+                ring_tone=tool.config.ring_tone,
+            )
+        else:
+            await asyncio.to_thread(
+                transfers.start_cold,
+                context.account_id,
+                context.call,
+                destination,
+                ring_tone=tool.config.ring_tone,
+            )
+
+    async def webhook(
+        self, tool: WebhookTool, arguments: dict[str, Any], call: dict[str, str]
+    ) -> dict[str, Any]:
+        from talkturo.voice.tools import webhook
+
+        return await webhook.call_webhook(tool.config, arguments, call=call)
+
+    async def scheduling(
+        self, tool: SchedulingTool, name: str, arguments: dict[str, Any], call: dict[str, str]
+    ) -> tuple[dict[str, Any], Booking | None]:
+        from talkturo.voice.tools import scheduling
+
+        return await scheduling.run(tool.config, name, arguments, call=call)
+
+    async def save(self, context: CallContext, session: CallSession) -> None:
+        from talkturo.services import calls
+
+        wav = session.recorder.wav() if context.assistant.telephony.recording_enabled else None
+        await asyncio.to_thread(
+            calls.save_conversation,
+            context.account_id,
+            context.call.id,
+            messages=session.transcript.messages,
+            recording_wav=wav,
+        )
+
+    async def close(
+        self,
+        context: CallContext,
+        *,
+        stream_sid: str,
+        charge: Any,
+        recorded: bool,
+        bookings: list[Booking],
+        end: CallEvent | None,
+    ) -> None:
+        from talkturo.services import calls
+
+        await asyncio.to_thread(
+            calls.close_session,
+            context.account_id,
+            context.call.id,
+            stream_sid=stream_sid,
+            charge=charge,
+            recorded=recorded,
+            bookings=bookings,
+            end=end,
+        )
