@@ -62,6 +62,9 @@ class RecordingServices(SessionServices):
     async def save(self, context: CallContext, session: Any) -> None:
         self.calls.append(("save", list(session.transcript.messages)))
 
+    async def checkpoint(self, context: CallContext, messages: list[Any]) -> None:
+        self.calls.append(("checkpoint", list(messages)))
+
     async def close(self, context: CallContext, **kwargs: Any) -> None:
         self.calls.append(("close", kwargs))
 

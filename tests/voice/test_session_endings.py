@@ -23,7 +23,11 @@ def _media(index: int) -> str:
     )
 
 
-async def _run(messages: AsyncIterator[str], services: RecordingServices) -> CallSession:
+async def _run(
+    messages: AsyncIterator[str],
+    services: RecordingServices,
+    settings: SessionSettings | None = None,
+) -> CallSession:
     sent: list[str] = []
 
     async def send(text: str) -> None:
@@ -38,7 +42,7 @@ async def _run(messages: AsyncIterator[str], services: RecordingServices) -> Cal
             llm=ScriptedModel(), transcriber=ScriptedTranscriber(), voice=ToneVoice()
         ),
         services=services,
-        settings=SessionSettings(meter_increment_seconds=60),
+        settings=settings or SessionSettings(meter_increment_seconds=60),
     )
     await asyncio.wait_for(session.run(), 10)
     return session
@@ -95,3 +99,22 @@ def test_a_failing_save_still_closes_the_call_record() -> None:
     asyncio.run(_run(stopping(), services))
     closed = dict(services.calls)["close"]
     assert closed["recorded"] is False and closed["end"].ended_reason == "caller_hung_up"
+
+
+def test_the_transcript_is_saved_while_the_call_runs_and_the_last_save_wins() -> None:
+    services = RecordingServices()
+
+    async def long_call() -> AsyncIterator[str]:
+        for index in range(75):  # 1.5 s of audio
+            yield _media(index)
+            await asyncio.sleep(0.02)
+        yield json.dumps({"event": "stop", "stop": {}})
+
+    settings = SessionSettings(meter_increment_seconds=60, checkpoint_seconds=0.4)
+    asyncio.run(_run(long_call(), services, settings))
+    names = services.names()
+    assert names.count("checkpoint") >= 2, names
+    # The greeting was in the transcript already when the call was still running.
+    assert any(dict([c])["checkpoint"] for c in services.calls if c[0] == "checkpoint")
+    last_checkpoint = max(i for i, name in enumerate(names) if name == "checkpoint")
+    assert last_checkpoint < names.index("save") < names.index("close")

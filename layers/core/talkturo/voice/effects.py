@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from talkturo.domain.assistant_tools import SchedulingTool, TransferCallTool, WebhookTool
-from talkturo.domain.calls import Booking, CallEvent
+from talkturo.domain.calls import Booking, CallEvent, TranscriptMessage
 from talkturo.voice.context import CallContext
 
 if TYPE_CHECKING:
@@ -90,15 +90,31 @@ class SessionServices:
         return await scheduling.run(tool.config, name, arguments, call=call)
 
     async def save(self, context: CallContext, session: CallSession) -> None:
+        """The transcript and (when enabled) the recording, once the call is over."""
         from talkturo.services import calls
 
-        wav = session.recorder.wav() if context.assistant.telephony.recording_enabled else None
+        messages = list(session.transcript.messages)
+        recording = session.recorder if context.assistant.telephony.recording_enabled else None
+
+        def write() -> None:
+            # Encoding the WAV takes a while for a long call: not on the event loop.
+            wav = recording.wav() if recording is not None else None
+            calls.save_conversation(
+                context.account_id, context.call.id, messages=messages, recording_wav=wav
+            )
+
+        await asyncio.to_thread(write)
+
+    async def checkpoint(self, context: CallContext, messages: list[TranscriptMessage]) -> None:
+        """The transcript so far, while the call goes on (kept if the service dies)."""
+        from talkturo.services import calls
+
         await asyncio.to_thread(
             calls.save_conversation,
             context.account_id,
             context.call.id,
-            messages=session.transcript.messages,
-            recording_wav=wav,
+            messages=messages,
+            recording_wav=None,
         )
 
     async def close(

@@ -85,6 +85,8 @@ class SessionSettings:
     # Seconds kept before the maximum duration for the goodbye.
     max_duration_margin_seconds: float = 5.0
     meter_increment_seconds: float = 10.0
+    # How often the transcript so far is saved while the call runs.
+    checkpoint_seconds: float = 30.0
 
 
 @dataclass
@@ -159,6 +161,7 @@ class CallSession:
         self.error_message: str | None = None
         self.transferred = False
         self._transferring = False
+        self._checkpoint: asyncio.Task[None] | None = None
         self._stt: TranscriberStream | None = None
         self._stt_ready = asyncio.Event()
         self._pending_audio = bytearray()  # while the transcriber reconnects
@@ -616,6 +619,7 @@ class CallSession:
         self.transcript.system(f"transferred ({tool.config.mode}) to {name}", self.now())
         self._transferring = True  # the stream closing now is the transfer, not a drop
         try:
+            await self._checkpoint_done()
             await self.services.save(self.context, self)
             await self.services.transfer(self.context, tool, name, brief)
         except Exception as error:  # noqa: BLE001 - the carrier refused: the call goes on
@@ -667,12 +671,18 @@ class CallSession:
             and not self.resume
         )
         next_amd = self.clock() + settings.amd_poll_seconds
+        next_checkpoint = self.clock() + settings.checkpoint_seconds
         limit = telephony.max_call_duration_seconds - settings.max_duration_margin_seconds
         while not self._done.is_set():
             await asyncio.sleep(0.25)
-            if self._ending:
+            if self._ending or self._transferring:
                 continue
             now = self.clock()
+            if now >= next_checkpoint and (self._checkpoint is None or self._checkpoint.done()):
+                next_checkpoint = now + settings.checkpoint_seconds
+                self._checkpoint = asyncio.get_running_loop().create_task(
+                    self.services.checkpoint(self.context, list(self.transcript.messages))
+                )
             if self.meter.exhausted.is_set():
                 self._request_end("no_credits", settings.goodbye_no_credits)
                 continue
@@ -759,6 +769,11 @@ class CallSession:
         finally:
             self._done.set()
 
+    async def _checkpoint_done(self) -> None:
+        if self._checkpoint is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpoint
+
     def _end_event(self, at: float | None = None) -> CallEvent:
         return CallEvent(
             at=utcnow(),
@@ -792,6 +807,7 @@ class CallSession:
         except Exception:  # noqa: BLE001 - recorded below; the post-call job settles again
             logger.exception("settlement failed", extra={"id": self.context.call.id})
         recorded = self.context.assistant.telephony.recording_enabled
+        await self._checkpoint_done()  # an older transcript must not land after the last one
         if not self.transferred:  # a transferred call saved before it left
             try:
                 await self.services.save(self.context, self)

@@ -14,7 +14,6 @@ opened (its first message) gets a short user turn in front.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,12 +30,15 @@ from talkturo.voice.providers.base import (
     TextDelta,
     ToolCall,
 )
+from talkturo.voice.providers.llm.common import (
+    CALL_CONNECTED,
+    CONNECT_TIMEOUT_S,
+    READ_TIMEOUT_S,
+    parse_arguments,
+    retryable_status,
+)
 
 PROVIDER = "anthropic"
-CONNECT_TIMEOUT_S = 5.0
-READ_TIMEOUT_S = 20.0
-# Stands in for the caller's side when the assistant spoke first (the API wants a user turn).
-CALL_CONNECTED = "(The call has connected.)"
 
 _STOP_REASONS = {
     "end_turn": "stop",
@@ -117,7 +119,7 @@ class AnthropicModel:
                 elif event.type == "content_block_stop":
                     if event.index in tool_blocks:
                         call_id, name, pieces = tool_blocks.pop(event.index)
-                        yield ToolCall(call_id, name, _parse_arguments("".join(pieces)))
+                        yield ToolCall(call_id, name, parse_arguments("".join(pieces)))
                 elif event.type == "message_delta":
                     stop_reason = event.delta.stop_reason or stop_reason
                     output_tokens = event.usage.output_tokens
@@ -148,9 +150,8 @@ def _error(exc: anthropic.AnthropicError | httpx2.HTTPError) -> ProviderError:
         if status == 200:  # an `error` event inside an accepted stream
             retryable = error_type in _RETRYABLE_ERROR_TYPES
             return ProviderError(PROVIDER, f"stream error: {error_type}", retryable=retryable)
-        retryable = status in (408, 409, 429) or status >= 500
         detail = f" {error_type}" if error_type else ""
-        return ProviderError(PROVIDER, f"HTTP {status}{detail}", retryable=retryable)
+        return ProviderError(PROVIDER, f"HTTP {status}{detail}", retryable=retryable_status(status))
     if isinstance(exc, anthropic.APIConnectionError):
         return ProviderError(PROVIDER, f"connection failed: {exc.message}")
     if isinstance(exc, httpx2.HTTPError):
@@ -165,16 +166,6 @@ def _error_type(body: object) -> str:
         if isinstance(inner, dict) and isinstance(inner.get("type"), str):
             return str(inner["type"])
     return ""
-
-
-def _parse_arguments(raw: str) -> dict[str, Any]:
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return {"_raw": raw}
-    return value if isinstance(value, dict) else {"_raw": raw}
 
 
 def to_anthropic_messages(history: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:

@@ -25,7 +25,6 @@ Choices made here:
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -42,13 +41,15 @@ from talkturo.voice.providers.base import (
     TextDelta,
     ToolCall,
 )
+from talkturo.voice.providers.llm.common import (
+    CALL_CONNECTED,
+    CONNECT_TIMEOUT_S,
+    READ_TIMEOUT_S,
+    new_call_id,
+    retryable_status,
+)
 
 PROVIDER = "google"
-CONNECT_TIMEOUT_S = 5.0
-READ_TIMEOUT_S = 20.0
-# Stands in for the caller's side when the assistant spoke first (the history opens with a user
-# turn).
-CALL_CONNECTED = "(The call has connected.)"
 
 _FINISH_REASONS = {
     types.FinishReason.STOP: "stop",
@@ -182,9 +183,8 @@ class GeminiModel:
                 await self._close_responses()
         except errors.APIError as exc:
             code = exc.code or 0
-            retryable = code in (408, 409, 429) or code >= 500
             message = f"HTTP {code} {exc.status or ''}".rstrip()
-            raise ProviderError(PROVIDER, message, retryable=retryable) from exc
+            raise ProviderError(PROVIDER, message, retryable=retryable_status(code)) from exc
         except (httpx.HTTPError, TimeoutError) as exc:
             raise ProviderError(PROVIDER, f"connection broke: {type(exc).__name__}") from exc
         except ValueError as exc:  # a malformed event, or a request the SDK refused
@@ -208,7 +208,7 @@ class GeminiModel:
     def _tool_call(self, part: types.Part) -> ToolCall:
         call = part.function_call
         assert call is not None
-        call_id = call.id or f"call_{uuid.uuid4().hex[:24]}"
+        call_id = call.id or new_call_id()
         if part.thought_signature:
             self._thought_signatures[call_id] = part.thought_signature
         return ToolCall(id=call_id, name=call.name or "", arguments=dict(call.args or {}))

@@ -18,7 +18,6 @@ Provider differences handled here (from each provider's documentation):
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,11 +34,13 @@ from talkturo.voice.providers.base import (
     TextDelta,
     ToolCall,
 )
-
-# The first token of a spoken reply must come fast; a stalled stream is a failed turn the
-# call loop retries once, so the SDK's own retries (with back-off) stay off.
-CONNECT_TIMEOUT_S = 5.0
-READ_TIMEOUT_S = 20.0
+from talkturo.voice.providers.llm.common import (
+    CONNECT_TIMEOUT_S,
+    READ_TIMEOUT_S,
+    new_call_id,
+    parse_arguments,
+    retryable_status,
+)
 
 # Kimi models that think unless told not to.
 _KIMI_THINKING_OPTIONAL = ("kimi-k2.5", "kimi-k2.6")
@@ -167,7 +168,7 @@ class OpenAICompatibleModel:
             if not call.name:
                 raise ProviderError(self.provider, "a streamed tool call had no name")
             yield ToolCall(
-                id=call.id or f"call_{uuid.uuid4().hex[:24]}",
+                id=call.id or new_call_id(),
                 name=call.name,
                 arguments=parse_arguments("".join(call.arguments)),
             )
@@ -180,10 +181,8 @@ class OpenAICompatibleModel:
     def _error(self, exc: openai.OpenAIError) -> ProviderError:
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
-            retryable = status in (408, 409, 429) or status >= 500
-            return ProviderError(
-                self.provider, f"HTTP {status}: {_api_message(exc)}", retryable=retryable
-            )
+            message = f"HTTP {status}: {_api_message(exc)}"
+            return ProviderError(self.provider, message, retryable=retryable_status(status))
         if isinstance(exc, openai.APIConnectionError):
             return ProviderError(self.provider, f"connection failed: {exc.message}")
         if isinstance(exc, openai.APIError):
@@ -197,17 +196,6 @@ def _api_message(exc: openai.APIError) -> str:
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return str(body["message"])
     return exc.message
-
-
-def parse_arguments(raw: str) -> dict[str, Any]:
-    """Tool-call arguments as the model wrote them: a JSON object, else {} plus `_raw`."""
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return {"_raw": raw}
-    return value if isinstance(value, dict) else {"_raw": raw}
 
 
 def to_openai_messages(request: ChatRequest) -> list[dict[str, Any]]:

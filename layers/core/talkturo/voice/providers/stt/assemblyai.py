@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -35,25 +34,29 @@ from talkturo.audio import SAMPLE_RATE, SILENCE_BYTE
 from talkturo.voice.providers.base import (
     ProviderError,
     SpeechStarted,
-    SttEvent,
     TranscriberOptions,
     TranscriberStream,
     Transcript,
     UtteranceEnd,
 )
+from talkturo.voice.providers.stt.streaming import (
+    CHUNK_BYTES,
+    CLOSE_TIMEOUT,
+    CONNECT_TIMEOUT,
+    Chunker,
+    StreamBase,
+    refused,
+)
 
 logger = logging.getLogger(__name__)
 
 PROVIDER = "assemblyai"
-CONNECT_TIMEOUT = 10.0
 # How long open() waits for the session's Begin message (auth is checked after the upgrade).
 BEGIN_TIMEOUT = 10.0
-# How long close() waits for the last turn and Termination after Terminate.
-CLOSE_TIMEOUT = 3.0
-# On top of that: the SDK's own wait for its writer (2 s) and the closing handshake.
+# On top of CLOSE_TIMEOUT (the SDK's wait for the last turn and Termination after Terminate):
+# the SDK's own wait for its writer (2 s) and the closing handshake.
 DISCONNECT_SLACK = 3.0
 FORMAT_TURNS = True
-CHUNK_BYTES = SAMPLE_RATE // 10  # 100 ms of mu-law
 MIN_CHUNK_BYTES = SAMPLE_RATE // 20  # 50 ms: AssemblyAI's lower bound per message
 # Close codes after which the same request cannot succeed: bad auth (1008), invalid message
 # (3006), audio outside the accepted chunk size or rate (3007), and v2-era account errors.
@@ -78,8 +81,7 @@ def _provider_error(error: BaseException) -> ProviderError:
     if not isinstance(code, int):
         return ProviderError(PROVIDER, message)
     if 400 <= code < 600:  # the upgrade request itself was refused
-        retryable = code in (408, 429) or code >= 500
-        return ProviderError(PROVIDER, f"websocket refused (HTTP {code})", retryable=retryable)
+        return refused(PROVIDER, code)
     # 1008 also covers the concurrency limit, which clears by itself.
     retryable = code not in FATAL_CODES or "concurrent" in message.lower()
     return ProviderError(PROVIDER, f"stream closed ({code}): {message}", retryable=retryable)
@@ -119,17 +121,13 @@ class AssemblyAITranscriber:
         return stream
 
 
-class _AssemblyAIStream:
+class _AssemblyAIStream(StreamBase):
     def __init__(self, client: AsyncRealTimeTranscriber) -> None:
+        super().__init__(PROVIDER)
         self._client = client
-        self._events: asyncio.Queue[SttEvent | None] = asyncio.Queue()
         self._began = asyncio.Event()
-        self._buffer = bytearray()
+        self._chunker = Chunker(CHUNK_BYTES)
         self._pending_turn: TurnEvent | None = None  # unformatted end of turn awaiting its copy
-        self._error: ProviderError | None = None
-        self._ended = False
-        self._closing = False
-        self._closed = False
         self._watcher: asyncio.Task[None] | None = None
         client.on(RealTimeEvents.Begin, self._on_begin)
         client.on(RealTimeEvents.Turn, self._on_turn)
@@ -158,36 +156,17 @@ class _AssemblyAIStream:
         """Audio after the stream ended is dropped: `events()` reports why it ended."""
         if self._ended or self._closing:
             return
-        self._buffer += audio
-        while len(self._buffer) >= CHUNK_BYTES:  # also splits long chunks (1 s at most)
-            chunk = bytes(self._buffer[:CHUNK_BYTES])
-            del self._buffer[:CHUNK_BYTES]
+        for chunk in self._chunker.push(audio):  # also splits long chunks (1 s at most)
             await self._client.stream(chunk)  # only queues: the SDK's writer sends it
 
-    async def events(self) -> AsyncIterator[SttEvent]:
-        while True:
-            event = await self._events.get()
-            if event is None:
-                self._events.put_nowait(None)
-                if self._error is not None:
-                    raise self._error
-                return
-            yield event
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._closing = True
-        if not self._ended and self._buffer:
+    async def _flush_and_close(self) -> None:
+        tail = b"" if self._ended else self._chunker.rest()
+        if tail:
             # The last chunk, padded with silence up to the minimum AssemblyAI accepts.
-            tail = bytes(self._buffer).ljust(MIN_CHUNK_BYTES, bytes([SILENCE_BYTE]))
-            self._buffer = bytearray()
             with contextlib.suppress(Exception):
-                await self._client.stream(tail)
+                await self._client.stream(tail.ljust(MIN_CHUNK_BYTES, bytes([SILENCE_BYTE])))
         await self._shutdown(terminate=not self._ended)
         self._flush_pending()
-        self._finish(None)
 
     async def _shutdown(self, *, terminate: bool) -> None:
         if self._watcher is not None:
@@ -205,13 +184,8 @@ class _AssemblyAIStream:
 
     # ------------------------------------------------------------------ state
     def _finish(self, error: ProviderError | None) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        if error is not None and not self._closing:
-            self._error = error
-        self._began.set()
-        self._events.put_nowait(None)
+        super()._finish(error)
+        self._began.set()  # start() learns of the end
 
     async def _watch(self) -> None:
         """Ends the stream when the SDK stops without a callback (a clean close the server
@@ -222,7 +196,7 @@ class _AssemblyAIStream:
         await stopped.wait()
         await asyncio.sleep(0)  # callbacks of the same message run first
         self._flush_pending()
-        self._finish(ProviderError(PROVIDER, "stream ended unexpectedly"))
+        self._fail("stream ended unexpectedly")
 
     # ------------------------------------------------------------------ callbacks
     def _on_begin(self, _client: Any, _event: Any) -> None:
@@ -265,7 +239,7 @@ class _AssemblyAIStream:
 
     def _on_termination(self, _client: Any, _event: Any) -> None:
         self._flush_pending()
-        self._finish(ProviderError(PROVIDER, "session terminated by AssemblyAI"))
+        self._fail("session terminated by AssemblyAI")
 
     def _on_error(self, _client: Any, error: RealTimeError) -> None:
         logger.warning("assemblyai stream error (%s)", getattr(error, "code", None))

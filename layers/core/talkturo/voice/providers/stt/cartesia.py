@@ -14,23 +14,25 @@ connection must end the stream with an error, not be retried behind the call loo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 from cartesia import AsyncCartesia, omit
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from talkturo.audio import SAMPLE_RATE
 from talkturo.voice.providers.base import (
     ProviderError,
-    SttEvent,
     TranscriberOptions,
     TranscriberStream,
     Transcript,
     UtteranceEnd,
+)
+from talkturo.voice.providers.stt.streaming import (
+    CHUNK_BYTES,
+    CONNECT_TIMEOUT,
+    SocketStream,
+    connect_error,
+    retryable_status,
 )
 
 if TYPE_CHECKING:
@@ -39,16 +41,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PROVIDER = "cartesia"
-CONNECT_TIMEOUT = 10.0
-# How long close() waits for the last transcripts and `done` after `close`.
-CLOSE_TIMEOUT = 3.0
-CHUNK_BYTES = SAMPLE_RATE // 10  # 100 ms of mu-law
 MAX_BACKLOG = 100  # chunks (10 s) waiting for the socket before it counts as stalled
-FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008})
-
-
-def _retryable_status(status: int | None) -> bool:
-    return status is None or status in (408, 429) or status >= 500
 
 
 def _urls(base_url: str) -> tuple[str, str]:
@@ -85,121 +78,34 @@ class CartesiaTranscriber:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 connection = await manager.enter()
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            raise ProviderError(
-                PROVIDER, f"websocket refused (HTTP {status})", retryable=_retryable_status(status)
-            ) from exc
-        except TimeoutError as exc:
-            raise ProviderError(PROVIDER, "connection timed out") from exc
         except Exception as exc:  # no SDK or websockets error may escape
-            raise ProviderError(PROVIDER, f"cannot connect: {exc!r}") from exc
+            raise connect_error(PROVIDER, exc) from exc
         return _CartesiaStream(connection)
 
 
-class _CartesiaStream:
+class _CartesiaStream(SocketStream):
+    """One live stream: 100 ms chunks as binary messages, then `close`; Cartesia answers with
+    the last transcripts and `done`, then closes."""
+
     def __init__(self, connection: AsyncManualFinalizeResourceConnection) -> None:
         self._connection = connection
-        self._events: asyncio.Queue[SttEvent | None] = asyncio.Queue()
-        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue(MAX_BACKLOG)
-        self._buffer = bytearray()
-        self._error: ProviderError | None = None
-        self._ended = False
-        self._closing = False
-        self._closed = False
-        self._sender = asyncio.create_task(self._send_loop(), name="cartesia-stt-send")
-        self._receiver = asyncio.create_task(self._receive_loop(), name="cartesia-stt-receive")
+        super().__init__(PROVIDER, backlog=MAX_BACKLOG, chunk_bytes=CHUNK_BYTES)
 
-    # ------------------------------------------------------------------ TranscriberStream
-    async def send(self, audio: bytes) -> None:
-        """Audio after the stream ended is dropped: `events()` reports why it ended."""
-        if self._ended or self._closing:
-            return
-        self._buffer += audio
-        while len(self._buffer) >= CHUNK_BYTES and not self._ended:
-            chunk = bytes(self._buffer[:CHUNK_BYTES])
-            del self._buffer[:CHUNK_BYTES]
-            try:
-                self._outbox.put_nowait(chunk)
-            except asyncio.QueueFull:
-                self._finish(ProviderError(PROVIDER, "connection stalled: audio is not going out"))
+    # ------------------------------------------------------------------ socket
+    async def _send_audio(self, chunk: bytes) -> None:
+        await self._connection.send_raw(chunk)
 
-    async def events(self) -> AsyncIterator[SttEvent]:
-        while True:
-            event = await self._events.get()
-            if event is None:
-                self._events.put_nowait(None)
-                if self._error is not None:
-                    raise self._error
-                return
-            yield event
+    async def _send_end(self) -> None:
+        await self._connection.send("close")
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._closing = True
-        if not self._ended:
-            tail, self._buffer = bytes(self._buffer), bytearray()
-            with contextlib.suppress(asyncio.QueueFull):
-                if tail:
-                    self._outbox.put_nowait(tail)
-                self._outbox.put_nowait(None)  # `close` once the queued audio is out
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._receiver), CLOSE_TIMEOUT)
-        for task in (self._sender, self._receiver):
-            task.cancel()
-        await asyncio.gather(self._sender, self._receiver, return_exceptions=True)
-        # Bounded: a half-open socket would hold the closing handshake for ten seconds.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._connection.close(), CLOSE_TIMEOUT)
-        self._finish(None)
+    async def _recv(self) -> Any:
+        return await self._connection.recv()
 
-    # ------------------------------------------------------------------ tasks
-    def _finish(self, error: ProviderError | None) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        if error is not None and not self._closing:
-            self._error = error
-        self._events.put_nowait(None)
+    async def _close_socket(self) -> None:
+        await self._connection.close()
 
-    async def _send_loop(self) -> None:
-        try:
-            while True:
-                chunk = await self._outbox.get()
-                if chunk is None:
-                    await self._connection.send("close")
-                    return
-                await self._connection.send_raw(chunk)
-        except (ConnectionClosed, OSError) as exc:
-            self._finish(ProviderError(PROVIDER, f"send failed: {exc!r}"))
-
-    async def _receive_loop(self) -> None:
-        try:
-            while True:
-                event = await self._connection.recv()
-                error = self._on_event(event)
-                if error is not None:
-                    self._finish(error)
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(self._connection.close(), CLOSE_TIMEOUT)
-                    return
-        except ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd else 1006
-            reason = (exc.rcvd.reason if exc.rcvd else "") or "connection lost"
-            # A clean close is expected after `close`; unasked, it still ends the stream.
-            self._finish(
-                ProviderError(
-                    PROVIDER,
-                    f"websocket closed ({code}): {reason}",
-                    retryable=code not in FATAL_CLOSE_CODES,
-                )
-            )
-        except (WebSocketException, OSError, ValueError) as exc:
-            self._finish(ProviderError(PROVIDER, f"connection lost: {exc!r}"))
-
-    def _on_event(self, event: Any) -> ProviderError | None:
+    # ------------------------------------------------------------------ messages
+    def _on_message(self, event: Any) -> ProviderError | None:
         kind = getattr(event, "type", None)
         if kind == "transcript":
             text = (getattr(event, "text", "") or "").strip()
@@ -217,7 +123,7 @@ class _CartesiaStream:
             return ProviderError(
                 PROVIDER,
                 f"{title}: {message}".strip(": "),
-                retryable=_retryable_status(status if isinstance(status, int) else None),
+                retryable=retryable_status(status if isinstance(status, int) else None),
             )
         # flush_done and done need nothing: the close that follows `done` ends the stream.
         return None

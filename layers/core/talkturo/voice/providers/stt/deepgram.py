@@ -15,41 +15,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 from deepgram import AsyncDeepgramClient
 from deepgram.core.api_error import ApiError
 from deepgram.environment import DeepgramClientEnvironment
-from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from talkturo.voice.providers.base import (
     ProviderError,
     SpeechStarted,
-    SttEvent,
     TranscriberOptions,
     TranscriberStream,
     Transcript,
     UtteranceEnd,
 )
+from talkturo.voice.providers.stt.streaming import (
+    CONNECT_TIMEOUT,
+    SocketStream,
+    connect_error,
+    refused,
+)
 
 logger = logging.getLogger(__name__)
 
 PROVIDER = "deepgram"
-CONNECT_TIMEOUT = 10.0
-# How long close() waits for Deepgram's last results after CloseStream.
-CLOSE_TIMEOUT = 3.0
 ENDPOINTING_MS = 300  # silence that makes a final result `speech_final`
 UTTERANCE_END_MS = 1000  # gap after the last word that triggers UtteranceEnd
 # Frames waiting for the socket before the connection counts as stalled (10 s of 20 ms frames).
 MAX_BACKLOG = 500
-# Close codes after which trying again cannot help (1008: Deepgram could not decode the audio).
-FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008})
-
-
-def _retryable_status(status: int | None) -> bool:
-    return status is None or status in (408, 429) or status >= 500
 
 
 def _environment(base_url: str) -> DeepgramClientEnvironment:
@@ -62,14 +56,9 @@ def _environment(base_url: str) -> DeepgramClientEnvironment:
 
 
 def _connect_error(exc: BaseException) -> ProviderError:
-    if isinstance(exc, ApiError):
-        status = exc.status_code
-        return ProviderError(
-            PROVIDER, f"websocket refused (HTTP {status})", retryable=_retryable_status(status)
-        )
-    if isinstance(exc, TimeoutError):
-        return ProviderError(PROVIDER, "connection timed out")
-    return ProviderError(PROVIDER, f"cannot connect: {exc!r}")
+    if isinstance(exc, ApiError):  # the SDK's form of a refused upgrade
+        return refused(PROVIDER, exc.status_code)
+    return connect_error(PROVIDER, exc)
 
 
 class DeepgramTranscriber:
@@ -128,105 +117,41 @@ class DeepgramTranscriber:
         return _DeepgramStream(socket, stack, flux=options.model.startswith("flux"))
 
 
-class _DeepgramStream:
-    """One live stream: a sender task feeding the socket, a receiver task turning Deepgram's
-    messages into events; `None` on the event queue marks the end."""
+class _DeepgramStream(SocketStream):
+    """One live stream: the audio as it arrives (`send_media`), then `CloseStream`. Close code
+    1008 means Deepgram could not decode the audio."""
 
     def __init__(self, socket: Any, stack: contextlib.AsyncExitStack, *, flux: bool) -> None:
         self._socket = socket
         self._stack = stack
         self._flux = flux
-        self._events: asyncio.Queue[SttEvent | None] = asyncio.Queue()
-        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue(MAX_BACKLOG)
-        self._error: ProviderError | None = None
         self._server_error = ""  # Deepgram's Error message, reported with the close that follows
-        self._ended = False
-        self._closing = False
-        self._closed = False
-        self._sender = asyncio.create_task(self._send_loop(), name="deepgram-stt-send")
-        self._receiver = asyncio.create_task(self._receive_loop(), name="deepgram-stt-receive")
+        super().__init__(PROVIDER, backlog=MAX_BACKLOG, chunk_bytes=None)
 
-    # ------------------------------------------------------------------ TranscriberStream
-    async def send(self, audio: bytes) -> None:
-        """Audio after the stream ended is dropped: `events()` reports why it ended."""
-        if self._ended or self._closing or not audio:
-            return
-        try:
-            self._outbox.put_nowait(bytes(audio))
-        except asyncio.QueueFull:
-            self._finish(ProviderError(PROVIDER, "connection stalled: audio is not going out"))
+    # ------------------------------------------------------------------ socket
+    async def _send_audio(self, chunk: bytes) -> None:
+        await self._socket.send_media(chunk)
 
-    async def events(self) -> AsyncIterator[SttEvent]:
-        while True:
-            event = await self._events.get()
-            if event is None:
-                self._events.put_nowait(None)  # a second reader ends too
-                if self._error is not None:
-                    raise self._error
-                return
-            yield event
+    async def _send_end(self) -> None:
+        await self._socket.send_close_stream()
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._closing = True
-        if not self._ended:
-            with contextlib.suppress(asyncio.QueueFull):
-                self._outbox.put_nowait(None)  # CloseStream once the queued audio is out
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._receiver), CLOSE_TIMEOUT)
-        for task in (self._sender, self._receiver):
-            task.cancel()
-        await asyncio.gather(self._sender, self._receiver, return_exceptions=True)
-        # Bounded: a half-open socket would hold the closing handshake for ten seconds.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._stack.aclose(), CLOSE_TIMEOUT)
-        self._finish(None)
+    async def _recv(self) -> Any:
+        return await self._socket.recv()
 
-    # ------------------------------------------------------------------ tasks
-    def _finish(self, error: ProviderError | None) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        if error is not None and not self._closing:
-            self._error = error
-        self._events.put_nowait(None)
+    async def _close_socket(self) -> None:
+        await self._stack.aclose()
 
-    async def _send_loop(self) -> None:
-        try:
-            while True:
-                chunk = await self._outbox.get()
-                if chunk is None:
-                    await self._socket.send_close_stream()
-                    return
-                await self._socket.send_media(chunk)
-        except (ConnectionClosed, OSError) as exc:
-            self._finish(ProviderError(PROVIDER, f"send failed: {exc!r}"))
-
-    async def _receive_loop(self) -> None:
-        try:
-            while True:
-                message = await self._socket.recv()
-                if self._flux:
-                    self._on_flux(message)
-                else:
-                    self._on_nova(message)
-        except ConnectionClosed as exc:
-            # Expected after CloseStream (then _finish ignores it); a drop otherwise.
-            code = exc.rcvd.code if exc.rcvd else 1006
-            reason = self._server_error or (exc.rcvd.reason if exc.rcvd else "") or "no reason"
-            self._finish(
-                ProviderError(
-                    PROVIDER,
-                    f"websocket closed ({code}): {reason}",
-                    retryable=code not in FATAL_CLOSE_CODES,
-                )
-            )
-        except (WebSocketException, OSError, ValueError) as exc:
-            self._finish(ProviderError(PROVIDER, f"connection lost: {exc!r}"))
+    def _close_reason(self, received: str) -> str:
+        return self._server_error or received or "no reason"
 
     # ------------------------------------------------------------------ messages
+    def _on_message(self, message: Any) -> ProviderError | None:
+        if self._flux:
+            self._on_flux(message)
+        else:
+            self._on_nova(message)
+        return None
+
     def _emit(self, text: str, *, final: bool, end_of_turn: bool, confidence: Any = None) -> None:
         text = text.strip()
         if text:

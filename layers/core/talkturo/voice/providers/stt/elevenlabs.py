@@ -17,7 +17,6 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 from elevenlabs.client import AsyncElevenLabs
@@ -28,25 +27,26 @@ from elevenlabs.realtime import (
     RealtimeConnection,
     RealtimeEvents,
 )
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
-from talkturo.audio import SAMPLE_RATE
 from talkturo.voice.providers.base import (
     ProviderError,
-    SttEvent,
     TranscriberOptions,
     TranscriberStream,
     Transcript,
     UtteranceEnd,
 )
+from talkturo.voice.providers.stt.streaming import (
+    CHUNK_BYTES,
+    CLOSE_TIMEOUT,
+    CONNECT_TIMEOUT,
+    QueuedStream,
+    connect_error,
+)
 
 logger = logging.getLogger(__name__)
 
 PROVIDER = "elevenlabs"
-CONNECT_TIMEOUT = 10.0
-# How long close() lets buffered audio go out, and the closing handshake take.
-CLOSE_TIMEOUT = 3.0
-CHUNK_BYTES = SAMPLE_RATE // 10  # 100 ms of mu-law
 MAX_BACKLOG = 100  # chunks (10 s) waiting for the socket before it counts as stalled
 # Silence (seconds) after which ElevenLabs' VAD commits the utterance (allowed: 0.3-3.0).
 VAD_SILENCE_SECS = 0.5
@@ -61,10 +61,6 @@ FATAL_ERRORS = frozenset(
         "chunk_size_exceeded",
     }
 )
-
-
-def _retryable_status(status: int | None) -> bool:
-    return status is None or status in (408, 429) or status >= 500
 
 
 class ElevenLabsTranscriber:
@@ -91,86 +87,46 @@ class ElevenLabsTranscriber:
             # SDK's reader first runs, or session_started would go unheard.
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 connection = await client.speech_to_text.realtime.connect(settings)
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            raise ProviderError(
-                PROVIDER, f"websocket refused (HTTP {status})", retryable=_retryable_status(status)
-            ) from exc
-        except TimeoutError as exc:
-            raise ProviderError(PROVIDER, "connection timed out") from exc
         except Exception as exc:  # no SDK or websockets error may escape
-            raise ProviderError(PROVIDER, f"cannot connect: {exc!r}") from exc
+            raise connect_error(PROVIDER, exc) from exc
         stream = _ElevenLabsStream(connection)
         await stream.started()
         return stream
 
 
-class _ElevenLabsStream:
+class _ElevenLabsStream(QueuedStream):
+    # The SDK's send raises RuntimeError when its socket is not connected.
+    send_errors = (ConnectionClosed, OSError, RuntimeError)
+
     def __init__(self, connection: RealtimeConnection) -> None:
         self._connection = connection
-        self._events: asyncio.Queue[SttEvent | None] = asyncio.Queue()
-        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(MAX_BACKLOG)
-        self._buffer = bytearray()
         self._began = asyncio.Event()
         self._server_error: tuple[str, str] | None = None  # (message_type, error) until the close
-        self._error: ProviderError | None = None
-        self._ended = False
-        self._closing = False
-        self._closed = False
+        super().__init__(PROVIDER, backlog=MAX_BACKLOG, chunk_bytes=CHUNK_BYTES)
         connection.on(RealtimeEvents.SESSION_STARTED, self._on_session_started)
         connection.on(RealtimeEvents.PARTIAL_TRANSCRIPT, self._on_partial)
         connection.on(RealtimeEvents.COMMITTED_TRANSCRIPT, self._on_committed)
         connection.on(RealtimeEvents.ERROR, self._on_error)
         connection.on(RealtimeEvents.CLOSE, self._on_close)
-        self._sender = asyncio.create_task(self._send_loop(), name="elevenlabs-stt-send")
 
     async def started(self) -> None:
         try:
             await asyncio.wait_for(self._began.wait(), CONNECT_TIMEOUT)
         except TimeoutError:
-            self._finish(ProviderError(PROVIDER, "no session started in time"))
+            self._fail("no session started in time")
         if self._error is not None:
             error = self._error
             await self.close()
             raise error
 
-    # ------------------------------------------------------------------ TranscriberStream
-    async def send(self, audio: bytes) -> None:
-        """Audio after the stream ended is dropped: `events()` reports why it ended."""
-        if self._ended or self._closing:
-            return
-        self._buffer += audio
-        while len(self._buffer) >= CHUNK_BYTES and not self._ended:
-            chunk = bytes(self._buffer[:CHUNK_BYTES])
-            del self._buffer[:CHUNK_BYTES]
-            try:
-                self._outbox.put_nowait(base64.b64encode(chunk).decode("ascii"))
-            except asyncio.QueueFull:
-                self._finish(ProviderError(PROVIDER, "connection stalled: audio is not going out"))
+    # ------------------------------------------------------------------ stream
+    async def _send_audio(self, chunk: bytes) -> None:
+        await self._connection.send({"audio_base_64": base64.b64encode(chunk).decode("ascii")})
 
-    async def events(self) -> AsyncIterator[SttEvent]:
-        while True:
-            event = await self._events.get()
-            if event is None:
-                self._events.put_nowait(None)
-                if self._error is not None:
-                    raise self._error
-                return
-            yield event
-
-    async def close(self) -> None:
+    async def _flush_and_close(self) -> None:
         """Sends what is buffered, then closes the socket (the API has no closing message;
         the SDK closes with 1000)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._closing = True
-        if not self._ended and self._buffer:
-            tail, self._buffer = bytes(self._buffer), bytearray()
-            with contextlib.suppress(asyncio.QueueFull):
-                self._outbox.put_nowait(base64.b64encode(tail).decode("ascii"))
-        with contextlib.suppress(asyncio.QueueFull):
-            self._outbox.put_nowait(None)
+        self._queue_end(b"" if self._ended else self._chunker.rest())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._sender), CLOSE_TIMEOUT)
         self._sender.cancel()
@@ -180,27 +136,10 @@ class _ElevenLabsStream:
             await asyncio.wait_for(self._connection.close(), CLOSE_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - closing must not raise
             logger.debug("elevenlabs close failed: %r", exc)
-        self._finish(None)
 
-    # ------------------------------------------------------------------ state
     def _finish(self, error: ProviderError | None) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        if error is not None and not self._closing:
-            self._error = error
-        self._began.set()
-        self._events.put_nowait(None)
-
-    async def _send_loop(self) -> None:
-        try:
-            while True:
-                chunk = await self._outbox.get()
-                if chunk is None:
-                    return
-                await self._connection.send({"audio_base_64": chunk})
-        except (ConnectionClosed, OSError, RuntimeError) as exc:
-            self._finish(ProviderError(PROVIDER, f"send failed: {exc!r}"))
+        super()._finish(error)
+        self._began.set()  # started() learns of the end
 
     # ------------------------------------------------------------------ callbacks
     def _on_session_started(self, _data: dict[str, Any]) -> None:
@@ -238,4 +177,4 @@ class _ElevenLabsStream:
         else:
             message = f"websocket closed ({code}): {reason or 'connection lost'}"
             retryable = True
-        self._finish(ProviderError(PROVIDER, message, retryable=retryable))
+        self._fail(message, retryable=retryable)
