@@ -212,11 +212,32 @@ class NoSideEffects(SessionServices):
     async def hang_up(self, carrier_sid: str) -> None:
         return None
 
+    async def record_end(self, context: CallContext, event: Any) -> None:
+        return None
+
     async def save(self, context: CallContext, session: CallSession) -> None:
+        return None
+
+    async def checkpoint(self, context: CallContext, messages: list[Any]) -> None:
         return None
 
     async def close(self, context: CallContext, **kwargs: Any) -> None:
         return None
+
+
+def _check_no_side_effects() -> None:
+    """Every side effect of a session is replaced (a new one would otherwise reach AWS)."""
+    import inspect
+
+    left = [
+        name
+        for name, member in inspect.getmembers(SessionServices, inspect.isfunction)
+        if not name.startswith("_")
+        and name not in ("transfer", "webhook", "scheduling")  # tools: never called here
+        and getattr(NoSideEffects, name) is member
+    ]
+    if left:
+        raise RuntimeError(f"NoSideEffects must replace: {', '.join(left)}")
 
 
 class TrackedSession(CallSession):
@@ -240,6 +261,7 @@ class _Service:
         self.k = first_piece_tokens()
         self.tones = {piece: tone_speech(piece) for piece in reply_pieces()}
         self.pieces = len(self.tones)
+        _check_no_side_effects()
         # Process A only: the service builds its sessions through this name.
         voice_server.CallSession = TrackedSession  # type: ignore[misc]
         self.service = voice_server.VoiceService(
