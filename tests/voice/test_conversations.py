@@ -447,7 +447,7 @@ def test_a_transfer_that_fails_comes_back_to_the_assistant(
     net.sim.set_callee(sales, "busy")
     line = _transfer_line(client, stack, tenant, sales)
     _asks_for_sales(net)
-    final, record = _inbound(
+    _, record = _inbound(
         net,
         client,
         tenant,
@@ -466,11 +466,16 @@ def test_a_transfer_that_fails_comes_back_to_the_assistant(
     spoken = [m["text"] for m in messages if m["role"] == "assistant"]
     # One transcript across both media streams: the greeting, the handoff, the way back.
     assert spoken[0] == "Hi." and "Transferring you to sales." in spoken
-    assert spoken[-1] == "I'm sorry, I couldn't reach Sales. Is there anything else I can do?", (
-        [(m["role"], m["text"], m["start_ms"]) for m in messages],
-        [{k: v for k, v in st.items() if k != "parameters"} for st in final["party"]["streams"]],
-        final["party"]["said"],
-    )
+    assert spoken[-1] == "I'm sorry, I couldn't reach Sales. Is there anything else I can do?"
+    # One recording across both streams: the greeting near its start, the apology at its end,
+    # each where the transcript says it was.
+    link = client.get(f"/v1/calls/{record['id']}/recording", headers=tenant.headers)
+    _, right = _channels(httpx.get(link.json()["url"]).content)
+    greeting, apology = messages[0], messages[-1]
+    assert greeting["role"] == "assistant" and apology["role"] == "assistant"
+    assert max(right[greeting["start_ms"] // 100 : greeting["end_ms"] // 100 + 1]) > 1000
+    assert max(right[apology["start_ms"] // 100 : apology["end_ms"] // 100 + 1]) > 1000
+    assert len(right) * 100 >= apology["end_ms"] - 200
 
 
 def test_a_warm_transfer_briefs_the_person_with_a_summary_then_bridges_the_caller(

@@ -96,6 +96,11 @@ def to_mono(pcm16: bytes) -> bytes:
     return audioop.tomono(pcm16, 2, 0.5, 0.5)
 
 
+def split_stereo(pcm16: bytes) -> tuple[bytes, bytes]:
+    """Stereo PCM16 → (left, right) mono PCM16."""
+    return audioop.tomono(pcm16, 2, 1, 0), audioop.tomono(pcm16, 2, 0, 1)
+
+
 def interleave_stereo(left_pcm16: bytes, right_pcm16: bytes) -> bytes:
     """Two mono PCM16 channels (padded with silence to the longer one) → stereo PCM16."""
     length = max(len(left_pcm16), len(right_pcm16))

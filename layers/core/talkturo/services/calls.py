@@ -485,6 +485,13 @@ def get_transcript_messages(account_id: str, call_id: str) -> list[TranscriptMes
     return Transcript.model_validate_json(body).messages
 
 
+def get_recording_wav(account_id: str, call_id: str) -> bytes | None:
+    """The recording saved so far (a call continuing after a transfer came back), or None."""
+    from talkturo.store import files
+
+    return files.read(recording_key(account_id, call_id))
+
+
 def get_transcript(account_id: str, call_id: str) -> Transcript:
     record = get_record(account_id, call_id)
     if not record.transcript_available:

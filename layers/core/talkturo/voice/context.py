@@ -51,6 +51,8 @@ class CallContext:
     campaign_name: str | None = None
     timezone: str = "UTC"
     earlier_transcript: list[TranscriptMessage] = field(default_factory=list)
+    # The recording so far, when this stream continues the call (a transfer came back).
+    earlier_recording: bytes | None = None
     variables: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -142,5 +144,7 @@ def load_context(account_id: str, call_id: str) -> CallContext:
         timezone=(contact.timezone if contact and contact.timezone else account.default_timezone),
         earlier_transcript=calls.get_transcript_messages(account_id, call_id),
     )
+    if context.earlier_transcript and assistant.telephony.recording_enabled:
+        context.earlier_recording = calls.get_recording_wav(account_id, call_id)
     context.fill_variables()
     return context

@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import time
+import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,10 +138,19 @@ class CallSession:
         self.clock = clock
         self.resume = resume or {}
         self.t0 = clock()
+        # A call back from a failed transfer continues its transcript and its recording: this
+        # stream's time 0 comes after both.
         self.recorder = StereoRecorder()
+        recorded_ms = 0
+        if context.earlier_recording:
+            try:
+                recorded_ms = round(self.recorder.continue_from(context.earlier_recording) * 1000)
+            except (ValueError, EOFError, wave.Error):
+                logger.warning("the earlier recording could not be read; starting anew")
+                self.recorder = StereoRecorder()
         earlier = context.earlier_transcript
-        offset = max((m.end_ms for m in earlier), default=0)
-        self.transcript = TranscriptLog(earlier, offset_ms=offset + 1 if earlier else 0)
+        offset = max([m.end_ms + 1 for m in earlier] + [recorded_ms])
+        self.transcript = TranscriptLog(earlier, offset_ms=offset)
         self.playout = Playout(
             self._send, start.stream_sid, started_at=self.t0, on_frame=self.recorder.assistant
         )
