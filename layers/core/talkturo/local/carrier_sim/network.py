@@ -868,15 +868,7 @@ class Network:
         limit = asyncio.ensure_future(asyncio.sleep(callee.limit * self.time_scale))
         platform = asyncio.ensure_future(call.hangup.wait())
         leg_ended = asyncio.ensure_future(leg.hangup.wait())
-        tasks = [talking, answering, limit, platform, leg_ended]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when="FIRST_COMPLETED")
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
+        done = await first_of([talking, answering, limit, platform, leg_ended])
         if talking in done:
             leg.record.heard.append({"kind": "other_hung_up", "from": party.number})
             return "caller"
@@ -949,15 +941,7 @@ class Network:
                 talking = asyncio.ensure_future(conference.room.talk(member))
                 ended = asyncio.ensure_future(conference.ended.wait())
                 platform = asyncio.ensure_future(call.hangup.wait())
-                tasks = [talking, ended, platform]
-                try:
-                    done, _ = await asyncio.wait(tasks, return_when="FIRST_COMPLETED")
-                finally:
-                    for task in tasks:
-                        task.cancel()
-                    for task in tasks:
-                        with contextlib.suppress(BaseException):
-                            await task
+                done = await first_of([talking, ended, platform])
                 hung_up = talking in done
         except asyncio.CancelledError:
             entry["outcome"] = "redirected"  # the platform gave the call new TwiML
@@ -1036,3 +1020,16 @@ def parse_behaviour(value: Any) -> Behaviour:
         raise ValueError(f"behaviour must be one of {', '.join(BEHAVIOURS)}")
     result: Behaviour = value
     return result
+
+
+async def first_of(tasks: list[asyncio.Future[Any]]) -> set[asyncio.Future[Any]]:
+    """Wait until one of the tasks ends; cancel and await the others. The ones that ended."""
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+    return done
