@@ -312,12 +312,18 @@ def record_event(account_id: str, call_id: str, event: CallEvent) -> CallRecord 
     A call that ends here gets its post-call job queued, delayed: when it had a live voice
     session, that session is still saving the transcript and recording, and queues the job
     itself at once when done (the job is queued once, whoever is first)."""
+    was_open = False
+
+    def move(record: CallRecord) -> CallRecord | None:
+        nonlocal was_open
+        was_open = record.status != "ended"
+        return apply(record, event)
+
     try:
-        before = store.get(account_id, call_id)
-        after = store.change(account_id, call_id, lambda r: apply(r, event))
+        after = store.change(account_id, call_id, move)
     except NotFound:
         return None
-    if before.status != "ended" and after.status == "ended":
+    if was_open and after.status == "ended":
         queue_post_call(account_id, call_id, delay_seconds=POST_CALL_DELAY_SECONDS)
     return after
 
@@ -567,12 +573,9 @@ def close_session(
             changed = apply(changed, end) or changed
         return changed
 
-    before = store.get(account_id, call_id)
     after = store.change(account_id, call_id, update)
     if after.status == "ended":
         queue_post_call(account_id, call_id)
-    elif before.status == "ended":
-        pass
     return after
 
 

@@ -99,6 +99,7 @@ class Playout:
         self._wake = asyncio.Event()
         self.segments: dict[int, Segment] = {}
         self._unmarked: list[Segment] = []
+        self._open: dict[int, Segment] = {}  # neither played nor cleared yet
         self._ids = 0
         self.lateness = Lateness()
         self.idle = asyncio.Event()
@@ -109,6 +110,7 @@ class Playout:
         self._ids += 1
         segment = Segment(self._ids, text)
         self.segments[segment.id] = segment
+        self._open[segment.id] = segment
         self._unmarked.append(segment)
         return segment
 
@@ -127,6 +129,12 @@ class Playout:
         if whole:
             self.idle.clear()
             self._wake.set()
+
+    def drop(self, segment: Segment) -> None:
+        """A piece that will not be played after all (its voice failed before any audio)."""
+        segment.cleared = True
+        self._open.pop(segment.id, None)
+        self._set_idle()
 
     def finish_segment(self, segment: Segment) -> None:
         """All of the piece's audio is queued: pad its last frame, mark its end."""
@@ -153,14 +161,13 @@ class Playout:
         self._pending.clear()
         self._pending_segment = None
         cut: list[Segment] = []
-        for segment in self.segments.values():
-            if segment.played or segment.cleared:
-                continue
+        for segment in self._open.values():
             segment.cleared = True
             segment.complete = True
             if segment.dues and segment.dues[0] < now:
                 cut.append(segment)
             segment.dues = [due for due in segment.dues if due < now]
+        self._open.clear()
         self._next_due = now  # what comes next plays from now, not on the cleared schedule
         await self._send(protocol.clear(self._sid))
         self._set_idle()
@@ -173,15 +180,13 @@ class Playout:
             return None
         if not segment.cleared:
             segment.played = True
+            self._open.pop(segment.id, None)
         self._set_idle()
         return segment
 
     def _set_idle(self) -> None:
-        if not self._queue and all(s.played or s.cleared for s in self._unmarked_or_open()):
+        if not self._queue and not self._open:
             self.idle.set()
-
-    def _unmarked_or_open(self) -> list[Segment]:
-        return [s for s in self.segments.values() if not (s.played or s.cleared)]
 
     @property
     def playing_until(self) -> float:
@@ -240,6 +245,7 @@ class Playout:
             segment.marked = True
             if not segment.dues:
                 segment.played = True  # nothing to play (empty audio)
+                self._open.pop(segment.id, None)
                 self._set_idle()
                 continue
             await self._send(protocol.mark(self._sid, f"seg-{segment.id}"))

@@ -536,10 +536,18 @@ class CallSession:
                             reply.started = self.clock()
                             self.reply_first_audio.append(reply.started)
                     self.playout.add_audio(segment, chunk)
+            except asyncio.CancelledError:
+                # Cut short (barge-in, the caller went on, the call ending): what was queued
+                # plays out or was cleared; nothing is left waiting for the rest.
+                if got_audio:
+                    self.playout.finish_segment(segment)
+                else:
+                    self.playout.drop(segment)
+                raise
             except ProviderError as error:
                 logger.warning("voice failed", extra={"error": str(error), "attempt": index + 1})
                 if not got_audio:
-                    segment.cleared = True
+                    self.playout.drop(segment)
                     continue
                 # Part of the piece was spoken: the rest is lost, not repeated.
             self.playout.finish_segment(segment)
