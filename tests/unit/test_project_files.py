@@ -301,6 +301,64 @@ def test_the_carrier_webhooks_may_queue_post_call_jobs() -> None:
     } in (policies)
 
 
+# --------------------------------------------------------------------------- queues
+
+
+def _queues_read_by_functions() -> dict[str, list[int]]:
+    """Queue logical id -> the timeouts of the functions its SQS events feed."""
+    template = load_template()
+    default = template["Globals"]["Function"]["Timeout"]
+    fed: dict[str, list[int]] = {}
+    for resource in _resources().values():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        props = resource["Properties"]
+        for event in props.get("Events", {}).values():
+            if event["Type"] == "SQS":
+                queue = event["Properties"]["Queue"]["Fn::GetAtt"][0]
+                fed.setdefault(queue, []).append(int(props.get("Timeout", default)))
+    return fed
+
+
+def test_every_queue_has_a_dead_letter_queue_and_every_dead_letter_queue_a_worker() -> None:
+    queues = {
+        lid: res["Properties"]
+        for lid, res in _resources().items()
+        if res["Type"] == "AWS::SQS::Queue"
+    }
+    targets = {
+        props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]: lid
+        for lid, props in queues.items()
+        if "RedrivePolicy" in props
+    }
+    assert len(targets) == len(queues) - len(targets), "each queue redrives to its own DLQ"
+    for logical_id, props in queues.items():
+        if logical_id in targets:
+            continue
+        assert props["RedrivePolicy"]["maxReceiveCount"] == 5, logical_id
+    fed = _queues_read_by_functions()
+    dead_letter_worker = _resources()["DeadLettersFunction"]["Properties"]
+    subscribed = {
+        event["Properties"]["Queue"]["Fn::GetAtt"][0]
+        for event in dead_letter_worker["Events"].values()
+        if event["Type"] == "SQS"
+    }
+    assert subscribed == set(targets)
+    for event in dead_letter_worker["Events"].values():
+        assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # The worker tells the queues apart by their URLs (their names are in the event source ARN).
+    variables = dead_letter_worker["Environment"]["Variables"]
+    assert sorted(v["Ref"] for v in variables.values()) == sorted(targets)
+    assert set(fed) <= set(queues)
+
+
+def test_every_queue_read_by_a_function_hides_a_message_six_times_its_timeout() -> None:
+    for queue, timeouts in _queues_read_by_functions().items():
+        props = _resources()[queue]["Properties"]
+        visibility = int(props.get("VisibilityTimeout", 30))  # SQS's default
+        assert visibility >= 6 * max(timeouts), (queue, visibility, timeouts)
+
+
 @pytest.fixture
 def _fake_aws(monkeypatch: pytest.MonkeyPatch) -> Any:
     for name in ["AWS_ENDPOINT_URL", "AWS_PROFILE"]:

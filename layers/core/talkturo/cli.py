@@ -104,6 +104,24 @@ def dev(
 
 
 # ---------------------------------------------------------------------------------- accounts
+def _admin_options(command: Any) -> Any:
+    """--api-url and --admin-secret, for the operator commands."""
+    command = click.option(
+        "--admin-secret",
+        envvar="TALKTURO_ADMIN_SECRET",
+        required=True,
+        help="The deployment's admin secret [env: TALKTURO_ADMIN_SECRET]. Locally, `talkturo "
+        "dev` prints it; on AWS it is in Secrets Manager (stack output AdminSecretArn).",
+    )(command)
+    return click.option(
+        "--api-url",
+        envvar="TALKTURO_API_URL",
+        default=DEFAULT_API_URL,
+        show_default=True,
+        help="Base URL of the API [env: TALKTURO_API_URL].",
+    )(command)
+
+
 @main.group(context_settings=CONTEXT)
 def accounts() -> None:
     """Manage accounts (operator commands, with the admin secret)."""
@@ -112,20 +130,7 @@ def accounts() -> None:
 @accounts.command("create", context_settings=CONTEXT)
 @click.option("--name", required=True, help="The account's name (a company, a team…).")
 @click.option("--email", default=None, help="Contact email of the account.")
-@click.option(
-    "--api-url",
-    envvar="TALKTURO_API_URL",
-    default=DEFAULT_API_URL,
-    show_default=True,
-    help="Base URL of the API [env: TALKTURO_API_URL].",
-)
-@click.option(
-    "--admin-secret",
-    envvar="TALKTURO_ADMIN_SECRET",
-    required=True,
-    help="The deployment's admin secret [env: TALKTURO_ADMIN_SECRET]. Locally, `talkturo dev` "
-    "prints it; on AWS it is in Secrets Manager (stack output AdminSecretArn).",
-)
+@_admin_options
 @click.option("--json", "as_json", is_flag=True, help="Print the API's answer as JSON.")
 def create_account(
     name: str, email: str | None, api_url: str, admin_secret: str, as_json: bool
@@ -143,6 +148,62 @@ def create_account(
     click.echo(f"Created account {account['id']} ({account['name']}).")
     click.echo(f"API key: {key['secret']}")
     click.echo("The key is shown this once; store it now (e.g. export TALKTURO_API_KEY=…).")
+
+
+# ---------------------------------------------------------------------------------- dead letters
+DEAD_LETTER_QUEUES = ("contact_import", "number_provisioning", "dial", "post_call", "unknown")
+
+
+@main.command("dead-letters", context_settings=CONTEXT)
+@click.option(
+    "--queue",
+    type=click.Choice(DEAD_LETTER_QUEUES),
+    default=None,
+    help="Only the dead letters of this queue.",
+)
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 500),
+    help="How many to list, newest first.",
+)
+@_admin_options
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
+def dead_letters(
+    queue: str | None, limit: int, api_url: str, admin_secret: str, as_json: bool
+) -> None:
+    """List recent dead letters: queued jobs that failed every delivery, and what became of them.
+
+    Each line shows when the worker took it, the queue, the job (an import, number or call id),
+    what was done (ended: the job was ended here; already_ended; recorded) and the reason.
+    Records are kept 14 days.
+    """
+    found: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"queue": queue} if queue else {}
+    with _client(api_url, admin_secret) as client:
+        while len(found) < limit:
+            page = _call(
+                client,
+                "GET",
+                "/v1/admin/dead-letters",
+                params={**params, "limit": min(100, limit - len(found))},
+            )
+            found.extend(page.get("data", []))
+            if not page.get("has_more") or not page.get("next_cursor"):
+                break
+            params["starting_after"] = page["next_cursor"]
+    if as_json:
+        click.echo(_json(found))
+        return
+    if not found:
+        click.echo("No dead letters" + (f" on {queue}." if queue else "."))
+        return
+    for letter in found:
+        click.echo(
+            f"{letter['dead_at'][:19]}  {letter['queue']:<19}  {letter.get('job') or '-':<32}  "
+            f"{letter['action']:<13}  {letter['reason']}"
+        )
 
 
 # ---------------------------------------------------------------------------------- contacts

@@ -27,6 +27,17 @@ class Settings(BaseModel):
     number_provisioning_queue_url: str = Field(default="", alias="NUMBER_PROVISIONING_QUEUE_URL")
     dial_queue_url: str = Field(default="", alias="DIAL_QUEUE_URL")
     post_call_queue_url: str = Field(default="", alias="POST_CALL_QUEUE_URL")
+    # The dead-letter queues, read only by the dead-letter worker (to tell them apart).
+    contact_import_dead_letter_queue_url: str = Field(
+        default="", alias="CONTACT_IMPORT_DEAD_LETTER_QUEUE_URL"
+    )
+    number_provisioning_dead_letter_queue_url: str = Field(
+        default="", alias="NUMBER_PROVISIONING_DEAD_LETTER_QUEUE_URL"
+    )
+    dial_dead_letter_queue_url: str = Field(default="", alias="DIAL_DEAD_LETTER_QUEUE_URL")
+    post_call_dead_letter_queue_url: str = Field(
+        default="", alias="POST_CALL_DEAD_LETTER_QUEUE_URL"
+    )
     # Where the carrier reaches this deployment's webhooks (/carrier/voice, /carrier/status).
     public_base_url: str = Field(default="http://127.0.0.1:8000", alias="PUBLIC_BASE_URL")
     aws_region: str = Field(default="us-east-1", alias="AWS_REGION")

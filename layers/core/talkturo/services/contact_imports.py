@@ -7,16 +7,22 @@ existing contact updates it with the row's non-empty cells, never lifting do-not
 is checked whole before anything of it is written, its company included; a bad row lands in
 the report and never stops the others. The chunk's counters land once (guarded by the job's
 `next_row`), then the next chunk is queued or the job completed.
+
+A chunk that keeps failing counts its failed attempts on the job; when its message lands in the
+dead-letter queue, `fail_dead_chunk` ends the import `failed` with that reason and the rows done
+so far (docs/crm.md, "When an import cannot finish").
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
+from pynamodb.exceptions import PynamoDBException
 
 from talkturo import queues
 from talkturo.config import get_settings
@@ -38,7 +44,9 @@ from talkturo.domain.contact_imports import (
     row_values,
 )
 from talkturo.domain.contacts import ContactCreate, ContactUpdate
+from talkturo.domain.dead_letters import Outcome
 from talkturo.errors import (
+    Conflict,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
@@ -148,7 +156,24 @@ def _fail(account_id: str, job: ContactImport, reason: str) -> None:
 
 
 def process_chunk(chunk: ImportChunk) -> None:
-    """Import the rows of one chunk; a message for a chunk already done changes nothing."""
+    """Import the rows of one chunk; a message for a chunk already done changes nothing.
+
+    A failure is counted on the job (what its dead letter will report) and raised again, so the
+    message comes back.
+    """
+    try:
+        _process_chunk(chunk)
+    except Exception as error:
+        try:
+            store.note_failure(
+                chunk.account_id, chunk.import_id, chunk.start_row, type(error).__name__
+            )
+        except PynamoDBException:  # the chunk's own error is the one to raise
+            logger.exception("could not count a failed chunk", extra={"import": chunk.import_id})
+        raise
+
+
+def _process_chunk(chunk: ImportChunk) -> None:
     account_id, import_id, start_row = chunk.account_id, chunk.import_id, chunk.start_row
     try:
         state = store.progress(account_id, import_id)
@@ -195,26 +220,136 @@ def process_chunk(chunk: ImportChunk) -> None:
     next_row = start_row + len(records)
     now = utcnow()
     finished = next_row >= job.total_rows
-    job = job.model_copy(
+    job = _counted(job, len(records), tally).model_copy(
         update={
-            "processed_rows": job.processed_rows + len(records),
-            "created": job.created + tally["created"],
-            "updated": job.updated + tally["updated"],
-            "failed": job.failed + tally["failed"],
-            "created_companies": job.created_companies + tally["company"],
             "status": "completed" if finished else "processing",
             "updated_at": now,
             "completed_at": now if finished else None,
         }
     )
     if not store.advance(account_id, job, start_row=start_row, next_row=next_row):
-        return  # another delivery of this message got there first
+        _land_after_dead_letter(account_id, job, start_row=start_row, next_row=next_row)
+        return  # or another delivery of this message got there first
     logger.info(
         "contact import chunk done",
         extra={"import_id": import_id, "start_row": start_row, "rows": len(records)},
     )
     if not finished:
         _queue(account_id, import_id, next_row)
+
+
+def _counted(job: ContactImport, rows: int, tally: Counter[str]) -> ContactImport:
+    """The job with the outcomes of `rows` more rows added to its counters."""
+    return job.model_copy(
+        update={
+            "processed_rows": job.processed_rows + rows,
+            "created": job.created + tally["created"],
+            "updated": job.updated + tally["updated"],
+            "failed": job.failed + tally["failed"],
+            "created_companies": job.created_companies + tally["company"],
+        }
+    )
+
+
+def _land_after_dead_letter(
+    account_id: str, job: ContactImport, *, start_row: int, next_row: int
+) -> None:
+    """A dead letter ended the import while this chunk ran: its counters still land (they
+    replace the partial count of this chunk the dead letter made), its status stays failed."""
+    state = store.progress(account_id, job.id)
+    if not state.dead or state.next_row != start_row:
+        return
+    ended = state.job
+    kept = job.model_copy(
+        update={
+            "status": ended.status,
+            "error": ended.error,
+            "completed_at": ended.completed_at,
+            "updated_at": utcnow(),
+        }
+    )
+    if store.advance(account_id, kept, start_row=start_row, next_row=next_row, dead=True):
+        logger.info("chunk counted on a failed import", extra={"import_id": job.id})
+
+
+def fail_dead_chunk(chunk: ImportChunk) -> Outcome:
+    """A chunk's message is a dead letter: end the import `failed`, with the reason and the
+    counters of every row done, including those of this chunk done before it failed.
+
+    Idempotent: an import already ended, or whose chunk got done after all with the next one
+    queued, is left as it is.
+    """
+    account_id, import_id, start_row = chunk.account_id, chunk.import_id, chunk.start_row
+    for _ in range(3):
+        try:
+            state = store.progress(account_id, import_id)
+        except NotFound:
+            return Outcome(
+                account_id=account_id,
+                job=import_id,
+                action="already_ended",
+                reason="the import no longer exists",
+            )
+        job = state.job
+        if job.status in ("completed", "failed"):
+            return Outcome(
+                account_id=account_id,
+                job=import_id,
+                action="already_ended",
+                reason=f"the import had ended {job.status}"
+                + (f": {job.error}" if job.error else ""),
+            )
+        if state.next_row > start_row and state.queued_row >= state.next_row:
+            return Outcome(
+                account_id=account_id,
+                job=import_id,
+                action="recorded",
+                reason="the chunk was done after all; the import goes on",
+            )
+        reason = _dead_reason(state, start_row)
+        now = utcnow()
+        rows, tally = (
+            _partial_tally(account_id, import_id, start_row)
+            if state.next_row == start_row
+            else (0, Counter[str]())
+        )
+        failed = _counted(job, rows, tally).model_copy(
+            update={"status": "failed", "error": reason, "updated_at": now, "completed_at": now}
+        )
+        if store.fail_dead(account_id, failed, next_row=state.next_row):
+            logger.error(
+                "contact import failed: a chunk is a dead letter",
+                extra={"import_id": import_id, "start_row": start_row, "reason": reason},
+            )
+            return Outcome(account_id=account_id, job=import_id, action="ended", reason=reason)
+        # A chunk landed meanwhile: decide again on what it left.
+    raise Conflict("the contact import kept changing while it was being failed")
+
+
+def _dead_reason(state: store.Progress, start_row: int) -> str:
+    total = max(1, math.ceil(state.job.total_rows / CHUNK_ROWS))
+    which = f"chunk {start_row // CHUNK_ROWS + 1} of {total}"
+    if state.failing_row == start_row and state.failed_attempts:
+        attempts = state.failed_attempts
+        plural = "attempt" if attempts == 1 else "attempts"
+        return f"{which} failed after {attempts} {plural}: {state.last_error}"
+    # No failure was counted: the worker was stopped (a timeout, a crash) every time.
+    return f"{which} never finished: the worker stopped before it could (a timeout or a crash)"
+
+
+def _partial_tally(account_id: str, import_id: str, start_row: int) -> tuple[int, Counter[str]]:
+    """The rows of the chunk done before it failed (their receipts and report items)."""
+    raw = files.read(file_key(account_id, import_id))
+    if raw is None:
+        return 0, Counter()
+    try:
+        records = read_csv(raw).records[start_row : start_row + CHUNK_ROWS]
+    except CsvProblem:
+        return 0, Counter()
+    if not records:
+        return 0, Counter()
+    done = store.finished_rows(account_id, import_id, records[0].row, records[-1].row)
+    return len(done), Counter(done.values())
 
 
 def _import_row(

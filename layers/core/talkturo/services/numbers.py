@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from talkturo import queues
 from talkturo.config import get_settings
 from talkturo.domain.common import Page, utcnow
+from talkturo.domain.dead_letters import Outcome
 from talkturo.domain.numbers import (
     TRIAL_LIMIT,
     AvailableList,
@@ -184,9 +185,47 @@ def provision(job: ProvisionJob, carrier: Carrier | None = None) -> None:
     logger.info("number provisioned", extra={"id": job.number_id})
 
 
-def _fail(account_id: str, number_id: str, message: str) -> None:
+DEAD_LETTER_MESSAGE = (
+    "the carrier did not confirm the purchase after repeated attempts; the number is not "
+    "billed: buy it again"
+)
+
+
+def fail_dead_job(job: ProvisionJob) -> Outcome:
+    """The provisioning message is a dead letter: a number still `purchasing` ends `error`,
+    freed like any failed purchase. Idempotent: a number that moved on is left as it is."""
+    try:
+        record, _ = store.get(job.account_id, job.number_id)
+    except NotFound:
+        return Outcome(
+            account_id=job.account_id,
+            job=job.number_id,
+            action="already_ended",
+            reason="the number no longer exists",
+        )
+    if record.status != "purchasing":
+        return Outcome(
+            account_id=job.account_id,
+            job=job.number_id,
+            action="already_ended",
+            reason=f"the number was already {record.status}",
+        )
+    after = _fail(job.account_id, job.number_id, DEAD_LETTER_MESSAGE)
+    if after.error_message != DEAD_LETTER_MESSAGE:  # provisioned (or failed) meanwhile
+        return Outcome(
+            account_id=job.account_id,
+            job=job.number_id,
+            action="already_ended",
+            reason=f"the number was already {after.status}",
+        )
+    return Outcome(
+        account_id=job.account_id, job=job.number_id, action="ended", reason=DEAD_LETTER_MESSAGE
+    )
+
+
+def _fail(account_id: str, number_id: str, message: str) -> PhoneNumberRecord:
     """purchasing → error, freeing the routing item and the trial slot (nothing was bought)."""
-    _change(
+    return _change(
         account_id,
         number_id,
         lambda r: (

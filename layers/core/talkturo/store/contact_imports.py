@@ -5,6 +5,10 @@ Items (see docs/data-model.md):
           `next_row` (the first row not yet done, 0-based over the file's records) and
           `queued_row` (the start_row of the last chunk message sent). Each chunk's counters
           land with the condition `next_row = <its start_row>`, so a chunk counts once.
+          `failing_row`, `failed_attempts`, `last_error`: the chunk that is failing, how often,
+          and the class of its last error (what a dead letter's reason reports). `failure`:
+          set when a dead letter ended the import; no chunk's counters may then make it
+          `completed` again (they land on the failed job, see `advance`).
 - Error   PK=A#<acct>#IMP#<imp id> SK=ROW#<row, 7 digits>: a failed row's values and errors,
           read in row order for the report.
 - Receipt PK=A#<acct>#IMP#<imp id> SK=OK#<row, 7 digits>: a row that created or updated a
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, UpdateError
@@ -37,6 +42,10 @@ class ContactImportItem(Item):
     doc = UnicodeAttribute()
     next_row = NumberAttribute(default=0)
     queued_row = NumberAttribute(default=0)
+    failing_row = NumberAttribute(null=True)
+    failed_attempts = NumberAttribute(null=True)
+    last_error = UnicodeAttribute(null=True)
+    failure = UnicodeAttribute(null=True)
 
 
 class ImportRowErrorItem(Item):
@@ -56,6 +65,11 @@ class Progress:
     job: ContactImport
     next_row: int
     queued_row: int
+    failing_row: int | None = None
+    failed_attempts: int = 0
+    last_error: str | None = None
+    # Ended by a dead letter (see `fail_dead`).
+    dead: bool = False
 
 
 def _sk(import_id: str) -> str:
@@ -95,6 +109,10 @@ def progress(account_id: str, import_id: str) -> Progress:
         job=ContactImport.model_validate_json(item.doc),
         next_row=int(item.next_row or 0),
         queued_row=int(item.queued_row or 0),
+        failing_row=None if item.failing_row is None else int(item.failing_row),
+        failed_attempts=int(item.failed_attempts or 0),
+        last_error=item.last_error,
+        dead=item.failure is not None,
     )
 
 
@@ -120,16 +138,67 @@ def save_job(account_id: str, job: ContactImport) -> None:
     )
 
 
-def advance(account_id: str, job: ContactImport, *, start_row: int, next_row: int) -> bool:
-    """Record a chunk's counters and move `next_row` on, only if no one did it before."""
+def advance(
+    account_id: str, job: ContactImport, *, start_row: int, next_row: int, dead: bool = False
+) -> bool:
+    """Record a chunk's counters and move `next_row` on, only if no one did it before.
+
+    `dead`: the job a dead letter ended (its counters still land, its status stays failed);
+    otherwise the job must not have been ended so, lest its failure be overwritten.
+    """
+    failure = ContactImportItem.failure
+    ended = failure.exists() if dead else failure.does_not_exist()
+    return _update_if(
+        account_id,
+        job.id,
+        [
+            ContactImportItem.doc.set(job.model_dump_json()),
+            ContactImportItem.next_row.set(next_row),
+        ],
+        (ContactImportItem.next_row == start_row) & ended,
+    )
+
+
+def fail_dead(account_id: str, job: ContactImport, *, next_row: int) -> bool:
+    """End the job as failed for a dead letter, if no chunk landed since it was read."""
+    return _update_if(
+        account_id,
+        job.id,
+        [
+            ContactImportItem.doc.set(job.model_dump_json()),
+            ContactImportItem.failure.set(job.error or "failed"),
+        ],
+        (ContactImportItem.next_row == next_row) & ContactImportItem.failure.does_not_exist(),
+    )
+
+
+def note_failure(account_id: str, import_id: str, start_row: int, error: str) -> None:
+    """Count a failed attempt at the chunk starting at `start_row`, and its error's class."""
+    counted = _update_if(
+        account_id,
+        import_id,
+        [ContactImportItem.failed_attempts.add(1), ContactImportItem.last_error.set(error)],
+        ContactImportItem.failing_row == start_row,
+    )
+    if not counted:  # the first failure of this chunk
+        _update_if(
+            account_id,
+            import_id,
+            [
+                ContactImportItem.failing_row.set(start_row),
+                ContactImportItem.failed_attempts.set(1),
+                ContactImportItem.last_error.set(error),
+            ],
+            ContactImportItem.pk.exists(),
+        )
+
+
+def _update_if(account_id: str, import_id: str, actions: list[Any], condition: Any) -> bool:
+    """One conditional update of the job; False when the condition did not hold."""
     connection()
     try:
-        ContactImportItem(keys.account(account_id), _sk(job.id)).update(
-            actions=[
-                ContactImportItem.doc.set(job.model_dump_json()),
-                ContactImportItem.next_row.set(next_row),
-            ],
-            condition=ContactImportItem.next_row == start_row,
+        ContactImportItem(keys.account(account_id), _sk(import_id)).update(
+            actions=actions, condition=condition
         )
     except UpdateError as error:
         if error.cause_response_code == "ConditionalCheckFailedException":

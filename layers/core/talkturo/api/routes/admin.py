@@ -1,4 +1,5 @@
-"""Operator routes, behind the deployment's admin secret: sign up accounts, grant credits."""
+"""Operator routes, behind the deployment's admin secret: sign up accounts, grant credits,
+suspend numbers, list dead letters."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from talkturo.api.deps import IdempotencyKey, require_admin
+from talkturo.api.deps import IdempotencyKey, Paging, require_admin
 from talkturo.api.idempotency import create_once
 from talkturo.domain.accounts import Account, AccountCreate, ApiKeyWithSecret
+from talkturo.domain.common import Page
 from talkturo.domain.credits import CreditGrant, LedgerEntry
+from talkturo.domain.dead_letters import DeadLetter, DeadLetterQueue
 from talkturo.domain.numbers import PhoneNumber
-from talkturo.services import accounts, credits, numbers
+from talkturo.services import accounts, credits, dead_letters, numbers
 
 router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
 
@@ -93,6 +96,17 @@ def suspend_number(phone_number_id: str) -> PhoneNumber:
 )
 def resume_number(phone_number_id: str) -> PhoneNumber:
     return numbers.resume(numbers.account_of(phone_number_id), phone_number_id)
+
+
+@router.get(
+    "/dead-letters",
+    response_model=Page[DeadLetter],
+    summary="List recent dead letters (jobs that failed every delivery), newest first",
+)
+def list_dead_letters(paging: Paging, queue: DeadLetterQueue | None = None) -> Page[DeadLetter]:
+    return dead_letters.list_dead_letters(
+        queue=queue, limit=paging.limit, starting_after=paging.starting_after
+    )
 
 
 def _fresh_key() -> str:
