@@ -288,8 +288,13 @@ def test_a_dead_letter_of_a_job_that_moved_on_leaves_it_alone(
 
 
 # ---------------------------------------------------------------------------------- post-call
-def test_post_call_and_unreadable_dead_letters_are_recorded(
-    client: TestClient, tenant: Tenant, stack: Stack, redrive: Redrive, admin: dict[str, str]
+def test_post_call_and_unreadable_dead_letters_are_logged_and_recorded(
+    client: TestClient,
+    tenant: Tenant,
+    stack: Stack,
+    redrive: Redrive,
+    admin: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Given a post-call job (no worker takes them yet) and a message that is no job at all
     sqs = boto3.client("sqs", region_name="us-east-1")
@@ -308,6 +313,20 @@ def test_post_call_and_unreadable_dead_letters_are_recorded(
     assert unreadable["reason"].startswith("not a valid post_call job")
     assert "s3cr3t" not in unreadable["body_excerpt"]
     assert json.loads(unreadable["body_excerpt"]) == {"token": "***", "what": "?"}
+    # And each was logged at ERROR with where it came from and when it was first sent
+    logged = [r for r in caplog.records if r.getMessage() == "dead letter"]
+    assert len(logged) == 2
+    for record in logged:
+        fields = record.__dict__
+        assert record.levelname == "ERROR"
+        assert fields["queue"] == "post_call"
+        assert fields["message_id"] in {letter["id"] for letter in letters}
+        assert fields["receive_count"] > MAX_RECEIVES
+        assert fields["first_sent_at"] is not None
+    assert {r.__dict__["body_excerpt"] for r in logged} == {
+        letter["body_excerpt"] for letter in letters
+    }
+    assert not any("s3cr3t" in r.getMessage() + str(r.__dict__) for r in caplog.records)
 
 
 # ---------------------------------------------------------------------------------- listing

@@ -11,7 +11,8 @@ event and context. What happens to the messages afterwards is Lambda's behaviour
 - the handler raises (or answers a malformed failure list): the whole batch stays.
 
 Messages that keep failing are moved to the dead-letter queue by the queue's own redrive policy,
-exactly as on AWS. A failing handler is logged; the runner itself never stops because of one.
+exactly as on AWS, where the dead-letter worker the template subscribes to it takes them like
+any other queue's. A failing handler is logged; the runner itself never stops because of one.
 
 Differences from Lambda worth knowing: handlers run in this process (one shared environment, no
 isolation between functions), one batch at a time per queue, and the function's timeout is only
