@@ -191,6 +191,44 @@ def test_a_chunk_still_running_when_its_import_failed_keeps_its_counts_not_its_s
     assert client.get(f"/v1/contact-imports/{import_id}", headers=tenant.headers).json() == job
 
 
+def test_an_attempt_that_starts_an_import_a_dead_letter_ended_changes_nothing(
+    client: TestClient,
+    tenant: Tenant,
+    stack: Stack,
+    redrive: Redrive,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from talkturo.store import contact_imports as import_store
+
+    # Given an import whose first chunk could never even read its job
+    import_id = _import(client, tenant, 2)
+    real_progress, real_save = import_store.progress, import_store.save_job
+
+    def unreadable(*args: Any) -> Any:
+        raise TableAway("the table is away")
+
+    monkeypatch.setattr(import_store, "progress", unreadable)
+    redrive.exhaust("ContactImportQueue")
+    monkeypatch.setattr(import_store, "progress", real_progress)
+
+    # When one more attempt read it `pending` just as the dead letter ended it
+    def save_after_the_dead_letter(*args: Any) -> bool:
+        redrive.handle_dead_letters("ContactImportQueue")
+        return real_save(*args)
+
+    monkeypatch.setattr(import_store, "save_job", save_after_the_dead_letter)
+    contact_imports.process_chunk(
+        ImportChunk(account_id=tenant.account_id, import_id=import_id, start_row=0)
+    )
+
+    # Then the import stays failed and imports nothing
+    job = client.get(f"/v1/contact-imports/{import_id}", headers=tenant.headers).json()
+    assert job["status"] == "failed"
+    assert job["error"] == "chunk 1 of 1 failed after 5 attempts: TableAway"
+    assert (job["processed_rows"], job["created"]) == (0, 0)
+    assert _names(client, tenant) == []
+
+
 # ---------------------------------------------------------------------------------- numbers
 def test_a_number_whose_provisioning_keeps_failing_ends_in_error_and_holds_nothing(
     client: TestClient,

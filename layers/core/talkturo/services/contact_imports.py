@@ -190,7 +190,8 @@ def _process_chunk(chunk: ImportChunk) -> None:
         return
     if job.status == "pending":
         job = job.model_copy(update={"status": "processing", "updated_at": utcnow()})
-        store.save_job(account_id, job)
+        if not store.save_job(account_id, job):
+            return  # a dead letter ended the import meanwhile
 
     raw = files.read(file_key(account_id, import_id))
     if raw is None:

@@ -129,12 +129,14 @@ def list_page(
     )
 
 
-def save_job(account_id: str, job: ContactImport) -> None:
-    """Overwrite the job's document, leaving its row markers as they are."""
-    connection()
-    ContactImportItem(keys.account(account_id), _sk(job.id)).update(
-        actions=[ContactImportItem.doc.set(job.model_dump_json())],
-        condition=ContactImportItem.pk.exists(),
+def save_job(account_id: str, job: ContactImport) -> bool:
+    """Overwrite the job's document, leaving its row markers as they are; False (nothing
+    written) when the job is gone or a dead letter ended it meanwhile."""
+    return _update_if(
+        account_id,
+        job.id,
+        [ContactImportItem.doc.set(job.model_dump_json())],
+        ContactImportItem.pk.exists() & ContactImportItem.failure.does_not_exist(),
     )
 
 
