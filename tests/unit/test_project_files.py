@@ -349,6 +349,13 @@ def test_every_queue_has_a_dead_letter_queue_and_every_dead_letter_queue_a_worke
     # The worker tells the queues apart by their URLs (their names are in the event source ARN).
     variables = dead_letter_worker["Environment"]["Variables"]
     assert sorted(v["Ref"] for v in variables.values()) == sorted(targets)
+    # It writes the table, and reads an import's upload to count the rows of its failing chunk.
+    assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "MainTable"}}} in dead_letter_worker[
+        "Policies"
+    ]
+    assert {"S3ReadPolicy": {"BucketName": {"Ref": "FilesBucket"}}} in dead_letter_worker[
+        "Policies"
+    ]
     assert set(fed) <= set(queues)
 
 
