@@ -86,6 +86,45 @@ def test_admin_grant_validates_amount_and_account(
     assert missing.status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"kind": "grant", "amount": 1e30}', "between -1,000,000 and 1,000,000"),
+        ('{"kind": "grant", "amount": "1e30"}', "between -1,000,000 and 1,000,000"),
+        ('{"kind": "grant", "amount": "1e23"}', "between -1,000,000 and 1,000,000"),
+        ('{"kind": "adjustment", "amount": "-1000000.0001"}', "between -1,000,000"),
+        ('{"kind": "grant", "amount": NaN}', "finite"),
+        ('{"kind": "grant", "amount": "NaN"}', "finite"),
+        ('{"kind": "grant", "amount": "Infinity"}', "finite"),
+        ('{"kind": "adjustment", "amount": "-Infinity"}', "finite"),
+        ('{"kind": "grant", "amount": "1.23456"}', "four decimal places"),
+        ('{"kind": "grant", "amount": 0}', "zero"),
+        ('{"kind": "grant", "amount": "-3"}', "a grant must be positive"),
+        ('{"kind": "refund", "amount": "-3"}', "a refund must be positive"),
+    ],
+)
+def test_admin_grant_amounts_out_of_bounds_are_a_422_naming_the_amount(
+    client: TestClient, admin: dict[str, str], tenant: Tenant, body: str, message: str
+) -> None:
+    url = f"/v1/admin/accounts/{tenant.account_id}/credits"
+    headers = {**admin, "Content-Type": "application/json"}
+    answer = client.post(url, content=body, headers=headers)
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == "amount" and message in error["message"], error
+    assert client.get("/v1/credits", headers=tenant.headers).json()["balance"] == "10.0000"
+
+
+def test_admin_grant_amounts_at_the_bounds_are_accepted(
+    client: TestClient, admin: dict[str, str], tenant: Tenant
+) -> None:
+    url = f"/v1/admin/accounts/{tenant.account_id}/credits"
+    for kind, amount in (("grant", "1000000"), ("adjustment", "-1000000"), ("grant", "0.0001")):
+        answer = client.post(url, json={"kind": kind, "amount": amount}, headers=admin)
+        assert answer.status_code == 201, answer.text
+    assert client.get("/v1/credits", headers=tenant.headers).json()["balance"] == "10.0001"
+
+
 def test_idempotency_key_replays_the_first_answer(client: TestClient, tenant: Tenant) -> None:
     headers = {**tenant.headers, "Idempotency-Key": "create-ci-key"}
     first = client.post("/v1/api-keys", json={"name": "ci"}, headers=headers)

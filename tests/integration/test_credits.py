@@ -67,6 +67,17 @@ def test_signs_are_checked(tenant: Tenant) -> None:
         credits.record(tenant.account_id, "purchase", Decimal(-1), idempotency_key="b")
 
 
+@pytest.mark.parametrize("amount", ["1e30", "-1e23", "1000000.0001", "NaN", "-Infinity"])
+def test_amounts_beyond_the_bound_are_refused_naming_the_amount(
+    tenant: Tenant, amount: str
+) -> None:
+    from talkturo.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest) as refused:
+        credits.record(tenant.account_id, "adjustment", Decimal(amount), idempotency_key="huge")
+    assert refused.value.param == "amount"
+
+
 def test_concurrent_writers_keep_balance_equal_to_ledger_sum(tenant: Tenant) -> None:
     # Given many writers at once, some repeating each other's idempotency keys
     jobs = []

@@ -142,6 +142,10 @@ class Call(BaseModel):
     ended_at: datetime | None = None
     duration_seconds: int | None = None
     credits_charged: Credits = Decimal(0)
+    billed_seconds: int = Field(
+        default=0,
+        description="The connected seconds credits_charged pays for, by the voice session's clock.",
+    )
     transcript_available: bool = Field(
         default=False, description="GET /v1/calls/{id}/transcript answers once the call connected."
     )
@@ -167,6 +171,7 @@ PRIVATE_FIELDS = frozenset(
         "max_duration_seconds",
         "recording_key",
         "session_charges",
+        "session_seconds",
         "transfer_mode",
         "transfer_leg_sid",
         "transfer_held",
@@ -180,9 +185,11 @@ class CallRecord(Call):
     carrier_sid: str | None = None
     max_duration_seconds: int = 600
     recording_key: str | None = None
-    # What each media stream of the call was charged (a call that came back from a failed
-    # transfer has two); credits_charged is their sum.
+    # What each media stream of the call was charged, and for how many connected seconds (a
+    # call that came back from a failed transfer has two); credits_charged and billed_seconds
+    # are their sums.
     session_charges: dict[str, Credits] = Field(default_factory=dict)
+    session_seconds: dict[str, int] = Field(default_factory=dict)
     # The transfer under way: cold or warm; warm: the supervisor leg's carrier id, and whether
     # the caller already waits in the conference (who sends the caller back when it fails).
     transfer_mode: TransferMode | None = None

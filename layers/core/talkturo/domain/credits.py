@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from talkturo.domain.common import Credits, Resource, quantize_credits
 
@@ -15,6 +15,20 @@ EntryKind = Literal["purchase", "bonus", "usage", "refund", "grant", "adjustment
 # The sign each kind must carry; adjustments go either way.
 CREDITING: frozenset[str] = frozenset({"purchase", "bonus", "refund", "grant"})
 DEBITING: frozenset[str] = frozenset({"usage"})
+
+# No one entry moves more (a bound well inside what the ledger's decimals can hold exactly).
+MAX_ENTRY_CREDITS = Decimal(1_000_000)
+
+
+def bounded_credits(value: Decimal) -> Decimal:
+    """`value` when it can be a ledger amount: finite, at most MAX_ENTRY_CREDITS either way."""
+    if not value.is_finite():
+        raise ValueError("must be a finite number")
+    if abs(value) > MAX_ENTRY_CREDITS:
+        raise ValueError(
+            f"must be between -{MAX_ENTRY_CREDITS:,} and {MAX_ENTRY_CREDITS:,} credits"
+        )
+    return value
 
 
 class LedgerEntry(BaseModel):
@@ -40,15 +54,21 @@ class CreditGrant(Resource):
     """An operator's change to an account's credits (admin API)."""
 
     kind: Literal["grant", "refund", "adjustment"]
-    amount: Decimal = Field(description="Credits; negative only for adjustments.")
+    amount: Decimal = Field(
+        description="Credits, at most four decimal places and 1,000,000 either way; negative "
+        "only for adjustments."
+    )
     description: str = Field(default="", max_length=500)
     reference: str | None = Field(default=None, max_length=200)
 
     @field_validator("amount")
     @classmethod
-    def _precise(cls, value: Decimal) -> Decimal:
+    def _amount(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        bounded_credits(value)
         if value != quantize_credits(value):
             raise ValueError("credits have at most four decimal places")
         if value == 0:
             raise ValueError("must not be zero")
+        if value < 0 and info.data.get("kind") in CREDITING:
+            raise ValueError(f"a {info.data['kind']} must be positive")
         return value

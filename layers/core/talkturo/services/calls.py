@@ -548,19 +548,23 @@ def close_session(
     *,
     stream_sid: str,
     charge: Decimal,
+    billed_seconds: int,
     recorded: bool,
     bookings: list[Booking],
     end: CallEvent | None,
 ) -> CallRecord:
-    """A voice session is over: its charge, what it saved, and the call's end when the session
-    decided it (None: the call goes on, e.g. transferred)."""
+    """A voice session is over: its charge and the connected seconds it bills, what it saved,
+    and the call's end when the session decided it (None: the call goes on, e.g. transferred)."""
 
     def update(record: CallRecord) -> CallRecord | None:
         charges = {**record.session_charges, stream_sid: charge}
+        seconds = {**record.session_seconds, stream_sid: billed_seconds}
         known = {b.id for b in record.bookings}
         changes: dict[str, object] = {
             "session_charges": charges,
             "credits_charged": sum(charges.values(), Decimal(0)),
+            "session_seconds": seconds,
+            "billed_seconds": sum(seconds.values()),
             "transcript_available": True,
             "bookings": [*record.bookings, *(b for b in bookings if b.id not in known)],
         }

@@ -5,7 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 
 from talkturo.domain.common import Page, quantize_credits, utcnow
-from talkturo.domain.credits import CREDITING, DEBITING, Balance, EntryKind, LedgerEntry
+from talkturo.domain.credits import (
+    CREDITING,
+    DEBITING,
+    Balance,
+    EntryKind,
+    LedgerEntry,
+    bounded_credits,
+)
 from talkturo.errors import InvalidRequest
 from talkturo.ids import new_id
 from talkturo.store import ledger
@@ -26,7 +33,10 @@ def record(
     Debits refuse to take the balance below zero (InsufficientCredits) unless
     `allow_negative_balance`, which a call's final settlement uses for its last seconds.
     """
-    amount = quantize_credits(amount)
+    try:
+        amount = quantize_credits(bounded_credits(amount))
+    except ValueError as error:
+        raise InvalidRequest(f"amount: {error}", param="amount") from None
     if amount == 0:
         raise InvalidRequest("a ledger entry must move the balance", param="amount")
     if (kind in CREDITING and amount < 0) or (kind in DEBITING and amount > 0):

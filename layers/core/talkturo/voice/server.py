@@ -21,6 +21,7 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http import HTTPStatus
 from typing import Any
 
@@ -206,7 +207,8 @@ class VoiceService:
             await self.options.services.close(
                 context,
                 stream_sid=start.stream_sid,
-                charge=0,
+                charge=Decimal(0),
+                billed_seconds=0,
                 recorded=False,
                 bookings=[],
                 end=end,

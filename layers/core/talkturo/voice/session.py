@@ -819,10 +819,10 @@ class CallSession:
             if closer is not None:
                 with contextlib.suppress(Exception):
                     await closer.close()
-        charge: Any = 0
+        charge = self.meter.drawn  # what the ledger surely holds, should settling fail
         try:
             charge = await self.meter.settle(ended_at)
-        except Exception:  # noqa: BLE001 - recorded below; the post-call job settles again
+        except Exception:  # noqa: BLE001 - recorded below with what was drawn
             logger.exception("settlement failed", extra={"id": self.context.call.id})
         recorded = self.context.assistant.telephony.recording_enabled
         await self._checkpoint_done()  # an older transcript must not land after the last one
@@ -838,6 +838,7 @@ class CallSession:
                 self.context,
                 stream_sid=self.start.stream_sid,
                 charge=charge,
+                billed_seconds=self.meter.billed_seconds,
                 recorded=recorded,
                 bookings=self.bookings,
                 end=end,
