@@ -23,6 +23,7 @@ from talkturo.domain.catalog import Catalog, get_catalog
 from talkturo.domain.common import Page, utcnow
 from talkturo.errors import Conflict, NotFound
 from talkturo.ids import has_prefix, new_id
+from talkturo.services import dialing
 from talkturo.store import assistants as store
 
 # A PATCH re-reads and re-applies its changes when another write lands in between.
@@ -54,6 +55,7 @@ def get_record(account_id: str, assistant_id: str) -> AssistantRecord:
 def create_assistant(account_id: str, changes: dict[str, Any]) -> Assistant:
     catalog = get_catalog()
     config = config_for_create(changes, catalog=catalog, templates=_templates())
+    dialing.check_transfer_tools(account_id, config.tools)
     record = _new_record(config)
     store.create(account_id, record)
     return present(record, catalog)
@@ -91,6 +93,10 @@ def update_assistant(account_id: str, assistant_id: str, changes: dict[str, Any]
     while True:
         current, version = store.get(account_id, assistant_id)
         config = config_for_update(current, changes, catalog=catalog)
+        if "tools" in changes:
+            # Only tools being saved: a stored destination the rules now refuse does not block
+            # other changes (it is refused when the transfer happens).
+            dialing.check_transfer_tools(account_id, config.tools)
         fields = {name: getattr(config, name) for name in AssistantConfig.model_fields}
         updated = current.model_copy(update={**fields, "updated_at": utcnow()})
         try:

@@ -1,4 +1,5 @@
-"""Operator routes, behind the deployment's admin secret: sign up accounts, grant credits."""
+"""Operator routes, behind the deployment's admin secret: sign up accounts, grant credits,
+set an account's dialing rules."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from talkturo.api.deps import IdempotencyKey, require_admin
 from talkturo.api.idempotency import create_once
 from talkturo.domain.accounts import Account, AccountCreate, ApiKeyWithSecret
 from talkturo.domain.credits import CreditGrant, LedgerEntry
+from talkturo.domain.dialing import DialingSettings, DialingView
 from talkturo.domain.numbers import PhoneNumber
-from talkturo.services import accounts, credits, numbers
+from talkturo.services import accounts, credits, dialing, numbers
 
 router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
 
@@ -93,6 +95,16 @@ def suspend_number(phone_number_id: str) -> PhoneNumber:
 )
 def resume_number(phone_number_id: str) -> PhoneNumber:
     return numbers.resume(numbers.account_of(phone_number_id), phone_number_id)
+
+
+@router.put(
+    "/accounts/{account_id}/dialing",
+    response_model=DialingView,
+    summary="Set the countries an account may call and how it dials extensions",
+)
+def set_dialing(account_id: str, body: DialingSettings) -> DialingView:
+    accounts.get_account(account_id)
+    return dialing.set_settings(account_id, body)
 
 
 def _fresh_key() -> str:
