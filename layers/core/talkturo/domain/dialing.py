@@ -186,17 +186,10 @@ def _refuse(param: str, code: str, message: str) -> InvalidRequest:
     return InvalidRequest(f"{param}: {message}", param=param, code=code)
 
 
-def _parse(to: str, region: str | None, param: str) -> phonenumbers.PhoneNumber:
-    hint = (region or DEFAULT_REGION).upper()
-    if not is_country(hint):
-        hint = DEFAULT_REGION
-    text = to.strip()
+def _parse(to: str, param: str) -> phonenumbers.PhoneNumber:
     try:
-        if not text:
-            raise phonenumbers.NumberParseException(
-                phonenumbers.NumberParseException.NOT_A_NUMBER, "empty"
-            )
-        return phonenumbers.parse(text, hint)
+        # National forms are read as US numbers, as everywhere else in the API.
+        return phonenumbers.parse(to.strip(), DEFAULT_REGION)
     except phonenumbers.NumberParseException:
         raise _refuse(
             param, INVALID, f"{to!r} is not a phone number; use E.164 such as +14155550123"
@@ -216,15 +209,13 @@ def check_destination(
     rules: DialingRules,
     extensions: ExtensionPolicy = "dtmf",
     param: str = "to_number",
-    region: str | None = None,
 ) -> Destination:
     """`to` as it may be dialled, or an InvalidRequest naming `param` and the rule broken.
 
     `allowed_countries` None skips the country rule (an assistant saved before the account
-    holds any number: its transfers are checked again when they happen). National forms are
-    read as numbers of `region` (default: the US).
+    holds any number: its transfers are checked again when they happen).
     """
-    number = _parse(to, region, param)
+    number = _parse(to, param)
     e164 = e164_of(number)
     # Prefixes first: libphonenumber calls some of them invalid (+1 976, +882 …).
     prefix = rules.prefix_of(e164)
