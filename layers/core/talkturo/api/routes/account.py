@@ -10,8 +10,7 @@ from talkturo.api.deps import Caller, IdempotencyKey
 from talkturo.api.idempotency import create_once
 from talkturo.domain.accounts import Account, AccountUpdate, ApiKey, ApiKeyCreate, ApiKeyWithSecret
 from talkturo.domain.common import Page
-from talkturo.domain.dialing import DialingView
-from talkturo.services import accounts, dialing
+from talkturo.services import accounts
 
 router = APIRouter(tags=["Account"])
 
@@ -24,15 +23,6 @@ def get_account(caller: Caller) -> Account:
 @router.patch("/account", response_model=Account, summary="Change the account's settings")
 def update_account(caller: Caller, changes: AccountUpdate) -> Account:
     return accounts.update_account(caller.account_id, changes)
-
-
-@router.get(
-    "/account/dialing",
-    response_model=DialingView,
-    summary="The dialing rules the account's calls and transfers pass",
-)
-def get_dialing(caller: Caller) -> DialingView:
-    return dialing.view(caller.account_id)
 
 
 @router.post(
