@@ -23,7 +23,6 @@ from talkturo.domain.catalog import Catalog, get_catalog
 from talkturo.domain.common import Page, utcnow
 from talkturo.errors import Conflict, NotFound
 from talkturo.ids import has_prefix, new_id
-from talkturo.services import dialing
 from talkturo.store import assistants as store
 
 # A PATCH re-reads and re-applies its changes when another write lands in between.
@@ -37,6 +36,15 @@ def _templates() -> dict[str, dict[str, Any]]:
 def _check_id(assistant_id: str) -> None:
     if not has_prefix(assistant_id, "assistant"):
         raise NotFound("no such assistant", param="id")
+
+
+def _check_destinations(account_id: str, config: AssistantConfig) -> None:
+    """Transfer destinations pass the dialing rules (422 naming the destination's number)."""
+    if any(tool.type == "transfer_call" for tool in config.tools):
+        # Imported here: the rules and the account's numbers only matter with a transfer tool.
+        from talkturo.services import dialing
+
+        dialing.check_transfer_tools(account_id, config.tools)
 
 
 def _new_record(config: AssistantConfig) -> AssistantRecord:
@@ -55,7 +63,7 @@ def get_record(account_id: str, assistant_id: str) -> AssistantRecord:
 def create_assistant(account_id: str, changes: dict[str, Any]) -> Assistant:
     catalog = get_catalog()
     config = config_for_create(changes, catalog=catalog, templates=_templates())
-    dialing.check_transfer_tools(account_id, config.tools)
+    _check_destinations(account_id, config)
     record = _new_record(config)
     store.create(account_id, record)
     return present(record, catalog)
@@ -96,7 +104,7 @@ def update_assistant(account_id: str, assistant_id: str, changes: dict[str, Any]
         if "tools" in changes:
             # Only tools being saved: a stored destination the rules now refuse does not block
             # other changes (it is refused when the transfer happens).
-            dialing.check_transfer_tools(account_id, config.tools)
+            _check_destinations(account_id, config)
         fields = {name: getattr(config, name) for name in AssistantConfig.model_fields}
         updated = current.model_copy(update={**fields, "updated_at": utcnow()})
         try:
