@@ -109,3 +109,31 @@ def test_an_outbound_call_ends_with_the_callees_outcome(
         assert final["party"]["streams"][0]["chunks_sent"] > 0
     else:
         assert got["duration_seconds"] == 0 and got["answered_at"] is None
+
+
+def test_an_extension_is_dialled_to_the_callee_after_it_answers(
+    client: TestClient, stack: Stack, tenant: Tenant, network: CarrierSimulator
+) -> None:
+    offer = client.get("/v1/phone-numbers/available?country=US&limit=1", headers=tenant.headers)
+    line = calls_setup.line(client, stack, tenant, offer.json()["data"][0]["phone_number"])
+    callee = "+14155550142"
+    network.set_callee(callee, "human", ring_seconds=1, talk_seconds=3)
+    # When a call to a number with an extension is placed
+    made = client.post(
+        "/v1/calls",
+        json={"assistant_id": line.assistant_id, "to_number": f"{callee} ext. 205"},
+        headers=tenant.headers,
+    )
+    assert made.status_code == 201, made.text
+    assert dial_queue.drain(stack)
+    call_id = made.json()["id"]
+    sid = call_store.get(tenant.account_id, call_id).carrier_sid
+    assert sid
+    final = network.wait_for_call(sid, timeout=15)
+    # Then the carrier dialled the number alone, and the callee heard the extension's keys
+    # once it answered (after the one-second pause), before anything else reached it
+    heard = final["party"]["heard"]
+    assert heard[0] == {"kind": "digits", "digits": "205", "send_digits": "ww205"}
+    assert [e for e in heard if e["kind"] == "digits"] == heard[:1]
+    got = client.get(f"/v1/calls/{call_id}", headers=tenant.headers).json()
+    assert (got["to_number"], got["to_extension"]) == (callee, "205")

@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 
 from talkturo.carrier.base import CarrierError, InvalidPhoneNumber, NumberNotAvailable
@@ -321,6 +322,20 @@ def test_calls_to_invalid_numbers_or_from_numbers_not_held_are_refused(
     with pytest.raises(InvalidPhoneNumber) as not_held:
         _call(carrier, receiver, "+14155550199", "+14155550142")
     assert not_held.value.carrier_code == 21210
+
+
+def test_send_digits_other_than_keys_and_waits_are_twilios_21206(
+    carrier: TwilioCarrier, receiver: Receiver
+) -> None:
+    caller_id = _buy(carrier, receiver)
+    with pytest.raises(TwilioRestException) as refused:
+        carrier._client.calls.create(
+            to="+14155550142", from_=caller_id, url=f"{receiver.url}/voice", send_digits="ext9"
+        )
+    assert refused.value.code == 21206
+    # Keys and `w` pass
+    sid = _call(carrier, receiver, caller_id, "+14155550142", send_digits="ww9#")
+    assert sid.startswith("CA")
 
 
 def test_wrong_credentials_are_a_carrier_error_with_twilios_code(

@@ -39,6 +39,8 @@ from talkturo.carrier.twilio import TwilioCarrier
 from talkturo.domain.assistant_tools import TransferDestination
 from talkturo.domain.calls import CallEvent, CallRecord, apply, transfer_moved, transfer_started
 from talkturo.domain.common import utcnow
+from talkturo.domain.dialing import Destination
+from talkturo.errors import InvalidRequest
 from talkturo.local.carrier_sim import CarrierSimulator
 from talkturo.local.carrier_sim.scripts import load_script
 from talkturo.local.template import Stack
@@ -149,9 +151,9 @@ def _record(claims: dict[str, Any]) -> CallRecord:
     return calls.get_record(claims["account"], claims["call"])
 
 
-def _cold(name: str) -> Callable[[dict[str, Any]], None]:
+def _cold(name: str, number: str = AGENT) -> Callable[[dict[str, Any]], None]:
     def start(claims: dict[str, Any]) -> None:
-        destination = TransferDestination(name=name, number=AGENT)
+        destination = TransferDestination(name=name, number=number)
         transfers.start_cold(claims["account"], _record(claims), destination, ring_tone=True)
 
     return start
@@ -366,9 +368,17 @@ def test_a_warm_transfer_nobody_answers_sends_the_caller_back(
 
 
 def test_a_warm_transfer_the_carrier_refuses_leaves_the_caller_with_the_assistant(
-    client: TestClient, stack: Stack, tenant: Tenant, platform: Platform
+    client: TestClient,
+    stack: Stack,
+    tenant: Tenant,
+    platform: Platform,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     line = _line(client, stack, tenant)
+    # A number the carrier refuses: the dialing rules would stop it first, so they let it by.
+    monkeypatch.setattr(
+        transfers.dialing, "check", lambda _account, to, **_: Destination(number=to)
+    )
     platform.voice.transfer = _warm("Support lead", number="+1555")  # not a callable number
     sid = platform.sim.dial(line.phone_number, from_=CALLER, script=CALLER_SCRIPT)
     final = platform.sim.wait_for_call(sid, timeout=WAIT_SECONDS)
@@ -378,6 +388,47 @@ def test_a_warm_transfer_the_carrier_refuses_leaves_the_caller_with_the_assistan
     assert call["transfer_status"] == "failed" and call["ended_reason"] == "caller_hung_up"
     assert len(final["documents"]) == 1  # never redirected
     assert call_store.get(tenant.account_id, call["id"]).transfer_leg_sid is None
+
+
+def test_a_transfer_the_dialing_rules_refuse_leaves_the_caller_with_the_assistant(
+    client: TestClient, stack: Stack, tenant: Tenant, platform: Platform
+) -> None:
+    line = _line(client, stack, tenant)
+    # A destination stored before the rules: checked again when the transfer happens
+    platform.voice.transfer = _warm("Hotline", number="+19002345678")
+    sid = platform.sim.dial(line.phone_number, from_=CALLER, script=CALLER_SCRIPT)
+    final = platform.sim.wait_for_call(sid, timeout=WAIT_SECONDS)
+    error = platform.voice.transfer_error
+    assert isinstance(error, InvalidRequest) and error.code == "destination_premium_rate"
+    call = _ended_call(client, tenant)
+    assert call["transfer_status"] is None and call["transferred_to"] is None
+    assert len(final["documents"]) == 1 and final["dials"] == []  # never redirected
+    # No supervisor leg was placed: the simulator holds the caller's call alone
+    sim = platform.sim
+    listed = httpx.get(
+        f"{sim.url}/2010-04-01/Accounts/{sim.account_sid}/Calls.json",
+        auth=(sim.account_sid, sim.auth_token),
+        timeout=15,
+    )
+    assert [c["sid"] for c in listed.json()["calls"]] == [sid]
+
+
+def test_a_cold_transfer_dials_the_destinations_extension_once_it_answers(
+    client: TestClient, stack: Stack, tenant: Tenant, platform: Platform
+) -> None:
+    line = _line(client, stack, tenant)
+    platform.sim.set_callee(AGENT, "human", ring_seconds=1, script=AGENT_SCRIPT)
+    platform.voice.transfer = _cold("Sales desk", number=f"{AGENT};ext=42")
+    sid = platform.sim.dial(line.phone_number, from_=CALLER, script=CALLER_SCRIPT)
+    final = platform.sim.wait_for_call(sid, timeout=WAIT_SECONDS)
+    assert platform.voice.transfer_error is None and not platform.voice.errors
+    (bridge,) = final["dials"]
+    assert bridge["to"] == AGENT and bridge["outcome"] == "completed"
+    # The destination heard the extension's keys after it answered, before the bridge
+    leg = _sim_call(platform, bridge["dial_call_sid"])
+    heard = leg["party"]["heard"]
+    assert heard[0] == {"kind": "digits", "digits": "42", "send_digits": "ww42"}
+    assert _ended_call(client, tenant)["ended_reason"] == "transferred"
 
 
 # --------------------------------------------------------------------------------- audio, webhooks

@@ -433,12 +433,20 @@ def test_twiml_parses_dial_conference_and_play() -> None:
         '<Response><Play loop="-1">https://media.example/a.wav</Play></Response>',
         '<Response><Play loop="twice">https://media.example/a.wav</Play></Response>',
         "<Response><Play/></Response>",
+        '<Response><Dial><Number sendDigits="ext9">+14155550123</Number></Dial></Response>',
     ],
 )
 def test_malformed_dial_and_play_are_error_12100(document: str) -> None:
     with pytest.raises(twiml.TwimlError) as caught:
         twiml.parse(document)
     assert caught.value.code == 12100
+
+
+def test_twiml_reads_the_digits_a_number_is_sent_after_it_answers() -> None:
+    (dial,) = twiml.parse(
+        '<Response><Dial><Number sendDigits="ww42#">+14155550123</Number></Dial></Response>'
+    )
+    assert dial == twiml.Dial(number="+14155550123", send_digits="ww42#")
 
 
 ACTION = "https://platform.example/carrier/transfer"

@@ -28,6 +28,7 @@ Creating POSTs accept an `Idempotency-Key` header.
 
 # Each route module of talkturo.api.routes, with the path prefixes its routes live under.
 ROUTE_MODULES: dict[str, tuple[str, ...]] = {
+    "dialing": ("/v1/account/dialing",),  # before "account": the first module that matches serves
     "account": ("/v1/account", "/v1/api-keys"),
     "credits": ("/v1/credits",),
     "admin": ("/v1/admin",),

@@ -278,6 +278,8 @@ class TwilioCarrier:
                 "async_amd_status_callback": call.amd_callback_url or call.status_callback_url,
                 "async_amd_status_callback_method": "POST",
             }
+        if call.send_digits:
+            options["send_digits"] = call.send_digits
         # Url and Twiml are mutually exclusive at Twilio (CallRequest holds exactly one).
         if call.twiml is not None:
             options["twiml"] = call.twiml

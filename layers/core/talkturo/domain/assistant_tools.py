@@ -78,7 +78,10 @@ Secret = Annotated[SecretStr, PlainSerializer(_dump_secret, return_type=str)]
 
 
 def e164(value: str) -> str:
-    """A phone number in E.164 (`+14155550123`), checked with libphonenumber."""
+    """A phone number in E.164 (`+14155550123`), checked with libphonenumber.
+
+    An extension (`ext9`, `x9`, `;ext=9`, `#9`) is kept, written `;ext=9` (RFC 3966): the
+    dialing rules dial it as DTMF after the answer, or refuse it."""
     import phonenumbers
 
     hint = "must be a phone number in E.164 format, such as +14155550123"
@@ -90,7 +93,8 @@ def e164(value: str) -> str:
         raise ValueError(hint) from None
     if not phonenumbers.is_valid_number(parsed):
         raise ValueError(f"{value} is not a valid phone number")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    number = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return number + (f";ext={parsed.extension}" if parsed.extension else "")
 
 
 def public_https_url(value: str) -> str:
@@ -211,7 +215,10 @@ class EndCallConfig(Resource):
 
 class TransferDestination(Resource):
     name: str = Field(min_length=1, max_length=100, description="Who answers, e.g. Sales desk.")
-    number: str = Field(description="E.164 phone number, e.g. +14155550123.")
+    number: str = Field(
+        description="E.164 phone number, e.g. +14155550123; an extension is kept as "
+        "+14155550123;ext=9 and dialled as DTMF after the answer."
+    )
     description: str | None = Field(
         default=None,
         max_length=500,

@@ -133,6 +133,10 @@ class Call(BaseModel):
     phone_number_id: str
     from_number: str = Field(description="E.164")
     to_number: str = Field(description="E.164")
+    to_extension: str | None = Field(
+        default=None,
+        description="The extension of the number called, dialled as DTMF after the answer.",
+    )
     contact_id: str | None = None
     company_id: str | None = None
     campaign_id: str | None = None
@@ -209,7 +213,10 @@ class CallRecord(Call):
 class CallCreate(Resource):
     assistant_id: str = Field(min_length=1, max_length=64)
     to_number: str | None = Field(
-        default=None, max_length=40, description="E.164 number to call (or give contact_id)."
+        default=None,
+        max_length=40,
+        description="E.164 number to call (or give contact_id); an extension (ext9, x9, ;ext=9, "
+        "#9) is dialled as DTMF after the answer.",
     )
     contact_id: str | None = Field(
         default=None, max_length=64, description="Contact to call, at their primary phone."

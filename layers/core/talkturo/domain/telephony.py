@@ -72,6 +72,11 @@ class CallRequest(BaseModel):
         "(default: status_callback_url)",
     )
     timeout_seconds: int = Field(default=30, ge=5, le=600, description="Ring time before no-answer")
+    send_digits: str | None = Field(
+        default=None,
+        pattern=r"^[0-9#*w]{1,32}$",
+        description="Keys dialled once the call is answered (an extension); w waits half a second",
+    )
 
     @model_validator(mode="after")
     def _one_instruction(self) -> CallRequest:

@@ -38,6 +38,15 @@ def _check_id(assistant_id: str) -> None:
         raise NotFound("no such assistant", param="id")
 
 
+def _check_destinations(account_id: str, config: AssistantConfig) -> None:
+    """Transfer destinations pass the dialing rules (422 naming the destination's number)."""
+    if any(tool.type == "transfer_call" for tool in config.tools):
+        # Imported here: the rules and the account's numbers only matter with a transfer tool.
+        from talkturo.services import dialing
+
+        dialing.check_transfer_tools(account_id, config.tools)
+
+
 def _new_record(config: AssistantConfig) -> AssistantRecord:
     now = utcnow()
     fields = {name: getattr(config, name) for name in AssistantConfig.model_fields}
@@ -54,6 +63,7 @@ def get_record(account_id: str, assistant_id: str) -> AssistantRecord:
 def create_assistant(account_id: str, changes: dict[str, Any]) -> Assistant:
     catalog = get_catalog()
     config = config_for_create(changes, catalog=catalog, templates=_templates())
+    _check_destinations(account_id, config)
     record = _new_record(config)
     store.create(account_id, record)
     return present(record, catalog)
@@ -91,6 +101,10 @@ def update_assistant(account_id: str, assistant_id: str, changes: dict[str, Any]
     while True:
         current, version = store.get(account_id, assistant_id)
         config = config_for_update(current, changes, catalog=catalog)
+        if "tools" in changes:
+            # Only tools being saved: a stored destination the rules now refuse does not block
+            # other changes (it is refused when the transfer happens).
+            _check_destinations(account_id, config)
         fields = {name: getattr(config, name) for name in AssistantConfig.model_fields}
         updated = current.model_copy(update={**fields, "updated_at": utcnow()})
         try:

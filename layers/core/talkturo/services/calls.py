@@ -34,12 +34,13 @@ from talkturo.domain.calls import (
     timed_out,
 )
 from talkturo.domain.common import Page, utcnow
+from talkturo.domain.dialing import Destination, dtmf_of
 from talkturo.domain.phones import InvalidPhone, normalise_phone
 from talkturo.domain.telephony import CallRequest
 from talkturo.errors import Conflict, InsufficientCredits, InvalidRequest, NotFound
 from talkturo.ids import has_prefix, new_id
 from talkturo.logs import logger
-from talkturo.services import assistants, credits, numbers
+from talkturo.services import assistants, credits, dialing, numbers
 from talkturo.store import calls as store
 from talkturo.store import contacts as contact_store
 
@@ -180,15 +181,15 @@ def create_outbound(account_id: str, request: CallCreate) -> Call:
             param="assistant_id",
             code="outbound_disabled",
         )
+    caller = _caller_id(account_id, assistant, request.phone_number_id)
+    lines = dialing.lines_of(account_id)
     contact_id = request.contact_id
+    destination: Destination | None = None
     if request.to_number is not None:
-        try:
-            to_number = normalise_phone(request.to_number)
-        except InvalidPhone as error:
-            raise InvalidRequest(
-                str(error), param="to_number", code="invalid_phone_number"
-            ) from None
-        contact_id = contact_store.find_by_phone(account_id, to_number)
+        destination = dialing.check(
+            account_id, request.to_number, caller_id=caller.phone_number, lines=lines
+        )
+        contact_id = contact_store.find_by_phone(account_id, destination.number)
     contact = None
     if contact_id is not None:
         try:
@@ -206,8 +207,14 @@ def create_outbound(account_id: str, request: CallCreate) -> Call:
                 raise InvalidRequest(
                     "the contact has no phone number", param="contact_id", code="no_phone_number"
                 )
-            to_number = contact.phone
-    caller = _caller_id(account_id, assistant, request.phone_number_id)
+            destination = dialing.check(
+                account_id,
+                contact.phone,
+                caller_id=caller.phone_number,
+                param="contact_id",
+                lines=lines,
+            )
+    assert destination is not None  # CallCreate holds exactly one of to_number and contact_id
     if credits.balance(account_id).balance <= 0:
         raise InsufficientCredits("the account has no credits left; buy credits to place calls")
     record = CallRecord(
@@ -217,7 +224,8 @@ def create_outbound(account_id: str, request: CallCreate) -> Call:
         assistant_id=assistant.id,
         phone_number_id=caller.id,
         from_number=caller.phone_number,
-        to_number=to_number,
+        to_number=destination.number,
+        to_extension=destination.extension,
         contact_id=contact.id if contact else None,
         company_id=contact.company_id if contact else None,
         created_at=utcnow(),
@@ -289,6 +297,7 @@ def dial(job: DialJob, carrier: Carrier | None = None) -> None:
         if voicemail.action == "leave_message"
         else "Enable",
         timeout_seconds=RING_TIMEOUT_SECONDS,
+        send_digits=dtmf_of(record.to_extension),
     )
     try:
         placed = carrier_of(carrier).place_call(request)

@@ -43,8 +43,11 @@ from talkturo.domain.calls import (
     transfer_moved,
     transfer_started,
 )
+from talkturo.domain.dialing import Destination
 from talkturo.domain.telephony import CallRequest
+from talkturo.errors import InvalidRequest
 from talkturo.logs import logger
+from talkturo.services import dialing
 from talkturo.services.calls import carrier_of
 from talkturo.store import calls as store
 
@@ -119,7 +122,12 @@ def webhook_url(
 
 
 def cold_twiml(
-    account_id: str, call: CallRecord, destination: TransferDestination, *, ring_tone: bool
+    account_id: str,
+    call: CallRecord,
+    destination: TransferDestination,
+    *,
+    ring_tone: bool,
+    send_digits: str | None = None,
 ) -> str:
     response = VoiceResponse()
     dial = Dial(
@@ -130,7 +138,7 @@ def cold_twiml(
         answer_on_bridge=True,
         ring_tone=ring_tone_for(destination.number) if ring_tone else None,
     )
-    dial.number(destination.number)
+    dial.number(destination.number, send_digits=send_digits)
     response.append(dial)
     return str(response)
 
@@ -218,6 +226,22 @@ def ringback_wav() -> bytes:
 # --------------------------------------------------------------------------- starting
 
 
+def _checked(
+    account_id: str, call: CallRecord, destination: TransferDestination
+) -> tuple[TransferDestination, Destination]:
+    """The destination as the dialing rules let it be dialled, now (the account's numbers and
+    settings may have changed since the tool was saved). Refused: InvalidRequest, and the
+    caller stays with the voice service, which tells them."""
+    try:
+        checked = dialing.check(
+            account_id, destination.number, caller_id=platform_number(call), param="number"
+        )
+    except InvalidRequest as refusal:
+        logger.warning("transfer destination refused", extra={"id": call.id, "code": refusal.code})
+        raise
+    return destination.model_copy(update={"number": checked.number}), checked
+
+
 def _live_sid(call: CallRecord) -> str:
     if call.status == "ended" or not call.carrier_sid:
         raise TransferError("the call is not live at the carrier; it cannot be transferred")
@@ -247,13 +271,16 @@ def start_cold(
 ) -> None:
     """Put the caller through to `destination` and leave the call (the media stream ends).
 
-    Raises CarrierError (the call goes on as it was) when the carrier refuses the redirect."""
+    Raises InvalidRequest when the dialing rules refuse the destination, CarrierError when the
+    carrier refuses the redirect (either way the call goes on as it was)."""
     sid = _live_sid(call)
+    destination, checked = _checked(account_id, call, destination)
     _begin(account_id, call.id, destination.name, "cold")
+    twiml = cold_twiml(
+        account_id, call, destination, ring_tone=ring_tone, send_digits=checked.send_digits
+    )
     try:
-        carrier_of(carrier).redirect_call(
-            sid, cold_twiml(account_id, call, destination, ring_tone=ring_tone)
-        )
+        carrier_of(carrier).redirect_call(sid, twiml)
     except CarrierError:
         _move(account_id, call.id, "failed")
         raise
@@ -275,10 +302,12 @@ def start_warm(
     The supervisor is called first: if the carrier refuses that call, the caller is still with
     the voice service, which tells them and goes on (CarrierError is raised)."""
     sid = _live_sid(call)
+    destination, checked = _checked(account_id, call, destination)
     on_carrier = carrier_of(carrier)
     _begin(account_id, call.id, destination.name, "warm")
     request = CallRequest(
         to=destination.number,
+        send_digits=checked.send_digits,
         from_=platform_number(call),
         twiml=supervisor_twiml(call, brief),
         status_callback_url=webhook_url("transfer-leg", account_id, call.id),

@@ -1,5 +1,5 @@
 """Operator routes, behind the deployment's admin secret: sign up accounts, grant credits,
-suspend numbers, list dead letters."""
+suspend numbers, set an account's dialing rules, list dead letters."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from talkturo.domain.accounts import Account, AccountCreate, ApiKeyWithSecret
 from talkturo.domain.common import Page
 from talkturo.domain.credits import CreditGrant, LedgerEntry
 from talkturo.domain.dead_letters import DeadLetter, DeadLetterQueue
+from talkturo.domain.dialing import DialingSettings, DialingView
 from talkturo.domain.numbers import PhoneNumber
-from talkturo.services import accounts, credits, dead_letters, numbers
+from talkturo.services import accounts, credits, dead_letters, dialing, numbers
 
 router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
 
@@ -107,6 +108,16 @@ def list_dead_letters(paging: Paging, queue: DeadLetterQueue | None = None) -> P
     return dead_letters.list_dead_letters(
         queue=queue, limit=paging.limit, starting_after=paging.starting_after
     )
+
+
+@router.put(
+    "/accounts/{account_id}/dialing",
+    response_model=DialingView,
+    summary="Set the countries an account may call and how it dials extensions",
+)
+def set_dialing(account_id: str, body: DialingSettings) -> DialingView:
+    accounts.get_account(account_id)
+    return dialing.set_settings(account_id, body)
 
 
 def _fresh_key() -> str:

@@ -60,6 +60,7 @@ from talkturo.local.carrier_sim.network import (
     rfc2822,
 )
 from talkturo.local.carrier_sim.scripts import ScriptError, parse_script
+from talkturo.local.carrier_sim.twiml import SEND_DIGITS
 
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_PAGE_SIZE = 1000
@@ -555,6 +556,9 @@ class CarrierApp:
                 "account. You may only make calls from phone numbers that you've verified or "
                 "purchased from Twilio.",
             )
+        send_digits = _one(form, "SendDigits") or None
+        if send_digits is not None and not SEND_DIGITS.fullmatch(send_digits):
+            raise TwilioError(400, 21206, f"Invalid SendDigits: {send_digits}")
         try:
             timeout = int(_one(form, "Timeout") or 60)
         except ValueError:
@@ -579,6 +583,7 @@ class CarrierApp:
             async_amd_callback=_one(form, "AsyncAmdStatusCallback"),
             async_amd_callback_method=(_one(form, "AsyncAmdStatusCallbackMethod") or "POST"),
             phone_number_sid=held["sid"],
+            send_digits=send_digits,
         )
         self.network.start(call)
         return JSONResponse(self._call_resource(call), status_code=201)

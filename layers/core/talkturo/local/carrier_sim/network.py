@@ -77,6 +77,8 @@ BEEP_END_SECONDS = 0.1  # the silence after the beep that AMD needs to call the 
 DIAL_INVALID_CALLER_ID = 13214
 DIAL_INVALID_NUMBER = 13224
 WAIT_VERB_NOT_ALLOWED = 13238  # waitUrl TwiML may only <Say>, <Play>, <Pause>, <Redirect>
+DIGIT_SECONDS = 0.1  # how long one key's tone takes to play
+DIGITS_WAIT_SECONDS = 0.5  # a `w`
 
 
 def new_sid(prefix: str) -> str:
@@ -165,6 +167,7 @@ class SimCall:
     program: asyncio.Task[Any] | None = None
     final_sent: bool = False
     parent_call_sid: str | None = None  # a <Dial>ed leg: the call that dialed it
+    send_digits: str | None = None  # SendDigits: played to the callee once it answers
     dials: list[dict[str, Any]] = field(default_factory=list)  # its <Dial>s, as they went
     _answered_at: float | None = None
 
@@ -384,6 +387,8 @@ class Network:
             )
             call.record.said.append({"beep": True, "hz": 1000, "seconds": 0.5, "at": beep_at})
         await self._status(call, "answered", "in-progress")
+        if call.send_digits and await self._send_digits(call.send_digits, call.record, call.hangup):
+            return await self._end(call, "completed")
         amd: asyncio.Task[None] | None = None
         if call.machine_detection:
             amd = asyncio.create_task(self._detect(call, callee), name=f"{call.sid}-amd")
@@ -801,6 +806,8 @@ class Network:
                 entry["outcome"] = status
                 return status, {"DialCallSid": leg.sid, "DialCallDuration": "0"}, False
             await self._answer(call)  # answerOnBridge: the caller is answered now
+            if verb.send_digits:
+                await self._send_digits(verb.send_digits, leg.record, call.hangup, leg.hangup)
             started = time.monotonic()
             ender = await self._bridge(call, cursor, leg, callee)
             seconds = (time.monotonic() - started) / (self.time_scale or 1.0)
@@ -845,6 +852,18 @@ class Network:
         leg.start_time = now()
         leg._answered_at = time.monotonic()
         return "answered"
+
+    async def _send_digits(self, digits: str, record: PartyRecord, *ended: asyncio.Event) -> bool:
+        """Play `digits` to the party that answered (`record`), key by key: the party hears a
+        `digits` entry. True when the call ended meanwhile."""
+        entry: dict[str, Any] = {"kind": "digits", "digits": "", "send_digits": digits}
+        record.heard.append(entry)
+        for key in digits:
+            if await self._wait_any(DIGITS_WAIT_SECONDS if key == "w" else DIGIT_SECONDS, *ended):
+                return True
+            if key != "w":
+                entry["digits"] += key
+        return False
 
     def _callee_cursor(self, callee: Callee) -> ScriptCursor:
         if callee.behaviour == "voicemail":

@@ -3,10 +3,10 @@
 Supported: <Say>, <Pause length>, <Hangup/>, <Reject reason>, <Redirect method>url</Redirect>,
 <Connect action method><Stream url><Parameter name value/></Stream></Connect>, <Play loop>url</Play>
 and <Dial action method timeout callerId answerOnBridge ringTone> with a number (bare text or
-<Number>) or a <Conference startConferenceOnEnter endConferenceOnExit waitUrl waitMethod beep
-muted>name</Conference>. Other verbs (and other <Dial> nouns) are kept as `Unsupported` (the call
-skips them, and the call record says so). A document that is not XML, or whose root is not
-<Response>, is error 12100 (document parse failure), as on Twilio.
+<Number sendDigits>) or a <Conference startConferenceOnEnter endConferenceOnExit waitUrl
+waitMethod beep muted>name</Conference>. Other verbs (and other <Dial> nouns) are kept as
+`Unsupported` (the call skips them, and the call record says so). A document that is not XML,
+or whose root is not <Response>, is error 12100 (document parse failure), as on Twilio.
 
 Attribute values and defaults are Twilio's (https://www.twilio.com/docs/voice/twiml/dial,
 /conference, /play): Dial timeout 30 s, method POST; Conference startConferenceOnEnter true,
@@ -16,6 +16,7 @@ empty waitUrl = silence; Play loop 1, 0 = until the call ends.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from urllib.parse import urljoin
 
 PARSE_FAILURE = 12100
 INVALID_URL = 11100
+# SendDigits (and <Number sendDigits>): keys, and w for half a second's wait; 32 at most.
+SEND_DIGITS = re.compile(r"[0-9#*w]{1,32}")
 
 
 class TwimlError(Exception):
@@ -96,6 +99,7 @@ class Dial:
     caller_id: str | None = None
     answer_on_bridge: bool = False
     ring_tone: str | None = None
+    send_digits: str | None = None  # <Number sendDigits>: keys played once the number answers
 
 
 @dataclass(frozen=True)
@@ -216,11 +220,15 @@ def parse(document: str, base_url: str | None = None) -> list[Verb]:
 def _dial(element: ET.Element, absolute: Callable[[str], str]) -> Dial | Unsupported:
     nouns = list(element)
     number: str | None = None
+    send_digits: str | None = None
     conference: Conference | None = None
     if not nouns:
         number = (element.text or "").strip() or None
     elif nouns[0].tag == "Number":
         number = (nouns[0].text or "").strip() or None
+        send_digits = nouns[0].get("sendDigits") or None
+        if send_digits is not None and not SEND_DIGITS.fullmatch(send_digits):
+            raise TwimlError(PARSE_FAILURE, f"<Number sendDigits> cannot be {send_digits!r}")
     elif nouns[0].tag == "Conference":
         noun = nouns[0]
         name = (noun.text or "").strip()
@@ -254,4 +262,5 @@ def _dial(element: ET.Element, absolute: Callable[[str], str]) -> Dial | Unsuppo
         caller_id=(element.get("callerId") or "").strip() or None,
         answer_on_bridge=_flag(element, "answerOnBridge", False),
         ring_tone=element.get("ringTone") or None,
+        send_digits=send_digits,
     )
