@@ -18,11 +18,13 @@ from talkturo.errors import TalkturoError
 
 # The codes of errors raised by the framework itself (unknown paths, methods, bodies).
 HTTP_ERROR_CODES = {
+    400: "invalid_body",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+HTTP_ERROR_FALLBACK = "http_error"
 
 
 class ErrorDetail(BaseModel):
@@ -82,7 +84,7 @@ async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
+    code = HTTP_ERROR_CODES.get(exc.status_code, HTTP_ERROR_FALLBACK)
     return envelope(exc.status_code, "invalid_request_error", code, str(exc.detail), None)
 
 

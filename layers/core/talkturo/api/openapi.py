@@ -22,7 +22,7 @@ _HTTP_METHODS = {"get", "put", "post", "patch", "delete", "head", "options", "tr
 
 # What an error status means on any route; a route's own description wins.
 _MEANINGS = {
-    400: "The body is not valid JSON (`invalid_json`).",
+    400: "The body cannot be read: not valid JSON (`invalid_json`, `invalid_body`).",
     401: "No valid API key (`invalid_api_key`, `api_key_revoked`).",
     402: "Not enough credits, or a free-plan limit (`billing_error`).",
     404: "No such object in this account (`resource_missing`).",
