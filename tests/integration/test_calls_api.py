@@ -256,3 +256,27 @@ def test_list_filters_and_pages_newest_first(
     ).json()
     assert [c["id"] for c in rest["data"]] == [made[0]] and not rest["has_more"]
     assert client.get("/v1/calls/call_nope", headers=tenant.headers).status_code == 404
+
+
+def test_date_filters_take_only_iso_8601(client: TestClient, tenant: Tenant) -> None:
+    for param in ("created_after", "created_before"):
+        for value in ("0.5", "1e3", "1700000000", "tomorrow"):
+            answer = client.get("/v1/calls", params={param: value}, headers=tenant.headers)
+            assert answer.status_code == 422, (param, value, answer.json())
+            assert answer.json()["error"]["param"] == param
+
+
+def test_date_filters_mix_offsets_and_dates(client: TestClient, tenant: Tenant) -> None:
+    # A date, and a date-time without an offset (UTC), beside one with an offset
+    answer = client.get(
+        "/v1/calls",
+        params={"created_after": "2026-01-01", "created_before": "2026-01-02T10:00:00+02:00"},
+        headers=tenant.headers,
+    )
+    assert answer.status_code == 200, answer.json()
+    assert (
+        client.get(
+            "/v1/calls", params={"created_after": "2026-01-01T00:00:00"}, headers=tenant.headers
+        ).status_code
+        == 200
+    )

@@ -413,6 +413,39 @@ def test_unusable_uploads_are_refused(
     assert import_queue.receive(stack) == []
 
 
+def test_a_quote_never_closed_is_a_row_error_after_the_rows_before_it(
+    client: TestClient, tenant: Tenant, stack: Stack
+) -> None:
+    # Given a file whose third row opens a quote that is never closed
+    job = started(
+        client,
+        tenant,
+        'first_name,phone\nAda,+14155550101\n"Bob,+14155550102\nCy,+14155550103\n',
+    )
+    # When the worker runs
+    import_queue.drain(stack)
+    # Then Ada is imported, the broken row is in the report, and no contact holds the rest
+    done = job_of(client, tenant, job)
+    assert (done["status"], done["created"], done["failed"]) == ("completed", 1, 1)
+    assert [c["first_name"] for c in contacts_of(client, tenant)] == ["Ada"]
+    [row] = report(client, tenant, job)
+    assert row["row"] == 3
+    assert row["errors"][0]["field"] is None
+    assert "never closed" in row["errors"][0]["message"]
+
+
+def test_a_file_over_the_limit_is_told_its_real_size_and_the_limit(
+    client: TestClient, tenant: Tenant
+) -> None:
+    limit = 5 * 1024 * 1024
+    body = b"first_name\n" + b"Ada\n" * (2 * limit // 4)
+    answer = upload(client, tenant, body)
+    assert answer.status_code == 413
+    message = answer.json()["error"]["message"]
+    assert f"is {len(body)} bytes" in message
+    assert f"at most {limit} bytes" in message
+
+
 def test_imports_are_listed_newest_first(client: TestClient, tenant: Tenant) -> None:
     made = [started(client, tenant, f"first_name\nP{i}\n")["id"] for i in range(3)]
     page = client.get("/v1/contact-imports", params={"limit": 2}, headers=tenant.headers).json()

@@ -53,6 +53,34 @@ def test_twilio_errors_map_to_domain_errors(
     assert error.param == param
 
 
+SECRET_DETAIL = "Account AC0123 is suspended; see https://internal.example/ticket/42"
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(400, 21422), (400, 21421), (400, 21211), (401, 20003), (429, 20429), (503, 20500), (400, 1)],
+)
+def test_the_carriers_words_stay_out_of_the_message(status: int, code: int) -> None:
+    error = carrier_error(_rest(status, code, SECRET_DETAIL))
+
+    assert SECRET_DETAIL not in error.message and "AC0123" not in error.message
+    assert error.detail == SECRET_DETAIL
+
+
+def test_the_carriers_words_go_to_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    class _Refuses:
+        def __getattr__(self, name: str) -> Any:
+            raise _rest(400, 21452, SECRET_DETAIL)
+
+    carrier = TwilioCarrier("AC" + "0" * 32, "token", api_base_url="http://127.0.0.1:9")
+    carrier._client = _Refuses()  # type: ignore[assignment]
+
+    with pytest.raises(CarrierError) as failed:
+        carrier.release_number("PN" + "0" * 32)
+    assert SECRET_DETAIL not in failed.value.message
+    assert SECRET_DETAIL in caplog.text
+
+
 def test_a_failed_list_page_is_read_for_its_twilio_code() -> None:
     body = '{"code": 20003, "message": "Authenticate", "more_info": "x", "status": 401}'
     error = carrier_error(TwilioException("Unable to fetch page", Response(401, body)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 
 from talkturo.domain.contact_imports import (
@@ -90,12 +92,44 @@ def test_semicolon_separated_files_are_read() -> None:
         (b"  \n\n", "empty"),
         (b",,,\nAda,x\n", "name the columns"),
         ("first_name\nJos\xe9\n".encode("latin-1"), "UTF-8"),
-        (b"first_name\n" + b"x" * 200_000 + b"\n", "valid CSV"),
+        (b'"first_name,phone\nAda,+14155550123\n', "first row is not valid CSV"),
     ],
 )
 def test_unreadable_files_say_why(raw: bytes, problem: str) -> None:
     with pytest.raises(CsvProblem, match=problem):
         read_csv(raw)
+
+
+def test_a_quote_never_closed_is_a_row_problem_not_a_garbage_row() -> None:
+    # Given a file whose third row opens a quote that nothing closes
+    raw = b'first_name,phone\nAda,+14155550123\n"Bob,+14155550124\nCy,+14155550125\n'
+    # When read
+    parsed = read_csv(raw)
+    # Then the rows before it are read, and it is one record with a problem, not a contact
+    # whose first name is the rest of the file
+    assert [(r.row, r.cells, r.problem) for r in parsed.records[:1]] == [
+        (2, ["Ada", "+14155550123"], None)
+    ]
+    broken = parsed.records[1]
+    assert (broken.row, len(parsed.records)) == (3, 2)
+    assert broken.problem is not None and "never closed" in broken.problem
+    assert broken.cells == ['"Bob,+14155550124\nCy,+14155550125\n']
+
+
+def test_a_malformed_row_is_a_problem_and_the_rows_after_it_are_read() -> None:
+    parsed = read_csv(b'first_name,phone\n"Ada"x,+14155550123\nBob,+14155550124\n')
+    assert [(r.row, r.problem is not None) for r in parsed.records] == [(2, True), (3, False)]
+    assert parsed.records[1].cells == ["Bob", "+14155550124"]
+
+
+def test_a_value_over_the_parser_limit_stops_the_reading_at_its_row() -> None:
+    # A cell too long to hold, or a quote never closed in a long file: the row is a problem
+    # and what follows it is not read (the parser cannot tell where the row ends).
+    raw = b"first_name\nAda\n" + b"x" * 200_000 + b"\nBob\n"
+    parsed = read_csv(raw)
+    assert [r.row for r in parsed.records] == [2, 3]
+    problem = parsed.records[1].problem
+    assert problem is not None and str(csv.field_size_limit()) in problem
 
 
 def test_row_values_keep_non_empty_cells_in_api_shape() -> None:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.types import Receive, Scope, Send
 
 from talkturo import __version__
-from talkturo.api import errors
+from talkturo.api import errors, openapi
 
 DESCRIPTION = """
 Talkturo's control-plane API. Every route lives under `/v1`, takes and returns JSON, and is
@@ -53,6 +53,7 @@ def create_app(modules: Iterable[str] | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     errors.install(app)
+    app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]
 
     @app.get("/health", tags=["Health"], summary="Liveness check (no authentication)")
     def health() -> dict[str, str]:

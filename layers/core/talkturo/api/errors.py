@@ -11,9 +11,33 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from talkturo.errors import TalkturoError
+
+# The codes of errors raised by the framework itself (unknown paths, methods, bodies).
+HTTP_ERROR_CODES = {
+    400: "invalid_body",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+HTTP_ERROR_FALLBACK = "http_error"
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="The kind of error: `invalid_request_error`, … (docs/errors.md).")
+    code: str = Field(description="What exactly went wrong; stable, safe to branch on.")
+    message: str = Field(description="A sentence for a person; may change between versions.")
+    param: str | None = Field(description="The field, parameter or header at fault, if one is.")
+
+
+class ErrorEnvelope(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorDetail
 
 
 def envelope(status: int, type_: str, code: str, message: str, param: str | None) -> JSONResponse:
@@ -60,13 +84,7 @@ async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    codes = {
-        404: "not_found",
-        405: "method_not_allowed",
-        413: "payload_too_large",
-        415: "unsupported_media_type",
-    }
-    code = codes.get(exc.status_code, "http_error")
+    code = HTTP_ERROR_CODES.get(exc.status_code, HTTP_ERROR_FALLBACK)
     return envelope(exc.status_code, "invalid_request_error", code, str(exc.detail), None)
 
 

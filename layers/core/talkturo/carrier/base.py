@@ -15,7 +15,11 @@ from talkturo.errors import TalkturoError
 
 
 class CarrierError(TalkturoError):
-    """The carrier refused or failed a request. `carrier_code` is the carrier's own error code."""
+    """The carrier refused or failed a request. `carrier_code` is the carrier's own error code.
+
+    `message` is the platform's own sentence (API answers show it); `detail` is what the
+    carrier said, for the log only: it can name accounts, SIDs or internal URLs.
+    """
 
     status = 502
     type = "carrier_error"
@@ -28,10 +32,12 @@ class CarrierError(TalkturoError):
         carrier_code: int | None = None,
         retryable: bool = False,
         param: str | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message, param=param)
         self.carrier_code = carrier_code
         self.retryable = retryable
+        self.detail = detail
 
 
 class NumberNotAvailable(CarrierError):

@@ -64,6 +64,14 @@ INVALID_NUMBER_CODES = {
     21451: "area_code",  # invalid area code
     21210: "from_",  # 'From' phone number not verified / not held
 }
+# What the platform says of each (the carrier's own wording stays in the log).
+INVALID_NUMBER_MESSAGES = {
+    "to": "The carrier cannot call this number.",
+    "phone_number": "The carrier refuses this phone number.",
+    "area_code": "The carrier does not know this area code.",
+    "from_": "The carrier does not accept this caller ID.",
+}
+CARRIER_BUSY = "The carrier is not answering right now; try again in a moment."
 
 
 class _BaseUrlHttpClient(TwilioHttpClient):
@@ -98,30 +106,43 @@ def _as_rest_exception(exc: TwilioException) -> TwilioRestException | None:
 
 
 def carrier_error(exc: BaseException) -> CarrierError:
-    """The domain's error for whatever the SDK raised."""
+    """The domain's error for whatever the SDK raised: a message of our own, the carrier's in
+    `detail` (logged, never answered)."""
     if isinstance(exc, TwilioException) and not isinstance(exc, TwilioRestException):
         exc = _as_rest_exception(exc) or exc
     if isinstance(exc, TwilioRestException):
         code = exc.code if isinstance(exc.code, int) else None
-        message = str(exc.msg or "the carrier refused the request")
+        detail = str(exc.msg or "")
         if code == NUMBER_NOT_AVAILABLE:
             return NumberNotAvailable(
                 "That number is no longer available; search again and pick another.",
                 carrier_code=code,
                 param="phone_number",
+                detail=detail,
             )
         if code in INVALID_NUMBER_CODES:
-            return InvalidPhoneNumber(message, carrier_code=code, param=INVALID_NUMBER_CODES[code])
+            param = INVALID_NUMBER_CODES[code]
+            return InvalidPhoneNumber(
+                INVALID_NUMBER_MESSAGES.get(param, "The carrier refuses this phone number."),
+                carrier_code=code,
+                param=param,
+                detail=detail,
+            )
         if code == AUTHENTICATION_FAILED or exc.status == 401:
             return CarrierError(
-                "The carrier rejected the platform's credentials.", carrier_code=code
+                "The carrier rejected the platform's credentials.", carrier_code=code, detail=detail
             )
         retryable = code == TOO_MANY_REQUESTS or exc.status == 429 or exc.status >= 500
-        return CarrierError(message, carrier_code=code, retryable=retryable)
+        return CarrierError(
+            CARRIER_BUSY if retryable else "The carrier refused the request.",
+            carrier_code=code,
+            retryable=retryable,
+            detail=detail,
+        )
     if isinstance(exc, TwilioException):
-        return CarrierError(f"carrier request failed: {exc}", retryable=True)
+        return CarrierError(CARRIER_BUSY, retryable=True, detail=str(exc))
     # Transport failures (connection refused, timeouts…) from the HTTP library underneath.
-    return CarrierError(f"carrier unreachable: {type(exc).__name__}", retryable=True)
+    return CarrierError(CARRIER_BUSY, retryable=True, detail=f"unreachable: {type(exc).__name__}")
 
 
 @contextmanager
@@ -133,7 +154,11 @@ def _calling(action: str) -> Iterator[None]:
     except Exception as exc:
         error = carrier_error(exc)
         logger.warning(
-            "carrier %s failed: %s (code %s)", action, type(exc).__name__, error.carrier_code
+            "carrier %s failed: %s (code %s): %s",
+            action,
+            type(exc).__name__,
+            error.carrier_code,
+            error.detail,
         )
         raise error from exc
 

@@ -8,7 +8,7 @@ from zoneinfo import available_timezones
 
 from pydantic import BaseModel, EmailStr, Field, field_validator
 
-from talkturo.domain.common import Resource
+from talkturo.domain.common import Name, Resource
 
 Plan = Literal["free", "paid"]
 
@@ -23,7 +23,7 @@ def is_timezone(name: str) -> bool:
 
 
 class AccountCreate(Resource):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name = Field(min_length=1, max_length=200)
     email: EmailStr | None = None
     default_timezone: str = "America/New_York"
 
@@ -36,7 +36,7 @@ class AccountCreate(Resource):
 
 
 class AccountUpdate(Resource):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = Field(default=None, min_length=1, max_length=200)
     email: EmailStr | None = None
     default_timezone: str | None = None
 
@@ -59,7 +59,7 @@ class Account(BaseModel):
 
 
 class ApiKeyCreate(Resource):
-    name: str = Field(default="default", min_length=1, max_length=100)
+    name: Name = Field(default="default", min_length=1, max_length=100)
 
 
 class ApiKey(BaseModel):

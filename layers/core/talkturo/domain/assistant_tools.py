@@ -28,7 +28,7 @@ from pydantic import (
     field_validator,
 )
 
-from talkturo.domain.common import Resource
+from talkturo.domain.common import Name, Resource
 
 ToolType = Literal["end_call", "transfer_call", "info_extraction", "scheduling", "webhook"]
 TOOL_TYPES: tuple[str, ...] = (
@@ -214,7 +214,7 @@ class EndCallConfig(Resource):
 
 
 class TransferDestination(Resource):
-    name: str = Field(min_length=1, max_length=100, description="Who answers, e.g. Sales desk.")
+    name: Name = Field(min_length=1, max_length=100, description="Who answers, e.g. Sales desk.")
     number: str = Field(
         description="E.164 phone number, e.g. +14155550123; an extension is kept as "
         "+14155550123;ext=9 and dialled as DTMF after the answer."

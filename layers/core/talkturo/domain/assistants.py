@@ -35,7 +35,7 @@ from talkturo.domain.assistant_tools import (
     view_of,
 )
 from talkturo.domain.catalog import Catalog, EstimateBreakdown, estimate
-from talkturo.domain.common import Credits, Resource
+from talkturo.domain.common import Credits, Name, Resource
 from talkturo.errors import InvalidRequest
 
 FirstMessageMode = Literal["assistant_speaks_first", "wait_for_caller"]
@@ -145,7 +145,7 @@ class TelephonyConfig(Resource):
 
 
 class _AssistantBase(Resource):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=1000)
     system_prompt: str = Field(
         min_length=1,
@@ -234,7 +234,7 @@ class AssistantDeleted(BaseModel):
 
 
 class AssistantClone(Resource):
-    name: str | None = Field(
+    name: Name | None = Field(
         default=None, min_length=1, max_length=200, description='Default: "<name> (copy)".'
     )
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from talkturo.domain.common import Resource
+from talkturo.domain.common import Name, Resource, WebUrl
 from talkturo.domain.phones import is_country
 
 NAME_MAX = 200
@@ -28,7 +28,7 @@ def _country(value: str | None) -> str | None:
 
 
 class _CompanyFields(Resource):
-    website: str | None = Field(default=None, max_length=500)
+    website: WebUrl | None = Field(default=None, max_length=500)
     industry: str | None = Field(default=None, max_length=200)
     size: str | None = Field(
         default=None, max_length=50, description="Head count or a band such as `11-50`."
@@ -52,9 +52,15 @@ class _CompanyFields(Resource):
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
 
+    @field_validator("website", mode="before")
+    @classmethod
+    def _no_website(cls, value: Any) -> Any:
+        # An emptied form field clears the website rather than failing as a URL.
+        return None if isinstance(value, str) and not value.strip() else value
+
 
 class CompanyCreate(_CompanyFields):
-    name: str = Field(min_length=1, max_length=NAME_MAX)
+    name: Name = Field(min_length=1, max_length=NAME_MAX)
     custom: dict[str, Any] = Field(
         default_factory=dict, description="Values of the account's company custom fields."
     )
@@ -63,7 +69,7 @@ class CompanyCreate(_CompanyFields):
 class CompanyUpdate(_CompanyFields):
     """Fields given replace the stored ones (null clears); `custom` is merged key by key."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=NAME_MAX)
+    name: Name | None = Field(default=None, min_length=1, max_length=NAME_MAX)
     custom: dict[str, Any] | None = Field(
         default=None, description="Merged into the stored values; a null value removes a key."
     )

@@ -129,6 +129,7 @@ class CsvProblem(ValueError):
 class Record:
     row: int  # spreadsheet row number
     cells: list[str]
+    problem: str | None = None  # why the row cannot be read as CSV (it goes to the report)
 
 
 @dataclass
@@ -154,20 +155,58 @@ def _delimiter(text: str) -> str:
     return best if counts[best] > counts[","] else ","
 
 
+def _unreadable(error: csv.Error) -> tuple[str, bool]:
+    """What the report says of a record that is not valid CSV, and whether reading goes on."""
+    reason = str(error)
+    if reason == "unexpected end of data":
+        return 'a quoted value is never closed (a closing " is missing)', False
+    if reason.startswith("field larger than field limit"):
+        # A huge cell, or a quote never closed that swallows the rest of the file: the parser
+        # cannot tell where this record ends, so nothing after it is read.
+        limit = csv.field_size_limit()
+        return (
+            f'a value is longer than {limit} characters, or a closing " is missing; '
+            "this row and the rows after it were not read",
+            False,
+        )
+    return f"the row is not valid CSV: {reason}", True
+
+
 def read_csv(raw: bytes) -> CsvFile:
-    """The header and the non-empty records, each with its spreadsheet row number."""
+    """The header and the non-empty records, each with its spreadsheet row number.
+
+    Strict parsing: a record that is not valid CSV (a quote never closed would otherwise swallow
+    the rest of the file into one cell) becomes a record with a `problem`, its raw text as the
+    only cell; the records before it are read as usual, and those after it when the parser
+    can tell where it ends.
+    """
     text = decode(raw)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+    lines = io.StringIO(text, newline="").readlines()
+    reader = csv.reader(lines, delimiter=_delimiter(text), strict=True)
     try:
         header = next(reader, None)
-        if header is None or not any(cell.strip() for cell in header):
-            raise CsvProblem("the first row must name the columns")
-        parsed = CsvFile(header=[cell.strip() for cell in header])
-        for index, cells in enumerate(reader):
-            if any(cell.strip() for cell in cells):
-                parsed.records.append(Record(row=index + 2, cells=cells))
     except csv.Error as error:
-        raise CsvProblem(f"the file is not valid CSV: {error}") from None
+        raise CsvProblem(f"the first row is not valid CSV: {error}") from None
+    if header is None or not any(cell.strip() for cell in header):
+        raise CsvProblem("the first row must name the columns")
+    parsed = CsvFile(header=[cell.strip() for cell in header])
+    row = 1
+    while True:
+        start = reader.line_num
+        row += 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            problem, read_on = _unreadable(error)
+            cells = ["".join(lines[start : reader.line_num])]
+            parsed.records.append(Record(row=row, cells=cells, problem=problem))
+            if not read_on:
+                break
+            continue
+        if any(cell.strip() for cell in cells):
+            parsed.records.append(Record(row=row, cells=cells))
     return parsed
 
 

@@ -21,7 +21,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, EmailStr, Field, field_validator, model_validator
 
 from talkturo.domain.accounts import is_timezone
-from talkturo.domain.common import Resource
+from talkturo.domain.common import Name, Resource
 from talkturo.domain.phones import phone_digits
 
 LeadStatus = Literal["new", "contacted", "qualified", "unqualified", "customer", "churned", "dnc"]
@@ -55,8 +55,8 @@ def normalise_tags(tags: list[str]) -> list[str]:
 
 
 class _ContactFields(Resource):
-    first_name: str | None = Field(default=None, max_length=100)
-    last_name: str | None = Field(default=None, max_length=100)
+    first_name: Name | None = Field(default=None, max_length=100)
+    last_name: Name | None = Field(default=None, max_length=100)
     email: EmailStr | None = None
     phone: str | None = Field(
         default=None,
@@ -65,7 +65,7 @@ class _ContactFields(Resource):
         "company's country, else the US. Unique per account.",
     )
     secondary_phone: str | None = Field(default=None, max_length=40)
-    job_title: str | None = Field(default=None, max_length=200)
+    job_title: Name | None = Field(default=None, max_length=200)
     company_id: str | None = None
     timezone: str | None = Field(
         default=None, description="IANA name; inferred from the phone number when absent."

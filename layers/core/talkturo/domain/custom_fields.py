@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
-from talkturo.domain.common import Resource
+from talkturo.domain.common import Name, Resource
 
 Entity = Literal["contact", "company"]
 FieldType = Literal["text", "number", "date", "boolean", "select"]
@@ -56,7 +56,7 @@ class CustomFieldCreate(Resource):
         max_length=64,
         description="snake_case identifier, unique per entity; used in `custom.<key>`.",
     )
-    label: str = Field(min_length=1, max_length=200)
+    label: Name = Field(min_length=1, max_length=200)
     type: FieldType
     options: list[str] | None = Field(
         default=None,
@@ -87,7 +87,7 @@ class CustomFieldCreate(Resource):
 class CustomFieldUpdate(Resource):
     """Only the label and a select's options change; a type is fixed once data depends on it."""
 
-    label: str | None = Field(default=None, min_length=1, max_length=200)
+    label: Name | None = Field(default=None, min_length=1, max_length=200)
     options: list[str] | None = None
     type: FieldType | None = Field(
         default=None, description="Accepted only when unchanged: a field's type is fixed."

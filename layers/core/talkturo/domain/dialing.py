@@ -35,14 +35,46 @@ Rule = Literal["premium_rate", "high_risk"]
 ExtensionPolicy = Literal["dtmf", "refuse"]
 CountriesFrom = Literal["numbers", "admin"]
 
-# The error code of each refusal (docs/calls.md lists them).
-INVALID = "invalid_phone_number"
-PREMIUM_RATE = "destination_premium_rate"
-HIGH_RISK = "destination_high_risk"
-COUNTRY_NOT_ALLOWED = "destination_country_not_allowed"
-SELF_CALL = "destination_self_call"
-EXTENSION_REFUSED = "destination_extension_refused"
-RULE_CODES: dict[Rule, str] = {"premium_rate": PREMIUM_RATE, "high_risk": HIGH_RISK}
+
+class DestinationRefused(InvalidRequest):
+    """A destination the dialing rules refuse: a 422 naming the field, one code per rule."""
+
+
+class InvalidDestination(DestinationRefused):
+    code = "invalid_phone_number"
+
+
+class PremiumRateDestination(DestinationRefused):
+    code = "destination_premium_rate"
+
+
+class HighRiskDestination(DestinationRefused):
+    code = "destination_high_risk"
+
+
+class CountryNotAllowed(DestinationRefused):
+    code = "destination_country_not_allowed"
+
+
+class SelfCall(DestinationRefused):
+    code = "destination_self_call"
+
+
+class ExtensionRefused(DestinationRefused):
+    code = "destination_extension_refused"
+
+
+# The error code of each refusal (docs/calls.md and docs/errors.md list them).
+INVALID = InvalidDestination.code
+PREMIUM_RATE = PremiumRateDestination.code
+HIGH_RISK = HighRiskDestination.code
+COUNTRY_NOT_ALLOWED = CountryNotAllowed.code
+SELF_CALL = SelfCall.code
+EXTENSION_REFUSED = ExtensionRefused.code
+RULE_ERRORS: dict[Rule, type[DestinationRefused]] = {
+    "premium_rate": PremiumRateDestination,
+    "high_risk": HighRiskDestination,
+}
 # Twilio's SendDigits takes at most 32 keys.
 MAX_SEND_DIGITS = 32
 
@@ -182,8 +214,8 @@ def dtmf_of(extension: str | None, rules: DialingRules | None = None) -> str | N
     return (rules or get_dialing_rules()).extension_pause + extension
 
 
-def _refuse(param: str, code: str, message: str) -> InvalidRequest:
-    return InvalidRequest(f"{param}: {message}", param=param, code=code)
+def _refuse(param: str, error: type[DestinationRefused], message: str) -> DestinationRefused:
+    return error(f"{param}: {message}", param=param)
 
 
 def _parse(to: str, param: str) -> phonenumbers.PhoneNumber:
@@ -192,7 +224,9 @@ def _parse(to: str, param: str) -> phonenumbers.PhoneNumber:
         return phonenumbers.parse(to.strip(), DEFAULT_REGION)
     except phonenumbers.NumberParseException:
         raise _refuse(
-            param, INVALID, f"{to!r} is not a phone number; use E.164 such as +14155550123"
+            param,
+            InvalidDestination,
+            f"{to!r} is not a phone number; use E.164 such as +14155550123",
         ) from None
 
 
@@ -222,25 +256,25 @@ def check_destination(
     if prefix is not None:
         raise _refuse(
             param,
-            RULE_CODES[prefix.rule],
+            RULE_ERRORS[prefix.rule],
             f"{e164} is refused by the dialing rule {prefix.rule} ({prefix.prefix}: {prefix.why})",
         )
     if not phonenumbers.is_valid_number(number):
-        raise _refuse(param, INVALID, f"{to} is not a valid phone number")
+        raise _refuse(param, InvalidDestination, f"{to} is not a valid phone number")
     refused = rules.refused_types().get(phonenumbers.number_type(number))
     exempt = any(e164.startswith(p.prefix) for p in rules.type_exemptions)
     if refused is not None and not exempt:
         kind, rule = refused
         raise _refuse(
             param,
-            RULE_CODES[rule],
+            RULE_ERRORS[rule],
             f"{e164} is a {kind.lower().replace('_', '-')} number, refused by the dialing "
             f"rule {rule}",
         )
     if e164 == caller_id or e164 in set(account_numbers):
         raise _refuse(
             param,
-            SELF_CALL,
+            SelfCall,
             f"{e164} is "
             + ("the caller ID" if e164 == caller_id else "a number of this account")
             + "; the dialing rule self_call refuses calls to the account's own numbers",
@@ -251,7 +285,7 @@ def check_destination(
         allowed = ", ".join(sorted(allowed_countries)) or "none"
         raise _refuse(
             param,
-            COUNTRY_NOT_ALLOWED,
+            CountryNotAllowed,
             f"{e164} is in {country or 'no country'}; the dialing rule allowed_countries lets "
             f"this account call {allowed} (the countries of its own numbers, unless an admin "
             "set the list)",
@@ -262,11 +296,11 @@ def check_destination(
         if extensions == "refuse":
             raise _refuse(
                 param,
-                EXTENSION_REFUSED,
+                ExtensionRefused,
                 f"{to} has an extension ({extension}); this account's dialing rule extensions "
                 "is refuse: give the number alone",
             )
         send_digits = dtmf_of(extension, rules)
         if send_digits is None or len(send_digits) > MAX_SEND_DIGITS:
-            raise _refuse(param, INVALID, f"the extension of {to} is too long to dial")
+            raise _refuse(param, InvalidDestination, f"the extension of {to} is too long to dial")
     return Destination(number=e164, extension=extension, country=country, send_digits=send_digits)

@@ -18,7 +18,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, NonNegativeInt, RootModel, model_validator
 
-from talkturo.domain.common import Resource
+from talkturo.domain.common import Name, Resource
 from talkturo.domain.telephony import COUNTRIES, AvailableNumber, NumberType
 
 NumberStatus = Literal["purchasing", "active", "error", "suspended", "released"]
@@ -142,11 +142,11 @@ class PhoneNumberBuy(Resource):
     phone_number: str = Field(
         pattern=E164_PATTERN, description="E.164, one of GET /v1/phone-numbers/available."
     )
-    friendly_name: str | None = Field(default=None, min_length=1, max_length=100)
+    friendly_name: Name | None = Field(default=None, min_length=1, max_length=100)
 
 
 class PhoneNumberUpdate(Resource):
-    friendly_name: str = Field(min_length=1, max_length=100)
+    friendly_name: Name = Field(min_length=1, max_length=100)
 
 
 class PhoneNumberAssign(Resource):

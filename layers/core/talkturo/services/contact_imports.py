@@ -75,17 +75,23 @@ def fingerprint(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def start(account_id: str, raw: bytes, content_type: str | None) -> ContactImport:
-    """Check the file, keep it, and queue its first chunk; the job answers at once."""
+def start(
+    account_id: str, raw: bytes, content_type: str | None, *, size: int | None = None
+) -> ContactImport:
+    """Check the file, keep it, and queue its first chunk; the job answers at once.
+
+    `size` is the whole upload's, when `raw` holds only its start (a file over the limit)."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media not in CSV_MEDIA_TYPES:
         raise UnsupportedMediaType(
             "send the CSV file itself as the body, with Content-Type: text/csv",
             param="Content-Type",
         )
-    if len(raw) > MAX_BYTES:
+    size = len(raw) if size is None else size
+    if size > MAX_BYTES:
         raise PayloadTooLarge(
-            f"the file is {len(raw)} bytes; at most {MAX_BYTES} (5 MB) per import", param="file"
+            f"the file is {size} bytes; an import takes at most {MAX_BYTES} bytes (5 MiB)",
+            param="file",
         )
     try:
         parsed = read_csv(raw)
@@ -363,8 +369,10 @@ def _import_row(
     tally: Counter[str],
 ) -> str:
     """`created`, `updated` or `failed` (with the row's errors written to the report)."""
-    values = row_values(header, record.cells, columns)
     try:
+        if record.problem:
+            raise InvalidRequest(record.problem)
+        values = row_values(header, record.cells, columns)
         return _apply_row(account_id, import_id, record.row, values, lookups, tally)
     except ValidationError as invalid:
         errors = [_detail(error) for error in invalid.errors()]

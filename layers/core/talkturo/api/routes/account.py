@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from talkturo.api.deps import Caller, IdempotencyKey
 from talkturo.api.idempotency import create_once
+from talkturo.api.openapi import errors_at
 from talkturo.domain.accounts import Account, AccountUpdate, ApiKey, ApiKeyCreate, ApiKeyWithSecret
 from talkturo.domain.common import Page
 from talkturo.services import accounts
@@ -20,7 +21,12 @@ def get_account(caller: Caller) -> Account:
     return accounts.get_account(caller.account_id)
 
 
-@router.patch("/account", response_model=Account, summary="Change the account's settings")
+@router.patch(
+    "/account",
+    response_model=Account,
+    responses=errors_at(409),
+    summary="Change the account's settings",
+)
 def update_account(caller: Caller, changes: AccountUpdate) -> Account:
     return accounts.update_account(caller.account_id, changes)
 
@@ -49,6 +55,11 @@ def list_api_keys(caller: Caller) -> Page[ApiKey]:
     return Page[ApiKey](data=keys, has_more=False)
 
 
-@router.delete("/api-keys/{key_id}", response_model=ApiKey, summary="Revoke an API key")
+@router.delete(
+    "/api-keys/{key_id}",
+    response_model=ApiKey,
+    responses=errors_at(409),
+    summary="Revoke an API key",
+)
 def revoke_api_key(caller: Caller, key_id: str) -> ApiKey:
     return accounts.revoke_api_key(caller, key_id)

@@ -10,19 +10,26 @@ from pydantic import BaseModel, Field
 
 from talkturo.api.deps import IdempotencyKey, Paging, require_admin
 from talkturo.api.idempotency import create_once
+from talkturo.api.openapi import errors_at
 from talkturo.domain.accounts import Account, AccountCreate, ApiKeyWithSecret
-from talkturo.domain.common import Page
+from talkturo.domain.common import Name, Page
 from talkturo.domain.credits import CreditGrant, LedgerEntry
 from talkturo.domain.dead_letters import DeadLetter, DeadLetterQueue
 from talkturo.domain.dialing import DialingSettings, DialingView
 from talkturo.domain.numbers import PhoneNumber
 from talkturo.services import accounts, credits, dead_letters, dialing, numbers
 
-router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
+# 404 on every route: a deployment without an admin secret has no admin API.
+router = APIRouter(
+    prefix="/admin",
+    tags=["Admin"],
+    dependencies=[Depends(require_admin)],
+    responses=errors_at(404),
+)
 
 
 class NewAccount(AccountCreate):
-    key_name: str = Field(default="default", min_length=1, max_length=100)
+    key_name: Name = Field(default="default", min_length=1, max_length=100)
 
 
 class SignedUp(BaseModel):
@@ -53,6 +60,7 @@ def create_account(body: NewAccount, idempotency_key: IdempotencyKey = None) -> 
 
 @router.post(
     "/accounts/{account_id}/credits",
+    responses=errors_at(402),
     response_model=LedgerEntry,
     status_code=201,
     summary="Grant, refund or adjust an account's credits",
@@ -83,6 +91,7 @@ def grant_credits(
 
 @router.post(
     "/phone-numbers/{phone_number_id}/suspend",
+    responses=errors_at(409),
     response_model=PhoneNumber,
     summary="Suspend an active number (it can no longer be assigned or used)",
 )
@@ -92,6 +101,7 @@ def suspend_number(phone_number_id: str) -> PhoneNumber:
 
 @router.post(
     "/phone-numbers/{phone_number_id}/resume",
+    responses=errors_at(409),
     response_model=PhoneNumber,
     summary="Make a suspended number active again",
 )

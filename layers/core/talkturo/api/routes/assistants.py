@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from talkturo.api.deps import Caller, IdempotencyKey, Paging
 from talkturo.api.idempotency import create_once
+from talkturo.api.openapi import errors_at
 from talkturo.domain.assistants import (
     Assistant,
     AssistantClone,
@@ -83,6 +84,7 @@ def get_assistant(caller: Caller, assistant_id: str) -> Assistant:
 
 @router.patch(
     "/assistants/{assistant_id}",
+    responses=errors_at(409),
     response_model=Assistant,
     summary="Change an assistant (objects merge, lists replace; validated whole)",
 )
@@ -92,6 +94,7 @@ def update_assistant(caller: Caller, assistant_id: str, body: AssistantWrite) ->
 
 @router.delete(
     "/assistants/{assistant_id}",
+    responses=errors_at(409),
     response_model=AssistantDeleted,
     summary="Delete an assistant (refused while numbers are assigned or campaigns run)",
 )

@@ -3,13 +3,13 @@ recording."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
 from talkturo.api.deps import Caller, IdempotencyKey, Paging
 from talkturo.api.idempotency import create_once
+from talkturo.api.openapi import errors_at
 from talkturo.domain.calls import (
     Call,
     CallCreate,
@@ -18,7 +18,7 @@ from talkturo.domain.calls import (
     RecordingLink,
     Transcript,
 )
-from talkturo.domain.common import Page
+from talkturo.domain.common import IsoDateTime, Page
 from talkturo.services import calls
 
 router = APIRouter(tags=["Calls"])
@@ -28,6 +28,7 @@ IdFilter = Annotated[str | None, Query(max_length=64)]
 
 @router.post(
     "/calls",
+    responses=errors_at(402, 404),
     response_model=Call,
     status_code=201,
     summary="Place one outbound call now (answers at once with status queued)",
@@ -53,10 +54,12 @@ def list_calls(
     direction: CallDirection | None = None,
     outcome: CallOutcome | None = None,
     created_after: Annotated[
-        datetime | None, Query(description="ISO 8601; calls created at or after.")
+        IsoDateTime | None,
+        Query(description="ISO 8601 date-time or date (UTC without an offset); at or after."),
     ] = None,
     created_before: Annotated[
-        datetime | None, Query(description="ISO 8601; calls created at or before.")
+        IsoDateTime | None,
+        Query(description="ISO 8601 date-time or date (UTC without an offset); at or before."),
     ] = None,
 ) -> Page[Call]:
     return calls.list_calls(

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from talkturo.api.deps import Caller, IdempotencyKey, Paging
 from talkturo.api.idempotency import create_once
+from talkturo.api.openapi import errors_at
 from talkturo.domain.common import Page
 from talkturo.domain.companies import Company, CompanyCreate, CompanyUpdate
 from talkturo.services import companies
@@ -45,13 +46,19 @@ def get_company(caller: Caller, company_id: str) -> Company:
     return companies.get(caller.account_id, company_id)
 
 
-@router.patch("/companies/{company_id}", response_model=Company, summary="Change a company")
+@router.patch(
+    "/companies/{company_id}",
+    response_model=Company,
+    responses=errors_at(409),
+    summary="Change a company",
+)
 def update_company(caller: Caller, company_id: str, changes: CompanyUpdate) -> Company:
     return companies.update(caller.account_id, company_id, changes)
 
 
 @router.delete(
     "/companies/{company_id}",
+    responses=errors_at(409),
     response_model=Company,
     summary="Delete a company (refused while contacts belong to it)",
 )

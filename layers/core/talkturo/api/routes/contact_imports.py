@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 
 from talkturo.api.deps import Caller, IdempotencyKey, Paging
 from talkturo.api.idempotency import create_once
+from talkturo.api.openapi import errors_at
 from talkturo.domain.common import Page
 from talkturo.domain.contact_imports import MAX_BYTES, ContactImport, ImportRowError
 from talkturo.services import contact_imports
@@ -15,17 +17,22 @@ from talkturo.services import contact_imports
 router = APIRouter(tags=["Contact imports"])
 
 
-async def csv_body(request: Request) -> bytes:
-    """The raw body (a CSV file is not JSON, FastAPI must not parse it), read no further than
-    one byte past the import limit."""
+@dataclass
+class CsvUpload:
+    raw: bytes  # the file; only its start when it is over the import limit
+    size: int  # bytes of the whole upload
+
+
+async def csv_body(request: Request) -> CsvUpload:
+    """The raw body (a CSV file is not JSON, FastAPI must not parse it). Past the import limit
+    the rest is counted, not kept, so a refusal can say how big the file really is."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
-        chunks.append(chunk)
+        if size <= MAX_BYTES:
+            chunks.append(chunk)
         size += len(chunk)
-        if size > MAX_BYTES:
-            break
-    return b"".join(chunks)
+    return CsvUpload(raw=b"".join(chunks), size=size)
 
 
 CSV_REQUEST_BODY = {
@@ -37,6 +44,7 @@ CSV_REQUEST_BODY = {
 
 @router.post(
     "/contact-imports",
+    responses=errors_at(413, 415),
     response_model=ContactImport,
     status_code=202,
     summary="Import contacts from a CSV file (processed in the background)",
@@ -44,7 +52,7 @@ CSV_REQUEST_BODY = {
 )
 def create_import(
     caller: Caller,
-    body: Annotated[bytes, Depends(csv_body)],
+    upload: Annotated[CsvUpload, Depends(csv_body)],
     content_type: Annotated[str | None, Header(include_in_schema=False)] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
@@ -52,8 +60,10 @@ def create_import(
         account_id=caller.account_id,
         key=idempotency_key,
         route="POST /v1/contact-imports",
-        body={"sha256": contact_imports.fingerprint(body)},
-        work=lambda: contact_imports.start(caller.account_id, body, content_type),
+        body={"sha256": contact_imports.fingerprint(upload.raw), "size": upload.size},
+        work=lambda: contact_imports.start(
+            caller.account_id, upload.raw, content_type, size=upload.size
+        ),
     )
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from talkturo.api.deps import Caller, IdempotencyKey, Paging
 from talkturo.api.idempotency import create_once
+from talkturo.api.openapi import errors_at
 from talkturo.domain.common import Page
 from talkturo.domain.contacts import (
     Contact,
@@ -80,6 +81,7 @@ def get_contact(caller: Caller, contact_id: str) -> Contact:
 
 @router.patch(
     "/contacts/{contact_id}",
+    responses=errors_at(409),
     response_model=Contact,
     summary="Change a contact (lead_status dnc and do_not_call move together)",
 )
@@ -87,6 +89,11 @@ def update_contact(caller: Caller, contact_id: str, changes: ContactUpdate) -> C
     return contacts.update(caller.account_id, contact_id, changes)
 
 
-@router.delete("/contacts/{contact_id}", response_model=Contact, summary="Delete a contact")
+@router.delete(
+    "/contacts/{contact_id}",
+    response_model=Contact,
+    responses=errors_at(409),
+    summary="Delete a contact",
+)
 def delete_contact(caller: Caller, contact_id: str) -> Contact:
     return contacts.delete(caller.account_id, contact_id)

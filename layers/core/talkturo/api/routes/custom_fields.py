@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from talkturo.api.deps import Caller, IdempotencyKey, Paging
 from talkturo.api.idempotency import create_once
+from talkturo.api.openapi import errors_at
 from talkturo.domain.common import Page
 from talkturo.domain.custom_fields import CustomField, CustomFieldCreate, CustomFieldUpdate, Entity
 from talkturo.services import custom_fields
@@ -53,6 +54,7 @@ def get_custom_field(caller: Caller, field_id: str) -> CustomField:
 
 @router.patch(
     "/custom-fields/{field_id}",
+    responses=errors_at(409),
     response_model=CustomField,
     summary="Change a custom field's label or options (its type is fixed)",
 )
@@ -62,6 +64,7 @@ def update_custom_field(caller: Caller, field_id: str, changes: CustomFieldUpdat
 
 @router.delete(
     "/custom-fields/{field_id}",
+    responses=errors_at(409),
     response_model=CustomField,
     summary="Delete a custom field (stored values stay until overwritten)",
 )

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from talkturo.api.deps import Caller, IdempotencyKey, Paging
 from talkturo.api.idempotency import create_once
+from talkturo.api.openapi import errors_at
 from talkturo.domain.common import Page
 from talkturo.domain.numbers import (
     AvailableList,
@@ -41,6 +42,7 @@ class AssignBody(PhoneNumberAssign):
 
 @router.get(
     "/phone-numbers/available",
+    responses=errors_at(502, 503),
     response_model=AvailableList,
     summary="Search numbers to buy, with their monthly and setup price",
 )
@@ -63,6 +65,7 @@ def search_available(
 
 @router.post(
     "/phone-numbers",
+    responses=errors_at(402),
     response_model=PhoneNumber,
     status_code=202,
     summary="Buy a number (answers at once with status purchasing)",
@@ -101,7 +104,10 @@ def get_number(number: Owned) -> PhoneNumber:
 
 
 @router.patch(
-    "/phone-numbers/{phone_number_id}", response_model=PhoneNumber, summary="Rename a number"
+    "/phone-numbers/{phone_number_id}",
+    responses=errors_at(409),
+    response_model=PhoneNumber,
+    summary="Rename a number",
 )
 def update_number(caller: Caller, number: Owned, body: PhoneNumberUpdate) -> PhoneNumber:
     return numbers.rename(caller.account_id, number.id, body.friendly_name)
@@ -109,6 +115,7 @@ def update_number(caller: Caller, number: Owned, body: PhoneNumberUpdate) -> Pho
 
 @router.post(
     "/phone-numbers/{phone_number_id}/assign",
+    responses=errors_at(409),
     response_model=PhoneNumber,
     summary="Assign the number to an assistant (one assistant per number)",
 )
@@ -118,6 +125,7 @@ def assign_number(caller: Caller, number: Owned, body: AssignBody) -> PhoneNumbe
 
 @router.post(
     "/phone-numbers/{phone_number_id}/unassign",
+    responses=errors_at(409),
     response_model=PhoneNumber,
     summary="Take the number from its assistant",
 )
@@ -127,6 +135,7 @@ def unassign_number(caller: Caller, number: Owned) -> PhoneNumber:
 
 @router.delete(
     "/phone-numbers/{phone_number_id}",
+    responses=errors_at(409, 502, 503),
     response_model=PhoneNumber,
     summary="Release the number (unassigned and given back to the carrier)",
 )
