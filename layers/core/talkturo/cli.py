@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -52,9 +53,30 @@ def main() -> None:
     type=int,
     help="Port of the voice service (the live call loop; the carrier's media streams).",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Log what each component does.")
+@click.option(
+    "--data-dir",
+    envvar="TALKTURO_DATA_DIR",
+    default=".talkturo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder the data is kept in between runs [env: TALKTURO_DATA_DIR].",
+)
+@click.option("--fresh", is_flag=True, help="Delete the saved data first: start empty.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Log what each component does, and every request to the carrier with its headers.",
+)
 def dev(
-    host: str, port: int, aws_port: int, carrier_port: int, voice_port: int, verbose: bool
+    host: str,
+    port: int,
+    aws_port: int,
+    carrier_port: int,
+    voice_port: int,
+    data_dir: Path,
+    fresh: bool,
+    verbose: bool,
 ) -> None:
     """Run the whole platform locally, in the foreground, until Ctrl-C.
 
@@ -76,18 +98,13 @@ def dev(
       LOCAL_LLM_BASE_URL     an OpenAI-compatible server (a local model) for every call's
                              language model; LOCAL_LLM_MODEL names its model
 
-    Everything is kept in memory: stopping the platform forgets all data.
+    The data (tables, files, queued messages, the carrier simulator's numbers, the dev
+    account and its key) is kept in the data folder: saved every few seconds when something
+    changed and on Ctrl-C, and restored at the next start. --fresh starts empty.
     """
     from talkturo.local.platform import LocalPlatform, Options, PlatformError, serve
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s  %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    # The libraries' own debug chatter is not what -v is for.
-    for noisy in ("botocore", "boto3", "urllib3", "pynamodb", "werkzeug", "asyncio", "moto"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    console_logging(verbose)
     try:
         options = Options.from_environment(
             host=host,
@@ -95,12 +112,37 @@ def dev(
             aws_port=aws_port,
             carrier_port=carrier_port,
             voice_port=voice_port,
+            data_dir=str(data_dir),
+            fresh=fresh,
         )
         platform = LocalPlatform(options)
         code = serve(platform, on_ready=lambda banner: click.echo(banner))
     except PlatformError as exc:
         _fail(str(exc))
-    sys.exit(code)
+    # Everything is stopped and the data saved. Tearing the interpreter down object by object
+    # (a full collection over moto's backends and every module) would take seconds more.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def console_logging(verbose: bool) -> None:
+    """`talkturo dev`'s console: one line per record, naming the thread (the worker) that
+    wrote it; the libraries' chatter only from warnings on."""
+    from talkturo.logs import name_threads
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s  %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    name_threads()
+    # The libraries' own debug chatter is not what -v is for.
+    for noisy in ("botocore", "boto3", "urllib3", "pynamodb", "werkzeug", "asyncio", "moto"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The Twilio SDK logs every request with all its headers at INFO: only with -v.
+    logging.getLogger("twilio.http_client").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 # ---------------------------------------------------------------------------------- accounts
