@@ -43,8 +43,8 @@ class _ThreadName(logging.Filter):
         return True
 
 
-def name_threads() -> None:
+def name_threads(of: Logger = logger) -> None:
     """Every JSON line names the thread that wrote it (locally, where workers share a process)."""
-    handler = logger.registered_handler
+    handler = of.registered_handler
     if not any(isinstance(f, _ThreadName) for f in handler.filters):
         handler.addFilter(_ThreadName())

@@ -195,9 +195,44 @@ def _ours(name: str, prefix: str) -> bool:
     return name.lower().startswith(prefix.lower())  # bucket names are lower case
 
 
+def _exported(value: dict[str, Any]) -> dict[str, Any]:
+    """A typed value ({"S": …}, {"M": {…}} …) as DynamoDB JSON on the wire: binary as base64."""
+    (kind, inner), *_ = value.items()
+
+    def b64(raw: bytes | str) -> str:
+        return base64.b64encode(raw).decode() if isinstance(raw, bytes) else raw
+
+    if kind == "B":
+        return {"B": b64(inner)}
+    if kind == "BS":
+        return {"BS": [b64(v) for v in inner]}
+    if kind == "M":
+        return {"M": {k: _exported(v) for k, v in inner.items()}}
+    if kind == "L":
+        return {"L": [_exported(v) for v in inner]}
+    return {kind: inner}
+
+
+def _imported(value: dict[str, Any]) -> dict[str, Any]:
+    """DynamoDB JSON (binary as base64) as boto3's client takes it (binary as bytes)."""
+    (kind, inner), *_ = value.items()
+    if kind == "B":
+        return {"B": base64.b64decode(inner)}
+    if kind == "BS":
+        return {"BS": [base64.b64decode(v) for v in inner]}
+    if kind == "M":
+        return {"M": {k: _imported(v) for k, v in inner.items()}}
+    if kind == "L":
+        return {"L": [_imported(v) for v in inner]}
+    return {kind: inner}
+
+
 def _capture_tables(prefix: str) -> Listing:
     return {
-        name: [item.to_json()["Attributes"] for item in table.all_items()]
+        name: [
+            {k: _exported(v) for k, v in item.to_json()["Attributes"].items()}
+            for item in table.all_items()
+        ]
         for name, table in _backend("dynamodb").tables.items()
         if _ours(name, prefix)
     }
@@ -302,20 +337,26 @@ def _client(emulator: Emulator, service: str) -> Any:
 def restore(emulator: Emulator, folder: DataFolder, state: dict[str, Any]) -> Restored:
     """Fill the emulator's (already created) tables, buckets and queues from `state`."""
     done = Restored(saved_at=str(state.get("saved_at", "")), parts=dict(state.get("parts", {})))
-    # Items go in through the table's own put_item, so whatever the table keeps beside its
-    # items (indexes) is kept up to date as for any write.
-    with emulator.paused():
-        tables = _backend("dynamodb").tables
-        for name, items in state.get("tables", {}).items():
-            table = tables.get(name)
-            if table is None:
-                logger.warning("the snapshot has a table %s the template no longer has", name)
-                continue
-            for item in items:
-                table.put_item(item, overwrite=True)
-                done.items += 1
+    # Items go in as any write does (the DynamoDB API, so the table's own put_item), so whatever
+    # a table keeps beside its items (indexes) is kept up to date.
+    dynamodb = _client(emulator, "dynamodb")
+    for name, items in state.get("tables", {}).items():
+        if not _exists(dynamodb.describe_table, "table", TableName=name):
+            continue
+        for start in range(0, len(items), 25):
+            requests: dict[str, Any] = {
+                name: [
+                    {"PutRequest": {"Item": {k: _imported(v) for k, v in item.items()}}}
+                    for item in items[start : start + 25]
+                ]
+            }
+            while requests:  # what the emulator did not take, again
+                requests = dynamodb.batch_write_item(RequestItems=requests)["UnprocessedItems"]
+        done.items += len(items)
     s3 = _client(emulator, "s3")
     for bucket, objects in state.get("buckets", {}).items():
+        if not _exists(s3.head_bucket, "bucket", Bucket=bucket):
+            continue
         for entry in objects:
             options = {_OBJECT_HEADERS[h]: v for h, v in entry.get("headers", {}).items()}
             s3.put_object(
@@ -328,7 +369,10 @@ def restore(emulator: Emulator, folder: DataFolder, state: dict[str, Any]) -> Re
             done.objects += 1
     sqs = _client(emulator, "sqs")
     for queue, messages in state.get("queues", {}).items():
-        url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+        found = _exists(sqs.get_queue_url, "queue", QueueName=queue)
+        if not found:
+            continue
+        url = found["QueueUrl"]
         for start in range(0, len(messages), 10):
             batch = messages[start : start + 10]
             entries = [
@@ -347,6 +391,19 @@ def restore(emulator: Emulator, folder: DataFolder, state: dict[str, Any]) -> Re
                 raise DataError(f"messages of {queue} could not be put back: {failed}")
             done.messages += len(batch)
     return done
+
+
+def _exists(look: Callable[..., Any], kind: str, **names: str) -> Any:
+    """`look(**names)`'s answer, or None when the template no longer creates that resource
+    (its saved data is then left out)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return look(**names)
+    except ClientError:
+        name = next(iter(names.values()))
+        logger.warning("the snapshot has a %s %s the template no longer has; left out", kind, name)
+        return None
 
 
 def _decoded_attribute(value: dict[str, Any]) -> dict[str, Any]:
