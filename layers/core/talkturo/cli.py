@@ -90,17 +90,19 @@ def dev(
     \b
     Environment:
       TALKTURO_DEV_API_KEY   use this value as the dev account's key (starts with "tk_",
-                             at least 24 characters) instead of a generated one, so it
-                             stays the same across restarts
-      TALKTURO_ADMIN_SECRET  the admin API's secret (generated and printed when unset)
+                             at least 24 characters) instead of the generated one
+      TALKTURO_ADMIN_SECRET  the admin API's secret (generated per run and printed when
+                             unset)
+      TALKTURO_DATA_DIR      the data folder (as --data-dir)
       OPENAI_API_KEY, DEEPGRAM_API_KEY, …   a provider's key switches calls using that
                              provider to the real service (docs/voice.md)
       LOCAL_LLM_BASE_URL     an OpenAI-compatible server (a local model) for every call's
                              language model; LOCAL_LLM_MODEL names its model
 
-    The data (tables, files, queued messages, the carrier simulator's numbers, the dev
-    account and its key) is kept in the data folder: saved every few seconds when something
-    changed and on Ctrl-C, and restored at the next start. --fresh starts empty.
+    The data (tables, files, queued messages, the carrier simulator's credentials and
+    numbers, the dev account and its generated key) is kept in the data folder: saved every
+    5 s when something changed and on Ctrl-C, and restored at the next start. --fresh starts
+    empty. See docs/local-platform.md.
     """
     from talkturo.local.platform import LocalPlatform, Options, PlatformError, serve
 
