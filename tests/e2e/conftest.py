@@ -138,6 +138,8 @@ class LocalPlatform:
             "TALKTURO_SIMULATOR_URL": self.simulator_url,
             "TWILIO_ACCOUNT_SID": self.simulator_account_sid,
             "TWILIO_AUTH_TOKEN": self.simulator_auth_token,
+            # A `talkturo dev` started from a test never finds a developer's data.
+            "TALKTURO_DATA_DIR": str(self.log_path.parent / "cli-data"),
         }
 
     def cli(self, *arguments: str, **environment: str) -> subprocess.CompletedProcess[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,14 @@ import boto3
 import httpx
 import pytest
 
-from tests.e2e.conftest import LocalPlatform, Ports, eventually, kill_platform, running
+from tests.e2e.conftest import (
+    LocalPlatform,
+    Ports,
+    eventually,
+    kill_platform,
+    running,
+    talkturo_command,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -225,12 +233,37 @@ def test_a_kill_loses_at_most_the_last_interval(tmp_path: Path) -> None:
 
 def test_fresh_starts_empty(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    with running(tmp_path / "first.log", data_dir) as first, first.client() as api:
-        account_id = api.get("/v1/account").json()["id"]
-        assert api.post("/v1/companies", json={"name": "Forgotten"}).status_code == 201
+    with running(tmp_path / "first.log", data_dir) as first:
+        with first.client() as api:
+            account_id = api.get("/v1/account").json()["id"]
+            assert api.post("/v1/companies", json={"name": "Forgotten"}).status_code == 201
+        # One folder, one platform: a second one on it stops at start and says why.
+        second_one = first.cli("dev", *Ports.free().arguments(), TALKTURO_DATA_DIR=str(data_dir))
+        assert second_one.returncode == 1
+        assert "is in use by another `talkturo dev`" in second_one.stderr
+        assert "Traceback" not in second_one.stderr
 
     with running(tmp_path / "second.log", data_dir, "--fresh") as second:
         assert banner_data(second) == "started empty (--fresh)"
         with second.client() as api:
             assert api.get("/v1/companies").json()["data"] == []
             assert api.get("/v1/account").json()["id"] != account_id
+
+
+def test_an_unreadable_snapshot_stops_the_start_with_what_to_do(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "state.json").write_text('{"format": "talkturo-local-data", "version": 1, "tab')
+
+    done = subprocess.run(
+        [talkturo_command(), "dev", *Ports.free().arguments(), "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "is not a readable snapshot" in done.stderr
+    assert "--fresh" in done.stderr
+    assert "Traceback" not in done.stderr

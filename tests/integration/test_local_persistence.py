@@ -205,7 +205,7 @@ def test_a_save_cut_short_leaves_the_previous_snapshot(
         again.stop()
 
 
-def test_a_snapshot_of_another_version_is_refused_and_fresh_starts_empty(
+def test_a_snapshot_it_cannot_read_is_refused_and_fresh_starts_empty(
     emulator: Emulator, stack: Stack, tmp_path: Path
 ) -> None:
     (tmp_path / "state.json").write_text(
@@ -215,6 +215,13 @@ def test_a_snapshot_of_another_version_is_refused_and_fresh_starts_empty(
 
     with pytest.raises(DataError, match="version 99"):
         refused.start()
+
+    queue = f"{stack.name}-DialQueue"
+    (tmp_path / "state.json").write_text(
+        json.dumps({"format": "talkturo-local-data", "version": 1, "queues": {queue: [{}]}})
+    )
+    with pytest.raises(DataError, match="could not be restored"):
+        persistence(emulator, stack, tmp_path).start()
 
     fresh = persistence(emulator, stack, tmp_path, fresh=True)
     fresh.start()  # the folder was let go by the refused start

@@ -64,6 +64,13 @@ class DataError(Exception):
     """The data folder cannot be used (unreadable snapshot, in use by another platform…)."""
 
 
+# What the user can do about a snapshot that cannot be restored.
+_START_OVER = (
+    "start with --fresh to begin empty (the saved data is deleted), or choose another folder "
+    "with --data-dir"
+)
+
+
 # ---------------------------------------------------------------------------------- files
 def write_atomically(path: Path, data: bytes) -> None:
     """`path` holds `data` entirely or keeps what it held: temp file, fsync, rename, fsync dir."""
@@ -146,13 +153,17 @@ class DataFolder:
         try:
             state = json.loads(raw)
         except ValueError as exc:
-            raise DataError(f"{self.state_file} is not a readable snapshot ({exc})") from None
+            raise DataError(
+                f"{self.state_file} is not a readable snapshot ({exc}); {_START_OVER}"
+            ) from None
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise DataError(f"{self.state_file} is not a snapshot of the local platform")
+            raise DataError(
+                f"{self.state_file} is not a snapshot of the local platform; {_START_OVER}"
+            )
         if state.get("version") != VERSION:
             raise DataError(
                 f"{self.state_file} has format version {state.get('version')!r}; this version "
-                f"of talkturo reads version {VERSION}"
+                f"of talkturo reads version {VERSION}; {_START_OVER}"
             )
         return state
 
@@ -455,14 +466,21 @@ class Persistence:
 
     # ------------------------------------------------------------------ component
     def start(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self.folder.lock()
         try:
-            self.folder.lock()
             if self.fresh:
                 self.folder.wipe()
             state = self.folder.read()
             if state is not None:
                 self.restored = restore(self.emulator, self.folder, state)
-        except DataError:
+        except (KeyError, TypeError, ValueError, OSError, BotoCoreError, ClientError) as exc:
+            self.folder.unlock()
+            raise DataError(
+                f"{self.folder.state_file} could not be restored ({exc!r}); {_START_OVER}"
+            ) from exc
+        except BaseException:
             self.folder.unlock()
             raise
         self._saved_changes = self.emulator.changes  # what was restored is what is saved

@@ -583,10 +583,7 @@ class LocalPlatform:
         try:
             self.supervisor.start()
         except DataError as exc:
-            raise PlatformError(
-                f"{exc}. Start with --fresh to begin empty (the saved data is deleted), or "
-                "choose another folder with --data-dir."
-            ) from None
+            raise PlatformError(str(exc)) from None
         self.carrier.follow_api()
 
     def stop(self) -> None:
