@@ -299,3 +299,24 @@ def test_data_of_resources_the_template_no_longer_has_is_left_out(
         assert restoring.restored.messages == 0
     finally:
         restoring.stop()
+
+
+def test_a_restored_snapshot_is_not_written_again_until_something_changes(
+    emulator: Emulator, stack: Stack, tmp_path: Path
+) -> None:
+    dynamodb, _, _ = clients()
+    dynamodb.put_item(TableName=stack.physical["MainTable"], Item=ITEM)
+    first = persistence(emulator, stack, tmp_path)
+    first.add_part("carrier", lambda: {"numbers": []})
+    first.start()
+    first.stop()
+    recreate(stack)
+    again = persistence(emulator, stack, tmp_path)
+    again.add_part("carrier", lambda: again.part("carrier"))
+
+    again.start()
+    try:
+        assert again.restored.items == 1
+        assert again.save() is False
+    finally:
+        again.stop()

@@ -370,10 +370,13 @@ def restore(emulator: Emulator, folder: DataFolder, state: dict[str, Any]) -> Re
             continue
         for entry in objects:
             options = {_OBJECT_HEADERS[h]: v for h, v in entry.get("headers", {}).items()}
+            body = folder.blob(entry["blob"])
+            if "size" in entry and len(body) != entry["size"]:
+                raise DataError(f"the saved bytes of {bucket}/{entry['key']} are incomplete")
             s3.put_object(
                 Bucket=bucket,
                 Key=entry["key"],
-                Body=folder.blob(entry["blob"]),
+                Body=body,
                 Metadata=entry.get("metadata", {}),
                 **options,
             )
@@ -483,7 +486,10 @@ class Persistence:
         except BaseException:
             self.folder.unlock()
             raise
-        self._saved_changes = self.emulator.changes  # what was restored is what is saved
+        if self.restored.anything:
+            # What was restored is what is saved: no snapshot until something changes.
+            self._saved_changes = self.emulator.changes
+            self._saved_parts = json.dumps(self.restored.parts, sort_keys=True)
         self._stopping.clear()
         self._thread = threading.Thread(target=self._loop, name="data-saver", daemon=True)
         self._thread.start()
