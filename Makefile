@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[voice,local,dev]'
 	touch $(STAMP)
 
+# Options of `talkturo dev` go through ARGS: make dev ARGS="--fresh --port 9000"
+ARGS ?=
+
 dev: $(STAMP)  ## run the whole platform locally (Ctrl-C stops it)
-	$(BIN)/talkturo dev
+	$(BIN)/talkturo dev $(ARGS)
 
 test: lint typecheck  ## lint, type-check, then every test suite
 	$(BIN)/pytest

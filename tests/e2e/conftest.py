@@ -2,11 +2,14 @@
 
 One platform serves the whole e2e session (starting it takes a couple of seconds). Tests share
 its dev account, so a test that needs a clean slate signs up its own account through the admin
-API (`platform.sign_up()`).
+API (`platform.sign_up()`). Its data folder is a temporary one: tests never read (or change) a
+developer's saved data. Tests that need platforms of their own (restarts) use
+`start_platform()` and `stop_platform()`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -15,10 +18,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -27,6 +30,8 @@ DEV_API_KEY = "tk_e2e_dev_key_0123456789abcdefghijkl"
 ADMIN_SECRET = "e2e-admin-secret-0123456789abcdefghijkl"
 READY_WITHIN_SECONDS = 60
 STOPS_WITHIN_SECONDS = 5
+# The banner's key line: "API key  tk_…   (generated…" or "from TALKTURO_DEV_API_KEY".
+KEY_LINE = re.compile(r"API key\s+(?P<key>tk_\S+)")
 # The banner's carrier line: "Carrier  http://…  (simulated Twilio; account AC…,\n  auth token …,"
 CARRIER_LINE = re.compile(
     r"Carrier\s+(?P<url>http://\S+)\s+\(simulated Twilio; account (?P<sid>AC\w+),"
@@ -34,6 +39,7 @@ CARRIER_LINE = re.compile(
 )
 
 _accounts = itertools.count(1)
+T = TypeVar("T")
 
 
 def talkturo_command() -> str:
@@ -45,6 +51,30 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Ports:
+    api: int
+    aws: int
+    carrier: int
+    voice: int
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(free_port(), free_port(), free_port(), free_port())
+
+    def arguments(self) -> list[str]:
+        return [
+            "--port",
+            str(self.api),
+            "--aws-port",
+            str(self.aws),
+            "--carrier-port",
+            str(self.carrier),
+            "--voice-port",
+            str(self.voice),
+        ]
 
 
 @dataclass
@@ -108,6 +138,8 @@ class LocalPlatform:
             "TALKTURO_SIMULATOR_URL": self.simulator_url,
             "TWILIO_ACCOUNT_SID": self.simulator_account_sid,
             "TWILIO_AUTH_TOKEN": self.simulator_auth_token,
+            # A `talkturo dev` started from a test never finds a developer's data.
+            "TALKTURO_DATA_DIR": str(self.log_path.parent / "cli-data"),
         }
 
     def cli(self, *arguments: str, **environment: str) -> subprocess.CompletedProcess[str]:
@@ -125,50 +157,100 @@ class LocalPlatform:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
-    port, aws_port, carrier_port, voice_port = free_port(), free_port(), free_port(), free_port()
-    log_path = tmp_path_factory.mktemp("platform") / "talkturo-dev.log"
+def start_platform(
+    log_path: Path,
+    data_dir: Path,
+    *arguments: str,
+    ports: Ports | None = None,
+    dev_api_key: str | None = DEV_API_KEY,
+) -> LocalPlatform:
+    """`talkturo dev` in a subprocess (its own session: a kill reaches its voice service too),
+    ready once /health answers and the banner is printed. `dev_api_key=None`: the platform
+    generates the key (read from the banner)."""
+    ports = ports or Ports.free()
     environment = {
         **os.environ,
-        "TALKTURO_DEV_API_KEY": DEV_API_KEY,
         "TALKTURO_ADMIN_SECRET": ADMIN_SECRET,
         "PYTHONUNBUFFERED": "1",
     }
+    environment.pop("TALKTURO_DATA_DIR", None)
+    environment.pop("TALKTURO_DEV_API_KEY", None)
+    if dev_api_key is not None:
+        environment["TALKTURO_DEV_API_KEY"] = dev_api_key
     with log_path.open("wb") as log:
         # Output goes to a file, not a pipe nobody reads (a full pipe would block the platform).
         process = subprocess.Popen(
             [
                 talkturo_command(),
                 "dev",
-                "--port",
-                str(port),
-                "--aws-port",
-                str(aws_port),
-                "--carrier-port",
-                str(carrier_port),
-                "--voice-port",
-                str(voice_port),
+                *ports.arguments(),
+                "--data-dir",
+                str(data_dir),
+                *arguments,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=environment,
+            start_new_session=True,
         )
     platform = LocalPlatform(
-        base_url=f"http://127.0.0.1:{port}",
-        api_key=DEV_API_KEY,
+        base_url=f"http://127.0.0.1:{ports.api}",
+        api_key=dev_api_key or "",
         admin_secret=ADMIN_SECRET,
-        aws_endpoint=f"http://127.0.0.1:{aws_port}",
+        aws_endpoint=f"http://127.0.0.1:{ports.aws}",
         log_path=log_path,
         process=process,
     )
     try:
         _wait_until_ready(platform)
         _read_banner(platform)
-        assert platform.simulator_url == f"http://127.0.0.1:{carrier_port}", platform.log()
+    except BaseException:
+        _kill(platform)
+        raise
+    assert platform.simulator_url == f"http://127.0.0.1:{ports.carrier}", platform.log()
+    return platform
+
+
+@contextlib.contextmanager
+def running(
+    log_path: Path, data_dir: Path, *arguments: str, **options: Any
+) -> Iterator[LocalPlatform]:
+    """`start_platform()`, then Ctrl-C at the end (unless the block killed it already)."""
+    platform = start_platform(log_path, data_dir, *arguments, **options)
+    try:
         yield platform
     finally:
-        _stop(platform)
+        if platform.process.poll() is None:
+            stop_platform(platform)
+
+
+def eventually(read: Callable[[], T], done: Callable[[T], bool], within: float, what: str) -> T:
+    """Read until `done` holds, for at most `within` seconds (then fail with the last value)."""
+    deadline = time.monotonic() + within
+    pause = 0.05
+    while True:
+        value = read()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {within:g} s; last seen: {value!r}")
+        time.sleep(pause)
+        pause = min(0.5, pause * 1.5)
+
+
+@pytest.fixture(scope="session")
+def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
+    folder = tmp_path_factory.mktemp("platform")
+    platform = start_platform(folder / "talkturo-dev.log", folder / "data")
+    try:
+        yield platform
+    finally:
+        if platform.process.poll() is not None:
+            pytest.fail(
+                f"`talkturo dev` died during the tests ({platform.process.returncode}):\n"
+                + platform.log()
+            )
+        stop_platform(platform)
 
 
 def _wait_until_ready(platform: LocalPlatform) -> None:
@@ -199,20 +281,33 @@ def _read_banner(platform: LocalPlatform) -> None:
     platform.simulator_url = found["url"]
     platform.simulator_account_sid = found["sid"]
     platform.simulator_auth_token = found["token"]
+    if not platform.api_key:
+        key = KEY_LINE.search(platform.log())
+        assert key is not None, platform.log()
+        platform.api_key = key["key"]
 
 
-def _stop(platform: LocalPlatform) -> None:
+def _kill(platform: LocalPlatform) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(platform.process.pid, signal.SIGKILL)
+    platform.process.wait()
+
+
+def kill_platform(platform: LocalPlatform) -> None:
+    """kill -9, the platform and its voice service at once (a crash, a closed terminal)."""
+    assert platform.process.poll() is None, platform.log()
+    _kill(platform)
+
+
+def stop_platform(platform: LocalPlatform) -> None:
+    """Ctrl-C, as a user stops it: it must exit 0 within STOPS_WITHIN_SECONDS."""
     process = platform.process
-    if process.poll() is not None:
-        pytest.fail(
-            f"`talkturo dev` died during the tests ({process.returncode}):\n{platform.log()}"
-        )
+    assert process.poll() is None, f"`talkturo dev` had stopped already:\n{platform.log()}"
     process.send_signal(signal.SIGINT)
     try:
         code = process.wait(timeout=STOPS_WITHIN_SECONDS)
     except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        _kill(platform)
         pytest.fail(
             f"`talkturo dev` did not stop within {STOPS_WITHIN_SECONDS} s of Ctrl-C:\n"
             + platform.log()

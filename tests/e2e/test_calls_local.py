@@ -9,19 +9,16 @@ offline stand-ins) are in test_conversation_local.py.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import LocalPlatform
+from tests.e2e.conftest import LocalPlatform, eventually
 
 pytestmark = pytest.mark.e2e
-
-T = TypeVar("T")
 
 # A no-answer callee rings until the platform's ring timeout (30 s, real time); the rest end
 # within a couple of seconds (each callee rings 1 s and stays on the line 2 s at most).
@@ -49,20 +46,6 @@ OUTCOMES = {
 CALLER = "+12025550171"
 STRANGER = "+12025550172"
 NOT_AVAILABLE = "This number is not available right now. Goodbye."
-
-
-def eventually(read: Callable[[], T], done: Callable[[T], bool], within: float, what: str) -> T:
-    """Read until `done` holds, for at most `within` seconds (then fail with the last value)."""
-    deadline = time.monotonic() + within
-    pause = 0.05
-    while True:
-        value = read()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {within:g} s; last seen: {value!r}")
-        time.sleep(pause)
-        pause = min(0.5, pause * 1.5)
 
 
 @dataclass

@@ -611,3 +611,30 @@ def test_play_fetches_the_wav_signed_and_plays_it_loop_times(
     assert played["played"] == 2 and played["seconds"] == 0.5 and "error" not in played
     assert len(call.record.heard_audio) == 2 * 4000  # 8 kHz mu-law, resampled from 16 kHz
     assert "not a PCM WAV" in broken["error"] and broken["played"] == 0
+
+
+def test_numbers_held_again_are_off_offer_and_their_webhooks_follow_the_platform() -> None:
+    network = Network("AC" + "0" * 32, TOKEN)
+    offered = next(iter(network.available))
+    network.hold_numbers(
+        [
+            {
+                "sid": "PN" + "1" * 32,
+                "phone_number": offered,
+                "voice_url": "http://127.0.0.1:8000/carrier/voice",
+                "status_callback": "http://127.0.0.1:8000/carrier/status",
+                "voice_fallback_url": "https://elsewhere.example.com/fallback",
+                "sms_url": "http://127.0.0.1:80001/not-the-platform",
+            }
+        ]
+    )
+
+    network.rebase_urls("http://127.0.0.1:8000/", "http://127.0.0.1:9000")
+
+    assert offered not in network.available
+    held = network.number_for(offered)
+    assert held is not None
+    assert held["voice_url"] == "http://127.0.0.1:9000/carrier/voice"
+    assert held["status_callback"] == "http://127.0.0.1:9000/carrier/status"
+    assert held["voice_fallback_url"] == "https://elsewhere.example.com/fallback"
+    assert held["sms_url"] == "http://127.0.0.1:80001/not-the-platform"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -52,9 +53,30 @@ def main() -> None:
     type=int,
     help="Port of the voice service (the live call loop; the carrier's media streams).",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Log what each component does.")
+@click.option(
+    "--data-dir",
+    envvar="TALKTURO_DATA_DIR",
+    default=".talkturo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder the data is kept in between runs [env: TALKTURO_DATA_DIR].",
+)
+@click.option("--fresh", is_flag=True, help="Delete the saved data first: start empty.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Log what each component does, and every request to the carrier with its headers.",
+)
 def dev(
-    host: str, port: int, aws_port: int, carrier_port: int, voice_port: int, verbose: bool
+    host: str,
+    port: int,
+    aws_port: int,
+    carrier_port: int,
+    voice_port: int,
+    data_dir: Path,
+    fresh: bool,
+    verbose: bool,
 ) -> None:
     """Run the whole platform locally, in the foreground, until Ctrl-C.
 
@@ -68,26 +90,23 @@ def dev(
     \b
     Environment:
       TALKTURO_DEV_API_KEY   use this value as the dev account's key (starts with "tk_",
-                             at least 24 characters) instead of a generated one, so it
-                             stays the same across restarts
-      TALKTURO_ADMIN_SECRET  the admin API's secret (generated and printed when unset)
+                             at least 24 characters) instead of the generated one
+      TALKTURO_ADMIN_SECRET  the admin API's secret (generated per run and printed when
+                             unset)
+      TALKTURO_DATA_DIR      the data folder (as --data-dir)
       OPENAI_API_KEY, DEEPGRAM_API_KEY, …   a provider's key switches calls using that
                              provider to the real service (docs/voice.md)
       LOCAL_LLM_BASE_URL     an OpenAI-compatible server (a local model) for every call's
                              language model; LOCAL_LLM_MODEL names its model
 
-    Everything is kept in memory: stopping the platform forgets all data.
+    The data (tables, files, queued messages, the carrier simulator's credentials and
+    numbers, the dev account and its generated key) is kept in the data folder: saved every
+    5 s when something changed and on Ctrl-C, and restored at the next start. --fresh starts
+    empty. See docs/local-platform.md.
     """
     from talkturo.local.platform import LocalPlatform, Options, PlatformError, serve
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s  %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    # The libraries' own debug chatter is not what -v is for.
-    for noisy in ("botocore", "boto3", "urllib3", "pynamodb", "werkzeug", "asyncio", "moto"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    console_logging(verbose)
     try:
         options = Options.from_environment(
             host=host,
@@ -95,12 +114,39 @@ def dev(
             aws_port=aws_port,
             carrier_port=carrier_port,
             voice_port=voice_port,
+            data_dir=str(data_dir),
+            fresh=fresh,
         )
         platform = LocalPlatform(options)
         code = serve(platform, on_ready=lambda banner: click.echo(banner))
     except PlatformError as exc:
         _fail(str(exc))
-    sys.exit(code)
+    # Everything is stopped and the data saved. Tearing the interpreter down object by object
+    # (a full collection over moto's backends and every module) would take seconds more.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def console_logging(verbose: bool) -> None:
+    """`talkturo dev`'s console: one line per record, naming the thread (the worker) that
+    wrote it; the libraries' chatter only from warnings on."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s  %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # Imported only now: powertools keeps its records off the handlers the root logger has
+    # when its logger is made, so each of them is printed once (as its JSON line).
+    from talkturo.logs import name_threads
+
+    name_threads()
+    # The libraries' own debug chatter is not what -v is for.
+    for noisy in ("botocore", "boto3", "urllib3", "pynamodb", "werkzeug", "asyncio", "moto"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The Twilio SDK logs every request with all its headers at INFO: only with -v.
+    logging.getLogger("twilio.http_client").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 # ---------------------------------------------------------------------------------- accounts

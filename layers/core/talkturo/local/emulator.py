@@ -12,13 +12,14 @@ by any other request. To the client it is the same long poll.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -156,6 +157,50 @@ class _Serialised:
                 self._changed.wait(timeout=min(remaining, self.RECHECK_SECONDS))
 
 
+# Requests that change nothing a snapshot keeps (local/persistence.py). A ReceiveMessage only
+# hides messages for a while, and a snapshot keeps in-flight messages as visible ones anyway.
+_READ_ONLY_ACTIONS = frozenset(
+    {
+        "BatchGetItem",
+        "DescribeTable",
+        "DescribeTimeToLive",
+        "GetItem",
+        "ListTables",
+        "Query",
+        "Scan",
+        "TransactGetItems",
+        "GetQueueAttributes",
+        "GetQueueUrl",
+        "ListQueues",
+        "ReceiveMessage",
+    }
+)
+
+
+class _Counted:
+    """Counts the requests that may have changed the emulator's data, and lets a snapshot hold
+    every request off while it reads the backends (so it sees one moment, not a mix)."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self._app = app
+        self.lock = threading.Lock()
+        self.changes = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        with self.lock:
+            body = list(self._app(environ, start_response))
+            if not _reads_only(environ):
+                self.changes += 1
+        return body
+
+
+def _reads_only(environ: dict[str, Any]) -> bool:
+    if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+        return True  # S3 reads, health checks
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    return target.rpartition(".")[2] in _READ_ONLY_ACTIONS
+
+
 def _sqs_long_poll(environ: dict[str, Any]) -> tuple[float, bytes] | None:
     """(wait, the same request as a short poll) when `environ` is an SQS long poll."""
     target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -207,6 +252,7 @@ class Emulator:
         self._port = port
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self._counted: _Counted | None = None
 
     @property
     def endpoint(self) -> str:
@@ -218,6 +264,18 @@ class Emulator:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def changes(self) -> int:
+        """How many requests so far may have changed data (a snapshot is due when it moved)."""
+        return self._counted.changes if self._counted is not None else 0
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No request runs inside this block: moto's backends can be read (or filled) directly."""
+        assert self._counted is not None, "start() first"
+        with self._counted.lock:
+            yield
+
     def environment(self) -> dict[str, str]:
         """What a process needs in its environment to use this emulator through boto3/pynamodb."""
         return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
@@ -228,7 +286,8 @@ class Emulator:
         _make_transactions_cheap()
         # One log line per AWS call drowns everything else out.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        app = _Serialised(DomainDispatcherApplication(create_backend_app))
+        self._counted = _Counted(DomainDispatcherApplication(create_backend_app))
+        app = _Serialised(self._counted)
         self._server = make_server(
             self._host, self._port, app, threaded=True, request_handler=MotoRequestHandler
         )

@@ -8,20 +8,24 @@ the process gets SIGINT/SIGTERM. Today they are
 2. ``resources``: the tables, buckets and queues of template.yaml, created in the emulator, and
    this process's environment set from them exactly as Lambda's would be (only the endpoint
    differs: AWS_ENDPOINT_URL points at the emulator);
-3. ``dev-account``: an account ready to use ("Local developer") and its API key;
-4. ``sqs-runner``: feeds each queue's messages to the worker functions the template subscribes;
-5. ``carrier-simulator``: a local phone network speaking Twilio's REST API and webhooks (its own
-   port, default 8020, credentials generated per run); TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and
-   TWILIO_API_BASE_URL point the carrier adapter at it (docs/carrier.md);
-6. ``voice``: the voice service, `python -m talkturo.voice` as its own process (as the
+3. ``data``: fills them from the data folder's snapshot, then saves one every few seconds
+   when anything changed and on stop (local/persistence.py);
+4. ``dev-account``: an account ready to use ("Local developer") and its API key, the same
+   account (and key) again after a restart;
+5. ``sqs-runner``: feeds each queue's messages to the worker functions the template subscribes;
+6. ``carrier-simulator``: a local phone network speaking Twilio's REST API and webhooks (its own
+   port, default 8020; its credentials and the numbers bought are kept in the snapshot);
+   TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_API_BASE_URL point the carrier adapter at
+   it (docs/carrier.md);
+7. ``voice``: the voice service, `python -m talkturo.voice` as its own process (as the
    container runs it), on its own port (default 8030); providers without a key are served by
    the offline stand-ins (TALKTURO_OFFLINE_PROVIDERS=1);
-7. ``api``: the API app (the one Lambda runs behind Mangum) served by uvicorn. It starts last,
+8. ``api``: the API app (the one Lambda runs behind Mangum) served by uvicorn. It starts last,
    so once /health answers, everything else is up.
 
 ``schedules`` (local/schedules.py) invokes the template's scheduled functions (`rate(...)`)
 once shortly after start, then at their rate.
-Everything lives in memory: stopping the platform forgets all data.
+The data lives in memory while the platform runs, and in the data folder between runs.
 """
 
 from __future__ import annotations
@@ -38,11 +42,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any, Generic, Protocol, TypeVar
 
 from talkturo.local.carrier_sim import CarrierSimulator, SimulatorError
 from talkturo.local.emulator import Emulator
+from talkturo.local.persistence import (
+    DEFAULT_DATA_DIR,
+    DataError,
+    DataFolder,
+    Persistence,
+)
 from talkturo.local.runner import SqsRunner, describe
 from talkturo.local.schedules import ScheduleRunner
 from talkturo.local.schedules import describe as describe_schedules
@@ -194,22 +205,62 @@ class Resources:
 
 
 class DevAccount:
+    """The dev account: created on the first start, found again (by its saved id) after that.
+
+    Its key: TALKTURO_DEV_API_KEY when set (added to the account if it is new to it), else the
+    generated one saved with the data (kept in the data folder, so it stays the same), else a
+    new one on the same account.
+    """
+
     name = "dev-account"
 
-    def __init__(self, chosen_key: str | None) -> None:
+    def __init__(self, chosen_key: str | None, saved: Callable[[], Any] = lambda: None) -> None:
         self._chosen_key = chosen_key
+        self._saved = saved
         self.account_id = ""
         self.api_key = ""
+        self.found_again = False
 
     def start(self) -> None:
         from talkturo.domain.accounts import AccountCreate
-        from talkturo.services.accounts import create_account
+        from talkturo.errors import AuthenticationFailed, NotFound
+        from talkturo.services import accounts
 
-        account, key = create_account(
-            AccountCreate(name=DEV_ACCOUNT_NAME), key_name="dev", chosen_secret=self._chosen_key
-        )
+        saved = self._saved() or {}
+        account_id = str(saved.get("account_id") or "")
+        try:
+            account = accounts.get_account(account_id) if account_id else None
+        except NotFound:
+            account = None
+        if account is None:
+            account, key = accounts.create_account(
+                AccountCreate(name=DEV_ACCOUNT_NAME),
+                key_name="dev",
+                chosen_secret=self._chosen_key,
+            )
+            self.account_id, self.api_key = account.id, key.secret
+            return
         self.account_id = account.id
-        self.api_key = key.secret
+        self.found_again = True
+        wanted = self._chosen_key or saved.get("api_key")
+        if wanted:
+            try:
+                if accounts.authenticate(f"Bearer {wanted}").account_id == account.id:
+                    self.api_key = wanted
+                    return
+            except AuthenticationFailed:
+                pass  # revoked, or never a key of it: one is added below
+        self.api_key = accounts.create_api_key(
+            account.id, "dev", chosen_secret=self._chosen_key
+        ).secret
+
+    def saved_state(self) -> dict[str, Any] | None:
+        if not self.account_id:  # not started (yet): what was restored stays
+            saved: dict[str, Any] | None = self._saved()
+            return saved
+        # A key from TALKTURO_DEV_API_KEY is the user's to keep; a generated one is kept here.
+        generated = None if self._chosen_key else self.api_key
+        return {"account_id": self.account_id, "api_key": generated}
 
     def stop(self) -> None:
         pass
@@ -259,6 +310,8 @@ class ApiServer:
             with_carrier_webhooks(create_app()),
             lifespan="off",
             log_level="warning",
+            # Its lines through the console's format (which names the thread), not uvicorn's.
+            log_config=None,
             timeout_graceful_shutdown=1,
         )
         # Quiet start-up, but one line per request: handy while developing against the API.
@@ -288,11 +341,25 @@ class CarrierSimulatorComponent:
 
     name = "carrier-simulator"
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, saved: Callable[[], Any] = lambda: None) -> None:
+        self._port = port
+        self._restored = saved
         self.simulator = CarrierSimulator(host="127.0.0.1", port=port)
         self._saved: dict[str, str | None] = {}
+        self._started = False
 
     def start(self) -> None:
+        restored = self._restored()
+        if restored:
+            # The same account and numbers as before the restart: the numbers in the table
+            # keep resolving, and a terminal that exported the credentials keeps working.
+            self.simulator = CarrierSimulator(
+                host="127.0.0.1",
+                port=self._port,
+                account_sid=restored["account_sid"],
+                auth_token=restored["auth_token"],
+                numbers=restored.get("numbers", []),
+            )
         try:
             self.simulator.start()
         except SimulatorError as exc:
@@ -306,6 +373,25 @@ class CarrierSimulatorComponent:
         self._saved = {name: os.environ.get(name) for name in settings}
         os.environ.update(settings)
         _forget_cached_settings()
+        self._started = True
+
+    def saved_state(self) -> dict[str, Any] | None:
+        if not self._started:  # not started (yet): what was restored stays
+            restored: dict[str, Any] | None = self._restored()
+            return restored
+        return {
+            **self.simulator.saved_state(),
+            # Where the numbers' webhooks point; a restart on other ports moves them.
+            "public_base_url": os.environ.get("PUBLIC_BASE_URL", ""),
+        }
+
+    def follow_api(self) -> None:
+        """Once the API listens: restored numbers whose webhooks went to the API's old address
+        (another --port) go to its address now."""
+        restored = self._restored() or {}
+        old, new = restored.get("public_base_url"), os.environ.get("PUBLIC_BASE_URL")
+        if old and new and old != new:
+            self.simulator.rebase_urls(old, new)
 
     def stop(self) -> None:
         for name, value in self._saved.items():
@@ -432,7 +518,9 @@ class Options:
     carrier_port: int = 8020
     voice_port: int = 8030
     admin_secret: str | None = None  # None: generate one
-    dev_api_key: str | None = None  # None: generate one
+    dev_api_key: str | None = None  # None: generate one (once: it is kept with the data)
+    data_dir: str = DEFAULT_DATA_DIR
+    fresh: bool = False  # forget the saved data first
 
     @classmethod
     def from_environment(cls, **given: Any) -> Options:
@@ -461,16 +549,27 @@ class LocalPlatform:
         self.admin_secret = options.admin_secret or secrets.token_urlsafe(32)
         self.aws = EmulatorComponent(options.aws_port)
         self.resources = Resources(self.aws.emulator, self.admin_secret)
-        self.dev_account = DevAccount(options.dev_api_key)
+        self.data = Persistence(
+            self.aws.emulator,
+            DataFolder(Path(options.data_dir)),
+            f"{STACK_NAME}-",
+            fresh=options.fresh,
+        )
+        self.dev_account = DevAccount(options.dev_api_key, lambda: self.data.part("dev_account"))
         self.api = ApiServer(options.host, options.port)
         self.workers = StackRunner("sqs-runner", self.resources, SqsRunner)
-        self.carrier = CarrierSimulatorComponent(options.carrier_port)
+        self.carrier = CarrierSimulatorComponent(
+            options.carrier_port, lambda: self.data.part("carrier")
+        )
+        self.data.add_part("dev_account", self.dev_account.saved_state)
+        self.data.add_part("carrier", self.carrier.saved_state)
         self.schedules = StackRunner("schedules", self.resources, ScheduleRunner)
         self.voice = VoiceServiceComponent("127.0.0.1", options.voice_port)
         self.supervisor = Supervisor(
             [
                 self.aws,
                 self.resources,
+                self.data,
                 self.dev_account,
                 self.workers,
                 self.carrier,
@@ -481,7 +580,11 @@ class LocalPlatform:
         )
 
     def start(self) -> None:
-        self.supervisor.start()
+        try:
+            self.supervisor.start()
+        except DataError as exc:
+            raise PlatformError(str(exc)) from None
+        self.carrier.follow_api()
 
     def stop(self) -> None:
         self.supervisor.stop()
@@ -492,7 +595,7 @@ class LocalPlatform:
         key_line = (
             "from TALKTURO_DEV_API_KEY (not shown)"
             if key_from_env
-            else f"{self.dev_account.api_key}   (generated; a restart makes a new one)"
+            else f"{self.dev_account.api_key}   (generated once, kept in the data folder)"
         )
         shown_key = "$TALKTURO_DEV_API_KEY" if key_from_env else self.dev_account.api_key
         admin_line = (
@@ -519,7 +622,7 @@ class LocalPlatform:
         sim = self.carrier.simulator
         lines += [
             f"  Carrier        {sim.url}   (simulated Twilio; account {sim.account_sid},",
-            f"                 auth token {sim.auth_token}, generated per run)",
+            f"                 auth token {sim.auth_token}, kept in the data folder)",
         ]
         offline = os.environ.get("TALKTURO_OFFLINE_PROVIDERS", "1") in ("1", "true", "yes")
         lines += [
@@ -542,7 +645,7 @@ class LocalPlatform:
             f"    export TALKTURO_SIMULATOR_URL={sim.url} TWILIO_ACCOUNT_SID={sim.account_sid} "
             f"TWILIO_AUTH_TOKEN={sim.auth_token}",
             "",
-            "  Data lives in memory only: a restart starts empty.",
+            *self._data_lines(),
             "  Press Ctrl-C to stop.",
             "",
         ]
@@ -553,6 +656,26 @@ class LocalPlatform:
                 "who can reach this machine can use it.",
             )
         return "\n".join(lines)
+
+    def _data_lines(self) -> list[str]:
+        data = self.data
+        restored = data.restored
+        if restored.anything:
+            numbers = len((restored.parts.get("carrier") or {}).get("numbers", []))
+            what = (
+                f"restored: {restored.items} items, {restored.objects} objects, "
+                f"{restored.messages} messages, {numbers} carrier numbers "
+                f"(saved {restored.saved_at})"
+            )
+        else:
+            what = "started empty (--fresh)" if data.fresh else "nothing saved yet: started empty"
+        return [
+            f"  Data           {data.folder.path}",
+            f"                 {what}",
+            f"                 saved every {data.interval:g} s when something changed, and on "
+            "stop (--fresh starts empty)",
+            "",
+        ]
 
 
 def serve(platform: LocalPlatform, on_ready: Callable[[str], None]) -> int:

@@ -114,8 +114,10 @@ def mark_paid(account_id: str) -> None:
     raise Conflict("the account changed at the same time; try again")
 
 
-def create_api_key(account_id: str, name: str) -> ApiKeyWithSecret:
-    key, secret_hash = _mint_key(name)
+def create_api_key(
+    account_id: str, name: str, *, chosen_secret: str | None = None
+) -> ApiKeyWithSecret:
+    key, secret_hash = _mint_key(name, chosen_secret)
     store.add_api_key(account_id, ApiKey.model_validate(key.model_dump()), secret_hash)
     return key
 

@@ -505,6 +505,25 @@ class Network:
             self._finish(call, status)
         call.hangup.set()
 
+    # ------------------------------------------------------------------------------ numbers
+    # The fields of a number that hold the platform's URLs (its webhooks).
+    URL_FIELDS = ("voice_url", "voice_fallback_url", "status_callback", "sms_url")
+
+    def hold_numbers(self, numbers: list[dict[str, Any]]) -> None:
+        """Numbers bought before (a restored platform's): held again, no longer on offer."""
+        for number in numbers:
+            self.numbers[number["sid"]] = dict(number)
+            self.available.pop(number["phone_number"], None)
+
+    def rebase_urls(self, old: str, new: str) -> None:
+        """Point the numbers' webhooks that went to `old` (a base URL) at `new` instead."""
+        old, new = old.rstrip("/"), new.rstrip("/")
+        for number in self.numbers.values():
+            for name in self.URL_FIELDS:
+                value = number.get(name)
+                if isinstance(value, str) and (value == old or value.startswith(old + "/")):
+                    number[name] = new + value[len(old) :]
+
     # ------------------------------------------------------------------------------ inbound
     def number_for(self, phone_number: str) -> dict[str, Any] | None:
         return next((n for n in self.numbers.values() if n["phone_number"] == phone_number), None)

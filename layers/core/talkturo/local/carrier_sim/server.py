@@ -11,16 +11,18 @@
         final = sim.wait_for_call(sid)
         final["party"]["heard"], final["heard_audio"]   # what the caller heard
 
-Credentials are generated per simulator unless given. `time_scale` multiplies every simulated
-duration (ring, talk, answering-machine detection, ring-out timeout, and the pace of media
-streams: 20 ms frames every 20 ms times time_scale): 1.0 is real time. `tts` chooses how callers'
-lines become audio: "auto" (espeak-ng when installed, else a synthetic voice), "espeak-ng" or
-"synthetic" (deterministic, what tests use).
+Credentials are generated per simulator unless given; `numbers` are IncomingPhoneNumbers bought
+before (what `saved_state()` answered, for a simulator that outlives a restart). `time_scale`
+multiplies every simulated duration (ring, talk, answering-machine detection, ring-out
+timeout, and the pace of media streams: 20 ms frames every 20 ms times time_scale): 1.0 is real
+time. `tts` chooses how callers' lines become audio: "auto" (espeak-ng when installed, else a
+synthetic voice), "espeak-ng" or "synthetic" (deterministic, what tests use).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import secrets
 import socket
 import threading
@@ -56,6 +58,7 @@ class CarrierSimulator:
         time_scale: float = 1.0,
         seed: int = 2010,
         tts: Engine = "auto",
+        numbers: list[dict[str, Any]] | None = None,
     ) -> None:
         generated_sid, generated_token = generate_credentials()
         self.account_sid = account_sid or generated_sid
@@ -65,6 +68,7 @@ class CarrierSimulator:
         self.time_scale = time_scale
         self._seed = seed
         self.tts: Engine = tts
+        self._held = list(numbers or [])
         self._app: CarrierApp | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -102,10 +106,16 @@ class CarrierSimulator:
             seed=self._seed,
             tts=self.tts,
         )
+        self.network.hold_numbers(self._held)
         self._app = CarrierApp(self.network, self.auth_token)
         app = self._app.app
         config = uvicorn.Config(
-            app, lifespan="off", log_level="warning", timeout_graceful_shutdown=1
+            app,
+            lifespan="off",
+            log_level="warning",
+            # The process's own logging setup (the console's format), not uvicorn's.
+            log_config=None,
+            timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -146,6 +156,28 @@ class CarrierSimulator:
         if network is None or network.loop is None:
             raise SimulatorError("the carrier simulator is not running")
         return network.loop
+
+    def saved_state(self) -> dict[str, Any]:
+        """The credentials and the numbers bought: what a restarted simulator needs."""
+
+        async def read() -> list[dict[str, Any]]:
+            assert self.network is not None
+            return copy.deepcopy(list(self.network.numbers.values()))
+
+        if self.running:
+            numbers = self._on_loop(read(), timeout=5)
+        else:  # stopped: nothing changes the numbers any more
+            numbers = copy.deepcopy(list(self.network.numbers.values())) if self.network else []
+        return {"account_sid": self.account_sid, "auth_token": self.auth_token, "numbers": numbers}
+
+    def rebase_urls(self, old: str, new: str) -> None:
+        """The numbers' webhooks on base URL `old` go to `new` (the platform moved)."""
+
+        async def rebase() -> None:
+            assert self.network is not None
+            self.network.rebase_urls(old, new)
+
+        self._on_loop(rebase(), timeout=5)
 
     def set_callee(
         self,

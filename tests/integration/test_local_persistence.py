@@ -1,0 +1,322 @@
+"""The local platform's snapshots, through the emulator: what is saved comes back after the
+stack's resources are created again (a restart), saves are skipped when nothing changed, and a
+save cut short leaves the previous snapshot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from talkturo.local.emulator import Emulator
+from talkturo.local.persistence import DataError, DataFolder, Persistence
+from talkturo.local.platform import DevAccount
+from talkturo.local.template import Stack, provision
+
+pytestmark = pytest.mark.integration
+
+ITEM = {
+    "PK": {"S": "A#acct_1"},
+    "SK": {"S": "CONTACT#1"},
+    "GSI1PK": {"S": "EMAIL#ada@example.com"},
+    "GSI1SK": {"S": "A#acct_1"},
+    "name": {"S": "Ada Lovelace ✓"},
+    "count": {"N": "12.50"},
+    "raw": {"B": b"\x00\xffbytes"},
+    "tags": {"SS": ["a", "b"]},
+    "scores": {"NS": ["1", "2"]},
+    "doc": {"M": {"nested": {"L": [{"BOOL": True}, {"NULL": True}, {"S": "x"}]}}},
+}
+
+
+def clients() -> tuple[Any, Any, Any]:
+    return (
+        boto3.client("dynamodb", region_name="us-east-1"),
+        boto3.client("s3", region_name="us-east-1"),
+        boto3.client("sqs", region_name="us-east-1"),
+    )
+
+
+def persistence(emulator: Emulator, stack: Stack, folder: Path, **options: Any) -> Persistence:
+    return Persistence(emulator, DataFolder(folder), f"{stack.name}-", **options)
+
+
+def recreate(stack: Stack) -> None:
+    """What a restart does to the stack: its resources are gone, then created from the template."""
+    dynamodb, s3, sqs = clients()
+    dynamodb.delete_table(TableName=stack.physical["MainTable"])
+    bucket = stack.physical["FilesBucket"]
+    for entry in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=entry["Key"])
+    s3.delete_bucket(Bucket=bucket)
+    for url in stack.physical.values():
+        if url.startswith("http"):
+            sqs.delete_queue(QueueUrl=url)
+    provision(boto3.Session(), stack_name=stack.name)
+
+
+def test_a_snapshot_brings_back_items_objects_and_messages(
+    emulator: Emulator, stack: Stack, tmp_path: Path
+) -> None:
+    dynamodb, s3, sqs = clients()
+    table, bucket = stack.physical["MainTable"], stack.physical["FilesBucket"]
+    queue = stack.physical["ContactImportDeadLetterQueue"]
+    dynamodb.put_item(TableName=table, Item=ITEM)
+    dynamodb.put_item(TableName=table, Item={"PK": {"S": "A#acct_2"}, "SK": {"S": "ACCOUNT"}})
+    s3.put_object(
+        Bucket=bucket,
+        Key="recordings/acct_1/call ü.wav",
+        Body=b"RIFF\x00\x01",
+        ContentType="audio/wav",
+        ContentDisposition="inline",
+        Metadata={"call": "call_1"},
+    )
+    s3.put_object(Bucket=bucket, Key="imports/a.csv", Body=b"a,b\n", ContentType="text/csv")
+    binary = {"DataType": "Binary", "BinaryValue": b"\x01\x02"}
+    sqs.send_message(
+        QueueUrl=queue,
+        MessageBody="in flight",
+        MessageAttributes={"kind": {"DataType": "String", "StringValue": "x"}, "raw": binary},
+    )
+    assert sqs.receive_message(QueueUrl=queue, VisibilityTimeout=600)["Messages"]
+    sqs.send_message(QueueUrl=queue, MessageBody="waiting", DelaySeconds=600)
+    sqs.send_message(QueueUrl=queue, MessageBody="plain")
+    first = persistence(emulator, stack, tmp_path)
+    first.start()
+    first.stop()  # the final save
+
+    recreate(stack)
+    second = persistence(emulator, stack, tmp_path)
+    second.start()
+    try:
+        restored = second.restored
+        assert (restored.items, restored.objects, restored.messages) == (2, 2, 3)
+        assert (
+            dynamodb.get_item(TableName=table, Key={"PK": ITEM["PK"], "SK": ITEM["SK"]})["Item"]
+            == ITEM
+        )
+        # Items went back through the table's own writes: its indexes answer too.
+        by_email = dynamodb.query(
+            TableName=table,
+            IndexName="GSI1",
+            KeyConditionExpression="GSI1PK = :pk",
+            ExpressionAttributeValues={":pk": ITEM["GSI1PK"]},
+        )["Items"]
+        assert by_email == [ITEM]
+        wav = s3.get_object(Bucket=bucket, Key="recordings/acct_1/call ü.wav")
+        assert wav["Body"].read() == b"RIFF\x00\x01"
+        assert (wav["ContentType"], wav["ContentDisposition"]) == ("audio/wav", "inline")
+        assert wav["Metadata"] == {"call": "call_1"}
+        assert s3.get_object(Bucket=bucket, Key="imports/a.csv")["Body"].read() == b"a,b\n"
+        visible = sqs.receive_message(
+            QueueUrl=queue, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        )["Messages"]
+        assert sorted(m["Body"] for m in visible) == ["in flight", "plain"]
+        in_flight = next(m for m in visible if m["Body"] == "in flight")
+        assert in_flight["MessageAttributes"]["kind"]["StringValue"] == "x"
+        assert in_flight["MessageAttributes"]["raw"]["BinaryValue"] == b"\x01\x02"
+        delayed = sqs.get_queue_attributes(
+            QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+        )["Attributes"]["ApproximateNumberOfMessagesDelayed"]
+        assert delayed == "1"
+    finally:
+        second.stop()
+
+
+def test_the_snapshot_is_plain_versioned_json_of_this_stack_only(
+    emulator: Emulator, stack: Stack, tmp_path: Path
+) -> None:
+    dynamodb, _, _ = clients()
+    dynamodb.put_item(TableName=stack.physical["MainTable"], Item=ITEM)
+    saver = persistence(emulator, stack, tmp_path)
+    saver.add_part("carrier", lambda: {"numbers": ["+14155550100"]})
+    saver.start()
+    saver.stop()
+
+    state = json.loads((tmp_path / "state.json").read_text())
+
+    assert (state["format"], state["version"]) == ("talkturo-local-data", 1)
+    assert all(name.lower().startswith(f"{stack.name}-".lower()) for name in state["tables"])
+    assert state["tables"][stack.physical["MainTable"]][0]["name"] == {"S": "Ada Lovelace ✓"}
+    assert state["parts"] == {"carrier": {"numbers": ["+14155550100"]}}
+
+
+def test_nothing_is_written_while_nothing_changes(
+    emulator: Emulator, stack: Stack, tmp_path: Path
+) -> None:
+    dynamodb, s3, sqs = clients()
+    table = stack.physical["MainTable"]
+    saver = persistence(emulator, stack, tmp_path)
+    saver.start()
+    try:
+        dynamodb.put_item(TableName=table, Item=ITEM)
+        assert saver.save() is True
+        # Reads (a worker's empty polls among them) change nothing.
+        dynamodb.get_item(TableName=table, Key={"PK": ITEM["PK"], "SK": ITEM["SK"]})
+        dynamodb.scan(TableName=table)
+        sqs.receive_message(QueueUrl=stack.physical["DialQueue"])
+        s3.list_objects_v2(Bucket=stack.physical["FilesBucket"])
+        assert saver.save() is False
+        dynamodb.delete_item(TableName=table, Key={"PK": ITEM["PK"], "SK": ITEM["SK"]})
+        assert saver.save() is True
+    finally:
+        saver.stop()
+
+
+def test_a_save_cut_short_leaves_the_previous_snapshot(
+    emulator: Emulator, stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dynamodb, s3, _ = clients()
+    table, bucket = stack.physical["MainTable"], stack.physical["FilesBucket"]
+    s3.put_object(Bucket=bucket, Key="kept.txt", Body=b"kept")
+    saver = persistence(emulator, stack, tmp_path)
+    saver.start()
+    assert saver.save() is True
+    before = (tmp_path / "state.json").read_bytes()
+    dynamodb.put_item(TableName=table, Item=ITEM)
+    s3.delete_object(Bucket=bucket, Key="kept.txt")
+    real_replace = Path.replace
+
+    def dies_before_the_rename(self: Path, target: Any) -> Path:
+        if Path(target).name == "state.json":
+            raise OSError("killed")
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", dies_before_the_rename)
+    with pytest.raises(OSError, match="killed"):
+        saver.save()
+    monkeypatch.undo()
+    saver.folder.unlock()
+
+    assert (tmp_path / "state.json").read_bytes() == before
+    recreate(stack)
+    again = persistence(emulator, stack, tmp_path)
+    again.start()
+    try:
+        assert again.restored.objects == 1
+        assert s3.get_object(Bucket=bucket, Key="kept.txt")["Body"].read() == b"kept"
+        assert "Item" not in dynamodb.get_item(
+            TableName=table, Key={"PK": ITEM["PK"], "SK": ITEM["SK"]}
+        )
+    finally:
+        again.stop()
+
+
+def test_a_snapshot_it_cannot_read_is_refused_and_fresh_starts_empty(
+    emulator: Emulator, stack: Stack, tmp_path: Path
+) -> None:
+    (tmp_path / "state.json").write_text(
+        json.dumps({"format": "talkturo-local-data", "version": 99})
+    )
+    refused = persistence(emulator, stack, tmp_path)
+
+    with pytest.raises(DataError, match="version 99"):
+        refused.start()
+
+    queue = f"{stack.name}-DialQueue"
+    (tmp_path / "state.json").write_text(
+        json.dumps({"format": "talkturo-local-data", "version": 1, "queues": {queue: [{}]}})
+    )
+    with pytest.raises(DataError, match="could not be restored"):
+        persistence(emulator, stack, tmp_path).start()
+
+    fresh = persistence(emulator, stack, tmp_path, fresh=True)
+    fresh.start()  # the folder was let go by the refused start
+    try:
+        assert not fresh.restored.anything
+        assert not (tmp_path / "state.json").exists()
+    finally:
+        fresh.stop()
+
+
+def test_one_data_folder_serves_one_platform(
+    emulator: Emulator, stack: Stack, tmp_path: Path
+) -> None:
+    running = persistence(emulator, stack, tmp_path)
+    running.start()
+    try:
+        with pytest.raises(DataError, match="in use by another"):
+            DataFolder(tmp_path).lock()
+    finally:
+        running.stop()
+
+
+def test_the_dev_account_and_its_key_are_found_again(stack: Stack) -> None:
+    first = DevAccount(None)
+    first.start()
+    saved = first.saved_state()
+
+    again = DevAccount(None, lambda: saved)
+    again.start()
+    chosen = "tk_chosen_dev_key_0123456789abcdef"
+    with_key = DevAccount(chosen, lambda: saved)
+    with_key.start()
+
+    assert again.found_again
+    assert (again.account_id, again.api_key) == (first.account_id, first.api_key)
+    # A key from TALKTURO_DEV_API_KEY is added to the same account, and not written down.
+    assert (with_key.account_id, with_key.api_key) == (first.account_id, chosen)
+    assert with_key.saved_state() == {"account_id": first.account_id, "api_key": None}
+
+
+def test_a_dev_account_gone_from_the_data_is_created_again(stack: Stack) -> None:
+    gone = DevAccount(
+        None, lambda: {"account_id": "acct_01NOTTHEREANYMORE0000000000", "api_key": ""}
+    )
+    gone.start()
+
+    assert not gone.found_again
+    assert gone.account_id != "acct_01NOTTHEREANYMORE0000000000"
+    assert gone.api_key.startswith("tk_")
+
+
+def test_data_of_resources_the_template_no_longer_has_is_left_out(
+    emulator: Emulator, stack: Stack, tmp_path: Path
+) -> None:
+    gone = f"{stack.name}-Gone"
+    item = {"PK": {"S": "A#acct_3"}, "SK": {"S": "ACCOUNT"}}
+    (tmp_path / "state.json").write_text(
+        json.dumps(
+            {
+                "format": "talkturo-local-data",
+                "version": 1,
+                "saved_at": "2026-01-01T00:00:00+00:00",
+                "tables": {gone: [item], stack.physical["MainTable"]: [item]},
+                "buckets": {gone.lower(): [{"key": "k", "blob": "missing"}]},
+                "queues": {gone: [{"body": "lost"}]},
+                "parts": {},
+            }
+        )
+    )
+    restoring = persistence(emulator, stack, tmp_path)
+
+    restoring.start()
+    try:
+        assert (restoring.restored.items, restoring.restored.objects) == (1, 0)
+        assert restoring.restored.messages == 0
+    finally:
+        restoring.stop()
+
+
+def test_a_restored_snapshot_is_not_written_again_until_something_changes(
+    emulator: Emulator, stack: Stack, tmp_path: Path
+) -> None:
+    dynamodb, _, _ = clients()
+    dynamodb.put_item(TableName=stack.physical["MainTable"], Item=ITEM)
+    first = persistence(emulator, stack, tmp_path)
+    first.add_part("carrier", lambda: {"numbers": []})
+    first.start()
+    first.stop()
+    recreate(stack)
+    again = persistence(emulator, stack, tmp_path)
+    again.add_part("carrier", lambda: again.part("carrier"))
+
+    again.start()
+    try:
+        assert again.restored.items == 1
+        assert again.save() is False
+    finally:
+        again.stop()
