@@ -34,6 +34,8 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from talkturo.local import emulator_dynamodb
+
 # Credentials the emulator accepts; never real ones.
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -226,6 +228,7 @@ class Emulator:
         # DynamoDB has allowed 100 items per transaction since 2022; moto still says 25.
         dynamodb_responses.TRANSACTION_MAX_ITEMS = 100
         _make_transactions_cheap()
+        emulator_dynamodb.install()
         # One log line per AWS call drowns everything else out.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         app = _Serialised(DomainDispatcherApplication(create_backend_app))
