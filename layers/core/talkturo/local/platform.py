@@ -43,7 +43,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from talkturo.local.carrier_sim import CarrierSimulator, SimulatorError
 from talkturo.local.emulator import Emulator
-from talkturo.local.runner import SqsRunner, describe
+from talkturo.local.runner import LONG_WAIT_SECONDS, SqsRunner, describe
 from talkturo.local.schedules import ScheduleRunner
 from talkturo.local.schedules import describe as describe_schedules
 from talkturo.local.serving import http_url, listening_socket, wait_until_started
@@ -463,7 +463,13 @@ class LocalPlatform:
         self.resources = Resources(self.aws.emulator, self.admin_secret)
         self.dev_account = DevAccount(options.dev_api_key)
         self.api = ApiServer(options.host, options.port)
-        self.workers = StackRunner("sqs-runner", self.resources, SqsRunner)
+        self.workers = StackRunner(
+            "sqs-runner",
+            self.resources,
+            lambda stack: SqsRunner(
+                stack, wait_seconds=LONG_WAIT_SECONDS, end_polls=self.aws.emulator.end_long_polls
+            ),
+        )
         self.carrier = CarrierSimulatorComponent(options.carrier_port)
         self.schedules = StackRunner("schedules", self.resources, ScheduleRunner)
         self.voice = VoiceServiceComponent("127.0.0.1", options.voice_port)
