@@ -21,18 +21,27 @@ that enters a table by `put_item` or by replacing the whole mapping is always se
 
 Anything the lookups cannot narrow down (a query without its hash key, an index keyed on
 several attributes) goes to moto's own whole-table walk unchanged.
+
+The answers of reads (GetItem, Query, Scan, BatchGetItem) are written as plain JSON: moto keeps
+them in DynamoDB's wire form already, and its generic serializer (which walks the botocore
+shapes value by value) cost more than the read itself. Answers holding binary values, errors
+and every other action still go through moto's serializer.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import threading
 from collections.abc import Callable
+from enum import Enum
 from typing import Any
 
+from moto.core.responses import ActionResult
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
+from moto.dynamodb.responses import DynamoHandler
 
 # Key types DynamoDB allows for a key attribute (anything else cannot be hashed nor match).
 _KEY_TYPES = frozenset({"S", "N", "B"})
@@ -247,7 +256,45 @@ def _update_reindexes(original: Callable[..., Any]) -> Callable[..., Any]:
     return update_item
 
 
+# Reads whose answers are already in DynamoDB's JSON wire form inside moto (attribute values
+# as {"S": …}); moto's generic serializer walks them shape by shape, attribute by attribute:
+# tens of milliseconds for a page of items. Plain JSON is the same answer.
+_PLAIN_READS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem"})
+# Binary values are base64-encoded by the serializer: those answers go through it.
+_ENCODED_TYPES = frozenset({"B", "BS"})
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(
+            isinstance(key, str) and key not in _ENCODED_TYPES and _is_plain(inner)
+            for key, inner in value.items()
+        )
+    if isinstance(value, list):
+        return all(_is_plain(inner) for inner in value)
+    return isinstance(value, str | int | float) and not isinstance(value, Enum)
+
+
+def _plain_json_reads(original: Callable[..., Any]) -> Callable[..., Any]:
+    def serialized(handler: DynamoHandler, action_result: Any) -> Any:
+        result = action_result.result
+        if (
+            type(action_result) is ActionResult
+            and isinstance(result, dict)
+            and handler._get_action() in _PLAIN_READS
+            and _is_plain(result)
+        ):
+            headers = {"Content-Type": _CONTENT_TYPE, **handler.response_headers}
+            return 200, headers, json.dumps(result)
+        return original(handler, action_result)
+
+    return serialized
+
+
+_CONTENT_TYPE = "application/x-amz-json-1.0"
+
 _PATCHES: list[tuple[type, str, Callable[[Callable[..., Any]], Callable[..., Any]]]] = [
+    (DynamoHandler, "serialized", _plain_json_reads),
     (Table, "query", _query_partition),
     (Table, "all_items", _all_items_or_candidates),
     (Table, "put_item", _put_indexes_too),
