@@ -329,6 +329,17 @@ def test_a_partition_read_answers_as_the_whole_table_walk(
         KeyConditionExpression="G = :g",
         ExpressionAttributeValues={":g": {"S": "a"}},
     )
+    # Full partitions to begin with, so that limits, pages and key ranges have items to cut.
+    for n, (pk, sk) in enumerate(itertools.product(PKS, RANGE_NUMBERS)):
+        seed = {
+            "G": {"S": PKS[n % 2]},
+            "GR": {"N": sk},
+            "H": {"N": "2"},
+            "L": {"S": STRINGS[1 + n % 6]},
+        }
+        dynamodb.put_item(TableName=names[0], Item=_item(0, (pk, sk), seed))
+        # The hashed table's partitions hold one item: spread them over its index instead.
+        dynamodb.put_item(TableName=names[1], Item=_item(1, (f"{pk}{sk}", sk), seed))
     for write in writes:
         _apply(dynamodb, names, write)
     for query in queries:

@@ -5,7 +5,9 @@ table, then keeping those of the asked partition: at 86,000 items a query took s
 Query hands moto only the candidates of its partition, and moto does the rest exactly as
 before (key conditions, sort order, ScanIndexForward, paging, filters, projections, counts):
 
-- a table Query reads `Table.items[hash key]`, which moto already keeps per partition;
+- a table Query reads `Table.items[hash key]`, which moto already keeps per partition, and
+  within it only the range keys its key condition, start key and Limit let it reach (the range
+  keys of each partition queried are kept in order for that);
 - an index Query reads a lookup of that index (its hash key value -> the items that have it),
   one per index of each table.
 
@@ -42,6 +44,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
+from sortedcontainers import SortedDict
 
 # Key types DynamoDB allows for a key attribute (anything else cannot be hashed nor match).
 _KEY_TYPES = frozenset({"S", "N", "B"})
@@ -91,6 +94,8 @@ class _TableLookups:
     def __init__(self, items: Any) -> None:
         self.items = items
         self.by_index: dict[str, _IndexLookup] = {}
+        # Range keys of the partitions queried so far, in order: hash key -> {cast range: range}.
+        self.ordered: dict[DynamoType, SortedDict] = {}
 
 
 _ATTRIBUTE = "_talkturo_index_lookups"
@@ -145,6 +150,84 @@ def _indexed(table: Table) -> list[_IndexLookup]:
     return list(state.by_index.values())
 
 
+def _ordered_partition(table: Table, hash_key: DynamoType) -> SortedDict:
+    """The range keys of one partition in moto's order (built on first use, then kept)."""
+    state = _lookups(table)
+    ordered = state.ordered.get(hash_key)
+    if ordered is None:
+        partition = table.items.get(hash_key) or {}
+        ordered = SortedDict((key.cast_value, key) for key in partition)
+        state.ordered[hash_key] = ordered
+    return ordered
+
+
+def _track_range_key(table: Table, item: Item, present: bool) -> None:
+    state: _TableLookups | None = table.__dict__.get(_ATTRIBUTE)
+    if state is None or state.items is not table.items or item.range_key is None:
+        return
+    ordered = state.ordered.get(item.hash_key)
+    if ordered is None:
+        return
+    if present:
+        ordered[item.range_key.cast_value] = item.range_key
+    else:
+        ordered.pop(item.range_key.cast_value, None)
+
+
+def _range_candidates(table: Table, hash_key: DynamoType, asked: dict[str, Any]) -> list[Item]:
+    """The items of a table Query's partition that moto's loop will look at, in order: those
+    that meet the range condition, from the start key on, and no more than Limit + 1 of them
+    (moto reads one beyond Limit to know there is more). Any of moto's own checks still run."""
+    partition = table.items.get(hash_key) or {}
+    comparison: str | None = asked.get("range_comparison")
+    values: list[DynamoType] = list(asked.get("range_objs") or [])
+    forward = asked.get("scan_index_forward") is not False
+    limit = asked.get("limit")
+    low: Any = None
+    high: Any = None
+    if comparison:
+        if any(value.type != table.range_key_type for value in values) or not values:
+            return _in_partition(table, partition)
+        casts = [value.cast_value for value in values]
+        if comparison in ("=", "EQ", "BETWEEN"):
+            low, high = casts[0], casts[-1]
+        elif comparison in ("<", "<=", "LT", "LE"):
+            high = casts[0]
+        elif comparison in (">", ">=", "GT", "GE"):
+            low = casts[0]
+        elif comparison.upper() == "BEGINS_WITH" and isinstance(casts[0], str):
+            low, high = casts[0], casts[0] + "\U0010ffff"
+        else:
+            return _in_partition(table, partition)
+    given = asked.get("exclusive_start_key") or {}
+    start = given.get(table.range_key_attr)
+    if start is not None:
+        start_key = DynamoType(start)
+        same_partition = DynamoType(given.get(table.hash_key_attr) or {"NULL": True}) == hash_key
+        if start_key.type != table.range_key_type or not same_partition:
+            return _in_partition(table, partition)
+        if forward:
+            low = start_key.cast_value if low is None else max(low, start_key.cast_value)
+        else:
+            high = start_key.cast_value if high is None else min(high, start_key.cast_value)
+    if low is not None and high is not None and low > high:
+        return []
+    wanted = limit + 1 if isinstance(limit, int) and not asked.get("filter_kwargs") else None
+    found: list[Item] = []
+    ordered = _ordered_partition(table, hash_key)
+    after = start_key.cast_value if start is not None else None
+    for cast in ordered.irange(low, high, reverse=not forward):
+        if start is not None and cast == after:
+            continue  # the start key itself: moto skips it too, so it must not take a place
+        item = partition[ordered[cast]]
+        if comparison and not item.range_key.compare(comparison, values):
+            continue
+        found.append(item)
+        if wanted is not None and len(found) >= wanted:
+            break
+    return found
+
+
 def _reindex(table: Table, hash_value: DynamoType, range_value: DynamoType | None) -> None:
     lookups = _indexed(table)
     if not lookups:
@@ -190,9 +273,12 @@ def _query_partition(original: Callable[..., Any]) -> Callable[..., Any]:
             ]
             if lookup is not None and len(wanted) == 1:
                 candidates = lookup.items_with(wanted[0])
+        elif hash_key is not None and hash_key.type not in _KEY_TYPES:
+            candidates = []
+        elif hash_key is not None and table.range_key_attr:
+            candidates = _range_candidates(table, hash_key, asked)
         elif hash_key is not None:
-            partition = table.items.get(hash_key) if hash_key.type in _KEY_TYPES else None
-            candidates = _in_partition(table, partition)
+            candidates = _in_partition(table, table.items.get(hash_key))
         if candidates is None:
             return original(table, *args, **kwargs)
         _candidates.table, _candidates.items = table, _sorted_like_moto(candidates)
@@ -220,6 +306,7 @@ def _put_indexes_too(original: Callable[..., Any]) -> Callable[..., Any]:
         item = original(table, *args, **kwargs)
         for lookup in _indexed(table):
             lookup.add(item)
+        _track_range_key(table, item, present=True)
         return item
 
     return put_item
@@ -231,6 +318,7 @@ def _delete_unindexes_too(original: Callable[..., Any]) -> Callable[..., Any]:
         if item is not None:
             for lookup in _indexed(table):
                 lookup.discard(_primary_key(item))
+            _track_range_key(table, item, present=False)
         return item
 
     return delete_item
