@@ -1,21 +1,26 @@
 """The local platform at a customer's size: a CSV import of N contacts, then the API at that size.
 
-Starts `talkturo dev`'s platform in this process (free ports), imports N contacts (50,000, or
+Starts `talkturo dev` in a process of its own (free ports), imports N contacts (50,000, or
 `TALKTURO_BENCH_CONTACTS`) as one CSV through `POST /v1/contact-imports`, as a user would,
 and times it from the upload until the job reads `completed`. Then it times the main routes
 over HTTP at that size (p50/p95 of sequential requests), and measures the platform's CPU while
-idle (this process and the voice service's, from /proc ticks).
+idle (its process and the voice service's, from /proc ticks).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
+import secrets
+import signal
 import socket
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,25 +43,54 @@ def _free_port() -> int:
         return port
 
 
-@contextlib.contextmanager
-def _platform() -> Iterator[Any]:
-    from talkturo.local.platform import LocalPlatform, Options
+@dataclass
+class Platform:
+    process: subprocess.Popen[bytes]
+    url: str
+    api_key: str
 
-    options = Options(
-        port=_free_port(),
-        aws_port=_free_port(),
-        carrier_port=_free_port(),
-        voice_port=_free_port(),
+    def pids(self) -> list[int]:
+        """The platform's process and its children (the voice service)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [self.process.pid, *map(int, children.read_text().split())]
+
+
+@contextlib.contextmanager
+def _platform() -> Iterator[Platform]:
+    """`talkturo dev` as a user starts it, on free ports, with a development key of our own."""
+    port = _free_port()
+    api_key = "tk_bench_" + secrets.token_hex(16)
+    command = [sys.executable, "-m", "talkturo.cli", "dev", "--port", str(port)]
+    for option in ("--aws-port", "--carrier-port", "--voice-port"):
+        command += [option, str(_free_port())]
+    env = {**os.environ, "TALKTURO_DEV_API_KEY": api_key}
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    platform = LocalPlatform(options)
-    platform.start()
-    # The platform's INFO lines (one per chunk, per request) are not figures.
-    for name in ("", "uvicorn.access", "talkturo", "local.runner"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    platform = Platform(process, f"http://127.0.0.1:{port}", api_key)
     try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError("`talkturo dev` stopped while starting")
+            try:
+                httpx.get(f"{platform.url}/v1/account", headers=_auth(api_key)).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("`talkturo dev` did not answer in 120 s") from None
+                time.sleep(0.5)
         yield platform
     finally:
-        platform.stop()
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _auth(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"}
 
 
 def _phone(n: int) -> str:
@@ -119,10 +153,10 @@ def _verdict(ok: bool) -> str:
 
 
 def run(contacts: int = CONTACTS) -> None:
-    print(f"\nThe local platform at {contacts:,} contacts (`talkturo dev`, in process)\n")
+    print(f"\nThe local platform at {contacts:,} contacts (`talkturo dev`)\n")
     with _platform() as platform:
-        headers = {"Authorization": f"Bearer {platform.dev_account.api_key}"}
-        with httpx.Client(base_url=platform.api.url, headers=headers, timeout=60) as api:
+        headers = _auth(platform.api_key)
+        with httpx.Client(base_url=platform.url, headers=headers, timeout=60) as api:
             seconds, job = _import(api, contacts)
             rate = contacts / seconds
             print(
@@ -163,11 +197,9 @@ def run(contacts: int = CONTACTS) -> None:
                 print(f"  {label:{width}}{p50:>7.1f}ms{p95:>7.1f}ms")
             verdict = _verdict(worst < P95_MS)
             print(f"  slowest p95 {worst:.1f} ms  target < {P95_MS:.0f} ms: {verdict}")
-        voice = platform.voice._process
-        pids = [os.getpid()] + ([voice.pid] if voice is not None else [])
         # Let the last requests' polls settle, then look.
         time.sleep(2)
-        cpu = _idle_cpu(pids, IDLE_SECONDS)
+        cpu = _idle_cpu(platform.pids(), IDLE_SECONDS)
         print(
             f"\n  Idle CPU over {IDLE_SECONDS:.0f} s (platform and voice service): "
             f"{cpu:.2f} % of a core  target < {IDLE_CPU_PERCENT:.0f} %: "
