@@ -1,7 +1,10 @@
-"""`python -m benchmarks [coldstart|calls|voice] [--runs N]`: print the figures (all by default).
+"""`python -m benchmarks [coldstart|calls|scale|voice] [--runs N]`: print the figures (all by
+default).
 
 The voice benchmark alone: `python -m benchmarks voice [--levels 10,25,50] [--seconds S]
 [--profile CALLS]` (`--profile`: one level with the service under cProfile).
+The local platform at size alone: `python -m benchmarks scale` (`TALKTURO_BENCH_CONTACTS=5000`
+for a quick run; 50,000 by default).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import os
 import platform
 import sys
 
-BENCHMARKS = ["coldstart", "calls", "voice"]
+BENCHMARKS = ["coldstart", "calls", "scale", "voice"]
 
 
 def _levels(text: str) -> tuple[int, ...]:
@@ -47,6 +50,10 @@ def main() -> None:
         from benchmarks import dynamodb_calls
 
         dynamodb_calls.run()
+    if only in (None, "scale"):
+        from benchmarks import scale
+
+        scale.run()
     if only in (None, "voice"):
         from benchmarks import voice
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
+from moto.sqs.models import SQSBackend
 
 from talkturo.local.emulator import Emulator
 
@@ -43,6 +47,73 @@ def test_a_long_poll_on_an_empty_queue_answers_empty(emulator: Emulator) -> None
     answer = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)
 
     assert answer.get("Messages", []) == []
+
+
+def _counting_receives(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """How many receives moto ran, by queue name (each attempt of a long poll is one)."""
+    receives: Counter[str] = Counter()
+    receive = SQSBackend.receive_message
+
+    def counted(backend: SQSBackend, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        receives[queue_name] += 1
+        return receive(backend, queue_name, *args, **kwargs)
+
+    monkeypatch.setattr(SQSBackend, "receive_message", counted)
+    return receives
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "waited 10 s in vain"
+        time.sleep(0.01)
+
+
+def _long_poll_in_background(sqs: Any, queue: str) -> tuple[threading.Thread, list[Any]]:
+    received: list[Any] = []
+    polling = threading.Thread(
+        target=lambda: received.append(sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=20))
+    )
+    polling.start()
+    return polling, received
+
+
+def test_a_long_poll_sleeps_through_requests_that_bring_its_queue_nothing(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    mine = sqs.create_queue(QueueName="emulator-wake-mine")["QueueUrl"]
+    other = sqs.create_queue(QueueName="emulator-wake-other")["QueueUrl"]
+    receives = _counting_receives(monkeypatch)
+    polling, received = _long_poll_in_background(sqs, mine)
+    _wait_for(lambda: receives["emulator-wake-mine"] == 1)
+    for _ in range(5):
+        dynamodb.list_tables()
+        sqs.send_message(QueueUrl=other, MessageBody="not yours")
+        sqs.get_queue_attributes(QueueUrl=mine, AttributeNames=["All"])
+    assert receives["emulator-wake-mine"] == 1  # asleep all along: never looked again
+    sqs.send_message(QueueUrl=mine, MessageBody="yours")
+    polling.join(timeout=10)
+
+    assert [m["Body"] for m in received[0]["Messages"]] == ["yours"]
+    assert receives["emulator-wake-mine"] == 2
+
+
+def test_a_long_poll_wakes_when_a_delayed_message_becomes_visible(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue = sqs.create_queue(QueueName="emulator-wake-delayed")["QueueUrl"]
+    sqs.send_message(QueueUrl=queue, MessageBody="later", DelaySeconds=1)
+    receives = _counting_receives(monkeypatch)
+
+    answer = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=20)
+
+    assert [m["Body"] for m in answer["Messages"]] == ["later"]
+    # It looked when the poll began and when the delay ended, not every so often in between
+    # (a clock tick of difference between the wait and moto's clock may add one look).
+    assert receives["emulator-wake-delayed"] <= 3
 
 
 def _key(pk: str) -> dict[str, Any]:
@@ -97,3 +168,19 @@ def test_a_failed_transaction_leaves_no_trace(stack: Any) -> None:
     # And a transaction that succeeds applies everything
     transact(put_new, bump_kept)
     assert dynamodb.get_item(TableName=table, Key=_key("kept"))["Item"]["n"] == {"N": "2"}
+
+
+def test_ending_long_polls_answers_a_waiting_one_at_once(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue = sqs.create_queue(QueueName="emulator-wake-ended")["QueueUrl"]
+    receives = _counting_receives(monkeypatch)
+    polling, received = _long_poll_in_background(sqs, queue)
+    _wait_for(lambda: receives["emulator-wake-ended"] == 1)
+
+    emulator.end_long_polls()
+    polling.join(timeout=10)
+
+    assert not polling.is_alive()
+    assert received[0].get("Messages", []) == []

@@ -20,7 +20,7 @@ import boto3
 import pytest
 
 from talkturo.local.emulator import Emulator
-from talkturo.local.runner import SqsRunner
+from talkturo.local.runner import LONG_WAIT_SECONDS, SqsRunner
 from talkturo.local.template import Function, SqsEventSource, Stack
 
 pytestmark = pytest.mark.integration
@@ -260,14 +260,18 @@ def test_a_missing_handler_module_is_logged_and_the_runner_carries_on(
     assert worker.bodies(worker.dlq_url) == []
 
 
-def test_started_in_the_background_it_delivers_and_stops_quickly(worker: Worker) -> None:
-    worker.runner.start()
-    worker.send(n=1)
-
+def _wait_for_a_call(worker: Worker) -> None:
     deadline = time.monotonic() + 10
     while not worker.calls() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(worker.calls()) == 1
+
+
+def test_started_in_the_background_it_delivers_and_stops_quickly(worker: Worker) -> None:
+    worker.runner.start()
+    worker.send(n=1)
+
+    _wait_for_a_call(worker)
 
     threads = [t for t in threading.enumerate() if t.name == "sqs:WorkQueue"]
     assert threads and worker.runner.alive()
@@ -288,3 +292,29 @@ def test_the_template_s_sqs_events_become_subscriptions(stack: Stack) -> None:
     assert imports.function.timeout_seconds == 90
     assert imports.function.memory_mb == 1024
     assert imports.queue_url == stack.physical["ContactImportQueue"]
+
+
+def test_a_runner_that_waits_long_ends_its_polls_when_it_stops(
+    worker: Worker, emulator: Emulator
+) -> None:
+    ended: list[None] = []
+
+    def end_polls() -> None:
+        ended.append(None)
+        emulator.end_long_polls()
+
+    runner = SqsRunner(
+        worker.runner._stack,
+        sqs_client=worker.sqs,
+        wait_seconds=LONG_WAIT_SECONDS,
+        end_polls=end_polls,
+    )
+    runner.start()
+    worker.send(n=1)
+    _wait_for_a_call(worker)
+    threads = [t for t in threading.enumerate() if t.name == "sqs:WorkQueue"]
+
+    runner.stop()  # its thread is back in a 20 s poll by now
+
+    assert ended
+    assert not any(t.is_alive() for t in threads)

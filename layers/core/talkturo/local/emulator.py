@@ -6,8 +6,14 @@ and moto's in-memory backends only match that when nothing interleaves inside th
 SQS long polls (ReceiveMessage with WaitTimeSeconds > 0) are the exception: moto waits for
 messages inside the request, which under that one lock would stall every other call for the
 whole wait (and a message sent meanwhile could never arrive). So the emulator turns a long poll
-into short polls, each applied under the lock, and waits between them without holding it, woken
-by any other request. To the client it is the same long poll.
+into short polls, each applied under the lock, and waits between them without holding it. A
+waiting poll is woken only when its own queue may have a message: a request naming that queue
+that can bring one (SendMessage, SendMessageBatch, ChangeMessageVisibility…), or a change in the
+queue's message count (a message moved to it as a dead letter); otherwise it sleeps until its
+deadline or until the first delayed or in-flight message of its queue can be received. To the
+client it is the same long poll.
+
+DynamoDB queries read one partition instead of the whole table: see `emulator_dynamodb`.
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ import copy
 import io
 import json
 import logging
+import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from moto.core.utils import unix_time_millis
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb import responses as dynamodb_responses
 from moto.dynamodb.models import DynamoDBBackend
@@ -33,7 +42,10 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
+from moto.sqs.models import sqs_backends
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from talkturo.local import emulator_dynamodb
 
 # Credentials the emulator accepts; never real ones.
 FAKE_CREDENTIALS = {
@@ -103,30 +115,68 @@ def _make_transactions_cheap() -> None:
     DynamoDBBackend.transact_write_items = patched  # type: ignore[method-assign]
 
 
-class _Serialised:
-    # How long a waiting long poll sleeps at most before it looks again (messages also become
-    # visible again on their own, when a visibility timeout ends).
-    RECHECK_SECONDS = 0.1
+class _Dispatcher(DomainDispatcherApplication):
+    """moto's dispatcher, remembering which service each host is (moto works it out anew for
+    every request, walking the list of its modules: about a millisecond each time)."""
 
+    def __init__(self, create_app: Any) -> None:
+        super().__init__(create_app)
+        self._backends: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self, host: str | None) -> Any:
+        if host not in self._backends:
+            self._backends[host] = super().get_backend_for_host(host)
+        return self._backends[host]
+
+
+class _Serialised:
     def __init__(self, app: WsgiApp) -> None:
         self._app = app
-        # Every request runs holding it; a waiting long poll is woken whenever one completes.
-        self._changed = threading.Condition(threading.Lock())
+        # Every request runs holding it.
+        self._lock = threading.Lock()
+        # The long polls waiting, by queue: each sleeps on its queue's condition (same lock)...
+        self._waiting: dict[_QueueRef, threading.Condition] = {}
+        self._waiters: Counter[_QueueRef] = Counter()
+        # ...and the queue's message count when they last looked.
+        self._seen: dict[_QueueRef, int] = {}
+        # Counts `end_long_polls` calls: a poll that sees it change answers at once.
+        self._endings = 0
+
+    def end_long_polls(self) -> None:
+        with self._lock:
+            self._endings += 1
+            for waiting in self._waiting.values():
+                waiting.notify_all()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        long_poll = _sqs_long_poll(environ)
-        if long_poll is not None:
-            return self._long_poll(environ, start_response, *long_poll)
-        with self._changed:
+        request = _sqs_request(environ)
+        long_poll = _long_poll(request) if request is not None else None
+        if request is not None and long_poll is not None:
+            return self._long_poll(environ, start_response, request.queue, *long_poll)
+        with self._lock:
             # The body is produced inside the lock too: moto builds it while iterating.
             body = list(self._app(environ, start_response))
-            self._changed.notify_all()
+            self._wake(request)
         return body
+
+    def _wake(self, request: _SqsRequest | None) -> None:
+        """Wake the long polls of each queue that may have a message now (lock held).
+
+        That is a queue this request named (a SendMessage, a ChangeMessageVisibility…) and one
+        whose message count changed (a message moved to a dead-letter queue on a receive).
+        """
+        named = request.queue if request is not None and not request.reads_only else None
+        for queue, waiting in self._waiting.items():
+            count = _message_count(queue)
+            if queue == named or count != self._seen.get(queue):
+                self._seen[queue] = count
+                waiting.notify_all()
 
     def _long_poll(
         self,
         environ: dict[str, Any],
         start_response: Callable[..., Any],
+        queue: _QueueRef | None,
         wait_seconds: float,
         short_poll: bytes,
     ) -> Any:
@@ -137,7 +187,8 @@ class _Serialised:
             answer[:] = [status, headers, exc_info]
             return lambda _data: None
 
-        with self._changed:
+        with self._lock:
+            endings = self._endings
             while True:
                 attempt = {
                     **environ,
@@ -145,21 +196,35 @@ class _Serialised:
                     "CONTENT_LENGTH": str(len(short_poll)),
                 }
                 body = list(self._app(attempt, capture))
+                # A receive may move messages on (to a dead-letter queue): others may wake.
+                self._wake(None)
                 remaining = deadline - time.monotonic()
                 if (
                     remaining <= 0
+                    or endings != self._endings
+                    or queue is None
                     or not str(answer[0]).startswith("200")
                     or _has_messages(b"".join(body))
                 ):
                     start_response(*answer)
                     return body
-                # Releases the lock while waiting: other requests (a SendMessage…) go on.
-                self._changed.wait(timeout=min(remaining, self.RECHECK_SECONDS))
+                # Sleeps without the lock (other requests go on) until a request may have
+                # brought this queue a message, a message of its own becomes visible, or the
+                # poll ends; never polling in between.
+                waiting = self._waiting.setdefault(queue, threading.Condition(self._lock))
+                self._seen[queue] = _message_count(queue)
+                self._waiters[queue] += 1
+                try:
+                    waiting.wait(timeout=min(remaining, _until_visible(queue)))
+                finally:
+                    self._waiters[queue] -= 1
+                    if not self._waiters[queue]:
+                        del self._waiters[queue], self._waiting[queue], self._seen[queue]
 
 
 # Requests that change nothing a snapshot keeps (local/persistence.py). A ReceiveMessage only
 # hides messages for a while, and a snapshot keeps in-flight messages as visible ones anyway.
-_READ_ONLY_ACTIONS = frozenset(
+_UNCHANGING_ACTIONS = frozenset(
     {
         "BatchGetItem",
         "DescribeTable",
@@ -173,6 +238,41 @@ _READ_ONLY_ACTIONS = frozenset(
         "GetQueueUrl",
         "ListQueues",
         "ReceiveMessage",
+    }
+)
+
+
+class _QueueRef(NamedTuple):
+    """A queue as moto keeps it: account, region and name."""
+
+    account: str
+    region: str
+    name: str
+
+
+class _SqsRequest(NamedTuple):
+    action: str
+    queue: _QueueRef | None
+    fields: dict[str, Any]
+    # The form fields in their order (query protocol); None for a JSON request.
+    form: list[tuple[str, str]] | None
+
+    @property
+    def reads_only(self) -> bool:
+        return self.action in _BRINGS_NO_MESSAGE
+
+
+# Actions that never bring a queue a message (a poll needs no waking for them).
+_BRINGS_NO_MESSAGE = frozenset(
+    {
+        "ReceiveMessage",
+        "DeleteMessage",
+        "DeleteMessageBatch",
+        "GetQueueUrl",
+        "GetQueueAttributes",
+        "ListQueues",
+        "ListQueueTags",
+        "ListDeadLetterSourceQueues",
     }
 )
 
@@ -198,14 +298,14 @@ def _reads_only(environ: dict[str, Any]) -> bool:
     if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
         return True  # S3 reads, health checks
     target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
-    return target.rpartition(".")[2] in _READ_ONLY_ACTIONS
+    return target.rpartition(".")[2] in _UNCHANGING_ACTIONS
 
 
-def _sqs_long_poll(environ: dict[str, Any]) -> tuple[float, bytes] | None:
-    """(wait, the same request as a short poll) when `environ` is an SQS long poll."""
+def _sqs_request(environ: dict[str, Any]) -> _SqsRequest | None:
+    """The SQS action of `environ` and the queue it names (its body read and kept readable)."""
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     content_type = environ.get("CONTENT_TYPE", "")
-    is_json = target == "AmazonSQS.ReceiveMessage"
+    is_json = target.startswith("AmazonSQS.")
     is_query = not target and content_type.startswith("application/x-www-form-urlencoded")
     if not (is_json or is_query):
         return None
@@ -213,27 +313,77 @@ def _sqs_long_poll(environ: dict[str, Any]) -> tuple[float, bytes] | None:
     raw: bytes = environ["wsgi.input"].read(length) if length else b""
     # The body is consumed: whatever happens next reads this copy.
     environ["wsgi.input"] = io.BytesIO(raw)
+    form = None
     try:
         if is_json:
-            request = json.loads(raw or b"{}")
-            wait = float(request.get("WaitTimeSeconds") or 0)
-            short = json.dumps({**request, "WaitTimeSeconds": 0}).encode()
+            fields = json.loads(raw or b"{}")
+            action = target.removeprefix("AmazonSQS.")
         else:
-            fields = parse_qsl(raw.decode(), keep_blank_values=True)
-            values = dict(fields)
-            if values.get("Action") != "ReceiveMessage":
-                return None
-            wait = float(values.get("WaitTimeSeconds") or 0)
-            short = urlencode(
-                [(k, "0" if k == "WaitTimeSeconds" else v) for k, v in fields]
-            ).encode()
+            form = parse_qsl(raw.decode(), keep_blank_values=True)
+            fields = dict(form)
+            action = fields.get("Action", "")
     except (ValueError, TypeError, AttributeError):
         return None  # malformed: let moto answer it
+    if not isinstance(fields, dict):
+        return None
+    return _SqsRequest(action, _queue_named(fields.get("QueueUrl"), environ), fields, form)
+
+
+def _queue_named(url: Any, environ: dict[str, Any]) -> _QueueRef | None:
+    if not isinstance(url, str):
+        return None
+    # moto's queue URLs end in /<account>/<name>; the region is the signature's.
+    parts = urlsplit(url).path.strip("/").split("/")
+    if len(parts) != 2:
+        return None
+    scope = re.search(r"Credential=[^/]+/\d+/([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+    return _QueueRef(parts[0], scope.group(1) if scope else "us-east-1", parts[1])
+
+
+def _long_poll(request: _SqsRequest) -> tuple[float, bytes] | None:
+    """(wait, the same request as a short poll) when `request` is an SQS long poll."""
+    if request.action != "ReceiveMessage":
+        return None
+    try:
+        wait = float(request.fields.get("WaitTimeSeconds") or 0)
+    except (ValueError, TypeError):
+        return None  # let moto answer it
     # Without WaitTimeSeconds moto would use the queue's own default wait; none of our queues
     # sets one, so such a request simply goes through as it is.
     if not 0 < wait <= 20:
         return None
+    if request.form is None:
+        short = json.dumps({**request.fields, "WaitTimeSeconds": 0}).encode()
+    else:
+        short = urlencode(
+            [(k, "0" if k == "WaitTimeSeconds" else v) for k, v in request.form]
+        ).encode()
     return wait, short
+
+
+def _moto_queue(queue: _QueueRef) -> Any:
+    # dict.get: moto's own lookups would create a backend for an account or region never used.
+    backends = dict.get(sqs_backends, queue.account)
+    backend = dict.get(backends, queue.region) if backends is not None else None
+    return backend.queues.get(queue.name) if backend is not None else None
+
+
+def _message_count(queue: _QueueRef) -> int:
+    found = _moto_queue(queue)
+    return -1 if found is None else len(found._messages)
+
+
+def _until_visible(queue: _QueueRef) -> float:
+    """Seconds until the first delayed or in-flight message of `queue` can be received."""
+    found = _moto_queue(queue)
+    now_ms = unix_time_millis()
+    later = [
+        moment
+        for message in (found._messages if found is not None else ())
+        if (moment := max(message.visible_at, message.delayed_until)) > now_ms
+    ]
+    # moto counts a message visible only once its moment has passed: a millisecond more.
+    return (min(later) - now_ms + 1) / 1000 if later else float("inf")
 
 
 def _has_messages(body: bytes) -> bool:
@@ -251,6 +401,7 @@ class Emulator:
         self._host = host
         self._port = port
         self._server: BaseWSGIServer | None = None
+        self._app: _Serialised | None = None
         self._thread: threading.Thread | None = None
         self._counted: _Counted | None = None
 
@@ -276,6 +427,14 @@ class Emulator:
         with self._counted.lock:
             yield
 
+    def end_long_polls(self) -> None:
+        """Answer every waiting SQS long poll now (empty), as when its wait is over.
+
+        What lets a poller that waits long (and so costs nothing while idle) stop at once.
+        """
+        if self._app is not None:
+            self._app.end_long_polls()
+
     def environment(self) -> dict[str, str]:
         """What a process needs in its environment to use this emulator through boto3/pynamodb."""
         return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
@@ -284,12 +443,13 @@ class Emulator:
         # DynamoDB has allowed 100 items per transaction since 2022; moto still says 25.
         dynamodb_responses.TRANSACTION_MAX_ITEMS = 100
         _make_transactions_cheap()
+        emulator_dynamodb.install()
         # One log line per AWS call drowns everything else out.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._counted = _Counted(DomainDispatcherApplication(create_backend_app))
-        app = _Serialised(self._counted)
+        self._counted = _Counted(_Dispatcher(create_backend_app))
+        self._app = _Serialised(self._counted)
         self._server = make_server(
-            self._host, self._port, app, threaded=True, request_handler=MotoRequestHandler
+            self._host, self._port, self._app, threaded=True, request_handler=MotoRequestHandler
         )
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="aws-emulator", daemon=True

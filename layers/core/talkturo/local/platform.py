@@ -54,7 +54,7 @@ from talkturo.local.persistence import (
     DataFolder,
     Persistence,
 )
-from talkturo.local.runner import SqsRunner, describe
+from talkturo.local.runner import LONG_WAIT_SECONDS, SqsRunner, describe
 from talkturo.local.schedules import ScheduleRunner
 from talkturo.local.schedules import describe as describe_schedules
 from talkturo.local.serving import http_url, listening_socket, wait_until_started
@@ -557,7 +557,13 @@ class LocalPlatform:
         )
         self.dev_account = DevAccount(options.dev_api_key, lambda: self.data.part("dev_account"))
         self.api = ApiServer(options.host, options.port)
-        self.workers = StackRunner("sqs-runner", self.resources, SqsRunner)
+        self.workers = StackRunner(
+            "sqs-runner",
+            self.resources,
+            lambda stack: SqsRunner(
+                stack, wait_seconds=LONG_WAIT_SECONDS, end_polls=self.aws.emulator.end_long_polls
+            ),
+        )
         self.carrier = CarrierSimulatorComponent(
             options.carrier_port, lambda: self.data.part("carrier")
         )

@@ -42,6 +42,9 @@ Handler = Callable[[dict[str, Any], Any], Any]
 
 # Long enough not to spin, short enough that stopping the platform is quick.
 DEFAULT_WAIT_SECONDS = 1
+# With a way to end its polls when it stops, a runner waits as long as SQS allows: an idle
+# platform then costs one poll per queue every 20 s.
+LONG_WAIT_SECONDS = 20
 
 
 @dataclass
@@ -130,7 +133,10 @@ class SqsRunner:
         sqs_client: Any = None,
         wait_seconds: int = DEFAULT_WAIT_SECONDS,
         region: str = "us-east-1",
+        end_polls: Callable[[], None] | None = None,
     ) -> None:
+        """`end_polls` answers the runner's waiting long polls at once (the emulator's
+        `end_long_polls`); `stop` calls it so as not to wait out `wait_seconds`."""
         if sqs_client is None:
             import boto3
 
@@ -139,6 +145,7 @@ class SqsRunner:
         self._stack = stack
         self._region = region
         self.wait_seconds = wait_seconds
+        self._end_polls = end_polls
         self.subscriptions = _subscriptions(stack)
         self._handlers: dict[str, Handler] = {}
         self._load_lock = threading.Lock()
@@ -168,6 +175,12 @@ class SqsRunner:
         self._stopping.set()
         deadline = time.monotonic() + self.wait_seconds + 2
         for thread in self._threads:
+            while self._end_polls is not None and thread.is_alive():
+                # Again until it ends: a poll may begin just after the stop was asked for.
+                self._end_polls()
+                thread.join(timeout=min(0.1, max(0.0, deadline - time.monotonic())))
+                if time.monotonic() >= deadline:
+                    break
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 # A handler still running: like a Lambda cut off, its messages come back later.

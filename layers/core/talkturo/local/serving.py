@@ -11,7 +11,10 @@ from typing import Any
 def listening_socket(host: str, port: int) -> socket.socket:
     """A socket bound to host:port (0: any free port). Raises OSError when it cannot be."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on connections
+    # of a socket that says it is TCP; otherwise each answer on a kept-alive connection waited
+    # for the client's delayed ACK (40 ms or more a request).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

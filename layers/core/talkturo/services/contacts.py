@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from talkturo.domain.common import Page, utcnow
@@ -34,6 +34,35 @@ class Lookups:
         self._companies: dict[str, Company] = {}
         self._named: dict[str, Company | None] = {}  # by name_key; None: no such company
         self._fields: list[CustomField] | None = None
+        self._holders: dict[str, str | None] = {}  # phone -> contact id; None: nobody
+
+    def prefetch(self, company_names: Iterable[str], phones: Iterable[str]) -> None:
+        """Read these companies and phone numbers in a few batch reads, for the rows to come
+        (an import's chunk), instead of one read each."""
+        names = {name_key(name): name for name in company_names}
+        names = {key: name for key, name in names.items() if key not in self._named}
+        if names:
+            ids = company_store.find_by_names(self.account_id, names.values())
+            found = company_store.get_many(self.account_id, ids.values())
+            for key in names:
+                company = found.get(ids.get(key, ""))
+                self._named[key] = company
+                if company is not None:
+                    self._companies[company.id] = company
+        wanted = {phone for phone in phones if phone not in self._holders}
+        if wanted:
+            held = store.find_by_phones(self.account_id, wanted)
+            self._holders.update({phone: held.get(phone) for phone in wanted})
+
+    def holder_of(self, phone: str) -> str | None:
+        """The contact holding this primary number, if any (`find_by_phone`, remembered)."""
+        if phone not in self._holders:
+            self._holders[phone] = store.find_by_phone(self.account_id, phone)
+        return self._holders[phone]
+
+    def now_held(self, phone: str, contact_id: str) -> None:
+        """A write just gave `phone` to `contact_id`: later rows must see it."""
+        self._holders[phone] = contact_id
 
     def company(self, company_id: str) -> Company:
         """The account's company, or 422 naming `company_id`."""

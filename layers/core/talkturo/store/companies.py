@@ -109,6 +109,18 @@ def find_by_name(account_id: str, name: str) -> str | None:
     return str(guard.company_id)
 
 
+def find_by_names(account_id: str, names: Iterable[str]) -> dict[str, str]:
+    """`find_by_name` for many names at once: name key -> company id, for those that exist
+    (one batch read per 100)."""
+    wanted = sorted({_name_sk(name) for name in names})
+    if not wanted:
+        return {}
+    connection()
+    pk = keys.account(account_id)
+    found = CompanyNameItem.batch_get([(pk, sk) for sk in wanted], consistent_read=True)
+    return {str(guard.sk).removeprefix(NAME_PREFIX): str(guard.company_id) for guard in found}
+
+
 def _item(account_id: str, company_id: str) -> CompanyItem:
     connection()
     try:

@@ -242,6 +242,20 @@ def get_many(account_id: str, contact_ids: Iterable[str]) -> dict[str, Contact]:
     return {contact.id: contact for contact in map(_of, found)}
 
 
+def find_by_phones(account_id: str, phones: Iterable[str]) -> dict[str, str]:
+    """`find_by_phone` for many numbers at once: phone -> contact id, for those held (one
+    batch read per 100)."""
+    wanted = sorted(set(phones))
+    if not wanted:
+        return {}
+    connection()
+    pk = keys.account(account_id)
+    found = PhoneGuardItem.batch_get(
+        [(pk, f"{PHONE_PREFIX}{phone}") for phone in wanted], consistent_read=True
+    )
+    return {str(guard.sk).removeprefix(PHONE_PREFIX): str(guard.contact_id) for guard in found}
+
+
 def find_by_phone(account_id: str, phone: str) -> str | None:
     """The id of the contact whose primary number is `phone` (E.164), if any."""
     connection()

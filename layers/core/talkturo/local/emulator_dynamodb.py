@@ -1,0 +1,408 @@
+"""Queries in the emulator read one partition, not the whole table.
+
+moto answers every Query, on a table or on an index, by walking (and sorting) every item of the
+table, then keeping those of the asked partition: at 86,000 items a query took seconds. Here a
+Query hands moto only the candidates of its partition, and moto does the rest exactly as
+before (key conditions, sort order, ScanIndexForward, paging, filters, projections, counts):
+
+- a table Query reads `Table.items[hash key]`, which moto already keeps per partition, and
+  within it only the range keys its key condition, start key and Limit let it reach (the range
+  keys of each partition queried are kept in order for that);
+- an index Query reads a lookup of that index (its hash key value -> the items that have it),
+  one per index of each table.
+
+The lookups are kept in step inside moto's own write paths: `Table.put_item` and
+`Table.delete_item` (which PutItem, DeleteItem, BatchWriteItem, transactions and their rollback
+all go through) and the backend's `update_item` (UpdateItem changes an item in place, so the
+item is indexed again after it, whatever became of its key attributes). An item without an
+index's hash key is in no lookup of that index (a sparse index). A lookup is built, once, from
+the table's items the first time its index is queried, and again whenever the table's `items`
+mapping is no longer the one it was built from (a table restored or unpickled, say), so state
+that enters a table by `put_item` or by replacing the whole mapping is always seen. Writing into
+`Table.items` by hand bypasses the lookups: use `put_item`.
+
+Anything the lookups cannot narrow down (a query without its hash key, an index keyed on
+several attributes) goes to moto's own whole-table walk unchanged.
+
+The answers of reads (GetItem, Query, Scan, BatchGetItem) are written as plain JSON: moto keeps
+them in DynamoDB's wire form already, and its generic serializer (which walks the botocore
+shapes value by value) cost more than the read itself. Answers holding binary values, errors
+and every other action still go through moto's serializer.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import threading
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from moto.core.responses import ActionResult
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType, Item
+from moto.dynamodb.models.table import Table
+from moto.dynamodb.responses import DynamoHandler
+from sortedcontainers import SortedDict
+
+# Key types DynamoDB allows for a key attribute (anything else cannot be hashed nor match).
+_KEY_TYPES = frozenset({"S", "N", "B"})
+
+PrimaryKey = tuple[DynamoType, DynamoType | None]
+
+
+def _primary_key(item: Item) -> PrimaryKey:
+    return item.hash_key, item.range_key
+
+
+class _IndexLookup:
+    """One index's hash key value -> {primary key: item}, for the items that have that key."""
+
+    def __init__(self, attribute: str) -> None:
+        self.attribute = attribute
+        self._buckets: dict[DynamoType, dict[PrimaryKey, Item]] = {}
+        self._value_of: dict[PrimaryKey, DynamoType] = {}
+
+    def add(self, item: Item) -> None:
+        key = _primary_key(item)
+        self.discard(key)
+        value = item.attrs.get(self.attribute)
+        if value is None or value.type not in _KEY_TYPES:
+            return
+        self._buckets.setdefault(value, {})[key] = item
+        self._value_of[key] = value
+
+    def discard(self, key: PrimaryKey) -> None:
+        value = self._value_of.pop(key, None)
+        if value is None:
+            return
+        bucket = self._buckets[value]
+        del bucket[key]
+        if not bucket:
+            del self._buckets[value]
+
+    def items_with(self, value: DynamoType) -> list[Item]:
+        if value.type not in _KEY_TYPES:
+            return []
+        return list(self._buckets.get(value, {}).values())
+
+
+class _TableLookups:
+    """The lookups of one table's indexes, for the `items` mapping they were built from."""
+
+    def __init__(self, items: Any) -> None:
+        self.items = items
+        self.by_index: dict[str, _IndexLookup] = {}
+        # Range keys of the partitions queried so far, in order: hash key -> {cast range: range}.
+        self.ordered: dict[DynamoType, SortedDict] = {}
+
+
+_ATTRIBUTE = "_talkturo_index_lookups"
+
+
+def _lookups(table: Table) -> _TableLookups:
+    state: _TableLookups | None = table.__dict__.get(_ATTRIBUTE)
+    if state is None or state.items is not table.items:
+        state = _TableLookups(table.items)
+        setattr(table, _ATTRIBUTE, state)
+    return state
+
+
+def _index_hash_attribute(table: Table, index_name: str) -> str | None:
+    for index in table.all_indexes():
+        if index.name == index_name:
+            hashes = [key["AttributeName"] for key in index.schema if key["KeyType"] == "HASH"]
+            return hashes[0] if len(hashes) == 1 else None
+    return None
+
+
+def _index_lookup(table: Table, index_name: str) -> _IndexLookup | None:
+    attribute = _index_hash_attribute(table, index_name)
+    if attribute is None:
+        return None
+    state = _lookups(table)
+    lookup = state.by_index.get(index_name)
+    if lookup is None or lookup.attribute != attribute:
+        lookup = _IndexLookup(attribute)
+        for item in _items_of(table):
+            lookup.add(item)
+        state.by_index[index_name] = lookup
+    return lookup
+
+
+def _in_partition(table: Table, partition: Any) -> list[Item]:
+    """The items of one `Table.items` entry: {range key: item}, or the item itself."""
+    if partition is None:
+        return []
+    return list(partition.values()) if table.range_key_attr else [partition]
+
+
+def _items_of(table: Table) -> list[Item]:
+    return [item for partition in table.items.values() for item in _in_partition(table, partition)]
+
+
+def _indexed(table: Table) -> list[_IndexLookup]:
+    """The lookups already built for `table` (the others are built when first queried)."""
+    state: _TableLookups | None = table.__dict__.get(_ATTRIBUTE)
+    if state is None or state.items is not table.items:
+        return []
+    return list(state.by_index.values())
+
+
+def _ordered_partition(table: Table, hash_key: DynamoType) -> SortedDict:
+    """The range keys of one partition in moto's order (built on first use, then kept)."""
+    state = _lookups(table)
+    ordered = state.ordered.get(hash_key)
+    if ordered is None:
+        partition = table.items.get(hash_key) or {}
+        ordered = SortedDict((key.cast_value, key) for key in partition)
+        state.ordered[hash_key] = ordered
+    return ordered
+
+
+def _track_range_key(table: Table, item: Item, present: bool) -> None:
+    state: _TableLookups | None = table.__dict__.get(_ATTRIBUTE)
+    if state is None or state.items is not table.items or item.range_key is None:
+        return
+    ordered = state.ordered.get(item.hash_key)
+    if ordered is None:
+        return
+    if present:
+        ordered[item.range_key.cast_value] = item.range_key
+    else:
+        ordered.pop(item.range_key.cast_value, None)
+
+
+def _range_candidates(table: Table, hash_key: DynamoType, asked: dict[str, Any]) -> list[Item]:
+    """The items of a table Query's partition that moto's loop will look at, in order: those
+    that meet the range condition, from the start key on, and no more than Limit + 1 of them
+    (moto reads one beyond Limit to know there is more). Any of moto's own checks still run."""
+    partition = table.items.get(hash_key) or {}
+    comparison: str | None = asked.get("range_comparison")
+    values: list[DynamoType] = list(asked.get("range_objs") or [])
+    forward = asked.get("scan_index_forward") is not False
+    limit = asked.get("limit")
+    low: Any = None
+    high: Any = None
+    if comparison:
+        if any(value.type != table.range_key_type for value in values) or not values:
+            return _in_partition(table, partition)
+        casts = [value.cast_value for value in values]
+        if comparison in ("=", "EQ", "BETWEEN"):
+            low, high = casts[0], casts[-1]
+        elif comparison in ("<", "<=", "LT", "LE"):
+            high = casts[0]
+        elif comparison in (">", ">=", "GT", "GE"):
+            low = casts[0]
+        elif comparison.upper() == "BEGINS_WITH" and isinstance(casts[0], str):
+            low, high = casts[0], casts[0] + "\U0010ffff"
+        else:
+            return _in_partition(table, partition)
+    given = asked.get("exclusive_start_key") or {}
+    start = given.get(table.range_key_attr)
+    if start is not None:
+        start_key = DynamoType(start)
+        same_partition = DynamoType(given.get(table.hash_key_attr) or {"NULL": True}) == hash_key
+        if start_key.type != table.range_key_type or not same_partition:
+            return _in_partition(table, partition)
+        if forward:
+            low = start_key.cast_value if low is None else max(low, start_key.cast_value)
+        else:
+            high = start_key.cast_value if high is None else min(high, start_key.cast_value)
+    if low is not None and high is not None and low > high:
+        return []
+    wanted = limit + 1 if isinstance(limit, int) and not asked.get("filter_kwargs") else None
+    found: list[Item] = []
+    ordered = _ordered_partition(table, hash_key)
+    after = start_key.cast_value if start is not None else None
+    for cast in ordered.irange(low, high, reverse=not forward):
+        if start is not None and cast == after:
+            continue  # the start key itself: moto skips it too, so it must not take a place
+        item = partition[ordered[cast]]
+        if comparison and not item.range_key.compare(comparison, values):
+            continue
+        found.append(item)
+        if wanted is not None and len(found) >= wanted:
+            break
+    return found
+
+
+def _reindex(table: Table, hash_value: DynamoType, range_value: DynamoType | None) -> None:
+    lookups = _indexed(table)
+    if not lookups:
+        return
+    key: PrimaryKey = (hash_value, range_value)
+    current = table.items.get(hash_value)
+    if table.range_key_attr and current is not None:
+        current = current.get(range_value)
+    for lookup in lookups:
+        if isinstance(current, Item):
+            lookup.add(current)
+        else:
+            lookup.discard(key)
+
+
+# The candidates a running Query hands moto's `all_items`, per thread (moto's query reads
+# `self.all_items()` once, for the table it answers).
+_candidates = threading.local()
+
+
+def _sorted_like_moto(items: list[Item]) -> list[Item]:
+    # The order `Table.all_items` gives, which moto's query relies on for ties.
+    return sorted(
+        items, key=lambda item: (item.hash_key, item.range_key) if item.range_key else item.hash_key
+    )
+
+
+def _query_partition(original: Callable[..., Any]) -> Callable[..., Any]:
+    # moto's backend passes most of the arguments by position.
+    signature = inspect.signature(original)
+
+    def query(table: Table, *args: Any, **kwargs: Any) -> Any:
+        asked = signature.bind(table, *args, **kwargs).arguments
+        hash_key: DynamoType | None = asked.get("hash_key")
+        index_name: str | None = asked.get("index_name")
+        candidates: list[Item] | None = None
+        if index_name:
+            lookup = _index_lookup(table, index_name)
+            wanted = [
+                value
+                for name, value in asked.get("hash_key_conditions") or ()
+                if lookup is not None and name == lookup.attribute
+            ]
+            if lookup is not None and len(wanted) == 1:
+                candidates = lookup.items_with(wanted[0])
+        elif hash_key is not None and hash_key.type not in _KEY_TYPES:
+            candidates = []
+        elif hash_key is not None and table.range_key_attr:
+            candidates = _range_candidates(table, hash_key, asked)
+        elif hash_key is not None:
+            candidates = _in_partition(table, table.items.get(hash_key))
+        if candidates is None:
+            return original(table, *args, **kwargs)
+        _candidates.table, _candidates.items = table, _sorted_like_moto(candidates)
+        try:
+            return original(table, *args, **kwargs)
+        finally:
+            _candidates.table = _candidates.items = None
+
+    return query
+
+
+def _all_items_or_candidates(original: Callable[..., Any]) -> Callable[..., Any]:
+    def all_items(table: Table) -> list[Item]:
+        if getattr(_candidates, "table", None) is table:
+            items: list[Item] = _candidates.items
+            return items
+        result: list[Item] = original(table)
+        return result
+
+    return all_items
+
+
+def _put_indexes_too(original: Callable[..., Any]) -> Callable[..., Any]:
+    def put_item(table: Table, *args: Any, **kwargs: Any) -> Any:
+        item = original(table, *args, **kwargs)
+        for lookup in _indexed(table):
+            lookup.add(item)
+        _track_range_key(table, item, present=True)
+        return item
+
+    return put_item
+
+
+def _delete_unindexes_too(original: Callable[..., Any]) -> Callable[..., Any]:
+    def delete_item(table: Table, hash_key: DynamoType, range_key: DynamoType | None) -> Any:
+        item = original(table, hash_key, range_key)
+        if item is not None:
+            for lookup in _indexed(table):
+                lookup.discard(_primary_key(item))
+            _track_range_key(table, item, present=False)
+        return item
+
+    return delete_item
+
+
+def _update_reindexes(original: Callable[..., Any]) -> Callable[..., Any]:
+    def update_item(backend: DynamoDBBackend, table_name: str, key: Any, *a: Any, **kw: Any) -> Any:
+        try:
+            return original(backend, table_name, key, *a, **kw)
+        finally:
+            # Also after a failure: the item may have been created or changed part way.
+            table = backend.tables.get(table_name)
+            if table is not None and isinstance(key, dict) and table.hash_key_attr in key:
+                range_value = None
+                if table.range_key_attr:
+                    if table.range_key_attr in key:
+                        range_value = DynamoType(key[table.range_key_attr])
+                    else:
+                        table = None
+                if table is not None:
+                    _reindex(table, DynamoType(key[table.hash_key_attr]), range_value)
+
+    return update_item
+
+
+# Reads whose answers are already in DynamoDB's JSON wire form inside moto (attribute values
+# as {"S": …}); moto's generic serializer walks them shape by shape, attribute by attribute:
+# tens of milliseconds for a page of items. Plain JSON is the same answer.
+_PLAIN_READS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem"})
+# Binary values are base64-encoded by the serializer: those answers go through it.
+_ENCODED_TYPES = frozenset({"B", "BS"})
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(
+            isinstance(key, str) and key not in _ENCODED_TYPES and _is_plain(inner)
+            for key, inner in value.items()
+        )
+    if isinstance(value, list):
+        return all(_is_plain(inner) for inner in value)
+    return isinstance(value, str | int | float) and not isinstance(value, Enum)
+
+
+def _plain_json_reads(original: Callable[..., Any]) -> Callable[..., Any]:
+    def serialized(handler: DynamoHandler, action_result: Any) -> Any:
+        result = action_result.result
+        if (
+            type(action_result) is ActionResult
+            and isinstance(result, dict)
+            and handler._get_action() in _PLAIN_READS
+            and _is_plain(result)
+        ):
+            headers = {"Content-Type": _CONTENT_TYPE, **handler.response_headers}
+            return 200, headers, json.dumps(result)
+        return original(handler, action_result)
+
+    return serialized
+
+
+_CONTENT_TYPE = "application/x-amz-json-1.0"
+
+_PATCHES: list[tuple[type, str, Callable[[Callable[..., Any]], Callable[..., Any]]]] = [
+    (DynamoHandler, "serialized", _plain_json_reads),
+    (Table, "query", _query_partition),
+    (Table, "all_items", _all_items_or_candidates),
+    (Table, "put_item", _put_indexes_too),
+    (Table, "delete_item", _delete_unindexes_too),
+    (DynamoDBBackend, "update_item", _update_reindexes),
+]
+
+
+def install() -> None:
+    """Patch moto (once per process)."""
+    for owner, name, wrap in _PATCHES:
+        current = getattr(owner, name)
+        if getattr(current, "_talkturo_partitioned", False):
+            continue
+        patched = wrap(current)
+        patched._talkturo_partitioned = True  # type: ignore[attr-defined]
+        patched._talkturo_original = current  # type: ignore[attr-defined]
+        setattr(owner, name, patched)
+
+
+def unpatched(method: Any) -> Any:
+    """moto's own version of a method patched here (what the equivalence test compares with)."""
+    return getattr(method, "_talkturo_original", method)
