@@ -11,8 +11,9 @@ from typing import Any
 import boto3
 import pytest
 
+from talkturo.local import persistence as persistence_module
 from talkturo.local.emulator import Emulator
-from talkturo.local.persistence import DataError, DataFolder, Persistence
+from talkturo.local.persistence import DataError, DataFolder, Persistence, TableCapture, capture
 from talkturo.local.platform import DevAccount
 from talkturo.local.template import Stack, provision
 
@@ -320,3 +321,120 @@ def test_a_restored_snapshot_is_not_written_again_until_something_changes(
         assert again.save() is False
     finally:
         again.stop()
+
+
+def _items_by_key(state: dict[str, Any], table: str) -> dict[tuple[str, str], Any]:
+    return {(i["PK"]["S"], i["SK"]["S"]): i for i in state["tables"][table]}
+
+
+def test_a_snapshot_reads_again_only_what_changed_and_sees_every_kind_of_write(
+    emulator: Emulator, stack: Stack, tmp_path: Path
+) -> None:
+    dynamodb, _, _ = clients()
+    table = stack.physical["MainTable"]
+    folder = DataFolder(tmp_path / "data")
+    kept = TableCapture()
+
+    def key(n: int) -> dict[str, Any]:
+        return {"PK": {"S": "A#acct_1"}, "SK": {"S": f"C#{n}"}}
+
+    for n in range(6):
+        dynamodb.put_item(TableName=table, Item={**key(n), "n": {"N": str(n)}})
+    first, _ = capture(emulator, folder, f"{stack.name}-", kept)
+    assert len(first["tables"][table]) == 6
+
+    # Every way an item changes: put over, update (in place), delete, a batch, a transaction,
+    # and a transaction refused part way (its changes rolled back).
+    dynamodb.put_item(TableName=table, Item={**key(0), "n": {"N": "100"}})
+    dynamodb.update_item(
+        TableName=table,
+        Key=key(1),
+        UpdateExpression="SET n = :n ADD seen :one",
+        ExpressionAttributeValues={":n": {"N": "101"}, ":one": {"N": "1"}},
+    )
+    dynamodb.delete_item(TableName=table, Key=key(2))
+    dynamodb.batch_write_item(
+        RequestItems={
+            table: [
+                {"PutRequest": {"Item": {**key(7), "n": {"N": "7"}}}},
+                {"DeleteRequest": {"Key": key(3)}},
+            ]
+        }
+    )
+    dynamodb.transact_write_items(
+        TransactItems=[
+            {"Put": {"TableName": table, "Item": {**key(8), "n": {"N": "8"}}}},
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": key(4),
+                    "UpdateExpression": "SET n = :n",
+                    "ExpressionAttributeValues": {":n": {"N": "104"}},
+                }
+            },
+        ]
+    )
+    with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": table, "Item": {**key(9), "n": {"N": "9"}}}},
+                {"Delete": {"TableName": table, "Key": key(5)}},
+                {
+                    "ConditionCheck": {
+                        "TableName": table,
+                        "Key": key(0),
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                    }
+                },
+            ]
+        )
+
+    incremental, _ = capture(emulator, folder, f"{stack.name}-", kept)
+    whole, _ = capture(emulator, folder, f"{stack.name}-")
+    assert _items_by_key(incremental, table) == _items_by_key(whole, table)
+    numbers = {k[1]: v["n"]["N"] for k, v in _items_by_key(incremental, table).items()}
+    assert numbers == {"C#0": "100", "C#1": "101", "C#4": "104", "C#5": "5", "C#7": "7", "C#8": "8"}
+
+
+def test_a_snapshot_of_a_table_made_again_reads_it_whole(
+    emulator: Emulator, stack: Stack, tmp_path: Path
+) -> None:
+    dynamodb, _, _ = clients()
+    table = stack.physical["MainTable"]
+    folder = DataFolder(tmp_path / "data")
+    kept = TableCapture()
+    dynamodb.put_item(TableName=table, Item={"PK": {"S": "A#1"}, "SK": {"S": "OLD"}})
+    capture(emulator, folder, f"{stack.name}-", kept)
+    recreate(stack)
+    dynamodb.put_item(TableName=table, Item={"PK": {"S": "A#1"}, "SK": {"S": "NEW"}})
+    state, _ = capture(emulator, folder, f"{stack.name}-", kept)
+    assert list(_items_by_key(state, table)) == [("A#1", "NEW")]
+
+
+def test_after_a_restore_a_snapshot_holds_what_was_restored_and_what_changed(
+    emulator: Emulator, stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dynamodb, _, _ = clients()
+    table = stack.physical["MainTable"]
+    for n in range(3):
+        dynamodb.put_item(TableName=table, Item={"PK": {"S": "A#1"}, "SK": {"S": f"C#{n}"}})
+    first = persistence(emulator, stack, tmp_path)
+    first.start()
+    first.stop()
+    recreate(stack)
+    second = persistence(emulator, stack, tmp_path)
+    second.start()  # restores, and starts from what it restored
+    try:
+        dynamodb.delete_item(TableName=table, Key={"PK": {"S": "A#1"}, "SK": {"S": "C#0"}})
+        dynamodb.put_item(TableName=table, Item={"PK": {"S": "A#1"}, "SK": {"S": "C#9"}})
+        read: list[Any] = []
+        row = persistence_module._row
+        monkeypatch.setattr(persistence_module, "_row", lambda item: read.append(item) or row(item))
+        assert second.save() is True
+        assert len(read) == 1  # the new item only: what was restored is not read again
+    finally:
+        second.stop()
+    saved = json.loads((tmp_path / "state.json").read_text())
+    whole, _ = capture(emulator, DataFolder(tmp_path / "other"), f"{stack.name}-")
+    assert _items_by_key(saved, table) == _items_by_key(whole, table)
+    assert sorted(k[1] for k in _items_by_key(saved, table)) == ["C#1", "C#2", "C#9"]

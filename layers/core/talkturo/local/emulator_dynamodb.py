@@ -21,6 +21,10 @@ mapping is no longer the one it was built from (a table restored or unpickled, s
 that enters a table by `put_item` or by replacing the whole mapping is always seen. Writing into
 `Table.items` by hand bypasses the lookups: use `put_item`.
 
+The same write paths also note the primary key of every item written, once something has asked
+for them (`take_changes`, what a snapshot of local/persistence.py reads), so a snapshot reads
+again only what changed since the last one, not the whole table.
+
 Anything the lookups cannot narrow down (a query without its hash key, an index keyed on
 several attributes) goes to moto's own whole-table walk unchanged.
 
@@ -107,6 +111,37 @@ def _lookups(table: Table) -> _TableLookups:
         state = _TableLookups(table.items)
         setattr(table, _ATTRIBUTE, state)
     return state
+
+
+class _Changes:
+    """The primary keys of the items written since a snapshot last took them."""
+
+    def __init__(self, items: Any) -> None:
+        self.items = items
+        self.keys: set[PrimaryKey] = set()
+
+
+_CHANGES = "_talkturo_changed_keys"
+
+
+def _note_change(table: Table, key: PrimaryKey) -> None:
+    changes: _Changes | None = table.__dict__.get(_CHANGES)
+    if changes is not None:
+        changes.keys.add(key)
+
+
+def take_changes(table: Table) -> set[PrimaryKey] | None:
+    """The keys of the items put, updated or deleted since the last call; None when everything
+    must be read (the first call, or the table's `items` mapping was replaced since).
+
+    Keys are noted only once this has been called for the table: nothing is kept otherwise.
+    """
+    changes: _Changes | None = table.__dict__.get(_CHANGES)
+    if changes is None or changes.items is not table.items:
+        setattr(table, _CHANGES, _Changes(table.items))
+        return None
+    taken, changes.keys = changes.keys, set()
+    return taken
 
 
 def _index_hash_attribute(table: Table, index_name: str) -> str | None:
@@ -307,6 +342,7 @@ def _put_indexes_too(original: Callable[..., Any]) -> Callable[..., Any]:
         for lookup in _indexed(table):
             lookup.add(item)
         _track_range_key(table, item, present=True)
+        _note_change(table, _primary_key(item))
         return item
 
     return put_item
@@ -319,6 +355,7 @@ def _delete_unindexes_too(original: Callable[..., Any]) -> Callable[..., Any]:
             for lookup in _indexed(table):
                 lookup.discard(_primary_key(item))
             _track_range_key(table, item, present=False)
+            _note_change(table, _primary_key(item))
         return item
 
     return delete_item
@@ -339,7 +376,9 @@ def _update_reindexes(original: Callable[..., Any]) -> Callable[..., Any]:
                     else:
                         table = None
                 if table is not None:
-                    _reindex(table, DynamoType(key[table.hash_key_attr]), range_value)
+                    hash_value = DynamoType(key[table.hash_key_attr])
+                    _reindex(table, hash_value, range_value)
+                    _note_change(table, (hash_value, range_value))
 
     return update_item
 
