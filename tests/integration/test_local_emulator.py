@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from moto.core.responses import ActionResult
 from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.sqs.models import SQSBackend
 
@@ -211,6 +212,34 @@ def test_a_condition_is_parsed_once_and_still_judged_on_its_own_values(
             )
         errors.append(refused.value.response["Error"])
     assert errors[0] == errors[1]
+
+
+def test_reads_are_answered_without_moto_s_serializer(
+    stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    table = stack.physical["MainTable"]
+    item = {**_key("read"), "n": {"N": "1"}, "tags": {"SS": ["a", "b"]}}
+    dynamodb.put_item(TableName=table, Item=item)
+    serialized: list[str] = []
+    execute = ActionResult.execute_result
+
+    def counted(result: ActionResult, *args: Any, **kwargs: Any) -> Any:
+        serialized.append(type(result).__name__)
+        return execute(result, *args, **kwargs)
+
+    monkeypatch.setattr(ActionResult, "execute_result", counted)
+
+    got = dynamodb.get_item(TableName=table, Key=_key("read"))["Item"]
+    batch = dynamodb.batch_get_item(RequestItems={table: {"Keys": [_key("read")]}})
+    queried = dynamodb.query(
+        TableName=table,
+        KeyConditionExpression="PK = :pk",
+        ExpressionAttributeValues={":pk": {"S": "read"}},
+    )
+
+    assert got == item and batch["Responses"][table] == [item] and queried["Items"] == [item]
+    assert serialized == []
 
 
 def test_ending_long_polls_answers_a_waiting_one_at_once(

@@ -49,7 +49,7 @@ from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
-from moto.dynamodb.responses import DynamoHandler
+from moto.dynamodb.responses import DynamoHandler, DynamoResult
 from sortedcontainers import SortedDict
 
 # Key types DynamoDB allows for a key attribute (anything else cannot be hashed nor match).
@@ -354,6 +354,8 @@ def _update_reindexes(original: Callable[..., Any]) -> Callable[..., Any]:
 # as {"S": …}); moto's generic serializer walks them shape by shape, attribute by attribute:
 # tens of milliseconds for a page of items. Plain JSON is the same answer.
 _PLAIN_READS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem"})
+# moto answers its reads as a DynamoResult (values already turned into plain dictionaries).
+_PLAIN_RESULTS = (ActionResult, DynamoResult)
 # Binary values are base64-encoded by the serializer: those answers go through it.
 _ENCODED_TYPES = frozenset({"B", "BS"})
 
@@ -373,7 +375,7 @@ def _plain_json_reads(original: Callable[..., Any]) -> Callable[..., Any]:
     def serialized(handler: DynamoHandler, action_result: Any) -> Any:
         result = action_result.result
         if (
-            type(action_result) is ActionResult
+            type(action_result) in _PLAIN_RESULTS
             and isinstance(result, dict)
             and handler._get_action() in _PLAIN_READS
             and _is_plain(result)
