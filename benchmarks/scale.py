@@ -17,6 +17,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -63,7 +64,10 @@ def _platform() -> Iterator[Platform]:
     command = [sys.executable, "-m", "talkturo.cli", "dev", "--port", str(port)]
     for option in ("--aws-port", "--carrier-port", "--voice-port"):
         command += [option, str(_free_port())]
-    env = {**os.environ, "TALKTURO_DEV_API_KEY": api_key}
+    # A data folder of its own: the figures are for an empty platform, whatever a previous run
+    # (or the user's own `talkturo dev`) left in the default one.
+    data = tempfile.TemporaryDirectory(prefix="talkturo-bench-")
+    env = {**os.environ, "TALKTURO_DEV_API_KEY": api_key, "TALKTURO_DATA_DIR": data.name}
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -87,6 +91,7 @@ def _platform() -> Iterator[Platform]:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+        data.cleanup()
 
 
 def _auth(api_key: str) -> dict[str, str]:

@@ -509,3 +509,79 @@ def test_a_malformed_message_is_reported_as_failed(stack: Stack) -> None:
     # When handled / Then only the malformed one is reported failed (to be retried, then DLQ)
     answer = import_queue.handler()(event, import_queue.LambdaContext())
     assert answer == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
+
+
+def test_new_contacts_are_written_several_to_a_transaction(
+    client: TestClient, tenant: Tenant, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from talkturo.store.transact import Writes
+
+    commits: list[int] = []
+    commit = Writes.commit
+
+    def counted(writes: Writes) -> None:
+        commits.append(len(writes))
+        commit(writes)
+
+    monkeypatch.setattr(Writes, "commit", counted)
+    # Given 60 new people at one company, and a row whose phone an earlier row gives its contact
+    lines = ["first_name,phone,company,tags"]
+    lines += [f"P{i},+1415555{1000 + i},Acme,vip" for i in range(60)]
+    lines.append("Again,+14155551003,Acme,")
+    job = started(client, tenant, "\n".join(lines) + "\n")
+    # When it is imported
+    import_queue.drain(stack)
+    # Then far fewer transactions than rows wrote them, none over DynamoDB's 100 writes
+    assert len(commits) <= 15 and max(commits) <= 100
+    done = job_of(client, tenant, job)
+    assert (done["created"], done["updated"], done["failed"]) == (60, 1, 0)
+    people = contacts_of(client, tenant)
+    assert len(people) == 60
+    assert {c["first_name"] for c in people if c["phone"] == "+14155551003"} == {"Again"}
+    assert len(contacts_of(client, tenant, tag="vip")) == 60
+    (acme,) = client.get("/v1/companies", headers=tenant.headers).json()["data"]
+    assert acme["contact_count"] == 60
+
+
+def test_a_refused_batch_is_done_row_by_row(
+    client: TestClient, tenant: Tenant, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from talkturo.store import contacts as contact_store
+
+    together = contact_store.create_together
+    refused: list[int] = []
+
+    def phone_taken_meanwhile(account_id: str, entries: Any) -> int:
+        if not refused:
+            # Someone else takes the third row's number after the chunk read it
+            taken = client.post(
+                "/v1/contacts",
+                json={"first_name": "Other", "phone": "+14155552002"},
+                headers=tenant.headers,
+            )
+            assert taken.status_code == 201, taken.json()
+        try:
+            return together(account_id, entries)
+        except contact_store.NotTogether as error:
+            refused.append(error.count)
+            raise
+
+    monkeypatch.setattr(contact_store, "create_together", phone_taken_meanwhile)
+    # Given five new people at one company, the third of whom will find their number taken
+    lines = ["first_name,phone,company"] + [f"P{i},+1415555{2000 + i},Acme" for i in range(5)]
+    job = started(client, tenant, "\n".join(lines) + "\n")
+    # When it is imported
+    import_queue.drain(stack)
+    # Then the batch was refused, and its rows done one by one: the third is reported, the
+    # others created once each, the company counting them
+    assert refused == [5]
+    done = job_of(client, tenant, job)
+    assert (done["created"], done["failed"], done["processed_rows"]) == (4, 1, 5)
+    (error,) = report(client, tenant, job)
+    assert error["row"] == 4 and error["errors"][0]["field"] == "phone"
+    names = sorted(c["first_name"] for c in contacts_of(client, tenant))
+    assert names == ["Other", "P0", "P1", "P3", "P4"]
+    (acme,) = client.get("/v1/companies", headers=tenant.headers).json()["data"]
+    assert acme["contact_count"] == 4
+    # And nothing is left waiting on the queue
+    assert import_queue.receive(stack) == []

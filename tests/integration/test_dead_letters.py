@@ -24,6 +24,7 @@ from talkturo.domain.common import utcnow
 from talkturo.domain.contact_imports import ImportChunk
 from talkturo.local.template import Stack
 from talkturo.services import contact_imports, contacts, dead_letters
+from talkturo.store import contacts as contact_store
 from talkturo.store import numbers as number_store
 from tests.asgi_server import served
 from tests.conftest import Tenant
@@ -37,6 +38,7 @@ ADMIN = "an-admin-secret-for-dead-letter-tests"
 NUMBER = "+14155550140"
 CALLEE = "+14155550199"
 REAL_CREATE = contacts.create
+REAL_CREATE_TOGETHER = contact_store.create_together
 
 
 class TableAway(Exception):
@@ -94,16 +96,25 @@ def _import(client: TestClient, tenant: Tenant, rows: int) -> str:
 
 
 def _failing_at(monkeypatch: pytest.MonkeyPatch, name: str, before: Any = None) -> None:
-    """Creating the contact `name` raises TableAway (or, with `before`, runs it first)."""
+    """Writing the contact `name`, alone or with others, raises TableAway (or, with `before`,
+    runs it first)."""
 
-    def create(account_id: str, data: Any, **options: Any) -> Any:
-        if data.first_name == name:
+    def failing(first_names: list[str]) -> None:
+        if name in first_names:
             if before is None:
                 raise TableAway("the table is away")
             before()
+
+    def create(account_id: str, data: Any, **options: Any) -> Any:
+        failing([data.first_name])
         return REAL_CREATE(account_id, data, **options)
 
+    def create_together(account_id: str, entries: Any) -> int:
+        failing([contact.first_name for contact, _ in entries])
+        return REAL_CREATE_TOGETHER(account_id, entries)
+
     monkeypatch.setattr(contacts, "create", create)
+    monkeypatch.setattr(contact_store, "create_together", create_together)
 
 
 def _names(client: TestClient, tenant: Tenant) -> list[str]:

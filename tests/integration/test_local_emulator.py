@@ -10,6 +10,8 @@ from typing import Any
 
 import boto3
 import pytest
+from moto.core.responses import ActionResult
+from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.sqs.models import SQSBackend
 
 from talkturo.local.emulator import Emulator
@@ -168,6 +170,76 @@ def test_a_failed_transaction_leaves_no_trace(stack: Any) -> None:
     # And a transaction that succeeds applies everything
     transact(put_new, bump_kept)
     assert dynamodb.get_item(TableName=table, Key=_key("kept"))["Item"]["n"] == {"N": "2"}
+
+
+def test_a_condition_is_parsed_once_and_still_judged_on_its_own_values(
+    stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    table = stack.physical["MainTable"]
+    dynamodb.put_item(TableName=table, Item={**_key("parsed"), "n": {"N": "1"}})
+    lexed: list[str] = []
+    lex = ConditionExpressionParser._lex_condition_expression
+
+    def counted(parser: ConditionExpressionParser) -> Any:
+        lexed.append(parser.condition_expression)
+        return lex(parser)
+
+    monkeypatch.setattr(ConditionExpressionParser, "_lex_condition_expression", counted)
+
+    def transact(n: str) -> None:
+        check = {
+            "TableName": table,
+            "Key": _key("parsed"),
+            "ConditionExpression": "n = :n",
+            "ExpressionAttributeValues": {":n": {"N": n}},
+        }
+        dynamodb.transact_write_items(TransactItems=[{"ConditionCheck": check}])
+
+    transact("1")
+    transact("1")
+    # The same condition with another value is another condition: it is refused.
+    with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
+        transact("2")
+    # moto parses a transaction's condition more than once; here each distinct one once.
+    assert lexed == ["n = :n", "n = :n"]
+    # A condition that does not parse is refused every time, with the same error.
+    errors = []
+    for _ in range(2):
+        with pytest.raises(dynamodb.exceptions.ClientError) as refused:
+            dynamodb.put_item(
+                TableName=table, Item=_key("parsed"), ConditionExpression="n = :missing"
+            )
+        errors.append(refused.value.response["Error"])
+    assert errors[0] == errors[1]
+
+
+def test_reads_are_answered_without_moto_s_serializer(
+    stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    table = stack.physical["MainTable"]
+    item = {**_key("read"), "n": {"N": "1"}, "tags": {"SS": ["a", "b"]}}
+    dynamodb.put_item(TableName=table, Item=item)
+    serialized: list[str] = []
+    execute = ActionResult.execute_result
+
+    def counted(result: ActionResult, *args: Any, **kwargs: Any) -> Any:
+        serialized.append(type(result).__name__)
+        return execute(result, *args, **kwargs)
+
+    monkeypatch.setattr(ActionResult, "execute_result", counted)
+
+    got = dynamodb.get_item(TableName=table, Key=_key("read"))["Item"]
+    batch = dynamodb.batch_get_item(RequestItems={table: {"Keys": [_key("read")]}})
+    queried = dynamodb.query(
+        TableName=table,
+        KeyConditionExpression="PK = :pk",
+        ExpressionAttributeValues={":pk": {"S": "read"}},
+    )
+
+    assert got == item and batch["Responses"][table] == [item] and queried["Items"] == [item]
+    assert serialized == []
 
 
 def test_ending_long_polls_answers_a_waiting_one_at_once(

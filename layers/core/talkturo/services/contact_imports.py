@@ -43,7 +43,7 @@ from talkturo.domain.contact_imports import (
     reported_values,
     row_values,
 )
-from talkturo.domain.contacts import ContactCreate, ContactUpdate
+from talkturo.domain.contacts import Contact, ContactCreate, ContactUpdate
 from talkturo.domain.dead_letters import Outcome
 from talkturo.errors import (
     Conflict,
@@ -58,8 +58,9 @@ from talkturo.logs import logger
 from talkturo.services import contacts, custom_fields
 from talkturo.services.companies import phone_of
 from talkturo.store import contact_imports as store
+from talkturo.store import contacts as contact_store
 from talkturo.store import files
-from talkturo.store.contacts import ReceiptExists
+from talkturo.store.contacts import NotTogether, ReceiptExists
 
 CSV_MEDIA_TYPES = frozenset(
     {"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"}
@@ -217,13 +218,16 @@ def _process_chunk(chunk: ImportChunk) -> None:
     tally: Counter[str] = Counter()
     lookups = contacts.Lookups(account_id)
     _prefetch(lookups, parsed.header, [r for r in records if r.row not in done], job.columns)
+    batch = _Batch(account_id, import_id, parsed.header, job.columns, lookups, tally)
     for record in records:
         outcome = done.get(record.row)
         if outcome is None:
             outcome = _import_row(
-                account_id, import_id, parsed.header, record, job.columns, lookups, tally
+                account_id, import_id, parsed.header, record, job.columns, lookups, tally, batch
             )
-        tally[outcome] += 1
+        if outcome is not None:
+            tally[outcome] += 1
+    batch.flush()
 
     next_row = start_row + len(records)
     now = utcnow()
@@ -394,13 +398,15 @@ def _import_row(
     columns: list[ImportColumn],
     lookups: contacts.Lookups,
     tally: Counter[str],
-) -> str:
-    """`created`, `updated` or `failed` (with the row's errors written to the report)."""
+    batch: _Batch | None = None,
+) -> str | None:
+    """`created`, `updated` or `failed` (with the row's errors written to the report); None
+    when the row's new contact waits in `batch` (which counts it when written)."""
     try:
         if record.problem:
             raise InvalidRequest(record.problem)
         values = row_values(header, record.cells, columns)
-        return _apply_row(account_id, import_id, record.row, values, lookups, tally)
+        return _apply_row(account_id, import_id, record, values, lookups, tally, batch)
     except ValidationError as invalid:
         errors = [_detail(error) for error in invalid.errors()]
     except TalkturoError as refused:
@@ -413,14 +419,85 @@ def _import_row(
     return "failed"
 
 
+class _Batch:
+    """A chunk's new contacts, written several to a transaction rather than one by one.
+
+    Only rows creating a contact wait here, each with its receipt. When a transaction of them
+    is cancelled (a receipt another delivery wrote, a phone taken meanwhile, a company gone,
+    contention) or fails otherwise, its rows are done again one by one like any row, which
+    says which failed and why. A row whose phone waits here already writes what waits first,
+    so that it updates the contact the earlier row creates, as it would row by row.
+    """
+
+    def __init__(
+        self,
+        account_id: str,
+        import_id: str,
+        header: list[str],
+        columns: list[ImportColumn],
+        lookups: contacts.Lookups,
+        tally: Counter[str],
+    ) -> None:
+        self.account_id, self.import_id = account_id, import_id
+        self.header, self.columns = header, columns
+        self.lookups, self.tally = lookups, tally
+        self._waiting: list[tuple[Record, Contact, Any]] = []
+        self._phones: set[str] = set()
+
+    def holds(self, phone: str | None) -> bool:
+        return phone in self._phones
+
+    def add(self, record: Record, contact: Contact, receipt: Any) -> None:
+        self._waiting.append((record, contact, receipt))
+        if contact.phone:
+            self._phones.add(contact.phone)
+        if len(self._waiting) >= _BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        waiting, self._waiting, self._phones = self._waiting, [], set()
+        while waiting:
+            try:
+                count = contact_store.create_together(
+                    self.account_id, [(contact, receipt) for _, contact, receipt in waiting]
+                )
+            except Exception as error:  # noqa: BLE001 - the rows, one by one, say what it was
+                # Refused, or failed (a table away, say): row by row, the rows before a failing
+                # one still land and count, and the failing one raises its own error again.
+                count = error.count if isinstance(error, NotTogether) else len(waiting)
+                for record, _, _ in waiting[:count]:
+                    outcome = _import_row(
+                        self.account_id,
+                        self.import_id,
+                        self.header,
+                        record,
+                        self.columns,
+                        self.lookups,
+                        self.tally,
+                    )
+                    self.tally[outcome or "failed"] += 1
+            else:
+                for _, contact, _ in waiting[:count]:
+                    if contact.phone:
+                        self.lookups.now_held(contact.phone, contact.id)
+                self.tally["created"] += count
+            waiting = waiting[count:]
+
+
+# Rows kept waiting before they are written (a transaction takes as many as fit in it).
+_BATCH_ROWS = 50
+
+
 def _apply_row(
     account_id: str,
     import_id: str,
-    row: int,
+    record: Record,
     values: dict[str, Any],
     lookups: contacts.Lookups,
     tally: Counter[str],
-) -> str:
+    batch: _Batch | None = None,
+) -> str | None:
+    row = record.row
     company_name = values.pop("company", None)
     # Every cell is checked before anything is written: a bad row creates no company.
     if company_name is not None:
@@ -432,6 +509,8 @@ def _apply_row(
     company = lookups.company_named(company_name) if company_name is not None else None
     country = company.country if company else None  # a company still to create has none
     phone = phone_of(values.get("phone"), country)
+    if batch is not None and batch.holds(phone):
+        batch.flush()  # this row updates the contact a waiting row creates
     existing = lookups.holder_of(phone) if phone else None
     if existing is None:
         ContactCreate.model_validate(values)  # someone to call or write
@@ -449,6 +528,10 @@ def _apply_row(
         values["company_id"] = company.id
     outcome = "updated" if existing else "created"
     receipt = store.receipt(account_id, import_id, row, outcome)
+    if batch is not None and not existing:
+        data = ContactCreate.model_validate(values)
+        batch.add(record, contacts.new_contact(account_id, data, lookups), receipt)
+        return None
     try:
         if existing:
             # An import may set do-not-call but never lifts it (docs/crm.md, CSV import).

@@ -116,6 +116,13 @@ def create(
     receipt: Item | None = None,
 ) -> Contact:
     lookups = lookups or Lookups(account_id)
+    contact = new_contact(account_id, data, lookups)
+    store.create(account_id, contact, receipt=receipt)
+    return contact
+
+
+def new_contact(account_id: str, data: ContactCreate, lookups: Lookups) -> Contact:
+    """The contact `create` writes (checked, not yet written)."""
     company = lookups.company(data.company_id) if data.company_id else None
     country = company.country if company else None
     phone = phone_of(data.phone, country)
@@ -142,7 +149,6 @@ def create(
     )
     if contact.timezone is None:
         contact.timezone = infer_timezone(phone)
-    store.create(account_id, contact, receipt=receipt)
     contact.company_name = company.name if company else None
     return contact
 

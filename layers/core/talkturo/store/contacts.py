@@ -19,7 +19,8 @@ race is retried from a fresh read.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from pynamodb.attributes import UnicodeAttribute, UnicodeSetAttribute
@@ -32,7 +33,7 @@ from talkturo.errors import Conflict, InvalidRequest, NotFound
 from talkturo.store import companies, keys
 from talkturo.store.paging import decode_cursor, encode_cursor, query_page
 from talkturo.store.table import Document, Item, connection
-from talkturo.store.transact import Contention, Refused, Writes
+from talkturo.store.transact import MAX_WRITES, Contention, Refused, Writes
 
 PREFIX = "CT#"
 PHONE_PREFIX = "CTPHONE#"
@@ -130,8 +131,10 @@ def _stage(
     before: Contact | None,
     after: Contact | None,
     item: ContactItem | None,
+    counts: Counter[str] | None = None,
 ) -> None:
-    """Every write that takes the contact's items from `before` to `after` (None: absent)."""
+    """Every write that takes the contact's items from `before` to `after` (None: absent).
+    With `counts`, the company count changes are added there rather than written."""
     pk = keys.account(account_id)
     either = after or before
     assert either is not None
@@ -165,7 +168,10 @@ def _stage(
 
     old_company = before.company_id if before else None
     new_company = after.company_id if after else None
-    if old_company != new_company:
+    if old_company != new_company and counts is not None:
+        counts.update({old_company: -1} if old_company else {})
+        counts.update({new_company: 1} if new_company else {})
+    elif old_company != new_company:
         if old_company:
             companies.stage_count(writes, "old_company", account_id, old_company, -1)
         if new_company:
@@ -218,6 +224,44 @@ def create(account_id: str, contact: Contact, *, receipt: Item | None = None) ->
         _commit(writes, account_id, contact, receipt)
     except (_Stale, Contention) as error:
         raise Conflict("the contact changed at the same time; try again") from error
+
+
+class NotTogether(Exception):
+    """DynamoDB cancelled a transaction of several new contacts: none of them was written.
+    `count` of them were in it (write those one by one to learn which and why)."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} new contacts could not be written together")
+        self.count = count
+
+
+def create_together(account_id: str, entries: Sequence[tuple[Contact, Item]]) -> int:
+    """Write new contacts, each with its receipt, in one transaction (their companies' count
+    updates merged, as a transaction may touch an item once): as many of the first of
+    `entries` as fit, at least one; how many. NotTogether when the transaction is cancelled.
+
+    The caller makes sure no two of them share a phone number (a guard written twice).
+    """
+    writes = Writes()
+    counts: Counter[str] = Counter()
+    taken = 0
+    for contact, receipt in entries:
+        one = Writes()
+        more = Counter(counts)
+        _stage(one, account_id, None, contact, None, more)
+        one.put("receipt", receipt, type(receipt).pk.does_not_exist())
+        if taken and len(writes) + len(one) + len(+more) > MAX_WRITES:
+            break
+        writes.extend(one)
+        counts, taken = more, taken + 1
+    for company_id, delta in sorted(counts.items()):
+        if delta:
+            companies.stage_count(writes, "company", account_id, company_id, delta)
+    try:
+        writes.commit()
+    except (Refused, Contention) as error:
+        raise NotTogether(taken) from error
+    return taken
 
 
 def _item(account_id: str, contact_id: str) -> ContactItem:

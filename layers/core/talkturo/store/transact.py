@@ -63,6 +63,13 @@ class Writes:
     ) -> None:
         self._updates.append((label, (item, actions, condition)))
 
+    def extend(self, other: Writes) -> None:
+        """Add `other`'s writes to these (one transaction for both)."""
+        self._checks += other._checks
+        self._deletes += other._deletes
+        self._puts += other._puts
+        self._updates += other._updates
+
     def commit(self) -> None:
         """Apply every write or none; Refused or Contention when DynamoDB cancels."""
         if not len(self):
