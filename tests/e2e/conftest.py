@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import random
 import re
 import signal
 import socket
@@ -47,10 +48,26 @@ def talkturo_command() -> str:
     return str(Path(sys.executable).parent / "talkturo")
 
 
+# Ports are handed out below the kernel's ephemeral range (32768 and up by default): a port the
+# kernel gave us to learn it was free may be given again, meanwhile, to an outgoing connection
+# (the platform makes hundreds while it starts), and the platform could then not listen on it.
+_PORTS = range(20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on, never handed out before in this test run."""
+    for port in random.sample(_PORTS, len(_PORTS)):
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 @dataclass(frozen=True)
