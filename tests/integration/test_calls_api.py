@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from fastapi.testclient import TestClient
 
-from talkturo import config
 from talkturo.carrier.base import CarrierError, InvalidPhoneNumber
-from talkturo.carrier.factory import set_carrier
 from talkturo.domain.common import utcnow
 from talkturo.local.template import Stack
 from talkturo.services import credits
@@ -21,17 +18,6 @@ from tests.integration import calls_setup, dial_queue
 
 NUMBER = "+14155550140"
 CALLEE = "+14155550199"
-
-
-@pytest.fixture
-def carrier(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCarrier]:
-    monkeypatch.setenv("PUBLIC_BASE_URL", "https://hooks.example.com")
-    config.get_settings.cache_clear()
-    fake = FakeCarrier()
-    set_carrier(fake)
-    yield fake
-    set_carrier(None)
-    config.get_settings.cache_clear()
 
 
 def _error(answer: object) -> tuple[int, str, str | None]:

@@ -19,7 +19,6 @@ from fastapi.testclient import TestClient
 
 from talkturo import config
 from talkturo.carrier.base import CarrierError
-from talkturo.carrier.factory import set_carrier
 from talkturo.domain.common import utcnow
 from talkturo.domain.contact_imports import ImportChunk
 from talkturo.local.template import Stack
@@ -59,17 +58,6 @@ def admin(monkeypatch: pytest.MonkeyPatch, stack: Stack) -> Iterator[dict[str, s
 @pytest.fixture
 def redrive(stack: Stack) -> Redrive:
     return Redrive(stack)
-
-
-@pytest.fixture
-def carrier(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCarrier]:
-    monkeypatch.setenv("PUBLIC_BASE_URL", "https://hooks.example.com")
-    config.get_settings.cache_clear()
-    fake = FakeCarrier()
-    set_carrier(fake)
-    yield fake
-    set_carrier(None)
-    config.get_settings.cache_clear()
 
 
 def _busy(*args: Any, **kwargs: Any) -> Any:
