@@ -187,7 +187,7 @@ class Decision:
 
 
 def _days_text(days: Iterable[int]) -> str:
-    """mon-fri, sat,sun, mon,wed-fri: runs of consecutive days joined by a dash."""
+    """mon-fri, sat,sun, mon,wed-fri: a run of three days or more is written with a dash."""
     ordered = sorted(days)
     runs: list[list[int]] = []
     for day in ordered:
@@ -196,7 +196,9 @@ def _days_text(days: Iterable[int]) -> str:
         else:
             runs.append([day])
     return ",".join(
-        DAY_NAMES[run[0]] if len(run) == 1 else f"{DAY_NAMES[run[0]]}-{DAY_NAMES[run[-1]]}"
+        f"{DAY_NAMES[run[0]]}-{DAY_NAMES[run[-1]]}"
+        if len(run) > 2
+        else ",".join(DAY_NAMES[d] for d in run)
         for run in runs
     )
 
