@@ -542,3 +542,16 @@ def test_next_open_is_the_first_allowed_instant(
         for fraction in fractions:
             moment = now + timedelta(seconds=int(closed * fraction))
             assert not _reference_allows(win, callee, moment)
+
+
+@pytest.mark.parametrize(
+    ("days", "text"),
+    [
+        ({0, 1, 2, 3, 4}, "mon-fri"),
+        ({5, 6}, "sat,sun"),
+        ({0, 2, 3, 4}, "mon,wed-fri"),
+        ({6}, "sun"),
+    ],
+)
+def test_window_days_read_as_a_person_writes_them(days: set[int], text: str) -> None:
+    assert window(days=frozenset(days)).label() == f"window 09:00-17:00 {text}"

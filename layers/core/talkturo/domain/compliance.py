@@ -416,14 +416,13 @@ def _rules(
     found += _per_zone(f"{floor.label} {floor.hours}", floor.span(), zones, pieces)
     for code in sorted(states_of(callee.phone, callee.timezone, rules)):
         state = country.states[code] if country else None
-        if state is None:
+        if state is None:  # states_of names only states of the number's country
             continue
         found += _per_zone(f"{code} {state.hours}", state.span(), zones, pieces)
-        if state.max_calls_per_24h is not None:
-            cap = state.max_calls_per_24h
-            found.append(
-                _cap_rule(f"{code} max {cap} calls/24h", cap, callee.recent_dials, now, end)
-            )
+        cap = state.max_calls_per_24h
+        if cap is not None:
+            label = f"{code} max {cap} calls/24h"
+            found.append(_cap_rule(label, cap, callee.recent_dials, now, end))
     return found
 
 
