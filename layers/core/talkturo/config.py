@@ -27,6 +27,13 @@ class Settings(BaseModel):
     number_provisioning_queue_url: str = Field(default="", alias="NUMBER_PROVISIONING_QUEUE_URL")
     dial_queue_url: str = Field(default="", alias="DIAL_QUEUE_URL")
     post_call_queue_url: str = Field(default="", alias="POST_CALL_QUEUE_URL")
+    campaign_queue_url: str = Field(default="", alias="CAMPAIGN_QUEUE_URL")
+    # The campaign engine's waits (talkturo.workflows), and a factor on every campaign retry
+    # delay (below 1, tests and the benchmark see retries happen in seconds).
+    campaign_wake_state_machine_arn: str = Field(
+        default="", alias="CAMPAIGN_WAKE_STATE_MACHINE_ARN"
+    )
+    campaign_delay_scale: float = Field(default=1.0, gt=0, alias="TALKTURO_CAMPAIGN_DELAY_SCALE")
     # The dead-letter queues, read only by the dead-letter worker (to tell them apart).
     contact_import_dead_letter_queue_url: str = Field(
         default="", alias="CONTACT_IMPORT_DEAD_LETTER_QUEUE_URL"

@@ -14,6 +14,14 @@ deadline or until the first delayed or in-flight message of its queue can be rec
 client it is the same long poll.
 
 DynamoDB queries read one partition instead of the whole table: see `emulator_dynamodb`.
+
+Step Functions executions run (moto's ASL interpreter, switched on in `start`): each in a thread
+of its own, calling back into this emulator for its tasks (an SQS SendMessage) as a client
+would. Step Functions requests do not take the lock above (they touch none of the data it
+guards), so nothing a workflow does while its own request runs can wait on it. A Wait state
+waits in real time; moto's `Timestamp` waits are reckoned here in UTC and rounded up (moto
+compares the UTC timestamp with the machine's local clock, and truncates to whole seconds, so
+a wait could end hours late, or early).
 """
 
 from __future__ import annotations
@@ -23,11 +31,13 @@ import copy
 import io
 import json
 import logging
+import math
 import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -37,12 +47,18 @@ from moto.dynamodb import responses as dynamodb_responses
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
+from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
 )
 from moto.sqs.models import sqs_backends
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function import timestamp
+from moto.stepfunctions.parser.asl.utils import boto_client as workflow_clients
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from talkturo.local import emulator_dynamodb
@@ -129,11 +145,35 @@ class _Dispatcher(DomainDispatcherApplication):
         return self._backends[host]
 
 
+def _wait_seconds_in_utc(self: timestamp.Timestamp, env: Any) -> int:
+    """moto's `Timestamp._get_wait_seconds`, against the UTC clock, never ending early."""
+    self.string.eval(env=env)
+    text: str = env.stack.pop()
+    moment = self._from_timestamp_string(timestamp=text)
+    if moment is None:
+        raise FailureEventException(self._create_failure_event(env, text))
+    return max(0, math.ceil((moment.replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds()))
+
+
+def _run_workflows(port: int) -> None:
+    """Executions of state machines run, and call back into the emulator on `port`."""
+    moto_api_backend.set_config({"stepfunctions": {"execute_state_machine": True}})
+    # The interpreter's clients go to localhost:<moto_server_port()>.
+    workflow_clients.moto_server_port = lambda: str(port)
+    timestamp.Timestamp._get_wait_seconds = _wait_seconds_in_utc  # type: ignore[method-assign]
+
+
+def _is_workflow_request(environ: dict[str, Any]) -> bool:
+    return str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("AWSStepFunctions.")
+
+
 class _Serialised:
-    def __init__(self, app: WsgiApp) -> None:
+    def __init__(self, app: WsgiApp, workflows: WsgiApp) -> None:
         self._app = app
-        # Every request runs holding it.
+        # Every request runs holding it, but Step Functions ones (`workflows`, their own lock).
         self._lock = threading.Lock()
+        self._workflows = workflows
+        self._workflow_lock = threading.Lock()
         # The long polls waiting, by queue: each sleeps on its queue's condition (same lock)...
         self._waiting: dict[_QueueRef, threading.Condition] = {}
         self._waiters: Counter[_QueueRef] = Counter()
@@ -149,6 +189,10 @@ class _Serialised:
                 waiting.notify_all()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if _is_workflow_request(environ):
+            # Not counted as a change either: a snapshot keeps no executions.
+            with self._workflow_lock:
+                return list(self._workflows(environ, start_response))
         request = _sqs_request(environ)
         long_poll = _long_poll(request) if request is not None else None
         if request is not None and long_poll is not None:
@@ -446,11 +490,13 @@ class Emulator:
         emulator_dynamodb.install()
         # One log line per AWS call drowns everything else out.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._counted = _Counted(_Dispatcher(create_backend_app))
-        self._app = _Serialised(self._counted)
+        dispatcher = _Dispatcher(create_backend_app)
+        self._counted = _Counted(dispatcher)
+        self._app = _Serialised(self._counted, workflows=dispatcher)
         self._server = make_server(
             self._host, self._port, self._app, threaded=True, request_handler=MotoRequestHandler
         )
+        _run_workflows(self._server.server_address[1])
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="aws-emulator", daemon=True
         )
