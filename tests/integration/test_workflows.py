@@ -11,8 +11,10 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 
 from talkturo import workflows
+from talkturo.local.emulator import Emulator
 from talkturo.local.template import Stack
 
 pytestmark = pytest.mark.integration
@@ -122,3 +124,20 @@ def test_a_wake_name_step_functions_would_refuse_is_refused_here(stack: Stack, n
 def test_a_wake_time_without_a_zone_is_refused(stack: Stack) -> None:
     with pytest.raises(ValueError, match="timezone"):
         workflows.schedule_wake("cmp_1-start-4", datetime.now() + timedelta(hours=1), JOB)
+
+
+def test_step_functions_requests_never_wait_on_the_data_lock(
+    emulator: Emulator, stack: Stack
+) -> None:
+    # An execution's own calls come back into the emulator; a workflow request held behind a
+    # data request (or a snapshot, which holds every data request off) could wait on itself.
+    sfn = boto3.client(
+        "stepfunctions",
+        region_name="us-east-1",
+        config=Config(read_timeout=5, retries={"max_attempts": 1}),
+    )
+    with emulator.paused():
+        described = sfn.describe_state_machine(
+            stateMachineArn=stack.physical["CampaignWakeStateMachine"]
+        )
+    assert described["status"] == "ACTIVE"

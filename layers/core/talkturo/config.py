@@ -45,6 +45,7 @@ class Settings(BaseModel):
     post_call_dead_letter_queue_url: str = Field(
         default="", alias="POST_CALL_DEAD_LETTER_QUEUE_URL"
     )
+    campaign_dead_letter_queue_url: str = Field(default="", alias="CAMPAIGN_DEAD_LETTER_QUEUE_URL")
     # Where the carrier reaches this deployment's webhooks (/carrier/voice, /carrier/status).
     public_base_url: str = Field(default="http://127.0.0.1:8000", alias="PUBLIC_BASE_URL")
     aws_region: str = Field(default="us-east-1", alias="AWS_REGION")
