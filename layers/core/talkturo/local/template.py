@@ -79,6 +79,8 @@ class Stack:
     physical: dict[str, str] = field(default_factory=dict)
     arns: dict[str, str] = field(default_factory=dict)
     functions: dict[str, Function] = field(default_factory=dict)
+    # State machine logical id -> the ASL file it was created from.
+    state_machines: dict[str, str] = field(default_factory=dict)
 
     def environment(self) -> dict[str, str]:
         """The variables every function gets (Globals), resolved for this stack."""
@@ -226,6 +228,7 @@ def _create_state_machine(
     )
     # Ref of a state machine is its ARN, as in CloudFormation.
     stack.physical[logical_id] = stack.arns[logical_id] = created["stateMachineArn"]
+    stack.state_machines[logical_id] = str(resource["Properties"].get("DefinitionUri", "inline"))
 
 
 def _resolve(value: Any, stack: Stack, template: dict[str, Any]) -> str | None:
