@@ -19,9 +19,9 @@ Step Functions executions run (moto's ASL interpreter, switched on in `start`): 
 of its own, calling back into this emulator for its tasks (an SQS SendMessage) as a client
 would. Step Functions requests do not take the lock above (they touch none of the data it
 guards), so nothing a workflow does while its own request runs can wait on it. A Wait state
-waits in real time; moto's `Timestamp` waits are reckoned here in UTC and rounded up (moto
-compares the UTC timestamp with the machine's local clock, and truncates to whole seconds, so
-a wait could end hours late, or early).
+waits in real time; a `Timestamp` wait lasts here until that moment of the UTC clock (moto
+compares the UTC timestamp with the machine's local clock, so a wait could end hours late, or
+at once, and rounds the wait down to whole seconds).
 """
 
 from __future__ import annotations
@@ -31,16 +31,16 @@ import copy
 import io
 import json
 import logging
-import math
 import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import boto3
 from moto.core.utils import unix_time_millis
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb import responses as dynamodb_responses
@@ -145,14 +145,39 @@ class _Dispatcher(DomainDispatcherApplication):
         return self._backends[host]
 
 
-def _wait_seconds_in_utc(self: timestamp.Timestamp, env: Any) -> int:
-    """moto's `Timestamp._get_wait_seconds`, against the UTC clock, never ending early."""
+def _wait_until_in_utc(self: timestamp.Timestamp, env: Any) -> None:
+    """moto's Timestamp wait, until that very moment of the UTC clock (moto reckons it against
+    the local clock, in whole seconds)."""
     self.string.eval(env=env)
     text: str = env.stack.pop()
     moment = self._from_timestamp_string(timestamp=text)
     if moment is None:
         raise FailureEventException(self._create_failure_event(env, text))
-    return max(0, math.ceil((moment.replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds()))
+    deadline = moment.replace(tzinfo=UTC).timestamp()
+    # The event pulses when the execution stops (or ends otherwise): the wait is over then.
+    while env.is_running() and (left := deadline - time.time()) > 0:
+        env.program_state_event.wait(left)
+
+
+class _SharedClients:
+    """Stands in for `boto3` in moto's interpreter: one client per service, region and endpoint,
+    shared by every execution (boto3's clients are thread-safe). moto makes a new client for
+    every task, about 10 ms of CPU each: a burst of wakes due at the same second spent seconds
+    making clients before the first job was sent."""
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[Any, ...], Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, **options: Any) -> Any:
+        key = tuple(options.get(k) for k in ("service_name", "region_name", "endpoint_url"))
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = boto3.client(**options)
+            return self._clients[key]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(boto3, name)
 
 
 def _run_workflows(port: int) -> None:
@@ -160,7 +185,9 @@ def _run_workflows(port: int) -> None:
     moto_api_backend.set_config({"stepfunctions": {"execute_state_machine": True}})
     # The interpreter's clients go to localhost:<moto_server_port()>.
     workflow_clients.moto_server_port = lambda: str(port)
-    timestamp.Timestamp._get_wait_seconds = _wait_seconds_in_utc  # type: ignore[method-assign]
+    if not isinstance(workflow_clients.boto3, _SharedClients):
+        workflow_clients.boto3 = _SharedClients()
+    timestamp.Timestamp._eval_body = _wait_until_in_utc  # type: ignore[method-assign,assignment]
 
 
 def _is_workflow_request(environ: dict[str, Any]) -> bool:
