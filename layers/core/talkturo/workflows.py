@@ -42,7 +42,12 @@ def wake_input(at: datetime, job: dict[str, Any]) -> dict[str, Any]:
 
 
 def schedule_wake(name: str, at: datetime, job: dict[str, Any]) -> None:
-    """Put `job` on the campaign queue at `at` (timezone-aware), once per `name`."""
+    """Put `job` on the campaign queue at `at` (timezone-aware, within a year: a Standard
+    execution's longest life), once per `name`.
+
+    The name must say everything the job does (`<campaign>-<reason>-<epoch seconds>`): a second
+    request under a name already used is dropped, whatever its job.
+    """
     if not _NAME.match(name):
         raise ValueError(f"a wake's name is 1 to 80 of A-Z a-z 0-9 - _, not {name!r}")
     if at.tzinfo is None:
