@@ -33,7 +33,7 @@ class Settings(BaseModel):
     campaign_wake_state_machine_arn: str = Field(
         default="", alias="CAMPAIGN_WAKE_STATE_MACHINE_ARN"
     )
-    campaign_delay_scale: float = Field(default=1.0, gt=0, alias="TALKTURO_CAMPAIGN_DELAY_SCALE")
+    campaign_delay_scale: float = Field(default=1.0, ge=0, alias="TALKTURO_CAMPAIGN_DELAY_SCALE")
     # The dead-letter queues, read only by the dead-letter worker (to tell them apart).
     contact_import_dead_letter_queue_url: str = Field(
         default="", alias="CONTACT_IMPORT_DEAD_LETTER_QUEUE_URL"
