@@ -89,7 +89,7 @@ def test_the_campaign_workers_are_fed_and_scheduled_as_the_engine_expects() -> N
         assert (PROJECT_ROOT / path).is_file()
 
 
-def test_every_function_knows_the_queue_and_the_machine_and_the_schedulers_may_start_it() -> None:
+def test_every_function_knows_the_machine_and_only_the_schedulers_start_it() -> None:
     template = load_template()
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["CAMPAIGN_QUEUE_URL"] == {"Ref": "CampaignQueue"}
