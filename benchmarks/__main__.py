@@ -1,4 +1,4 @@
-"""`python -m benchmarks [coldstart|calls|scale|voice] [--runs N]`: print the figures (all by
+"""`python -m benchmarks [coldstart|calls|scale|voice|wakes] [--runs N]`: print the figures (all by
 default).
 
 The voice benchmark alone: `python -m benchmarks voice [--levels 10,25,50] [--seconds S]
@@ -14,7 +14,7 @@ import os
 import platform
 import sys
 
-BENCHMARKS = ["coldstart", "calls", "scale", "voice"]
+BENCHMARKS = ["coldstart", "calls", "scale", "voice", "wakes"]
 
 
 def _levels(text: str) -> tuple[int, ...]:
@@ -62,6 +62,10 @@ def main() -> None:
             seconds=options.seconds,
             profile_level=options.profile,
         )
+    if only in (None, "wakes"):
+        from benchmarks import wakes
+
+        wakes.run()
     sys.stdout.flush()
 
 

@@ -21,6 +21,7 @@ DEAD_LETTER_QUEUES = {
     "ProvisioningQueue": "ProvisioningDeadLetterQueue",
     "DialQueue": "DialDeadLetterQueue",
     "PostCallQueue": "PostCallDeadLetterQueue",
+    "CampaignQueue": "CampaignDeadLetterQueue",
 }
 
 

@@ -324,6 +324,25 @@ def test_a_dead_letter_of_a_job_that_moved_on_leaves_it_alone(
     assert letter["reason"] == "the number was already active"
 
 
+# ---------------------------------------------------------------------------------- campaigns
+def test_a_campaign_job_dead_letter_is_recorded_with_its_campaign(
+    client: TestClient, tenant: Tenant, stack: Stack, redrive: Redrive, admin: dict[str, str]
+) -> None:
+    # Given a campaign job that failed every delivery (SQS moved it to the dead-letter queue)
+    job = {"kind": "build", "account_id": tenant.account_id, "campaign_id": "cmp_1", "cursor": None}
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    sqs.send_message(
+        QueueUrl=stack.physical["CampaignDeadLetterQueue"], MessageBody=json.dumps(job)
+    )
+    # When the dead-letter worker takes it
+    assert redrive.handle_dead_letters("CampaignQueue") == 1
+    # Then it is recorded under its queue, with the campaign and what was lost
+    (letter,) = _listed(client, admin, queue="campaign")
+    assert (letter["job"], letter["account_id"]) == ("cmp_1", tenant.account_id)
+    assert letter["action"] == "recorded"
+    assert letter["reason"].startswith("the campaign's build job did not run")
+
+
 # ---------------------------------------------------------------------------------- post-call
 def test_post_call_and_unreadable_dead_letters_are_logged_and_recorded(
     client: TestClient,

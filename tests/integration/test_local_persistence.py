@@ -5,6 +5,7 @@ save cut short leaves the previous snapshot."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -438,3 +439,35 @@ def test_after_a_restore_a_snapshot_holds_what_was_restored_and_what_changed(
     whole, _ = capture(emulator, DataFolder(tmp_path / "other"), f"{stack.name}-")
     assert _items_by_key(saved, table) == _items_by_key(whole, table)
     assert sorted(k[1] for k in _items_by_key(saved, table)) == ["C#1", "C#2", "C#9"]
+
+
+def test_a_campaign_wake_is_not_saved_but_the_job_it_sent_is(
+    emulator: Emulator, stack: Stack, tmp_path: Path
+) -> None:
+    from talkturo import workflows
+
+    _, _, sqs = clients()
+    queue = stack.physical["CampaignQueue"]
+    job = {"kind": "wake", "account_id": "acct_1", "campaign_id": "cmp_1", "reason": "start"}
+    saver = persistence(emulator, stack, tmp_path)
+    saver.start()
+    try:
+        saver.save()  # the first snapshot
+        # An execution waiting in Step Functions is not data a snapshot keeps (the campaign
+        # tick finds what a lost wake was for): starting one writes nothing.
+        workflows.schedule_wake("cmp_1-start-1", datetime.now(UTC) + timedelta(days=2), job)
+        assert saver.save() is False
+        # A wake's job on the campaign queue is kept (one already due goes there at once).
+        workflows.schedule_wake("cmp_1-retry-2", datetime.now(UTC), job)
+    finally:
+        saver.stop()
+
+    recreate(stack)
+    second = persistence(emulator, stack, tmp_path)
+    second.start()
+    try:
+        assert second.restored.messages == 1
+        (message,) = sqs.receive_message(QueueUrl=queue)["Messages"]
+        assert json.loads(message["Body"]) == job
+    finally:
+        second.stop()

@@ -38,16 +38,21 @@ class _Client:
     def __getattr__(self, name: str) -> object:
         def call(**kwargs: object) -> dict[str, object]:
             url = f"http://queue/{kwargs.get('QueueName', 'q')}"
-            return {"QueueUrl": url, "Attributes": {"QueueArn": "arn:aws:sqs:::q"}}
+            return {
+                "QueueUrl": url,
+                "Attributes": {"QueueArn": "arn:aws:sqs:::q"},
+                "stateMachineArn": f"arn:aws:states:::stateMachine:{kwargs.get('name')}",
+            }
 
         return call
 
 
-def test_the_template_schedules_the_trial_expiry_hourly_and_call_timeouts() -> None:
+def test_the_template_schedules_the_trial_expiry_call_timeouts_and_the_campaign_tick() -> None:
     stack = provision(_Offline(), template=load_template())
     schedules = scheduled_functions(stack)
     assert sorted((s.function.logical_id, s.every_seconds) for s in schedules) == [
         ("CallTimeoutFunction", 300.0),
+        ("CampaignTickFunction", 60.0),
         ("NumberExpiryFunction", 3600.0),
     ]
 

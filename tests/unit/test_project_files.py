@@ -275,7 +275,12 @@ def test_the_voice_task_gets_its_configuration_by_reference_and_least_privilege(
         environment["TWILIO_SECRET_ARN"],
         environment["PROVIDER_KEYS_SECRET_ARN"],
     ]
-    assert grants["sqs:SendMessage"] == {"Fn::GetAtt": ["PostCallQueue", "Arn"]}
+    # Post-call jobs, and a campaign call's end (the campaign engine refills its slot).
+    assert grants["sqs:SendMessage"] == [
+        {"Fn::GetAtt": ["PostCallQueue", "Arn"]},
+        {"Fn::GetAtt": ["CampaignQueue", "Arn"]},
+    ]
+    assert environment["CAMPAIGN_QUEUE_URL"] == {"Ref": "CampaignQueue"}
     assert "dynamodb:Scan" not in grants
     assert grants["dynamodb:Query"] == [
         {"Fn::GetAtt": ["MainTable", "Arn"]},
@@ -390,7 +395,12 @@ def test_the_local_platform_creates_the_post_call_queue_and_skips_the_container_
     assert redrive["deadLetterTargetArn"] == stack.arns["PostCallDeadLetterQueue"]
     # Only what the emulator runs is created: no network, load balancer or container resources.
     kinds = {_resources()[logical_id]["Type"] for logical_id in stack.physical}
-    assert kinds == {"AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::SQS::Queue"}
+    assert kinds == {
+        "AWS::DynamoDB::Table",
+        "AWS::S3::Bucket",
+        "AWS::SQS::Queue",
+        "AWS::Serverless::StateMachine",
+    }
 
 
 # --------------------------------------------------------------------------- the Lambda layer

@@ -197,7 +197,14 @@ def create_account(
 
 
 # ---------------------------------------------------------------------------------- dead letters
-DEAD_LETTER_QUEUES = ("contact_import", "number_provisioning", "dial", "post_call", "unknown")
+DEAD_LETTER_QUEUES = (
+    "contact_import",
+    "number_provisioning",
+    "dial",
+    "post_call",
+    "campaign",
+    "unknown",
+)
 
 
 @main.command("dead-letters", context_settings=CONTEXT)

@@ -27,6 +27,13 @@ class Settings(BaseModel):
     number_provisioning_queue_url: str = Field(default="", alias="NUMBER_PROVISIONING_QUEUE_URL")
     dial_queue_url: str = Field(default="", alias="DIAL_QUEUE_URL")
     post_call_queue_url: str = Field(default="", alias="POST_CALL_QUEUE_URL")
+    campaign_queue_url: str = Field(default="", alias="CAMPAIGN_QUEUE_URL")
+    # The campaign engine's waits (talkturo.workflows), and a factor on every campaign retry
+    # delay (below 1, tests and the benchmark see retries happen in seconds).
+    campaign_wake_state_machine_arn: str = Field(
+        default="", alias="CAMPAIGN_WAKE_STATE_MACHINE_ARN"
+    )
+    campaign_delay_scale: float = Field(default=1.0, ge=0, alias="TALKTURO_CAMPAIGN_DELAY_SCALE")
     # The dead-letter queues, read only by the dead-letter worker (to tell them apart).
     contact_import_dead_letter_queue_url: str = Field(
         default="", alias="CONTACT_IMPORT_DEAD_LETTER_QUEUE_URL"
@@ -38,6 +45,7 @@ class Settings(BaseModel):
     post_call_dead_letter_queue_url: str = Field(
         default="", alias="POST_CALL_DEAD_LETTER_QUEUE_URL"
     )
+    campaign_dead_letter_queue_url: str = Field(default="", alias="CAMPAIGN_DEAD_LETTER_QUEUE_URL")
     # Where the carrier reaches this deployment's webhooks (/carrier/voice, /carrier/status).
     public_base_url: str = Field(default="http://127.0.0.1:8000", alias="PUBLIC_BASE_URL")
     aws_region: str = Field(default="us-east-1", alias="AWS_REGION")

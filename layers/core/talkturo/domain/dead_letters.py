@@ -14,12 +14,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-DeadLetterQueue = Literal["contact_import", "number_provisioning", "dial", "post_call", "unknown"]
+DeadLetterQueue = Literal[
+    "contact_import", "number_provisioning", "dial", "post_call", "campaign", "unknown"
+]
 QUEUES: tuple[DeadLetterQueue, ...] = (
     "contact_import",
     "number_provisioning",
     "dial",
     "post_call",
+    "campaign",
 )
 DeadLetterAction = Literal["ended", "already_ended", "recorded"]
 
@@ -41,7 +44,7 @@ class DeadLetter(BaseModel):
     dead_at: datetime = Field(description="When the dead-letter worker took it.")
     account_id: str | None = None
     job: str | None = Field(
-        default=None, description="What the job was for: an import, number or call id."
+        default=None, description="What the job was for: an import, number, call or campaign id."
     )
     action: DeadLetterAction = Field(
         description="`ended`: the job was ended here; `already_ended`: it had ended already; "
@@ -50,6 +53,15 @@ class DeadLetter(BaseModel):
     )
     reason: str = Field(description="What happened, as the job's own record says it.")
     body_excerpt: str = Field(description="The message, secrets masked and cut short.")
+
+
+class CampaignJobRef(BaseModel):
+    """What every campaign job names (kick, wake, build and call_ended alike): enough to say
+    whose campaign a dead letter was for."""
+
+    kind: str
+    account_id: str
+    campaign_id: str
 
 
 class Outcome(BaseModel):

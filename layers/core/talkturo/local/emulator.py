@@ -14,6 +14,14 @@ deadline or until the first delayed or in-flight message of its queue can be rec
 client it is the same long poll.
 
 DynamoDB queries read one partition instead of the whole table: see `emulator_dynamodb`.
+
+Step Functions executions run (moto's ASL interpreter, switched on in `start`): each in a thread
+of its own, calling back into this emulator for its tasks (an SQS SendMessage) as a client
+would. Step Functions requests do not take the lock above (they touch none of the data it
+guards), so nothing a workflow does while its own request runs can wait on it. A Wait state
+waits in real time; a `Timestamp` wait lasts here until that moment of the UTC clock (moto
+compares the UTC timestamp with the machine's local clock, so a wait could end hours late, or
+at once, and rounds the wait down to whole seconds).
 """
 
 from __future__ import annotations
@@ -28,21 +36,29 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import boto3
 from moto.core.utils import unix_time_millis
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb import responses as dynamodb_responses
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
+from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
 )
 from moto.sqs.models import sqs_backends
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function import timestamp
+from moto.stepfunctions.parser.asl.utils import boto_client as workflow_clients
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from talkturo.local import emulator_dynamodb
@@ -129,11 +145,62 @@ class _Dispatcher(DomainDispatcherApplication):
         return self._backends[host]
 
 
-class _Serialised:
-    def __init__(self, app: WsgiApp) -> None:
-        self._app = app
-        # Every request runs holding it.
+def _wait_until_in_utc(self: timestamp.Timestamp, env: Any) -> None:
+    """moto's Timestamp wait, until that very moment of the UTC clock (moto reckons it against
+    the local clock, in whole seconds)."""
+    self.string.eval(env=env)
+    text: str = env.stack.pop()
+    moment = self._from_timestamp_string(timestamp=text)
+    if moment is None:
+        raise FailureEventException(self._create_failure_event(env, text))
+    deadline = moment.replace(tzinfo=UTC).timestamp()
+    # The event pulses when the execution stops (or ends otherwise): the wait is over then.
+    while env.is_running() and (left := deadline - time.time()) > 0:
+        env.program_state_event.wait(left)
+
+
+class _SharedClients:
+    """Stands in for `boto3` in moto's interpreter: one client per service, region and endpoint,
+    shared by every execution (boto3's clients are thread-safe). moto makes a new client for
+    every task, about 10 ms of CPU each: a burst of wakes due at the same second spent seconds
+    making clients before the first job was sent."""
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
+
+    def client(self, **options: Any) -> Any:
+        key = tuple(options.get(k) for k in ("service_name", "region_name", "endpoint_url"))
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = boto3.client(**options)
+            return self._clients[key]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(boto3, name)
+
+
+def _run_workflows(port: int) -> None:
+    """Executions of state machines run, and call back into the emulator on `port`."""
+    moto_api_backend.set_config({"stepfunctions": {"execute_state_machine": True}})
+    # The interpreter's clients go to localhost:<moto_server_port()>.
+    workflow_clients.moto_server_port = lambda: str(port)
+    if not isinstance(workflow_clients.boto3, _SharedClients):
+        workflow_clients.boto3 = _SharedClients()
+    timestamp.Timestamp._eval_body = _wait_until_in_utc  # type: ignore[method-assign,assignment]
+
+
+def _is_workflow_request(environ: dict[str, Any]) -> bool:
+    return str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("AWSStepFunctions.")
+
+
+class _Serialised:
+    def __init__(self, app: WsgiApp, workflows: WsgiApp) -> None:
+        self._app = app
+        # Every request runs holding it, but Step Functions ones (`workflows`, their own lock).
+        self._lock = threading.Lock()
+        self._workflows = workflows
+        self._workflow_lock = threading.Lock()
         # The long polls waiting, by queue: each sleeps on its queue's condition (same lock)...
         self._waiting: dict[_QueueRef, threading.Condition] = {}
         self._waiters: Counter[_QueueRef] = Counter()
@@ -149,6 +216,10 @@ class _Serialised:
                 waiting.notify_all()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if _is_workflow_request(environ):
+            # Not counted as a change either: a snapshot keeps no executions.
+            with self._workflow_lock:
+                return list(self._workflows(environ, start_response))
         request = _sqs_request(environ)
         long_poll = _long_poll(request) if request is not None else None
         if request is not None and long_poll is not None:
@@ -446,11 +517,13 @@ class Emulator:
         emulator_dynamodb.install()
         # One log line per AWS call drowns everything else out.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._counted = _Counted(_Dispatcher(create_backend_app))
-        self._app = _Serialised(self._counted)
+        dispatcher = _Dispatcher(create_backend_app)
+        self._counted = _Counted(dispatcher)
+        self._app = _Serialised(self._counted, workflows=dispatcher)
         self._server = make_server(
             self._host, self._port, self._app, threaded=True, request_handler=MotoRequestHandler
         )
+        _run_workflows(self._server.server_address[1])
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="aws-emulator", daemon=True
         )

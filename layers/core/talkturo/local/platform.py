@@ -623,6 +623,11 @@ class LocalPlatform:
             f"  Admin secret   {admin_line}",
         ]
         lines += [f"  Worker         {w}" for w in workers]
+        stack = self.resources.stack
+        lines += [
+            f"  Workflow       {machine} ({definition}, run by the emulator)"
+            for machine, definition in (stack.state_machines if stack else {}).items()
+        ]
         if self.schedules.runner is not None:
             lines += [f"  Schedule       {s}" for s in describe_schedules(self.schedules.runner)]
         sim = self.carrier.simulator

@@ -1,11 +1,14 @@
-"""Read template.yaml and create its storage and queues in an AWS emulator.
+"""Read template.yaml and create its storage, queues and state machines in an AWS emulator.
 
 The local platform and the integration tests build their resources from the very template
-that is deployed, so the two cannot drift apart.
+that is deployed, so the two cannot drift apart: a state machine is created from the same ASL
+file its `DefinitionUri` names, with its `DefinitionSubstitutions` resolved for this stack.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,10 @@ import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[4]
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
+# The account moto gives any credentials (the emulator's resources are all in it).
+LOCAL_ACCOUNT = "123456789012"
+# `${name}` in a state machine's definition (DefinitionSubstitutions).
+_SUBSTITUTION = re.compile(r"\$\{(\w+)\}")
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -72,6 +79,8 @@ class Stack:
     physical: dict[str, str] = field(default_factory=dict)
     arns: dict[str, str] = field(default_factory=dict)
     functions: dict[str, Function] = field(default_factory=dict)
+    # State machine logical id -> the ASL file it was created from.
+    state_machines: dict[str, str] = field(default_factory=dict)
 
     def environment(self) -> dict[str, str]:
         """The variables every function gets (Globals), resolved for this stack."""
@@ -87,7 +96,8 @@ def provision(
     template: dict[str, Any] | None = None,
     region: str = "us-east-1",
 ) -> Stack:
-    """Create the template's tables, buckets and queues through `session` (a boto3 Session)."""
+    """Create the template's tables, buckets, queues and state machines through `session` (a
+    boto3 Session)."""
     template = template or load_template()
     resources: dict[str, Any] = template["Resources"]
     stack = Stack(name=stack_name)
@@ -144,6 +154,12 @@ def provision(
             s3.create_bucket(Bucket=name)
             stack.physical[logical_id] = name
 
+    # After the queues (their definitions name them), before the functions (whose environment
+    # names the machines).
+    for logical_id, resource in resources.items():
+        if resource["Type"] == "AWS::Serverless::StateMachine":
+            _create_state_machine(session, region, stack, template, logical_id)
+
     function_globals = template.get("Globals", {}).get("Function", {})
     globals_env = function_globals.get("Environment", {})
     for logical_id, resource in resources.items():
@@ -182,20 +198,69 @@ def provision(
     return stack
 
 
+def state_machine_definition(
+    resource: dict[str, Any], stack: Stack, template: dict[str, Any]
+) -> str:
+    """The ASL of an AWS::Serverless::StateMachine as deployed: its DefinitionUri file (or its
+    inline Definition) with each `${name}` of DefinitionSubstitutions replaced."""
+    props = resource["Properties"]
+    if "DefinitionUri" in props:
+        text = (PROJECT_ROOT / str(props["DefinitionUri"])).read_text()
+    else:
+        text = json.dumps(props["Definition"])
+    substitutions = _resolve_vars(props.get("DefinitionSubstitutions", {}), stack, template)
+    missing = set(_SUBSTITUTION.findall(text)) - set(substitutions)
+    if missing:
+        raise ValueError(f"no local value for the substitutions {sorted(missing)}")
+    return _SUBSTITUTION.sub(lambda found: substitutions[found.group(1)], text)
+
+
+def _create_state_machine(
+    session: Any, region: str, stack: Stack, template: dict[str, Any], logical_id: str
+) -> None:
+    resource = template["Resources"][logical_id]
+    created = session.client("stepfunctions", region_name=region).create_state_machine(
+        name=f"{stack.name}-{logical_id}",
+        definition=state_machine_definition(resource, stack, template),
+        # The emulator checks no permissions; the deployed machine gets the template's policies.
+        roleArn=f"arn:aws:iam::{LOCAL_ACCOUNT}:role/{stack.name}-{logical_id}",
+        type=resource["Properties"].get("Type", "STANDARD"),
+    )
+    # Ref of a state machine is its ARN, as in CloudFormation.
+    stack.physical[logical_id] = stack.arns[logical_id] = created["stateMachineArn"]
+    stack.state_machines[logical_id] = str(resource["Properties"].get("DefinitionUri", "inline"))
+
+
+def _resolve(value: Any, stack: Stack, template: dict[str, Any]) -> str | None:
+    """A Ref/GetAtt (or literal) of the template as this stack's value; None when it has no
+    local counterpart (a secret's ARN …: the local platform sets its own value where needed)."""
+    if isinstance(value, str | int | float):
+        return str(value)
+    if not isinstance(value, dict):
+        return None
+    if "Ref" in value:
+        ref = value["Ref"]
+        if ref in stack.physical:
+            return stack.physical[ref]
+        parameters = template.get("Parameters", {})
+        return str(parameters[ref].get("Default", "")) if ref in parameters else None
+    if "Fn::GetAtt" in value:
+        target = value["Fn::GetAtt"]
+        logical_id, attribute = target.split(".", 1) if isinstance(target, str) else target
+        if logical_id not in stack.physical:
+            return None
+        if attribute == "Arn":
+            return stack.arns.get(logical_id)
+        if attribute in ("QueueName", "Name"):
+            # A queue's URL and a state machine's ARN both end in its name.
+            return re.split(r"[/:]", stack.physical[logical_id])[-1]
+        if attribute == "QueueUrl":
+            return stack.physical[logical_id]
+    return None
+
+
 def _resolve_vars(
     variables: dict[str, Any], stack: Stack, template: dict[str, Any]
 ) -> dict[str, str]:
-    resolved: dict[str, str] = {}
-    parameters = template.get("Parameters", {})
-    for name, value in variables.items():
-        if isinstance(value, dict) and "Ref" in value:
-            ref = value["Ref"]
-            if ref in stack.physical:
-                resolved[name] = stack.physical[ref]
-            elif ref in parameters:
-                resolved[name] = str(parameters[ref].get("Default", ""))
-            # Anything else (a secret's ARN …) has no local counterpart; the local platform
-            # sets its own value where one is needed.
-        elif isinstance(value, str | int | float):
-            resolved[name] = str(value)
-    return resolved
+    resolved = {name: _resolve(value, stack, template) for name, value in variables.items()}
+    return {name: value for name, value in resolved.items() if value is not None}

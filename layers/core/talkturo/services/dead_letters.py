@@ -18,7 +18,13 @@ from talkturo.config import get_settings
 from talkturo.domain.calls import CallEvent, CallRecord, DialJob, PostCallJob, apply
 from talkturo.domain.common import Page, utcnow
 from talkturo.domain.contact_imports import ImportChunk
-from talkturo.domain.dead_letters import DeadLetter, DeadLetterQueue, Outcome, excerpt
+from talkturo.domain.dead_letters import (
+    CampaignJobRef,
+    DeadLetter,
+    DeadLetterQueue,
+    Outcome,
+    excerpt,
+)
 from talkturo.domain.numbers import ProvisionJob
 from talkturo.errors import NotFound
 from talkturo.logs import logger
@@ -32,7 +38,12 @@ JOB_TYPES: dict[str, type[BaseModel]] = {
     "number_provisioning": ProvisionJob,
     "dial": DialJob,
     "post_call": PostCallJob,
+    "campaign": CampaignJobRef,
 }
+CAMPAIGN_JOB_LOST = (
+    "the campaign's {kind} job did not run (recorded; the campaign tick still dispatches and "
+    "sweeps the campaign every minute)"
+)
 DIAL_FAILED_MESSAGE = "the dialer could not place the call after repeated attempts"
 
 
@@ -63,6 +74,7 @@ def queue_of(source_arn: str) -> DeadLetterQueue:
         "number_provisioning": settings.number_provisioning_dead_letter_queue_url,
         "dial": settings.dial_dead_letter_queue_url,
         "post_call": settings.post_call_dead_letter_queue_url,
+        "campaign": settings.campaign_dead_letter_queue_url,
     }
     name = source_arn.rsplit(":", 1)[-1]
     for queue, url in urls.items():
@@ -143,6 +155,13 @@ def _end(queue: DeadLetterQueue, body: str) -> Outcome:
         return numbers.fail_dead_job(job)
     if isinstance(job, DialJob):
         return _fail_undialed(job)
+    if isinstance(job, CampaignJobRef):
+        return Outcome(
+            account_id=job.account_id,
+            job=job.campaign_id,
+            action="recorded",
+            reason=CAMPAIGN_JOB_LOST.format(kind=job.kind),
+        )
     assert isinstance(job, PostCallJob)
     # No post-call worker exists yet: the call itself has ended; the job is kept on record.
     return Outcome(
