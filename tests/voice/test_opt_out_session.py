@@ -178,3 +178,9 @@ def test_calls_outside_campaigns_open_without_a_disclosure() -> None:
     campaign = _campaign_call(context).call
     assert disclosure_for(campaign) == DEFAULT_AI_DISCLOSURE
     assert disclosure_for(campaign, enabled=False) is None
+
+
+def test_a_campaign_that_turned_the_disclosure_off_opens_with_the_first_message() -> None:
+    context = _campaign_call(memory_context("outbound", first_message="Hi, this is Ada."))
+    context.ai_disclosure = False
+    assert _opening(context) == ["Hi, this is Ada."]

@@ -50,6 +50,8 @@ class CallContext:
     contact: Contact | None = None
     company: Company | None = None
     campaign_name: str | None = None
+    # Whether the call's campaign asks for AI disclosure; campaigns do by default.
+    ai_disclosure: bool = True
     timezone: str = "UTC"
     earlier_transcript: list[TranscriptMessage] = field(default_factory=list)
     # The recording so far, when this stream continues the call (a transfer came back).

@@ -248,7 +248,9 @@ class CallSession:
             await self._say(self.settings.transfer_failed.format(name=name))
             return
         disclosure = disclosure_for(
-            self.context.call, self.context.render(assistant.ai_disclosure_message)
+            self.context.call,
+            self.context.render(assistant.ai_disclosure_message),
+            enabled=self.context.ai_disclosure,
         )
         first = ""
         if assistant.first_message_mode == "assistant_speaks_first" and assistant.first_message:
@@ -703,7 +705,9 @@ class CallSession:
         """Once the write is done (or failed, to be tried again): the confirmation, then the end."""
         with contextlib.suppress(Exception):
             await asyncio.shield(opting)
-        await self.playout.idle.wait()
+        with contextlib.suppress(TimeoutError):  # what is playing finishes first
+            async with asyncio.timeout(self.settings.goodbye_wait_seconds):
+                await self.playout.idle.wait()
         confirmation = self.context.render(self.context.assistant.opt_out.confirmation)
         self._request_end("assistant_ended", confirmation)
 
