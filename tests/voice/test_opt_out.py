@@ -1,6 +1,7 @@
 """A caller asking not to be called again, through the carrier simulator: marked do-not-call
-during the call (by a phrase, or by the model's opt_out function), the activity kept on the
-contact, the call record flagged, the confirmation spoken, all exactly once."""
+during the call (by a phrase, or by the model's opt_out function; inbound and outbound), the
+activity kept on the contact, the call record flagged, the confirmation spoken, all exactly
+once."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from talkturo.domain.assistant_tools import DEFAULT_OPT_OUT_CONFIRMATION
+from talkturo.local.carrier_sim.scripts import parse_script
 from talkturo.local.template import Stack
 from talkturo.voice.providers.scripted import tool
 from tests.conftest import Tenant
-from tests.voice.harness import VoiceNetwork, voice_network
+from tests.integration import dial_queue
+from tests.voice.harness import VoiceNetwork, voice_network, wait_for_call_record
 from tests.voice.test_conversations import _inbound, _line, _transcript
 
 CALLER = "+14155552671"  # the simulator's caller ID for inbound calls
@@ -76,7 +79,6 @@ def test_a_caller_who_says_stop_calling_me_mid_call_is_marked_dnc_once(
     assert activity[0]["type"] == "opted_out" and activity[0]["call_id"] == record["id"]
     assert activity[0]["detail"] == 'the caller said "stop calling me"'
     messages = _transcript(client, tenant, record["id"])
-    print("DEBUG", [(m["role"], m["text"], m["start_ms"]) for m in messages])
     spoken = [m["text"] for m in messages if m["role"] == "assistant"]
     assert spoken == [
         "Hi, this is Ada from Acme.",
@@ -124,3 +126,41 @@ def test_the_models_opt_out_function_marks_the_caller_even_without_phrases_or_to
     assert any(m["role"] == "tool" and m["name"] == "opt_out" for m in messages)
     spoken = [m["text"] for m in messages if m["role"] == "assistant" and m["text"]]
     assert spoken[-1] == "Done, Sam. Goodbye."
+
+
+def test_a_contact_called_out_who_opts_out_cannot_be_called_again(
+    client: TestClient, stack: Stack, tenant: Tenant, net: VoiceNetwork
+) -> None:
+    callee = "+14155550143"
+    made = client.post(
+        "/v1/contacts", json={"first_name": "Kim", "phone": callee}, headers=tenant.headers
+    )
+    contact_id = made.json()["id"]
+    line = _line(client, stack, tenant, first_message="Hi Kim, this is Ada from Acme.")
+    steps = [
+        {"wait_for_silence": 0.6},
+        {"say": "Who is this"},
+        {"wait_for_silence": 0.6},
+        {"say": "Take me off your list"},
+        {"wait_for_silence": 3},
+    ]
+    net.sim.set_callee(callee, "human", ring_seconds=0.5, script=parse_script({"steps": steps}))
+    net.scripted.transcriber.lines = ["Who is this", "Take me off your list"]
+    net.scripted.model.respond = lambda request: ["Ada, from Acme."]
+    call = client.post(
+        "/v1/calls",
+        json={"assistant_id": line.assistant_id, "contact_id": contact_id},
+        headers=tenant.headers,
+    )
+    assert call.status_code == 201, call.text
+    assert len(dial_queue.drain(stack)) == 1
+    record = wait_for_call_record(client, tenant.headers, call.json()["id"], timeout=40)
+    assert record["direction"] == "outbound" and record["contact_id"] == contact_id
+    assert record["opted_out"] is True
+    assert [a["call_id"] for a in _activity(client, tenant, contact_id)] == [record["id"]]
+    again = client.post(
+        "/v1/calls",
+        json={"assistant_id": line.assistant_id, "contact_id": contact_id},
+        headers=tenant.headers,
+    )
+    assert again.status_code == 409 and again.json()["error"]["code"] == "contact_do_not_call"
