@@ -224,6 +224,9 @@ class NoSideEffects(SessionServices):
     async def close(self, context: CallContext, **kwargs: Any) -> None:
         return None
 
+    async def opt_out(self, context: CallContext, detail: str) -> str | None:
+        return None
+
 
 def _check_no_side_effects() -> None:
     """Every side effect of a session is replaced (a new one would otherwise reach AWS)."""

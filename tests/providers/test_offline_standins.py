@@ -39,6 +39,7 @@ from talkturo.voice.providers.stt import offline as stt_offline
 from talkturo.voice.providers.stt.offline import PocketsphinxStream, PocketsphinxTranscriber
 from talkturo.voice.providers.tts import offline as tts_offline
 from talkturo.voice.providers.tts.offline import EspeakSynthesizer, espeak_rate, espeak_voice
+from talkturo.voice.toolbox import OPT_OUT_SPEC
 
 T = TypeVar("T")
 ESPEAK = shutil.which("espeak-ng") is not None
@@ -452,7 +453,8 @@ LOOKUP = ToolSpec(
         "required": ["order_number", "include_items", "limit", "channel"],
     },
 )
-ALL_TOOLS = (END_CALL, TRANSFER, CHECK, BOOK, LOOKUP)
+# As a session offers them: opt_out always comes along.
+ALL_TOOLS = (END_CALL, TRANSFER, CHECK, BOOK, LOOKUP, OPT_OUT_SPEC)
 LABELLED = ChatMessage("assistant", f"{LABEL} Hello, how can I help you?")
 
 
@@ -648,6 +650,17 @@ def test_webhook_tools_are_called_when_their_words_are_heard() -> None:
     # common words in a description do not trigger a tool
     _, calls, _ = ask(LABELLED, user("what would you like"), tools=(LOOKUP,))
     assert calls == []
+
+
+def test_a_caller_asking_not_to_be_called_again_gets_opt_out_and_nothing_else() -> None:
+    for words in ("Please stop calling me", "Take me off your list!", "don't call me again"):
+        deltas, calls, finished = ask(LABELLED, user(words))
+        assert [c.name for c in calls] == ["opt_out"], words
+        assert said(deltas) == "" and finished.reason == "tool_calls"
+    # The words of its description are not a reason to call it (as they would be a webhook's).
+    for words in ("Can you call me again on Monday", "who is the caller", "what is on the list"):
+        _, calls, _ = ask(LABELLED, user(words))
+        assert "opt_out" not in [c.name for c in calls], words
 
 
 def test_keypad_presses_are_read_back() -> None:

@@ -743,6 +743,25 @@ def test_playout_clear_drops_queued_audio_and_reports_cut_segments(fake_time: Fa
     run(scenario())
 
 
+def test_playout_a_piece_cut_while_it_still_arrives_leaves_the_playout_idle(
+    fake_time: FakeTime,
+) -> None:
+    async def scenario() -> None:
+        async with PlayoutRig(fake_time) as rig:
+            arriving = rig.playout.new_segment("Hello and welcome to Acme.")
+            rig.playout.add_audio(arriving, _audio(10))
+            await fake_time.advance(0.1)
+            await rig.playout.clear()  # the caller spoke over it
+            assert rig.playout.idle.is_set()
+            # The voice delivers the rest of the piece: nothing of it is left to wait for.
+            rig.playout.add_audio(arriving, _audio(10, first=10))
+            rig.playout.finish_segment(arriving)
+            await fake_time.advance(0.5)
+            assert rig.playout.idle.is_set()
+
+    run(scenario())
+
+
 def test_playout_clear_heard_text_is_in_proportion_to_the_audio_played(
     fake_time: FakeTime,
 ) -> None:

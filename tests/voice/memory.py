@@ -68,5 +68,9 @@ class RecordingServices(SessionServices):
     async def close(self, context: CallContext, **kwargs: Any) -> None:
         self.calls.append(("close", kwargs))
 
+    async def opt_out(self, context: CallContext, detail: str) -> str | None:
+        self.calls.append(("opt_out", detail))
+        return context.call.contact_id
+
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]

@@ -190,7 +190,7 @@ def test_end_call_tool_speaks_the_closing_line_and_hangs_up(
     assert any(m["role"] == "tool" and m["name"] == "end_call" for m in messages)
     assert [m["text"] for m in messages if m["role"] == "assistant"][-1] == "Goodbye from Ada."
     # The tool is offered to the model with its schema.
-    assert [t.name for t in net.scripted.model.requests[0].tools] == ["end_call"]
+    assert [t.name for t in net.scripted.model.requests[0].tools] == ["end_call", "opt_out"]
     assert final["status"] == "completed"
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Iterator
+import unicodedata
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -40,7 +41,14 @@ TOOL_TYPES: tuple[str, ...] = (
 )
 # Function names the platform itself gives the model during a call; webhooks cannot take them.
 RESERVED_FUNCTION_NAMES = frozenset(
-    {*TOOL_TYPES, "check_availability", "book_meeting", "book_appointment", "extract_info"}
+    {
+        *TOOL_TYPES,
+        "opt_out",
+        "check_availability",
+        "book_meeting",
+        "book_appointment",
+        "extract_info",
+    }
 )
 
 REVEAL_SECRETS = {"reveal_secrets": True}
@@ -211,6 +219,64 @@ class EndCallConfig(Resource):
 
     def issues(self) -> Iterator[tuple[str, str]]:
         return iter(())
+
+
+DEFAULT_OPT_OUT_PHRASES = (
+    "stop calling me",
+    "stop calling",
+    "do not call me",
+    "don't call me",
+    "never call me",
+    "take me off your list",
+    "take me off the list",
+    "take me off your calling list",
+    "remove me from your list",
+    "remove me from the list",
+    "remove my number",
+    "put me on your do not call list",
+    "add me to your do not call list",
+    "i don't want any more calls",
+    "i do not want any more calls",
+)
+DEFAULT_OPT_OUT_CONFIRMATION = "Understood. You won't be called again. Goodbye."
+
+
+class OptOutConfig(Resource):
+    """A caller asking not to be called again: always honoured, by the `opt_out` function the
+    model is always offered and by these phrases, matched in what the caller says."""
+
+    phrases: list[Phrase] = Field(
+        default_factory=lambda: list(DEFAULT_OPT_OUT_PHRASES),
+        max_length=50,
+        description="Said by the caller (ignoring case and punctuation, as whole words), they "
+        "mark the contact do-not-call at once, without asking the model. Write them in the "
+        "call's language; [] leaves it to the model's opt_out function.",
+    )
+    confirmation: str = Field(
+        default=DEFAULT_OPT_OUT_CONFIRMATION,
+        min_length=1,
+        max_length=500,
+        description="Spoken once the contact is marked, before the call ends; may use prompt "
+        "variables.",
+    )
+
+
+def _words(text: str) -> str:
+    """Words only, case-folded, space-separated: "Stop calling me!" and "stop calling me" say
+    the same; an apostrophe joins its word ("don't" → "dont")."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    folded = re.sub(r"['\u2019\u02bc]", "", folded)
+    return " ".join(re.sub(r"\W+", " ", folded).split())
+
+
+def phrase_said(text: str, phrases: Iterable[str]) -> str | None:
+    """The first of `phrases` the caller said in `text` (as whole words), if any."""
+    said = f" {_words(text)} "
+    for phrase in phrases:
+        words = _words(phrase)
+        if words and f" {words} " in said:
+            return phrase
+    return None
 
 
 class TransferDestination(Resource):

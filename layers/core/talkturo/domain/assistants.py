@@ -30,6 +30,7 @@ from talkturo.domain.assistant_tools import (
     WRITING,
     AssistantTool,
     AssistantToolView,
+    OptOutConfig,
     TransferCallTool,
     carry_secrets,
     view_of,
@@ -38,6 +39,7 @@ from talkturo.domain.catalog import Catalog, EstimateBreakdown, estimate
 from talkturo.domain.common import Credits, Name, Resource
 from talkturo.errors import InvalidRequest
 
+DEFAULT_AI_DISCLOSURE = "This call uses an AI assistant."
 FirstMessageMode = Literal["assistant_speaks_first", "wait_for_caller"]
 # A stored assistant must fit one DynamoDB item (400 KB) with room to spare.
 MAX_CONFIG_BYTES = 300_000
@@ -171,6 +173,14 @@ class _AssistantBase(Resource):
         max_length=2000,
         description="What a successful call achieves; post-call analysis judges against it.",
     )
+    opt_out: OptOutConfig = Field(default_factory=OptOutConfig)
+    ai_disclosure_message: str = Field(
+        default=DEFAULT_AI_DISCLOSURE,
+        min_length=1,
+        max_length=300,
+        description="Opens the first message of a campaign call that asks for AI disclosure "
+        "(every campaign, by default); may use prompt variables.",
+    )
 
     @model_validator(mode="after")
     def _mode(self) -> _AssistantBase:
@@ -286,6 +296,11 @@ class AssistantWrite(BaseModel):
     transcriber: Annotated[Any, _doc(_ref("TranscriberConfig"))] = None
     telephony: Annotated[Any, _doc(_ref("TelephonyConfig"))] = None
     success_criteria: Annotated[Any, _doc({"type": "string", "maxLength": 2000})] = None
+    opt_out: Annotated[Any, _doc(_ref("OptOutConfig"))] = Field(
+        default=None,
+        description="Phrases that mark the caller do-not-call, and the confirmation spoken.",
+    )
+    ai_disclosure_message: Annotated[Any, _doc({"type": "string", "maxLength": 300})] = None
     tools: Annotated[
         Any,
         _doc(
@@ -458,6 +473,8 @@ def _issues(config: AssistantConfig, catalog: Catalog) -> Iterator[tuple[str, st
         ("system_prompt", config.system_prompt, ()),
         ("first_message", config.first_message, ()),
         ("telephony.voicemail.message", config.telephony.voicemail.message, ()),
+        ("opt_out.confirmation", config.opt_out.confirmation, ()),
+        ("ai_disclosure_message", config.ai_disclosure_message, ()),
     ]
     for index, tool in enumerate(config.tools):
         if tool.type == "end_call":

@@ -167,6 +167,11 @@ class Call(BaseModel):
         description="That transfer's progress: dialing, answered, completed, or why it failed "
         "(busy, no_answer, failed, canceled).",
     )
+    opted_out: bool = Field(
+        default=False,
+        description="The caller asked during this call not to be called again: their contact "
+        "was marked do-not-call, and no campaign dials them again.",
+    )
 
 
 PRIVATE_FIELDS = frozenset(

@@ -164,6 +164,27 @@ class Contact(BaseModel):
     status_before_dnc: LeadStatus | None = Field(default=None, exclude=True)
 
 
+ActivityType = Literal["opted_out"]
+
+
+class ContactActivity(BaseModel):
+    """Something that happened to a contact on a call, kept on the contact."""
+
+    object: Literal["contact_activity"] = "contact_activity"
+    contact_id: str
+    type: ActivityType = Field(
+        description="opted_out: the contact asked during the call not to be called again and "
+        "was marked do-not-call."
+    )
+    at: datetime
+    call_id: str | None = None
+    detail: str | None = Field(
+        default=None,
+        description="What decided it: the phrase the caller said, or the assistant's opt_out "
+        "function.",
+    )
+
+
 def resolve_dnc(
     current: Contact | None,
     status: LeadStatus | None,

@@ -602,3 +602,12 @@ def record_session_end(account_id: str, call_id: str, event: CallEvent) -> CallR
 def mark_connected(account_id: str, call_id: str) -> CallRecord | None:
     """The media stream is up: the call is in progress (inbound calls learn it only here)."""
     return record_event(account_id, call_id, CallEvent(at=utcnow(), status="in_progress"))
+
+
+def mark_opted_out(account_id: str, call_id: str) -> CallRecord:
+    """The caller asked on this call not to be called again (the campaign engine reads it)."""
+
+    def mark(record: CallRecord) -> CallRecord | None:
+        return None if record.opted_out else record.model_copy(update={"opted_out": True})
+
+    return store.change(account_id, call_id, mark)

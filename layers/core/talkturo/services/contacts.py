@@ -9,6 +9,7 @@ from talkturo.domain.common import Page, utcnow
 from talkturo.domain.companies import Company, name_key
 from talkturo.domain.contacts import (
     Contact,
+    ContactActivity,
     ContactCreate,
     ContactFilters,
     ContactUpdate,
@@ -232,3 +233,31 @@ def list_contacts(
 def find_by_phone(account_id: str, phone: str) -> str | None:
     """The contact holding this primary number (E.164), if any."""
     return store.find_by_phone(account_id, phone)
+
+
+def opt_out(account_id: str, contact_id: str, *, call_id: str, detail: str) -> bool:
+    """The contact asked on `call_id` not to be called again: do-not-call, with the activity
+    entry, in one transaction. False when that call had already recorded it (nothing written)."""
+    activity = ContactActivity(
+        contact_id=contact_id, type="opted_out", at=utcnow(), call_id=call_id, detail=detail
+    )
+    try:
+        update(
+            account_id,
+            contact_id,
+            ContactUpdate(do_not_call=True),
+            receipt=store.activity_receipt(account_id, activity),
+        )
+    except store.ReceiptExists:
+        return False
+    return True
+
+
+def list_activity(
+    account_id: str, contact_id: str, *, limit: int, starting_after: str | None
+) -> Page[ContactActivity]:
+    store.get(account_id, contact_id)  # 404 for a contact that does not exist
+    data, cursor = store.list_activity(
+        account_id, contact_id, limit=limit, starting_after=starting_after
+    )
+    return Page[ContactActivity](data=data, has_more=cursor is not None, next_cursor=cursor)

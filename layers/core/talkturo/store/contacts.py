@@ -10,6 +10,9 @@ Items (see docs/data-model.md):
 - Tag         PK=A#<acct>#TAG#<tag> SK=CT#<ct id>: the contacts carrying a tag, newest first.
 - Token       PK=A#<acct>#SEARCH SK=<token>#<ct id>: prefix search (`begins_with`) over first
               name, last name, full name, email and phone digits, case-folded.
+- Activity    PK=A#<acct>#CT#<ct id> SK=ACT#<call id>#<type>: what happened to the contact on a
+              call (an opt-out), written as the receipt of the contact's own update, so once per
+              call; call ids are ULIDs, so the partition reads in call order.
 
 Every write of a contact is one transaction over all of these plus an ADD on the contact_count
 of the company it leaves and the one it joins, conditioned on the contact's version; a lost
@@ -28,7 +31,7 @@ from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.condition import Condition
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from talkturo.domain.contacts import Contact, ContactFilters, search_tokens
+from talkturo.domain.contacts import Contact, ContactActivity, ContactFilters, search_tokens
 from talkturo.errors import Conflict, InvalidRequest, NotFound
 from talkturo.store import companies, keys
 from talkturo.store.paging import decode_cursor, encode_cursor, query_page
@@ -37,6 +40,7 @@ from talkturo.store.transact import MAX_WRITES, Contention, Refused, Writes
 
 PREFIX = "CT#"
 PHONE_PREFIX = "CTPHONE#"
+ACTIVITY_PREFIX = "ACT#"
 _SEPARATOR = "\n"
 # A filtered walk over tag or search items reads at most this many before it answers with what
 # it has (and a cursor), so one request never reads a whole partition.
@@ -67,6 +71,12 @@ class SearchTokenItem(Item):
     """PK=A#<acct>#SEARCH SK=<token>#<ct id>."""
 
     contact_id = UnicodeAttribute()
+
+
+class ActivityItem(Item):
+    """PK=A#<acct>#CT#<ct id> SK=ACT#<call id>#<type>."""
+
+    doc = UnicodeAttribute()
 
 
 class ReceiptExists(Exception):
@@ -367,9 +377,46 @@ def _delete_once(account_id: str, contact_id: str) -> Contact:
 
 def delete(account_id: str, contact_id: str) -> Contact:
     try:
-        return _delete_once(account_id, contact_id)
+        gone = _delete_once(account_id, contact_id)
     except (_Stale, Contention) as error:
         raise Conflict("the contact changed at the same time; try again") from error
+    # Its activity goes with it (an opt-out also lives on in the call record).
+    partition = activity_partition(account_id, contact_id)
+    with ActivityItem.batch_write() as batch:
+        for item in ActivityItem.query(partition, ActivityItem.sk.startswith(ACTIVITY_PREFIX)):
+            batch.delete(item)
+    return gone
+
+
+# ---------------------------------------------------------------- activity
+
+
+def activity_partition(account_id: str, contact_id: str) -> str:
+    return keys.account_scoped(account_id, "CT", contact_id)
+
+
+def activity_receipt(account_id: str, activity: ContactActivity) -> ActivityItem:
+    """The activity's item, to write as the receipt of the contact's update (`update`): a
+    second write of the same call and type raises ReceiptExists and changes nothing."""
+    return ActivityItem(
+        activity_partition(account_id, activity.contact_id),
+        f"{ACTIVITY_PREFIX}{activity.call_id}#{activity.type}",
+        doc=activity.model_dump_json(),
+    )
+
+
+def list_activity(
+    account_id: str, contact_id: str, *, limit: int, starting_after: str | None
+) -> tuple[list[ContactActivity], str | None]:
+    """The contact's activity, newest call first."""
+    return query_page(
+        ActivityItem,
+        activity_partition(account_id, contact_id),
+        convert=lambda item: ContactActivity.model_validate_json(item.doc),
+        limit=limit,
+        starting_after=starting_after,
+        range_key_condition=ActivityItem.sk.startswith(ACTIVITY_PREFIX),
+    )
 
 
 # ---------------------------------------------------------------- lists

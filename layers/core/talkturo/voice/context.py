@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from talkturo.domain.assistants import (
     COMPANY_FIELDS,
     CONTACT_FIELDS,
+    DEFAULT_AI_DISCLOSURE,
     AssistantRecord,
     estimate_of,
 )
@@ -49,6 +50,8 @@ class CallContext:
     contact: Contact | None = None
     company: Company | None = None
     campaign_name: str | None = None
+    # Whether the call's campaign asks for AI disclosure; campaigns do by default.
+    ai_disclosure: bool = True
     timezone: str = "UTC"
     earlier_transcript: list[TranscriptMessage] = field(default_factory=list)
     # The recording so far, when this stream continues the call (a transfer came back).
@@ -111,6 +114,15 @@ class CallContext:
     @property
     def customer_number(self) -> str:
         return self.call.to_number if self.call.direction == "outbound" else self.call.from_number
+
+
+def disclosure_for(
+    call: CallRecord, message: str = DEFAULT_AI_DISCLOSURE, *, enabled: bool = True
+) -> str | None:
+    """The AI disclosure that opens the first message of `call`, if it gets one: campaign calls
+    disclose (on by default for every campaign; `enabled` is the campaign's own choice), other
+    calls do not."""
+    return message if call.campaign_id and enabled else None
 
 
 def load_context(account_id: str, call_id: str) -> CallContext:

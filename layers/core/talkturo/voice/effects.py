@@ -89,6 +89,28 @@ class SessionServices:
 
         return await scheduling.run(tool.config, name, arguments, call=call)
 
+    async def opt_out(self, context: CallContext, detail: str) -> str | None:
+        """The caller asked not to be called again: their contact (the call's, else the one
+        holding their number) marked do-not-call with the activity entry, and the call record
+        `opted_out`. The contact's id; None when no contact has the caller's number."""
+        from talkturo.errors import NotFound
+        from talkturo.services import calls, contacts
+
+        def write() -> str | None:
+            account_id, call = context.account_id, context.call
+            contact_id = call.contact_id or contacts.find_by_phone(
+                account_id, context.customer_number
+            )
+            if contact_id is not None:
+                try:
+                    contacts.opt_out(account_id, contact_id, call_id=call.id, detail=detail)
+                except NotFound:
+                    contact_id = None  # deleted since the call began
+            calls.mark_opted_out(account_id, call.id)
+            return contact_id
+
+        return await asyncio.to_thread(write)
+
     async def save(self, context: CallContext, session: CallSession) -> None:
         """The transcript and (when enabled) the recording, once the call is over."""
         from talkturo.services import calls

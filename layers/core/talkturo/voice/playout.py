@@ -138,6 +138,8 @@ class Playout:
 
     def finish_segment(self, segment: Segment) -> None:
         """All of the piece's audio is queued: pad its last frame, mark its end."""
+        if segment.cleared:
+            return  # cut short while it arrived (a barge-in): nothing of it is left to play
         if self._pending_segment is segment:
             self._flush_pending()
         segment.complete = True

@@ -33,13 +33,14 @@ from talkturo.domain.assistant_tools import (
     SchedulingTool,
     TransferCallTool,
     WebhookTool,
+    phrase_said,
 )
 from talkturo.domain.calls import Booking, CallEvent, EndedReason
 from talkturo.domain.common import utcnow
 from talkturo.logs import logger
 from talkturo.voice import protocol
 from talkturo.voice.chunker import Chunker
-from talkturo.voice.context import CallContext
+from talkturo.voice.context import CallContext, disclosure_for
 from talkturo.voice.effects import SessionServices
 from talkturo.voice.metering import Meter
 from talkturo.voice.playout import Playout, Segment
@@ -189,6 +190,12 @@ class CallSession:
         self._merge_next = False
         self._response_spoke = False  # the reply in progress has sent audio
         self._tools = [t for t in context.assistant.tools if t.enabled]
+        # The caller's opt-out: written once per session (a phrase and the model's function
+        # both lead here), again at the end if the write failed during the call.
+        self._opt_out: asyncio.Task[None] | None = None
+        self._opt_out_confirm: asyncio.Task[None] | None = None
+        self._opt_out_detail = ""
+        self._opt_out_saved = False
         self._finished = False
         # Figures for the benchmark: when each reply's first audio was sent.
         self.reply_first_audio: list[float] = []
@@ -240,8 +247,17 @@ class CallSession:
             name = self.resume.get("transfer_to") or "them"
             await self._say(self.settings.transfer_failed.format(name=name))
             return
+        disclosure = disclosure_for(
+            self.context.call,
+            self.context.render(assistant.ai_disclosure_message),
+            enabled=self.context.ai_disclosure,
+        )
+        first = ""
         if assistant.first_message_mode == "assistant_speaks_first" and assistant.first_message:
-            await self._say(self.context.render(assistant.first_message))
+            first = self.context.render(assistant.first_message)
+        opening = " ".join(part for part in (disclosure, first) if part)
+        if opening:
+            await self._say(opening)
 
     # ------------------------------------------------------------------ receiving
     async def _receive_loop(self) -> None:
@@ -347,6 +363,10 @@ class CallSession:
 
     # ------------------------------------------------------------------ turns
     def _on_user_turn(self, text: str, start: float, end: float) -> None:
+        if self._opt_out is not None:
+            # Heard, not answered: the call is ending with the opt-out's confirmation.
+            self.transcript.user(text, start, end)
+            return
         merge, self._merge_next = self._merge_next, False
         if self._response is not None and not self._response.done():
             self._response.cancel()
@@ -359,6 +379,10 @@ class CallSession:
                 text = f"{previous.text} {text}"
                 start = (previous.start_ms - self.transcript.offset_ms) / 1000
         self.transcript.user(text, start, end)
+        said = phrase_said(text, self.context.assistant.opt_out.phrases)
+        if said is not None:
+            self._start_opt_out(f'the caller said "{said}"')
+            return
         end_call = self._tool(EndCallTool)
         if end_call is not None:
             said = _letters(text)
@@ -431,7 +455,7 @@ class CallSession:
                 for call in calls:
                     if self._ending:
                         return
-                    if not spoke and call.name not in ("end_call", "transfer_call"):
+                    if not spoke and call.name not in ("end_call", "transfer_call", "opt_out"):
                         await self._say(self.settings.filler)
                         spoke = True
                     started = self.now()
@@ -439,7 +463,7 @@ class CallSession:
                     if self.transferred:
                         return  # logged and saved before the call left (see _transfer)
                     self.transcript.tool(call, result, started, self.now())
-                    if self._ending:
+                    if self._ending or self._opt_out is not None:
                         return
         except asyncio.CancelledError:
             raise
@@ -600,6 +624,10 @@ class CallSession:
             return {"ok": True}
         if call.name == "transfer_call":
             return await self._transfer(call)
+        if call.name == "opt_out":
+            # Shielded: a barge-in cancels the reply, never the do-not-call write.
+            await asyncio.shield(self._start_opt_out("the assistant's opt_out function"))
+            return {"ok": True, "do_not_call": self._opt_out_saved}
         for tool in self._tools:
             if isinstance(tool, WebhookTool) and webhook.spec_of(tool.config).name == call.name:
                 return await self.services.webhook(tool, call.arguments, self._call_meta())
@@ -650,6 +678,46 @@ class CallSession:
         self.transferred = True
         self._request_end("transferred", None, hang_up=False)
         return result
+
+    # ------------------------------------------------------------------ opt-out
+    def _start_opt_out(self, detail: str) -> asyncio.Task[None]:
+        """Mark the caller do-not-call now, then confirm and end the call: once, whichever path
+        (a phrase, the model's function) asked first. Neither task belongs to a reply, so a
+        barge-in cannot cancel them."""
+        if self._opt_out is None:
+            loop = asyncio.get_running_loop()
+            self._opt_out_detail = detail
+            self._opt_out = loop.create_task(self._write_opt_out())
+            self._opt_out_confirm = loop.create_task(self._confirm_opt_out(self._opt_out))
+        return self._opt_out
+
+    async def _write_opt_out(self) -> None:
+        try:
+            contact_id = await self.services.opt_out(self.context, self._opt_out_detail)
+        except Exception:  # noqa: BLE001 - tried again when the session closes
+            logger.exception("the opt-out could not be saved", extra={"id": self.context.call.id})
+            return
+        self._opt_out_saved = True
+        marked = f"contact {contact_id}" if contact_id else "no contact has the caller's number"
+        self.transcript.system(f"opted out ({self._opt_out_detail}): {marked}", self.now())
+
+    async def _confirm_opt_out(self, opting: asyncio.Task[None]) -> None:
+        """Once the write is done (or failed, to be tried again): the confirmation, then the end."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(opting)
+        with contextlib.suppress(TimeoutError):  # what is playing finishes first
+            async with asyncio.timeout(self.settings.goodbye_wait_seconds):
+                await self.playout.idle.wait()
+        confirmation = self.context.render(self.context.assistant.opt_out.confirmation)
+        self._request_end("assistant_ended", confirmation)
+
+    async def _settle_opt_out(self) -> None:
+        if self._opt_out is None:
+            return
+        with contextlib.suppress(BaseException):
+            await self._opt_out
+        if not self._opt_out_saved:
+            await self._write_opt_out()
 
     async def _summary(self) -> str:
         """A one-sentence summary of the call so far for the person taking it over."""
@@ -808,7 +876,7 @@ class CallSession:
             return
         self._finished = True
         ended_at = self.clock()
-        for task in [*tasks, self._response, self._ending_task]:
+        for task in [*tasks, self._response, self._ending_task, self._opt_out_confirm]:
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
         for task in [*tasks, self._response]:
@@ -824,6 +892,7 @@ class CallSession:
             charge = await self.meter.settle(ended_at)
         except Exception:  # noqa: BLE001 - recorded below with what was drawn
             logger.exception("settlement failed", extra={"id": self.context.call.id})
+        await self._settle_opt_out()  # before the record closes: no campaign dials them again
         recorded = self.context.assistant.telephony.recording_enabled
         await self._checkpoint_done()  # an older transcript must not land after the last one
         if not self.transferred:  # a transferred call saved before it left

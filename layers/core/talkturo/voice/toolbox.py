@@ -1,8 +1,10 @@
 """The assistant's in-call tools as the functions the model sees.
 
-`end_call` and `transfer_call` are described here (their behaviour is the session's); a
-scheduling tool becomes `check_availability` and `book_meeting` (tools/scheduling.py); a webhook
-tool becomes one function with the tool's own name and JSON-schema parameters (tools/webhook.py).
+`opt_out` is offered on every call, whatever the assistant's tools: a caller's request not to
+be called again is always honoured. `end_call` and `transfer_call` are described here (their
+behaviour is the session's); a scheduling tool becomes `check_availability` and `book_meeting`
+(tools/scheduling.py); a webhook tool becomes one function with the tool's own name and
+JSON-schema parameters (tools/webhook.py).
 `info_extraction` runs after the call and is not offered.
 """
 
@@ -19,9 +21,17 @@ from talkturo.domain.assistant_tools import (
 )
 from talkturo.voice.providers.base import ToolSpec
 
+OPT_OUT_SPEC = ToolSpec(
+    "opt_out",
+    "Call this at once when the caller asks not to be called again (stop calling, take me off "
+    "your list, do not call me), in any words or language. It marks them do-not-call, confirms "
+    "it to them and ends the call: do not argue or try to keep them on the line.",
+    {"type": "object", "properties": {"reason": {"type": "string"}}},
+)
+
 
 def tool_specs(tools: Sequence[AssistantTool]) -> tuple[ToolSpec, ...]:
-    """The functions the model is offered for the assistant's enabled in-call tools."""
+    """The functions the model is offered: the assistant's enabled in-call tools and opt_out."""
     specs: list[ToolSpec] = []
     for tool in tools:
         if not tool.enabled:
@@ -67,4 +77,5 @@ def tool_specs(tools: Sequence[AssistantTool]) -> tuple[ToolSpec, ...]:
             from talkturo.voice.tools import webhook
 
             specs.append(webhook.spec_of(tool.config))
+    specs.append(OPT_OUT_SPEC)
     return tuple(specs)

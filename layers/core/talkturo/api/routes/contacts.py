@@ -12,6 +12,7 @@ from talkturo.api.openapi import errors_at
 from talkturo.domain.common import Page
 from talkturo.domain.contacts import (
     Contact,
+    ContactActivity,
     ContactCreate,
     ContactFilters,
     ContactUpdate,
@@ -77,6 +78,17 @@ def list_contacts(
 @router.get("/contacts/{contact_id}", response_model=Contact, summary="Get a contact")
 def get_contact(caller: Caller, contact_id: str) -> Contact:
     return contacts.get(caller.account_id, contact_id)
+
+
+@router.get(
+    "/contacts/{contact_id}/activity",
+    response_model=Page[ContactActivity],
+    summary="What happened to a contact on calls (opt-outs), newest call first",
+)
+def list_contact_activity(caller: Caller, contact_id: str, paging: Paging) -> Page[ContactActivity]:
+    return contacts.list_activity(
+        caller.account_id, contact_id, limit=paging.limit, starting_after=paging.starting_after
+    )
 
 
 @router.patch(

@@ -7,7 +7,8 @@ It looks at the request's tools and the last messages only:
   failure apologised for, or a compact reading of the JSON);
 - after the caller's words (lower-cased, punctuation dropped, matched by word stems so a
   recognition error or two still lands): a keypad press is read back (9 → `end_call`, 0 →
-  `transfer_call`, when the assistant has them); goodbye → `end_call`;
+  `transfer_call`, when the assistant has them); a request not to be called again (the default
+  opt-out phrases) → `opt_out`; goodbye → `end_call`;
   a person → `transfer_call`; yes/book after offered slots → `book_meeting` with the first
   slot; availability/appointment → `check_availability` for tomorrow; words of a webhook
   tool's name or description → that tool, its required parameters filled from the schema;
@@ -24,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from talkturo.domain.assistant_tools import DEFAULT_OPT_OUT_PHRASES, phrase_said
 from talkturo.voice.providers.base import (
     ChatMessage,
     ChatRequest,
@@ -44,7 +46,9 @@ SLOTS_READ = 3
 
 END_CALL, TRANSFER_CALL = "end_call", "transfer_call"
 CHECK_AVAILABILITY, BOOK_MEETING = "check_availability", "book_meeting"
-BUILT_IN = frozenset({END_CALL, TRANSFER_CALL, CHECK_AVAILABILITY, BOOK_MEETING})
+OPT_OUT = "opt_out"
+# Offered by the platform, never matched like a webhook by the words of its description.
+BUILT_IN = frozenset({END_CALL, TRANSFER_CALL, CHECK_AVAILABILITY, BOOK_MEETING, OPT_OUT})
 
 # Stems match the start of a word; phrases (with short words that would match too much as
 # stems) match whole words.
@@ -116,6 +120,9 @@ class DevelopmentModel:
                     return _transfer(tools[TRANSFER_CALL], "caller pressed 0")
                 keys = " ".join(KEY_NAMES.get(key, key) for key in pressed)
                 return f"You pressed {keys}.", []
+        if OPT_OUT in tools and phrase_said(text, DEFAULT_OPT_OUT_PHRASES):
+            # Nothing to say: the session speaks the assistant's confirmation.
+            return "", [_call(OPT_OUT, {"reason": "caller asked not to be called again"})]
         if END_CALL in tools and _matches(words, GOODBYE_STEMS, GOODBYE_PHRASES):
             return "Goodbye, thanks for calling.", [
                 _call(END_CALL, {"reason": "caller said goodbye"})
