@@ -33,6 +33,7 @@ from talkturo.errors import Conflict, NotFound
 from talkturo.store import keys
 from talkturo.store.paging import query_page
 from talkturo.store.table import Document, Item, connection
+from talkturo.store.transact import Writes
 
 PREFIX = "ASST#"
 # Kept on their own attributes, not in the document.
@@ -208,6 +209,20 @@ def stage_campaign_count(tx: TransactWrite, account_id: str, assistant_id: str, 
         _links(account_id, assistant_id),
         actions=[AssistantLinksItem.active_campaign_count.add(delta)],
         condition=condition,
+    )
+
+
+def campaign_count_write(writes: Writes, account_id: str, assistant_id: str, delta: int) -> None:
+    """The same move as `stage_campaign_count`, as one write of a labelled transaction
+    (label `assistant`: refused when the assistant is gone or the count would go below 0)."""
+    condition: Any = AssistantLinksItem.pk.exists()
+    if delta < 0:
+        condition &= AssistantLinksItem.active_campaign_count >= -delta
+    writes.update(
+        "assistant",
+        _links(account_id, assistant_id),
+        [AssistantLinksItem.active_campaign_count.add(delta)],
+        condition,
     )
 
 

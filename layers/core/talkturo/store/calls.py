@@ -193,15 +193,22 @@ def open_calls(hour: datetime, before: datetime) -> Iterator[tuple[str, str]]:
 # --------------------------------------------------------------------------- writes
 
 
-def create(account_id: str, record: CallRecord) -> None:
-    """The call, its open marker and (when the carrier already knows it) its CallSid item.
-
-    Conflict `call_exists` when the CallSid is already recorded (a retried voice webhook)."""
+def creation_writes(account_id: str, record: CallRecord) -> Writes:
+    """The call (must not exist: label `call`) and its open marker, for a transaction that
+    records the call together with something else (a campaign's claim of its contact)."""
     item = CallItem(keys.account(account_id), sk(record.id))
     _fill(item, account_id, record)
     writes = Writes()
     writes.put("call", item, CallItem.pk.does_not_exist())
     writes.put("open", _open_item(account_id, record))
+    return writes
+
+
+def create(account_id: str, record: CallRecord) -> None:
+    """The call, its open marker and (when the carrier already knows it) its CallSid item.
+
+    Conflict `call_exists` when the CallSid is already recorded (a retried voice webhook)."""
+    writes = creation_writes(account_id, record)
     if record.carrier_sid:
         writes.put(
             "sid",
