@@ -34,6 +34,14 @@ class Settings(BaseModel):
         default="", alias="CAMPAIGN_WAKE_STATE_MACHINE_ARN"
     )
     campaign_delay_scale: float = Field(default=1.0, ge=0, alias="TALKTURO_CAMPAIGN_DELAY_SCALE")
+    # Calls a campaign may hold at once over all of an account's campaigns, and how fast the
+    # account's campaign dials go to the carrier (its calls-per-second limit).
+    campaign_account_max_concurrent: int = Field(
+        default=10, ge=1, alias="TALKTURO_CAMPAIGN_ACCOUNT_MAX_CONCURRENT"
+    )
+    dial_calls_per_second: float = Field(
+        default=1.0, gt=0, le=100, alias="TALKTURO_DIAL_CALLS_PER_SECOND"
+    )
     # The dead-letter queues, read only by the dead-letter worker (to tell them apart).
     contact_import_dead_letter_queue_url: str = Field(
         default="", alias="CONTACT_IMPORT_DEAD_LETTER_QUEUE_URL"

@@ -39,6 +39,7 @@ ROUTE_MODULES: dict[str, tuple[str, ...]] = {
     "assistants": ("/v1/assistants", "/v1/assistant-templates", "/v1/catalog"),
     "phone_numbers": ("/v1/phone-numbers",),
     "calls": ("/v1/calls",),
+    "campaigns": ("/v1/campaigns",),
 }
 
 

@@ -430,3 +430,4 @@ class CampaignJob(BaseModel):
     call_id: str | None = None
     cursor: str | None = None  # build: where the next audience page starts
     position: int = 0  # build: the audience position of the page's first contact
+    final: bool = False  # call_ended: the carrier reported the call over

@@ -260,7 +260,10 @@ def _end_failed(
         duration_seconds=0,
         error_message=message,
     )
-    return store.change(account_id, call_id, lambda r: apply(r, event))
+    after = store.change(account_id, call_id, lambda r: apply(r, event))
+    if after.campaign_id:
+        _tell_campaign(account_id, after, final=True)  # it never reached the carrier
+    return after
 
 
 def dial(job: DialJob, carrier: Carrier | None = None) -> None:
@@ -334,7 +337,17 @@ def record_event(account_id: str, call_id: str, event: CallEvent) -> CallRecord 
         return None
     if was_open and after.status == "ended":
         queue_post_call(account_id, call_id, delay_seconds=POST_CALL_DELAY_SECONDS)
+    if after.campaign_id and (event.status is not None or event.answered_by is not None):
+        # The carrier's own final word frees the call's campaign slot (a voice session ends
+        # the call in the record a moment before the carrier has hung up).
+        _tell_campaign(account_id, after, final=event.status == "ended")
     return after
+
+
+def _tell_campaign(account_id: str, record: CallRecord, *, final: bool) -> None:
+    from talkturo.services import campaigns
+
+    campaigns.notify_call(account_id, record, final=final)
 
 
 def find_by_carrier_sid(carrier_sid: str) -> tuple[str, str] | None:
@@ -435,6 +448,8 @@ def close_timed_out(
                 continue
             if after.ended_reason == "timeout":
                 closed.append(call_id)
+                if after.campaign_id:
+                    _tell_campaign(account_id, after, final=True)
     return closed
 
 

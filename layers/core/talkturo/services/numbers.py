@@ -414,6 +414,16 @@ def release(account_id: str, number_id: str, carrier: Carrier | None = None) -> 
             "the number is still being provisioned; release it once it is active or in error",
             code="number_purchasing",
         )
+    from talkturo.services import campaigns
+
+    in_use = campaigns.numbers_in_use(account_id).get(number_id)
+    if in_use is not None:
+        raise Conflict(
+            f"the number is a caller ID of campaign {in_use}; finish or cancel the campaign, or "
+            "take the number out of its phone_number_ids while it is paused",
+            param="id",
+            code="number_in_use_by_campaign",
+        )
     if record.carrier_sid:
         carrier_of(carrier).release_number(record.carrier_sid)
 

@@ -133,7 +133,8 @@ def _iso(moment: datetime) -> str:
 
 def _campaign_item(account_id: str, campaign: Campaign, version: int | None) -> CampaignItem:
     item = CampaignItem(keys.account(account_id), _sk(campaign.id))
-    item.version = version
+    if version is not None:
+        item.version = version
     item.doc = campaign.model_dump_json()
     item.status = campaign.status
     if campaign.status == "scheduled" and campaign.scheduled_start_at:
@@ -320,6 +321,12 @@ def add_counts(
     _commit_retrying(writes)
 
 
+def add_outcomes(account_id: str, campaign_id: str, moves: dict[str, int]) -> None:
+    writes = Writes()
+    _count(writes, account_id, campaign_id, _moves(None, None, moves))
+    _commit_retrying(writes)
+
+
 def _commit_retrying(writes: Writes, attempts: int = 8) -> None:
     for attempt in range(attempts):
         try:
@@ -345,7 +352,8 @@ def _contact_item(account_id: str, contact: CampaignContact, version: int | None
     item = ContactItem(
         contacts_partition(account_id, contact.campaign_id), CONTACT_PREFIX + contact.contact_id
     )
-    item.version = version
+    if version is not None:
+        item.version = version
     item.doc = contact.model_dump_json()
     item.state = contact.state
     if contact.state == "pending" and contact.next_attempt_at is not None:

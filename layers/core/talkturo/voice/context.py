@@ -146,8 +146,19 @@ def load_context(account_id: str, call_id: str) -> CallContext:
             company = company_store.get(account_id, company_id)
         except NotFound:
             company = None
+    campaign_name, disclosure = None, True
+    if call.campaign_id:
+        from talkturo.store import campaigns as campaign_store
+
+        try:
+            campaign, _ = campaign_store.get(account_id, call.campaign_id)
+            campaign_name, disclosure = campaign.name, campaign.ai_disclosure
+        except NotFound:
+            pass
     context = CallContext(
         account_id=account_id,
+        campaign_name=campaign_name,
+        ai_disclosure=disclosure,
         account_name=account.name,
         call=call,
         assistant=assistant,

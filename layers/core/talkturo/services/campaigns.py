@@ -1,0 +1,981 @@
+"""The campaign engine (SPEC §8, docs/campaigns.md): lifecycle, audience, dispatch, call ends,
+and the tick that sweeps.
+
+Dispatch is driven by events, not by scanning. It runs when a campaign starts or resumes, when
+one of its calls ends (the freed slot is refilled at once), when a wait ends (a retry delay, a
+window that opens again: a Step Functions wake) and on the minute tick (backstop). Each run
+reads the campaign's counters, then only as many due contacts as there are free slots, and
+claims each with one transaction that takes an admission (campaign and account), moves the
+contact to `queued` and records its call; the dial job follows. Every dial is checked at claim
+time: the contact re-read (DNC, phone), attempts left, the call window and the compliance floor
+in the callee's time, credits, the campaign still running.
+
+A call's admission is given back exactly once (the slot item is deleted in the transaction that
+moves the contact), when the carrier reports the call over. A slot whose lease runs out is
+looked at by the tick: a call that ended has its end applied; a call never handed to the dialer
+is dialled; a call still open keeps its slot a while longer.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from talkturo import queues, workflows
+from talkturo.config import get_settings
+from talkturo.domain import compliance
+from talkturo.domain.calls import CallRecord, DialJob
+from talkturo.domain.campaigns import (
+    DIAL_SETTINGS,
+    TERMINAL,
+    Attempt,
+    Campaign,
+    CampaignContact,
+    CampaignCreate,
+    CampaignJob,
+    CampaignProgress,
+    CampaignUpdate,
+    QueueEntry,
+    RecentCall,
+    SkipReason,
+    after_call,
+    audit_text,
+    caller_for,
+    display_name,
+    nobody_left,
+    outcome_of,
+    transition,
+    with_figures,
+)
+from talkturo.domain.common import Page, utcnow
+from talkturo.domain.contacts import Contact, ContactFilters
+from talkturo.errors import Conflict, InsufficientCredits, InvalidRequest, NotFound
+from talkturo.ids import has_prefix, new_id
+from talkturo.logs import logger
+from talkturo.services import assistants, credits, dialing
+from talkturo.store import calls as call_store
+from talkturo.store import campaigns as store
+from talkturo.store import companies as company_store
+from talkturo.store import contacts as contact_store
+from talkturo.store import numbers as number_store
+
+BUILD_PAGE = 200
+# A claimed call's slot lease: the tick looks at a slot whose lease ran out (and renews it for a
+# call still live), so a lost end gives its slot back within a tick or two of being lost.
+LEASE = timedelta(seconds=120)
+# Dispatch reads a few more due contacts than it has free slots (some will be skipped).
+READ_AHEAD = 5
+# Wakes are rounded up to this many seconds, so contacts due close together share one.
+WAKE_STEP = 5
+ATTEMPTS = 5
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def _check_id(campaign_id: str) -> None:
+    if not has_prefix(campaign_id, "campaign"):
+        raise NotFound("no such campaign", param="id")
+
+
+def _read(account_id: str, campaign_id: str) -> tuple[Campaign, int]:
+    _check_id(campaign_id)
+    return store.get(account_id, campaign_id)
+
+
+def _shown(account_id: str, campaign: Campaign) -> Campaign:
+    return with_figures(campaign, store.counters(account_id, campaign.id))
+
+
+def get(account_id: str, campaign_id: str) -> Campaign:
+    campaign, _ = _read(account_id, campaign_id)
+    return _shown(account_id, campaign)
+
+
+def list_campaigns(
+    account_id: str, *, limit: int, starting_after: str | None, status: str | None = None
+) -> Page[Campaign]:
+    found, cursor = store.list_page(
+        account_id, limit=limit, starting_after=starting_after, status=status
+    )
+    return Page[Campaign](
+        data=[_shown(account_id, c) for c in found],
+        has_more=cursor is not None,
+        next_cursor=cursor,
+    )
+
+
+def progress(account_id: str, campaign_id: str) -> CampaignProgress:
+    campaign, _ = _read(account_id, campaign_id)
+    counters = store.counters(account_id, campaign_id)
+    shown = with_figures(campaign, counters)
+    queue = [
+        QueueEntry(
+            contact_id=c.contact_id,
+            name=c.name,
+            phone=c.phone,
+            next_attempt_at=c.next_attempt_at,
+            attempt=c.attempts + 1,
+        )
+        for c in store.queue_head(account_id, campaign_id, 10)
+    ]
+    records, _ = call_store.list_page(
+        account_id, limit=10, starting_after=None, filters={"campaign_id": campaign_id}
+    )
+    recent = [
+        RecentCall(
+            call_id=r.id,
+            contact_id=r.contact_id,
+            attempt=r.attempt,
+            status=r.status,
+            outcome=r.outcome,
+            created_at=r.created_at,
+        )
+        for r in records
+    ]
+    return CampaignProgress(
+        campaign_id=campaign_id,
+        status=shown.status,
+        status_reason=shown.status_reason,
+        audience_status=shown.audience_status,
+        audience_total=shown.audience_total,
+        counts=shown.counts,
+        skipped=shown.skipped,
+        outcomes=shown.outcomes,
+        answer_rate=shown.answer_rate,
+        completion_rate=shown.completion_rate,
+        in_flight=max(0, counters.in_flight),
+        max_concurrent_calls=campaign.max_concurrent_calls,
+        queue=queue,
+        recent_calls=recent,
+    )
+
+
+def list_contacts(
+    account_id: str,
+    campaign_id: str,
+    *,
+    state: str | None,
+    limit: int,
+    starting_after: str | None,
+) -> Page[CampaignContact]:
+    _read(account_id, campaign_id)
+    found, cursor = store.list_contacts(
+        account_id, campaign_id, state=state, limit=limit, starting_after=starting_after
+    )
+    return Page[CampaignContact](data=found, has_more=cursor is not None, next_cursor=cursor)
+
+
+def get_contact(account_id: str, campaign_id: str, contact_id: str) -> CampaignContact:
+    _read(account_id, campaign_id)
+    return store.get_contact(account_id, campaign_id, contact_id)[0]
+
+
+# --------------------------------------------------------------------------- create, change
+
+
+def _active_numbers(account_id: str) -> dict[str, str]:
+    """id → E.164 of the account's active numbers."""
+    return {
+        n.id: n.phone_number for n, _ in number_store.all_of(account_id) if n.status == "active"
+    }
+
+
+def _check_assistant(account_id: str, assistant_id: str) -> Any:
+    try:
+        assistant = assistants.get_record(account_id, assistant_id)
+    except NotFound:
+        raise NotFound("no such assistant", param="assistant_id") from None
+    if not assistant.telephony.outbound_enabled:
+        raise InvalidRequest(
+            "outbound calls are disabled for this assistant (telephony.outbound_enabled)",
+            param="assistant_id",
+            code="outbound_disabled",
+        )
+    return assistant
+
+
+def _rotation(account_id: str, assistant: Any, wanted: list[str] | None) -> list[str]:
+    active = _active_numbers(account_id)
+    own = [n for n in assistant.phone_number_ids if n in active]
+    if wanted is None:
+        if not own:
+            raise Conflict(
+                "the assistant has no active phone number to call from; assign one first",
+                param="assistant_id",
+                code="no_active_number",
+            )
+        return sorted(own)
+    if not wanted:
+        raise InvalidRequest("give at least one phone number", param="phone_number_ids")
+    for index, number_id in enumerate(wanted):
+        if number_id not in assistant.phone_number_ids:
+            raise InvalidRequest(
+                f"{number_id} is not one of the assistant's numbers",
+                param=f"phone_number_ids[{index}]",
+            )
+        if number_id not in active:
+            raise InvalidRequest(f"{number_id} is not active", param=f"phone_number_ids[{index}]")
+    return list(dict.fromkeys(wanted))
+
+
+def create(account_id: str, request: CampaignCreate) -> Campaign:
+    assistant = _check_assistant(account_id, request.assistant_id)
+    rotation = _rotation(account_id, assistant, request.phone_number_ids)
+    audience = request.audience
+    if audience.type == "company":
+        try:
+            company_store.get(account_id, str(audience.company_id))
+        except NotFound:
+            raise NotFound("no such company", param="audience.company_id") from None
+    now = utcnow()
+    fields = request.model_dump(exclude_none=True, exclude={"audience", "phone_number_ids"})
+    campaign = Campaign(
+        id=new_id("campaign"),
+        audience=audience,
+        phone_number_ids=rotation,
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
+    store.create(account_id, campaign)
+    _send(CampaignJob(type="build", account_id=account_id, campaign_id=campaign.id))
+    logger.info("campaign created", extra={"id": campaign.id})
+    return _shown(account_id, campaign)
+
+
+def update(account_id: str, campaign_id: str, request: CampaignUpdate) -> Campaign:
+    changes = request.model_dump(exclude_unset=True)
+    for _ in range(ATTEMPTS):
+        campaign, version = _read(account_id, campaign_id)
+        if campaign.status in TERMINAL:
+            raise Conflict(
+                f"the campaign is {campaign.status}; it can no longer be changed",
+                code="campaign_not_editable",
+            )
+        dial_changes = sorted(set(changes) & DIAL_SETTINGS)
+        if dial_changes and campaign.status not in ("draft", "paused"):
+            raise Conflict(
+                f"{dial_changes[0]} can be changed only while the campaign is draft or paused; "
+                f"it is {campaign.status}",
+                param=dial_changes[0],
+                code="campaign_not_editable",
+            )
+        values = {k: getattr(request, k) for k in changes if getattr(request, k) is not None}
+        if "phone_number_ids" in values:
+            assistant = _check_assistant(account_id, campaign.assistant_id)
+            values["phone_number_ids"] = _rotation(account_id, assistant, request.phone_number_ids)
+        if "description" in changes and request.description is None:
+            values["description"] = None
+        if "scheduled_start_at" in changes and request.scheduled_start_at is None:
+            values["scheduled_start_at"] = None
+        changed = campaign.model_copy(update={**values, "updated_at": utcnow()})
+        changed = Campaign.model_validate(changed.model_dump())
+        try:
+            store.save(account_id, changed, version)
+        except Conflict:
+            continue
+        return _shown(account_id, changed)
+    raise Conflict("the campaign changed at the same time; try again")
+
+
+def delete(account_id: str, campaign_id: str) -> Campaign:
+    campaign, version = _read(account_id, campaign_id)
+    if campaign.status not in ("draft", "completed", "cancelled"):
+        raise Conflict(
+            f"the campaign is {campaign.status}; cancel it before deleting it",
+            code="campaign_not_deletable",
+        )
+    store.delete(account_id, campaign_id, version)
+    return campaign
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def _refused(campaign: Campaign, action: str) -> Conflict:
+    return Conflict(
+        f"a {campaign.status} campaign cannot {action}",
+        param="status",
+        code="invalid_campaign_transition",
+    )
+
+
+def _has_credits(account_id: str) -> bool:
+    return credits.balance(account_id).balance > 0
+
+
+def _move(
+    account_id: str,
+    campaign_id: str,
+    action: str,
+    *,
+    reason: str | None = None,
+    quiet: bool = False,
+) -> Campaign | None:
+    """Apply a lifecycle action, with the assistant's running count kept in step; None when
+    `quiet` and the action does not apply (the engine's own moves, which may race)."""
+    for _ in range(ATTEMPTS):
+        campaign, version = _read(account_id, campaign_id)
+        target = transition(campaign, action)
+        if target is None:
+            if quiet:
+                return None
+            raise _refused(campaign, action)
+        now = utcnow()
+        changes: dict[str, Any] = {"status": target, "status_reason": reason, "updated_at": now}
+        if target == "running" and campaign.started_at is None:
+            changes["started_at"] = now
+        if target in TERMINAL:
+            changes["completed_at"] = now
+        was_live = campaign.status in ("running", "paused")
+        is_live = target in ("running", "paused")
+        delta = 1 if is_live and not was_live else -1 if was_live and not is_live else 0
+        changed = campaign.model_copy(update=changes)
+        try:
+            store.save(account_id, changed, version, assistant_delta=delta)
+        except Conflict as error:
+            if error.code == "assistant_gone":
+                raise
+            continue
+        logger.info(
+            "campaign status changed",
+            extra={"id": campaign_id, "from": campaign.status, "to": target, "reason": reason},
+        )
+        return changed
+    raise Conflict("the campaign changed at the same time; try again")
+
+
+def start(account_id: str, campaign_id: str) -> Campaign:
+    """Run now, or wait for scheduled_start_at when it is still ahead."""
+    campaign, _ = _read(account_id, campaign_id)
+    if transition(campaign, "start") is None:
+        raise _refused(campaign, "start")
+    if campaign.audience_status == "failed":
+        raise Conflict(
+            "the campaign's audience could not be built; create the campaign again",
+            code="audience_failed",
+        )
+    assistant = _check_assistant(account_id, campaign.assistant_id)
+    _rotation(account_id, assistant, campaign.phone_number_ids)
+    if not _has_credits(account_id):
+        raise InsufficientCredits("the account has no credits left; buy credits to start")
+    at = campaign.scheduled_start_at
+    if campaign.status == "draft" and at is not None and at > utcnow():
+        scheduled = _move(account_id, campaign_id, "schedule")
+        assert scheduled is not None
+        workflows.schedule_wake(
+            _wake_name(campaign_id, "start", at),
+            at,
+            CampaignJob(type="start", account_id=account_id, campaign_id=campaign_id).model_dump(),
+        )
+        return _shown(account_id, scheduled)
+    running = _move(account_id, campaign_id, "start")
+    assert running is not None
+    _kick(account_id, campaign_id)
+    return _shown(account_id, running)
+
+
+def pause(account_id: str, campaign_id: str) -> Campaign:
+    paused = _move(account_id, campaign_id, "pause", reason="paused by the user")
+    assert paused is not None
+    return _shown(account_id, paused)
+
+
+def resume(account_id: str, campaign_id: str) -> Campaign:
+    campaign, _ = _read(account_id, campaign_id)
+    if transition(campaign, "resume") is None:
+        raise _refused(campaign, "resume")
+    if not _has_credits(account_id):
+        raise InsufficientCredits("the account has no credits left; buy credits to resume")
+    resumed = _move(account_id, campaign_id, "resume")
+    assert resumed is not None
+    _kick(account_id, campaign_id)
+    return _shown(account_id, resumed)
+
+
+def cancel(account_id: str, campaign_id: str) -> Campaign:
+    cancelled = _move(account_id, campaign_id, "cancel", reason="cancelled by the user")
+    assert cancelled is not None
+    return _shown(account_id, cancelled)
+
+
+def numbers_in_use(account_id: str) -> dict[str, str]:
+    """number id → the campaign (not ended) that rotates it."""
+    used: dict[str, str] = {}
+    for campaign in store.live_of_account(account_id):
+        if campaign.status in ("scheduled", "running", "paused"):
+            for number_id in campaign.phone_number_ids:
+                used.setdefault(number_id, campaign.id)
+    return used
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def _send(job: CampaignJob, delay_seconds: int = 0) -> None:
+    queues.send(
+        get_settings().campaign_queue_url,
+        job.model_dump(exclude_none=True),
+        delay_seconds=delay_seconds,
+    )
+
+
+def _kick(account_id: str, campaign_id: str) -> None:
+    _send(CampaignJob(type="dispatch", account_id=account_id, campaign_id=campaign_id))
+
+
+def _wake_name(campaign_id: str, reason: str, at: datetime) -> str:
+    return f"{campaign_id}-{reason}-{math.ceil(at.timestamp())}"
+
+
+def _wake_dispatch(account_id: str, campaign_id: str, at: datetime) -> None:
+    if at <= utcnow() + workflows.DUE_WITHIN:
+        _kick(account_id, campaign_id)
+        return
+    seconds = math.ceil(at.timestamp() / WAKE_STEP) * WAKE_STEP
+    moment = datetime.fromtimestamp(seconds, at.tzinfo)
+    job = CampaignJob(type="dispatch", account_id=account_id, campaign_id=campaign_id)
+    workflows.schedule_wake(_wake_name(campaign_id, "dispatch", moment), moment, job.model_dump())
+
+
+def handle_job(message: dict[str, Any]) -> None:
+    """One campaign queue message (functions/campaigns)."""
+    job = CampaignJob.model_validate(message)
+    if job.type == "build":
+        build(job)
+    elif job.type == "start":
+        start_scheduled(job.account_id, job.campaign_id)
+    elif job.type == "dispatch":
+        dispatch(job.account_id, job.campaign_id)
+    elif job.type == "call_ended" and job.call_id:
+        call_changed(job.account_id, job.campaign_id, job.call_id, final=job.final)
+
+
+def start_scheduled(account_id: str, campaign_id: str) -> None:
+    """A scheduled campaign's start time came (a wake, or the tick)."""
+    try:
+        campaign, _ = store.get(account_id, campaign_id)
+    except NotFound:
+        return
+    if campaign.status != "scheduled":
+        return
+    if campaign.scheduled_start_at and campaign.scheduled_start_at > utcnow():
+        return  # rescheduled later: its own wake comes then
+    if _move(account_id, campaign_id, "start", quiet=True) is not None:
+        dispatch(account_id, campaign_id)
+
+
+# --------------------------------------------------------------------------- the audience
+
+
+def _audience_page(
+    account_id: str, campaign: Campaign, cursor: str | None, position: int
+) -> tuple[list[Contact], str | None]:
+    audience = campaign.audience
+    if audience.type == "contacts":
+        ids = (audience.contact_ids or [])[position : position + BUILD_PAGE]
+        found = contact_store.get_many(account_id, ids)
+        more = position + BUILD_PAGE < len(audience.contact_ids or [])
+        return [found[i] for i in ids if i in found], "more" if more else None
+    filters = ContactFilters(
+        company_id=audience.company_id, tag=audience.tag, lead_status=audience.lead_status
+    )
+    return contact_store.list_page(account_id, filters, limit=BUILD_PAGE, starting_after=cursor)
+
+
+def _member(campaign: Campaign, contact: Contact, position: int) -> CampaignContact:
+    member = CampaignContact(
+        campaign_id=campaign.id,
+        contact_id=contact.id,
+        name=display_name(contact.first_name, contact.last_name),
+        phone=contact.phone,
+        position=position,
+        next_attempt_at=campaign.created_at,
+    )
+    reason: SkipReason | None = None
+    if contact.do_not_call:
+        reason = "dnc"
+    elif not contact.phone:
+        reason = "no_phone"
+    if reason:
+        member.state, member.skip_reason, member.next_attempt_at = "skipped", reason, None
+    return member
+
+
+def build(job: CampaignJob) -> None:
+    """Materialise one page of the audience, then queue the next page or mark it ready."""
+    try:
+        campaign, _ = store.get(job.account_id, job.campaign_id)
+    except NotFound:
+        return
+    if campaign.audience_status != "building":
+        return
+    contacts, cursor = _audience_page(job.account_id, campaign, job.cursor, job.position)
+    members = [_member(campaign, c, job.position + i) for i, c in enumerate(contacts)]
+    store.add_contacts(job.account_id, campaign.id, members)
+    if cursor is not None:
+        _send(
+            CampaignJob(
+                type="build",
+                account_id=job.account_id,
+                campaign_id=campaign.id,
+                cursor=cursor if campaign.audience.type != "contacts" else None,
+                position=job.position + BUILD_PAGE,
+            )
+        )
+        return
+    for _ in range(ATTEMPTS):
+        campaign, version = store.get(job.account_id, job.campaign_id)
+        if campaign.audience_status != "building":
+            return
+        ready = campaign.model_copy(update={"audience_status": "ready", "updated_at": utcnow()})
+        try:
+            store.save(job.account_id, ready, version)
+        except Conflict:
+            continue
+        break
+    logger.info("campaign audience ready", extra={"id": campaign.id})
+    if campaign.status == "running":
+        dispatch(job.account_id, campaign.id)
+
+
+def fail_audience(account_id: str, campaign_id: str) -> None:
+    """The audience's build job could not be done (a dead letter)."""
+    for _ in range(ATTEMPTS):
+        try:
+            campaign, version = store.get(account_id, campaign_id)
+        except NotFound:
+            return
+        if campaign.audience_status != "building":
+            return
+        failed = campaign.model_copy(update={"audience_status": "failed", "updated_at": utcnow()})
+        try:
+            store.save(account_id, failed, version)
+        except Conflict:
+            continue
+        if campaign.status in ("running", "paused", "scheduled"):
+            _move(account_id, campaign_id, "cancel", reason="the audience could not be built")
+        return
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+class _Run:
+    """What one dispatch reads once: the campaign, its numbers, the account's dialing lines."""
+
+    def __init__(self, account_id: str, campaign: Campaign) -> None:
+        self.account_id = account_id
+        self.campaign = campaign
+        self.numbers = _active_numbers(account_id)
+        self.lines = dialing.lines_of(account_id)
+        self.assistant = assistants.get_record(account_id, campaign.assistant_id)
+        self.window = campaign.call_window.rule()
+        self.next_wake: datetime | None = None
+
+    def wake_at(self, moment: datetime) -> None:
+        if self.next_wake is None or moment < self.next_wake:
+            self.next_wake = moment
+
+
+def dispatch(account_id: str, campaign_id: str) -> int:
+    """Fill the campaign's free slots with due contacts; the number of calls placed."""
+    try:
+        campaign, _ = store.get(account_id, campaign_id)
+    except NotFound:
+        return 0
+    if campaign.status != "running":
+        return 0
+    counters = store.counters(account_id, campaign_id)
+    free = campaign.max_concurrent_calls - counters.in_flight
+    placed = 0
+    if free > 0:
+        if not _has_credits(account_id):
+            _move(account_id, campaign_id, "pause", reason="no_credits", quiet=True)
+            return 0
+        run = _Run(account_id, campaign)
+        for member in store.due(account_id, campaign_id, utcnow(), free + READ_AHEAD):
+            try:
+                outcome = _try_dial(run, member)
+            except store.Full:
+                break
+            if outcome == "placed":
+                placed += 1
+                if placed >= free:
+                    break
+            elif outcome == "stop":
+                break
+        if placed < free:
+            head = store.queue_head(account_id, campaign_id, 1)
+            if head and head[0].next_attempt_at and head[0].next_attempt_at > utcnow():
+                run.wake_at(head[0].next_attempt_at)
+        if run.next_wake is not None:
+            _wake_dispatch(account_id, campaign_id, run.next_wake)
+    if placed == 0:
+        _complete_if_done(account_id, campaign_id)
+    return placed
+
+
+def _complete_if_done(account_id: str, campaign_id: str) -> None:
+    campaign, _ = store.get(account_id, campaign_id)
+    if campaign.status != "running":
+        return
+    if nobody_left(store.counters(account_id, campaign_id), campaign.audience_status == "ready"):
+        _move(account_id, campaign_id, "complete", reason="every contact is done", quiet=True)
+
+
+def _skip(
+    account_id: str,
+    member: CampaignContact,
+    version: int,
+    reason: SkipReason,
+    detail: str | None = None,
+) -> None:
+    after = member.model_copy(
+        update={
+            "state": "skipped",
+            "skip_reason": reason,
+            "skip_detail": detail,
+            "next_attempt_at": None,
+        }
+    )
+    store.save_contact(account_id, member, after, version, skipped=reason)
+
+
+def _try_dial(run: _Run, listed: CampaignContact) -> str:
+    """Claim one due contact and place its call: `placed`, `skipped` (not dialled now), or
+    `stop` (nothing more can be dialled in this run)."""
+    account_id, campaign = run.account_id, run.campaign
+    member, version = store.get_contact(account_id, campaign.id, listed.contact_id)
+    now = utcnow()
+    if member.state != "pending" or not member.next_attempt_at or member.next_attempt_at > now:
+        return "skipped"
+    try:
+        contact = contact_store.get(account_id, member.contact_id)
+    except NotFound:
+        _skip(account_id, member, version, "no_phone", "the contact was deleted")
+        return "skipped"
+    if contact.do_not_call:
+        _skip(account_id, member, version, "dnc", "marked do-not-call")
+        return "skipped"
+    if not contact.phone:
+        _skip(account_id, member, version, "no_phone")
+        return "skipped"
+    if member.attempts >= campaign.max_attempts:  # a campaign edited to fewer attempts
+        after = member.model_copy(update={"state": "exhausted", "next_attempt_at": None})
+        store.save_contact(account_id, member, after, version)
+        return "skipped"
+    caller_id = caller_for(member, campaign.phone_number_ids, set(run.numbers))
+    if caller_id is None:
+        _move(account_id, campaign.id, "pause", reason="no_active_number", quiet=True)
+        return "stop"
+    try:
+        destination = dialing.check(
+            account_id,
+            contact.phone,
+            caller_id=run.numbers[caller_id],
+            param="phone",
+            lines=run.lines,
+        )
+    except InvalidRequest as refused:
+        _skip(account_id, member, version, "invalid_number", refused.message)
+        return "skipped"
+    callee = compliance.Callee(
+        phone=destination.number,
+        timezone=contact.timezone,
+        recent_dials=tuple(a.dialed_at for a in member.history),
+    )
+    decision = compliance.decide(run.window, callee, now)
+    if decision.allowed:
+        settings = get_settings()
+        interval = max(1, round(1000 / settings.dial_calls_per_second))
+        at_ms = store.reserve_dial_time(account_id, int(now.timestamp() * 1000), interval)
+        dial_at = datetime.fromtimestamp(at_ms / 1000, now.tzinfo)
+        if dial_at - now > timedelta(seconds=1):
+            # Paced: the call rings later, and must still be inside the window then.
+            decision = compliance.decide(run.window, callee, dial_at)
+    if not decision.allowed:
+        if decision.permanent or decision.next_open is None:
+            _skip(account_id, member, version, "outside_compliance", decision.rule)
+            return "skipped"
+        later = member.model_copy(update={"next_attempt_at": decision.next_open})
+        store.save_contact(account_id, member, later, version)
+        run.wake_at(decision.next_open)
+        return "skipped"
+    attempt = member.attempts + 1
+    call = CallRecord(
+        id=new_id("call"),
+        direction="outbound",
+        status="queued",
+        assistant_id=campaign.assistant_id,
+        phone_number_id=caller_id,
+        from_number=run.numbers[caller_id],
+        to_number=destination.number,
+        to_extension=destination.extension,
+        contact_id=contact.id,
+        company_id=contact.company_id,
+        campaign_id=campaign.id,
+        attempt=attempt,
+        created_at=now,
+        max_duration_seconds=run.assistant.telephony.max_call_duration_seconds,
+    )
+    entry = Attempt(
+        attempt=attempt,
+        call_id=call.id,
+        dialed_at=dial_at,
+        rule=audit_text(decision.rule, attempt, campaign.max_attempts),
+        timezone=decision.timezone,
+        local_time=decision.local_time.isoformat(timespec="seconds")
+        if decision.local_time
+        else None,
+    )
+    claimed = member.model_copy(
+        update={
+            "state": "queued",
+            "attempts": attempt,
+            "next_attempt_at": None,
+            "caller_phone_number_id": caller_id,
+            "last_call_id": call.id,
+            "name": display_name(contact.first_name, contact.last_name),
+            "phone": destination.number,
+            "history": [*member.history, entry][-10:],
+        }
+    )
+    settings = get_settings()
+    if not store.claim(
+        account_id,
+        before=member,
+        after=claimed,
+        version=version,
+        call=call,
+        limit=campaign.max_concurrent_calls,
+        account_cap=settings.campaign_account_max_concurrent,
+        lease_until=now + LEASE,
+    ):
+        return "skipped"
+    delay = max(0, min(900, math.ceil((dial_at - utcnow()).total_seconds())))
+    try:
+        queues.send(
+            settings.dial_queue_url,
+            DialJob(account_id=account_id, call_id=call.id).model_dump(),
+            delay_seconds=delay,
+        )
+    except (BotoCoreError, ClientError, RuntimeError):
+        # The call is recorded with its slot: the tick sends the dial job again.
+        logger.exception("campaign call could not be queued", extra={"id": call.id})
+    logger.info(
+        "campaign call placed",
+        extra={"campaign": campaign.id, "call": call.id, "attempt": attempt},
+    )
+    return "placed"
+
+
+# --------------------------------------------------------------------------- call ends
+
+
+def notify_call(account_id: str, call: CallRecord, *, final: bool = False) -> None:
+    """A campaign call moved (ringing, answered, its outcome corrected) or, `final`, the carrier
+    says it is over (the slot may be given back: the carrier no longer counts it). Called by
+    the calls service; a failure here never fails the carrier's callback (the tick finds the
+    call through its slot)."""
+    if not call.campaign_id:
+        return
+    job = CampaignJob(
+        type="call_ended",
+        account_id=account_id,
+        campaign_id=call.campaign_id,
+        call_id=call.id,
+        final=final,
+    )
+    try:
+        _send(job)
+    except (BotoCoreError, ClientError, RuntimeError):
+        logger.exception("campaign not told of its call", extra={"id": call.id})
+
+
+def call_changed(account_id: str, campaign_id: str, call_id: str, *, final: bool = False) -> None:
+    """Apply what a campaign call's record now says to its contact; refill the slot it frees
+    once the carrier reports the call over (`final`)."""
+    try:
+        call = call_store.get(account_id, call_id)
+    except NotFound:
+        return
+    if call.contact_id is None:
+        return
+    try:
+        member, version = store.get_contact(account_id, campaign_id, call.contact_id)
+    except NotFound:
+        return
+    if member.last_call_id != call_id:
+        # An older attempt's late news: only its slot, if it still holds one, is given back.
+        if call.status == "ended":
+            _release_stale(account_id, member, call)
+        return
+    if call.status != "ended":
+        if member.state == "queued" and call.status in ("ringing", "in_progress"):
+            store.save_contact(
+                account_id, member, member.model_copy(update={"state": "calling"}), version
+            )
+        return
+    if not final:
+        entry = next((a for a in member.history if a.call_id == call_id), None)
+        if entry is not None and entry.outcome is not None:  # applied: a corrected outcome
+            campaign, _ = store.get(account_id, campaign_id)
+            _correct_outcome(account_id, campaign, member, version, call)
+        return
+    if _apply_end(account_id, member, version, call):
+        dispatch(account_id, campaign_id)
+
+
+def _ended_member(campaign: Campaign, member: CampaignContact, call: CallRecord) -> CampaignContact:
+    outcome = outcome_of(call.outcome)
+    settings = get_settings()
+    nxt = after_call(
+        member,
+        outcome,
+        ended_at=call.ended_at or utcnow(),
+        max_attempts=campaign.max_attempts,
+        retry=campaign.retry,
+        delay_scale=settings.campaign_delay_scale,
+        opted_out=call.opted_out,
+    )
+    history = [
+        a.model_copy(update={"outcome": outcome}) if a.call_id == call.id else a
+        for a in member.history
+    ]
+    return member.model_copy(
+        update={
+            "state": nxt.state,
+            "next_attempt_at": nxt.next_attempt_at,
+            "last_outcome": outcome,
+            "history": history,
+        }
+    )
+
+
+def _apply_end(account_id: str, member: CampaignContact, version: int, call: CallRecord) -> bool:
+    """Give the call's slot back and move its contact; True when this did (exactly once).
+
+    When the slot was given back already, a corrected outcome (a late answering-machine verdict
+    turning `answered` into `voicemail`) still moves the contact and the outcome counts."""
+    campaign, _ = store.get(account_id, member.campaign_id)
+    for _ in range(ATTEMPTS):
+        after = _ended_member(campaign, member, call)
+        try:
+            released = store.release(
+                account_id,
+                call.id,
+                before=member,
+                after=after,
+                version=version,
+                outcome=after.last_outcome,
+            )
+        except Conflict:
+            member, version = store.get_contact(account_id, member.campaign_id, member.contact_id)
+            if member.last_call_id != call.id:
+                return False
+            continue
+        if released:
+            if after.next_attempt_at is not None:
+                _wake_dispatch(account_id, campaign.id, after.next_attempt_at)
+            return True
+        _correct_outcome(account_id, campaign, member, version, call)
+        return False
+    return False
+
+
+def _correct_outcome(
+    account_id: str,
+    campaign: Campaign,
+    member: CampaignContact,
+    version: int,
+    call: CallRecord,
+) -> None:
+    new = outcome_of(call.outcome)
+    old = member.last_outcome
+    if old is None or old == new or member.state not in ("completed", "exhausted", "pending"):
+        return
+    after = _ended_member(campaign, member.model_copy(update={"state": "calling"}), call)
+    if campaign.status in TERMINAL:
+        # Too late to call again: the outcome is corrected, the contact stays as it ended.
+        after = after.model_copy(update={"state": member.state, "next_attempt_at": None})
+    if store.save_contact(account_id, member, after, version):
+        store.add_outcomes(account_id, campaign.id, {old: -1, new: 1})
+        if after.next_attempt_at is not None:
+            _wake_dispatch(account_id, campaign.id, after.next_attempt_at)
+
+
+def _release_stale(account_id: str, member: CampaignContact, call: CallRecord) -> None:
+    store.release(
+        account_id,
+        call.id,
+        before=member,
+        after=None,
+        version=0,
+        outcome=outcome_of(call.outcome),
+    )
+
+
+# --------------------------------------------------------------------------- the tick
+
+
+def tick(now: datetime | None = None) -> dict[str, int]:
+    """Every minute: start scheduled campaigns that are due, look at slots whose lease ran out,
+    dispatch running campaigns, complete those with nobody left."""
+    now = now or utcnow()
+    started = swept = placed = 0
+    for account_id, campaign_id in list(store.scheduled_due(now)):
+        try:
+            start_scheduled(account_id, campaign_id)
+            started += 1
+        except Exception:  # noqa: BLE001 (one campaign's failure must not stop the tick)
+            logger.exception("scheduled campaign not started", extra={"id": campaign_id})
+    for account_id, campaign_id in list(store.active()):
+        try:
+            swept += sweep(account_id, campaign_id, now)
+            campaign, _ = store.get(account_id, campaign_id)
+            if campaign.status == "running":
+                placed += dispatch(account_id, campaign_id)
+            elif (
+                campaign.status in TERMINAL
+                and store.counters(account_id, campaign_id).in_flight <= 0
+            ):
+                store.unlist_active(account_id, campaign_id)
+        except NotFound:
+            continue
+        except Exception:  # noqa: BLE001
+            logger.exception("campaign not swept", extra={"id": campaign_id})
+    return {"started": started, "swept": swept, "placed": placed}
+
+
+def sweep(account_id: str, campaign_id: str, now: datetime) -> int:
+    """Look at every slot whose lease ran out; how many were given back."""
+    freed = 0
+    for call_id, contact_id, lease_until in store.slots(account_id, campaign_id):
+        if lease_until > now:
+            continue
+        try:
+            call = call_store.get(account_id, call_id)
+        except NotFound:
+            continue
+        if call.status == "ended":
+            member, version = store.get_contact(account_id, campaign_id, contact_id)
+            if member.last_call_id == call_id:
+                freed += int(_apply_end(account_id, member, version, call))
+            else:
+                _release_stale(account_id, member, call)
+                freed += 1
+            continue
+        if call.status == "queued" and call_store.dial_claim(account_id, call_id) is None:
+            # Claimed, never handed to the dialer (a crash in between): dial it now (the dialer
+            # claims the call itself, so a job that was sent after all dials once).
+            queues.send(
+                get_settings().dial_queue_url,
+                DialJob(account_id=account_id, call_id=call_id).model_dump(),
+            )
+        store.extend_lease(account_id, campaign_id, call_id, now + LEASE)
+    return freed
