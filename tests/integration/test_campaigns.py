@@ -3,6 +3,7 @@ DNC after launch, pause and resume, crashes and lost events, the lifecycle's ref
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -220,6 +221,22 @@ def test_bad_settings_are_refused_naming_the_field(
     )
     assert missing.status_code == 404
     assert missing.json()["error"]["param"] == "audience.company_id"
+
+
+def test_an_audience_that_cannot_be_built_fails_and_the_campaign_cannot_start(
+    client: TestClient, stack: Stack, tenant: Tenant, line: Any
+) -> None:
+    contacts(client, tenant, 1)
+    made = create(client, tenant, line.assistant_id)
+    # The build job failed every delivery: the dead-letter worker ends the audience.
+    from talkturo.services import dead_letters
+
+    job = {"type": "build", "account_id": tenant.account_id, "campaign_id": made["id"]}
+    outcome = dead_letters._end("campaign", json.dumps(job))
+    assert outcome.action == "ended"
+    assert read(client, tenant, made["id"])["audience_status"] == "failed"
+    refused = action(client, tenant, made["id"], "start")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "audience_failed"
 
 
 # --------------------------------------------------------------------------- dispatch

@@ -329,7 +329,7 @@ def test_a_campaign_job_dead_letter_is_recorded_with_its_campaign(
     client: TestClient, tenant: Tenant, stack: Stack, redrive: Redrive, admin: dict[str, str]
 ) -> None:
     # Given a campaign job that failed every delivery (SQS moved it to the dead-letter queue)
-    job = {"kind": "build", "account_id": tenant.account_id, "campaign_id": "cmp_1", "cursor": None}
+    job = {"type": "dispatch", "account_id": tenant.account_id, "campaign_id": "cmp_1"}
     sqs = boto3.client("sqs", region_name="us-east-1")
     sqs.send_message(
         QueueUrl=stack.physical["CampaignDeadLetterQueue"], MessageBody=json.dumps(job)
@@ -340,7 +340,7 @@ def test_a_campaign_job_dead_letter_is_recorded_with_its_campaign(
     (letter,) = _listed(client, admin, queue="campaign")
     assert (letter["job"], letter["account_id"]) == ("cmp_1", tenant.account_id)
     assert letter["action"] == "recorded"
-    assert letter["reason"].startswith("the campaign's build job did not run")
+    assert letter["reason"].startswith("the campaign's dispatch job did not run")
 
 
 # ---------------------------------------------------------------------------------- post-call

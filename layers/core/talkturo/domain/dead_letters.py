@@ -59,7 +59,7 @@ class CampaignJobRef(BaseModel):
     """What every campaign job names (kick, wake, build and call_ended alike): enough to say
     whose campaign a dead letter was for."""
 
-    kind: str
+    type: str
     account_id: str
     campaign_id: str
 

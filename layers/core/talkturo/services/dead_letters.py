@@ -40,6 +40,10 @@ JOB_TYPES: dict[str, type[BaseModel]] = {
     "post_call": PostCallJob,
     "campaign": CampaignJobRef,
 }
+AUDIENCE_LOST = (
+    "the campaign's audience could not be built (audience_status failed; a campaign already "
+    "started is cancelled)"
+)
 CAMPAIGN_JOB_LOST = (
     "the campaign's {kind} job did not run (recorded; the campaign tick still dispatches and "
     "sweeps the campaign every minute)"
@@ -156,11 +160,21 @@ def _end(queue: DeadLetterQueue, body: str) -> Outcome:
     if isinstance(job, DialJob):
         return _fail_undialed(job)
     if isinstance(job, CampaignJobRef):
+        if job.type == "build":
+            from talkturo.services import campaigns
+
+            campaigns.fail_audience(job.account_id, job.campaign_id)
+            return Outcome(
+                account_id=job.account_id,
+                job=job.campaign_id,
+                action="ended",
+                reason=AUDIENCE_LOST,
+            )
         return Outcome(
             account_id=job.account_id,
             job=job.campaign_id,
             action="recorded",
-            reason=CAMPAIGN_JOB_LOST.format(kind=job.kind),
+            reason=CAMPAIGN_JOB_LOST.format(kind=job.type),
         )
     assert isinstance(job, PostCallJob)
     # No post-call worker exists yet: the call itself has ended; the job is kept on record.
