@@ -542,3 +542,36 @@ def test_a_late_answering_machine_verdict_turns_the_answer_into_a_voicemail_retr
     pump(stack)
     assert len(carrier.placed) == 3
     assert member(client, tenant, made["id"], reached)["attempts"] == 2
+
+
+def test_a_scheduled_campaign_waits_for_its_start_and_the_tick_starts_it(
+    client: TestClient,
+    stack: Stack,
+    tenant: Tenant,
+    line: Any,
+    carrier: FakeCarrier,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    contacts(client, tenant, 1)
+    at = utcnow() + timedelta(hours=2)
+    made = create(client, tenant, line.assistant_id, scheduled_start_at=at.isoformat())
+    pump(stack)
+    started = action(client, tenant, made["id"], "start")
+    assert started.status_code == 200 and started.json()["status"] == "scheduled"
+    # Its wake is a Step Functions execution waiting until the start time.
+    import boto3
+
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    executions = sfn.list_executions(stateMachineArn=stack.physical["CampaignWakeStateMachine"])[
+        "executions"
+    ]
+    assert any(made["id"] in e["name"] and "-start-" in e["name"] for e in executions)
+    campaigns.tick()
+    pump(stack)
+    assert carrier.placed == [] and read(client, tenant, made["id"])["status"] == "scheduled"
+    # The wake lost: the minute tick starts it once its time has come.
+    monkeypatch.setattr(campaigns, "utcnow", lambda: at + timedelta(seconds=1))
+    campaigns.tick(at + timedelta(seconds=1))
+    pump(stack)
+    assert read(client, tenant, made["id"])["status"] == "running"
+    assert len(carrier.placed) == 1

@@ -129,7 +129,7 @@ def campaign_progress(caller: Caller, campaign_id: str) -> CampaignProgress:
 @router.get(
     "/campaigns/{campaign_id}/contacts",
     response_model=Page[CampaignContact],
-    summary="The campaign's contacts with their state and attempts, in audience order",
+    summary="The campaign's contacts with their state and attempts (by contact id)",
 )
 def list_campaign_contacts(
     caller: Caller,
