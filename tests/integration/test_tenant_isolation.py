@@ -45,6 +45,7 @@ def owned(client: TestClient, tenant: Tenant) -> Iterator[dict[str, str]]:
     call = _inbound_call(tenant)
     yield {
         "call_id": call,
+        "campaign_id": _campaign(tenant),
         "company_id": company,
         "contact_id": create(
             "/v1/contacts",
@@ -64,6 +65,27 @@ def owned(client: TestClient, tenant: Tenant) -> Iterator[dict[str, str]]:
         "phone_number_id": create("/v1/phone-numbers", json={"phone_number": "+14155550140"}),
     }
     set_carrier(None)
+
+
+def _campaign(tenant: Tenant) -> str:
+    """A draft campaign of `tenant` (stored directly: no number or assistant needed)."""
+    from talkturo.domain.campaigns import Audience, Campaign
+    from talkturo.domain.common import utcnow
+    from talkturo.ids import new_id
+    from talkturo.store import campaigns as campaign_store
+
+    now = utcnow()
+    campaign = Campaign(
+        id=new_id("campaign"),
+        name="Spring",
+        assistant_id="asst_01J0000000000000000000000A",
+        phone_number_ids=["pn_01J0000000000000000000000A"],
+        audience=Audience(type="filter"),
+        created_at=now,
+        updated_at=now,
+    )
+    campaign_store.create(tenant.account_id, campaign)
+    return campaign.id
 
 
 def _inbound_call(tenant: Tenant) -> str:
