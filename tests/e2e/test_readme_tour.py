@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import subprocess
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from tests.e2e.conftest import LocalPlatform
 
@@ -33,7 +35,7 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform) -> None
         env=environment,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=480,
         check=False,
     )
 
@@ -65,7 +67,8 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform) -> None
     # scripted caller's conversation ended by the assistant's end_call tool.
     assert "This number is not available right now. Goodbye." in run.stdout
     by_name = {c["first_name"]: c["id"] for c in contacts}
-    calls = api.get("/v1/calls").json()["data"]
+    every_call = api.get("/v1/calls", params={"limit": 100}).json()["data"]
+    calls = [c for c in every_call if c["campaign_id"] is None]
     assert [
         (c["direction"], c["status"], c["outcome"], c["contact_id"], c["assistant_id"])
         for c in calls
@@ -89,4 +92,39 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform) -> None
     assert ledger[-1]["kind"] == "grant"
     usage = -sum(Decimal(e["amount"]) for e in ledger if e["kind"] == "usage")
     assert usage > 0
-    assert usage == sum(Decimal(c["credits_charged"]) for c in calls)
+    assert usage == sum(Decimal(c["credits_charged"]) for c in every_call)
+    _check_campaign(api, by_name, every_call)
+
+
+def _check_campaign(api: Any, by_name: dict[str, str], every_call: list[dict[str, Any]]) -> None:
+    """The campaign section: what a contact went through depends on whether it is calling
+    hours where they are (the floor cannot be switched off), so each is checked against its
+    own clock: done as its phone behaves, or waiting for its morning, never called outside."""
+    (campaign,) = api.get("/v1/campaigns").json()["data"]
+    assert campaign["name"] == "Launch follow-up" and campaign["audience_total"] == 4
+    assert campaign["skipped"]["invalid_number"] == 1
+    members = {
+        m["contact_id"]: m
+        for m in api.get(f"/v1/campaigns/{campaign['id']}/contacts").json()["data"]
+    }
+    alan = members[by_name["Alan"]]
+    assert alan["state"] == "skipped" and alan["skip_reason"] == "invalid_number"
+    now = datetime.now(UTC)
+    expected = {
+        "Ada": ("completed", "answered"),
+        "Grace": ("exhausted", "busy"),
+        "Katherine": ("exhausted", "voicemail"),
+    }
+    for name, (state, outcome) in expected.items():
+        member = members[by_name[name]]
+        for attempt in member["history"]:
+            local = datetime.fromisoformat(attempt["local_time"])
+            assert 8 <= local.hour < 21, (name, attempt)  # never outside the floor
+        if member["state"] == "pending":
+            assert datetime.fromisoformat(member["next_attempt_at"]) > now, member
+            continue
+        assert (member["state"], member["last_outcome"]) == (state, outcome), member
+    campaign_calls = [c for c in every_call if c["campaign_id"] == campaign["id"]]
+    assert len(campaign_calls) == sum(m["attempts"] for m in members.values())
+    done = all(m["state"] != "pending" for m in members.values())
+    assert (campaign["status"] == "completed") == done, campaign

@@ -629,5 +629,13 @@ def _fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
+def _register() -> None:
+    from talkturo.cli_campaigns import campaigns
+
+    main.add_command(campaigns)
+
+
+_register()
+
 if __name__ == "__main__":
     main()
