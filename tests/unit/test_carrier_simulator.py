@@ -638,3 +638,69 @@ def test_numbers_held_again_are_off_offer_and_their_webhooks_follow_the_platform
     assert held["status_callback"] == "http://127.0.0.1:9000/carrier/status"
     assert held["voice_fallback_url"] == "https://elsewhere.example.com/fallback"
     assert held["sms_url"] == "http://127.0.0.1:80001/not-the-platform"
+
+
+# ---------------------------------------------------------------------------------- activity
+
+
+def test_the_activity_counts_outbound_calls_live_at_once_and_when_each_ended(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    from talkturo.local.carrier_sim.app import CarrierApp
+    from talkturo.local.carrier_sim.network import Callee
+
+    sid = "AC" + "1" * 32
+
+    async def run() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        network = Network(sid, TOKEN, time_scale=0.01, tts="synthetic")
+
+        async def send(url: str, params: dict[str, str], method: str = "POST") -> httpx.Response:
+            return httpx.Response(204)
+
+        network.send = send  # type: ignore[method-assign]
+        network.numbers["PN1"] = {"sid": "PN1", "phone_number": "+14155550142"}
+        network.callees["+12025550101"] = Callee("busy", ring_seconds=1)
+        network.callees["+12025550102"] = Callee("no_answer")
+        network.callees["+12025550103"] = Callee("failed")
+        app = CarrierApp(network, TOKEN).app
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://sim", auth=(sid, TOKEN)
+        ) as client:
+            placed = []
+            for n in (1, 2, 3):
+                answer = await client.post(
+                    f"/2010-04-01/Accounts/{sid}/Calls.json",
+                    data={
+                        "To": f"+1202555010{n}",
+                        "From": "+14155550142",
+                        "Twiml": "<Response><Hangup/></Response>",
+                        "Timeout": "30",
+                    },
+                )
+                assert answer.status_code == 201, answer.text
+                placed.append(answer.json()["sid"])
+            live = (await client.get("/_sim/activity")).json()
+            for call_sid in placed:
+                await asyncio.wait_for(network.calls[call_sid].done.wait(), 5)
+            done = (await client.get("/_sim/activity")).json()
+            assert (await client.delete("/_sim/activity")).status_code == 204
+            cleared = (await client.get("/_sim/activity")).json()
+        await network.close()
+        return [live, done], cleared
+
+    (live, done), cleared = loop.run_until_complete(run())
+    assert live["live"] == live["max_live"] == 3
+    assert done["live"] == 0 and done["max_live"] == 3
+    by_to = {c["to"]: c for c in done["calls"]}
+    assert {to: c["status"] for to, c in by_to.items()} == {
+        "+12025550101": "busy",
+        "+12025550102": "no-answer",
+        "+12025550103": "failed",
+    }
+    for call in done["calls"]:
+        assert call["from"] == "+14155550142"
+        assert call["placed_at"] <= call["ended_at"]
+    # No answer rings out its 30 s (0.3 s here): it ends after the busy line's 1 s.
+    assert by_to["+12025550102"]["ended_at"] > by_to["+12025550101"]["ended_at"]
+    assert cleared == {"live": 0, "max_live": 0, "calls": []}

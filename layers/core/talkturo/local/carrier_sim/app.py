@@ -26,6 +26,11 @@ The control API (same credentials) lets tests and the CLI shape the simulated ne
                                       audio, base64 mu-law); with `wait`, answers once the call
                                       has ended and every callback was delivered; `dials`:
                                       its <Dial>s (number or conference, outcome, seconds)
+    GET    /_sim/activity         the outbound calls placed through the REST API, each with when
+                                  it was placed and ended (epoch seconds, to the millisecond),
+                                  how many are live now and the most ever live at once
+    DELETE /_sim/activity         forget the calls that ended (the live ones stay counted) and
+                                  start the maximum again from those
     GET    /_sim/health           (no credentials)
 """
 
@@ -162,6 +167,7 @@ class CarrierApp:
             ),
             Route("/_sim/calls", g(self.dial, account=False), methods=["POST"]),
             Route("/_sim/calls/{sid}", g(self.sim_call, account=False), methods=["GET"]),
+            Route("/_sim/activity", g(self.activity, account=False), methods=["GET", "DELETE"]),
             Route(
                 PREFIX + "/AvailablePhoneNumbers/{country}/{kind}.json",
                 g(self.available),
@@ -241,6 +247,12 @@ class CarrierApp:
                 return JSONResponse({"error": str(exc)}, status_code=400)
             self.network.callees[number] = callee
         return JSONResponse({"number": number, **self.network.callee(number).as_dict()})
+
+    async def activity(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.network.activity.clear()
+            return Response(status_code=204)
+        return JSONResponse(self.network.activity.as_dict())
 
     async def sim_call(self, request: Request) -> Response:
         call = self.network.calls.get(request.path_params["sid"])

@@ -94,6 +94,54 @@ def now() -> datetime:
 
 
 @dataclass
+class Activity:
+    """When each outbound call (REST-placed, direction outbound-api) was placed and ended, to the
+    millisecond, and the most such calls ever live at once: what a carrier would say of the
+    load it was given (`GET /_sim/activity`). `clear` starts counting again."""
+
+    placed: dict[str, tuple[float, str, str]] = field(default_factory=dict)  # sid: at, from, to
+    ended: dict[str, tuple[float, str]] = field(default_factory=dict)  # sid: at, status
+    max_live: int = 0
+
+    @property
+    def live(self) -> int:
+        return len(self.placed) - len(self.ended)
+
+    def place(self, call: SimCall) -> None:
+        if call.direction != "outbound-api":
+            return
+        self.placed[call.sid] = (time.time(), call.from_, call.to)
+        self.max_live = max(self.max_live, self.live)
+
+    def end(self, call: SimCall) -> None:
+        if call.sid in self.placed and call.sid not in self.ended:
+            self.ended[call.sid] = (time.time(), call.status)
+
+    def clear(self) -> None:
+        """Forget the calls that ended; the live ones stay counted."""
+        for sid in self.ended:
+            self.placed.pop(sid, None)
+        self.ended.clear()
+        self.max_live = self.live
+
+    def as_dict(self) -> dict[str, Any]:
+        calls = []
+        for sid, (placed_at, from_, to) in self.placed.items():
+            ended_at, status = self.ended.get(sid, (None, None))
+            calls.append(
+                {
+                    "sid": sid,
+                    "from": from_,
+                    "to": to,
+                    "placed_at": round(placed_at, 3),
+                    "ended_at": None if ended_at is None else round(ended_at, 3),
+                    "status": status,
+                }
+            )
+        return {"live": self.live, "max_live": self.max_live, "calls": calls}
+
+
+@dataclass
 class Callee:
     """How a simulated number behaves when it is called (times in simulated seconds)."""
 
@@ -191,6 +239,7 @@ class Network:
         }
         self.numbers: dict[str, dict[str, Any]] = {}  # IncomingPhoneNumber resources by sid
         self.calls: dict[str, SimCall] = {}
+        self.activity = Activity()
         self.callees: dict[str, Callee] = {}
         self.conferences: dict[str, ConferenceRoom] = {}  # live ones, by name
         self._tasks: set[asyncio.Task[None]] = set()
@@ -238,6 +287,7 @@ class Network:
     # ------------------------------------------------------------------------------ calls
     def start(self, call: SimCall) -> None:
         self.calls[call.sid] = call
+        self.activity.place(call)
         task = asyncio.get_running_loop().create_task(self._drive(call), name=call.sid)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -322,6 +372,7 @@ class Network:
     def _finish(self, call: SimCall, status: str) -> None:
         self._set(call, status)
         call.end_time = now()
+        self.activity.end(call)
         if call._answered_at is not None:
             elapsed = (time.monotonic() - call._answered_at) / (self.time_scale or 1.0)
             call.duration = max(1, round(elapsed))
