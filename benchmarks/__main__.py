@@ -1,5 +1,5 @@
-"""`python -m benchmarks [coldstart|calls|scale|voice|wakes] [--runs N]`: print the figures (all by
-default).
+"""`python -m benchmarks [coldstart|calls|scale|voice|wakes|campaign] [--runs N]`: print the
+figures (all by default).
 
 The voice benchmark alone: `python -m benchmarks voice [--levels 10,25,50] [--seconds S]
 [--profile CALLS]` (`--profile`: one level with the service under cProfile).
@@ -14,7 +14,7 @@ import os
 import platform
 import sys
 
-BENCHMARKS = ["coldstart", "calls", "scale", "voice", "wakes"]
+BENCHMARKS = ["coldstart", "calls", "scale", "voice", "wakes", "campaign"]
 
 
 def _levels(text: str) -> tuple[int, ...]:
@@ -66,6 +66,10 @@ def main() -> None:
         from benchmarks import wakes
 
         wakes.run()
+    if only in (None, "campaign"):
+        from benchmarks import campaign
+
+        campaign.run()
     sys.stdout.flush()
 
 

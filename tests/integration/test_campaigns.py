@@ -185,6 +185,10 @@ def test_the_audience_is_gathered_with_skips_counted_by_reason(
         "outside_compliance": 0,
         "invalid_number": 0,
     }
+    every = client.get("/v1/campaigns", headers=tenant.headers).json()
+    assert [c["id"] for c in every["data"]] == [made["id"]]
+    running = client.get("/v1/campaigns?status=running", headers=tenant.headers).json()
+    assert running["data"] == []
     listed = client.get(
         f"/v1/campaigns/{made['id']}/contacts?state=skipped", headers=tenant.headers
     ).json()

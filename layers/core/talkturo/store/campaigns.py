@@ -5,7 +5,7 @@ Items (docs/data-model.md, "Campaigns"):
   GSI1 `CAMPAIGNS#SCHEDULED` / `<start iso>#<acct>#<id>` while scheduled (the tick starts it);
   GSI2 `CAMPAIGNS#ACTIVE` / `<acct>#<id>` while running, paused, or ended with calls still
   holding slots (the tick sweeps those).
-- Counters   PK=A#<acct> SK=CAMP#<id>#RUN: number attributes moved only by ADD inside the
+- Counters   PK=A#<acct> SK=CAMPRUN#<id>: number attributes moved only by ADD inside the
   transactions that move contacts: `in_flight` (the admission counter: +1 conditioned on being
   below the campaign's limit), `audience_total`, `c_<state>`, `s_<skip reason>`, `o_<outcome>`.
 - Account slots  PK=A#<acct> SK=CAMPSLOTS: `in_flight` over all the account's campaigns
@@ -63,7 +63,7 @@ class CampaignKeysItem(Item):
 
 
 class CountersItem(Item):
-    """PK=A#<acct> SK=CAMP#<id>#RUN (no version: only ADDs)."""
+    """PK=A#<acct> SK=CAMPRUN#<id> (no version: only ADDs)."""
 
     in_flight = NumberAttribute(null=True)
     audience_total = NumberAttribute(null=True)
@@ -109,7 +109,7 @@ def _sk(campaign_id: str) -> str:
 
 
 def _counters_key(account_id: str, campaign_id: str) -> tuple[str, str]:
-    return keys.account(account_id), f"{PREFIX}{campaign_id}#RUN"
+    return keys.account(account_id), f"CAMPRUN#{campaign_id}"
 
 
 def contacts_partition(account_id: str, campaign_id: str) -> str:
