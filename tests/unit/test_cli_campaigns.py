@@ -157,3 +157,115 @@ def test_an_api_refusal_is_printed_with_its_code_and_param(
     assert run.exit_code == 1
     assert "a draft campaign cannot pause" in run.output
     assert "invalid_campaign_transition" in run.output and "param: status" in run.output
+
+
+def _api(routes: dict[str, list[dict[str, Any]]], seen: list[httpx.Request]) -> Any:
+    """A fake API: each list route answers its items two a page; POST /v1/campaigns echoes."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.method == "POST" and request.url.path == "/v1/campaigns":
+            body = json.loads(request.content)
+            return httpx.Response(201, json={"id": "camp_9", "audience_status": "ready", **body})
+        items = routes[request.url.path]
+        after = request.url.params.get("starting_after")
+        start = 0 if after is None else [i["id"] for i in items].index(after) + 1
+        page = items[start : start + 2]
+        more = start + 2 < len(items)
+        return httpx.Response(
+            200,
+            json={
+                "object": "list",
+                "data": page,
+                "has_more": more,
+                "next_cursor": page[-1]["id"] if more else None,
+            },
+        )
+
+    return answer
+
+
+def _fake_api(monkeypatch: pytest.MonkeyPatch, answer: Any) -> None:
+    real = cli._client
+
+    def fake_client(api_url: str, token: str) -> httpx.Client:
+        client = real(api_url, token)
+        client._transport = httpx.MockTransport(answer)
+        return client
+
+    monkeypatch.setattr(cli, "_client", fake_client)
+
+
+ASSISTANTS = [
+    {"id": "asst_1", "name": "Front desk"},
+    {"id": "asst_2", "name": "Setter"},
+    {"id": "asst_3", "name": "Twin"},
+    {"id": "asst_4", "name": "Twin"},
+]
+NUMBERS = [
+    {"id": "pn_1", "phone_number": "+14155550100"},
+    {"id": "pn_2", "phone_number": "+14155550111"},
+    {"id": "pn_3", "phone_number": "+14155550122"},
+]
+
+
+def test_create_takes_the_assistant_by_name_and_numbers_by_number(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[httpx.Request] = []
+    _fake_api(monkeypatch, _api({"/v1/assistants": ASSISTANTS, "/v1/phone-numbers": NUMBERS}, seen))
+    file = tmp_path / "c.yaml"
+    file.write_text(
+        "name: Launch\nassistant: Setter\naudience: {type: filter, tag: launch}\n"
+        "phone_number_ids: ['+14155550122', pn_1]\n"
+    )
+    run = CliRunner().invoke(cli.main, ["campaigns", "create", str(file), "--api-key", "tk_x"])
+    assert run.exit_code == 0, run.output
+    assert run.output.strip() == "camp_9"
+    (created,) = [r for r in seen if r.method == "POST"]
+    body = json.loads(created.content)
+    assert body["assistant_id"] == "asst_2" and "assistant" not in body
+    assert body["phone_number_ids"] == ["pn_3", "pn_1"]
+    # The lists were read page by page, to the end (the assistant was on the first page).
+    assert [r.url.params.get("starting_after") for r in seen if "numbers" in r.url.path] == [
+        None,
+        "pn_2",
+    ]
+
+
+def test_create_passes_ids_through_and_the_option_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[httpx.Request] = []
+    _fake_api(monkeypatch, _api({}, seen))
+    file = tmp_path / "c.json"
+    file.write_text(json.dumps({"name": "x", "assistant_id": "asst_1", "audience": {}}))
+    arguments = ["campaigns", "create", str(file), "--assistant", "asst_7", "--api-key", "tk_x"]
+    run = CliRunner().invoke(cli.main, arguments)
+    assert run.exit_code == 0, run.output
+    assert [r.method for r in seen] == ["POST"]  # no look-ups for ids
+    assert json.loads(seen[0].content)["assistant_id"] == "asst_7"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ("assistant: Nobody\n", "no assistant is named 'Nobody'"),
+        ("assistant: Twin\n", "2 assistants are named 'Twin'"),
+        (
+            "assistant_id: asst_1\nphone_number_ids: ['+19995550100']\n",
+            "+19995550100 is not one of the account's phone numbers",
+        ),
+    ],
+)
+def test_create_refuses_a_name_or_number_it_cannot_find(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fields: str, message: str
+) -> None:
+    seen: list[httpx.Request] = []
+    _fake_api(monkeypatch, _api({"/v1/assistants": ASSISTANTS, "/v1/phone-numbers": NUMBERS}, seen))
+    file = tmp_path / "c.yaml"
+    file.write_text("name: Launch\naudience: {type: filter}\n" + fields)
+    run = CliRunner().invoke(cli.main, ["campaigns", "create", str(file), "--api-key", "tk_x"])
+    assert run.exit_code == 1
+    assert message in run.output
+    assert not [r for r in seen if r.method == "POST"]  # nothing created

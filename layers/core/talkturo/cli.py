@@ -481,7 +481,7 @@ def _print_progress(report: dict[str, Any], shown: dict[str, int]) -> None:
 
 
 @call.command("callee", context_settings=CONTEXT)
-@click.argument("number")
+@click.argument("numbers", metavar="NUMBER...", nargs=-1, required=True)
 @click.option(
     "--behaviour",
     type=click.Choice(["human", "no_answer", "busy", "failed", "voicemail"]),
@@ -506,7 +506,7 @@ def _print_progress(report: dict[str, Any], shown: dict[str, int]) -> None:
 @click.option("--reset", is_flag=True, help="Forget the number's behaviour (back to human).")
 @_simulator_options
 def call_callee(
-    number: str,
+    numbers: tuple[str, ...],
     behaviour: str | None,
     script_file: Path | None,
     ring_seconds: float | None,
@@ -517,15 +517,11 @@ def call_callee(
     account_sid: str,
     auth_token: str,
 ) -> None:
-    """Set how a simulated number behaves when the platform calls it."""
+    """Set how simulated numbers behave when the platform calls them (each NUMBER alike)."""
     from talkturo.local.carrier_sim.scripts import ScriptError, read_script
 
-    with _simulator_client(simulator_url, account_sid, auth_token) as client:
-        if reset:
-            _sim_call(client, "DELETE", f"/_sim/callees/{number}")
-            click.echo(f"{number} answers as a human again.")
-            return
-        body: dict[str, Any] = {}
+    body: dict[str, Any] = {}
+    if not reset:
         if behaviour:
             body["behaviour"] = behaviour
         if script_file is not None:
@@ -539,11 +535,17 @@ def call_callee(
             body["talk_seconds"] = talk_seconds
         if amd_seconds is not None:
             body["amd_seconds"] = amd_seconds
-        answer = _sim_call(client, "PUT", f"/_sim/callees/{number}", json=body)
-    click.echo(
-        f"{number}: {answer['behaviour']} (rings {answer['ring_seconds']:g} s, "
-        f"stays {answer['talk_seconds']:g} s)"
-    )
+    with _simulator_client(simulator_url, account_sid, auth_token) as client:
+        for number in numbers:
+            if reset:
+                _sim_call(client, "DELETE", f"/_sim/callees/{number}")
+                click.echo(f"{number} answers as a human again.")
+                continue
+            answer = _sim_call(client, "PUT", f"/_sim/callees/{number}", json=body)
+            click.echo(
+                f"{number}: {answer['behaviour']} (rings {answer['ring_seconds']:g} s, "
+                f"stays {answer['talk_seconds']:g} s)"
+            )
 
 
 def _simulator_client(url: str, account_sid: str, auth_token: str) -> Any:

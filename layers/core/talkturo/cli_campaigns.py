@@ -60,19 +60,70 @@ def read_definition(path: Path) -> dict[str, Any]:
     return loaded
 
 
+def _every(request: Callable[..., Any], path: str) -> list[dict[str, Any]]:
+    """Every item of a list route, page after page."""
+    found: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 100}
+    while True:
+        page = request("GET", path, params=params)
+        found += page["data"]
+        if not page.get("has_more"):
+            return found
+        params = {"limit": 100, "starting_after": page["next_cursor"]}
+
+
+def resolve_references(body: dict[str, Any], request: Callable[..., Any]) -> dict[str, Any]:
+    """The file's assistant may be named by its id or its name, its phone numbers by id or by
+    number (E.164): names and numbers are looked up and replaced by ids."""
+    from talkturo.cli import _fail
+
+    resolved = dict(body)
+    if "assistant" in resolved and "assistant_id" not in resolved:
+        resolved["assistant_id"] = resolved.pop("assistant")
+    assistant = resolved.get("assistant_id")
+    if isinstance(assistant, str) and assistant and not assistant.startswith("asst_"):
+        named = [a for a in _every(request, "/v1/assistants") if a.get("name") == assistant]
+        if len(named) != 1:
+            how = "no assistant is" if not named else f"{len(named)} assistants are"
+            _fail(f"{how} named {assistant!r}; give its id (asst_…) instead")
+        resolved["assistant_id"] = named[0]["id"]
+    wanted = resolved.get("phone_number_ids")
+    if isinstance(wanted, list) and any(isinstance(n, str) and n.startswith("+") for n in wanted):
+        held = {n["phone_number"]: n["id"] for n in _every(request, "/v1/phone-numbers")}
+        ids = []
+        for number in wanted:
+            if isinstance(number, str) and number.startswith("+"):
+                if number not in held:
+                    _fail(f"{number} is not one of the account's phone numbers")
+                ids.append(held[number])
+            else:
+                ids.append(number)
+        resolved["phone_number_ids"] = ids
+    return resolved
+
+
 @campaigns.command("create", context_settings=CONTEXT)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--assistant", "assistant_id", help="The assistant's id (overrides the file's).")
+@click.option(
+    "--assistant", "assistant_id", help="The assistant's id or name (overrides the file's)."
+)
 @click.option("--start", is_flag=True, help="Start it once its audience is gathered.")
 @_api_options
 def create_campaign(
     file: Path, assistant_id: str | None, start: bool, api_url: str, api_key: str
 ) -> None:
     """Create a campaign from FILE (YAML or JSON: name, assistant_id, audience, call_window,
-    max_concurrent_calls, max_attempts, retry …; see examples/campaign.yaml). Prints its id."""
+    max_concurrent_calls, max_attempts, retry …; see examples/campaign.yaml). The assistant
+    may be given by name, the phone_number_ids by number (+1…). Prints its id."""
     body = read_definition(file)
     if assistant_id:
+        body.pop("assistant", None)
         body["assistant_id"] = assistant_id
+
+    def request(method: str, path: str, **kwargs: Any) -> Any:
+        return _request(api_url, api_key, method, path, **kwargs)
+
+    body = resolve_references(body, request)
     made = _request(api_url, api_key, "POST", "/v1/campaigns", json=body)
     click.echo(made["id"])
     if not start:
