@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tests.e2e.conftest import LocalPlatform
 
@@ -27,6 +28,7 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform) -> None
     signed_up = local_platform.sign_up("README tour")
     key = signed_up["api_key"]["secret"]
     environment = {**local_platform.cli_environment(), "TALKTURO_API_KEY": key}
+    began = datetime.now(UTC)
 
     # When they run the tour in a shell, from the project folder
     run = subprocess.run(
@@ -35,7 +37,7 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform) -> None
         env=environment,
         capture_output=True,
         text=True,
-        timeout=480,
+        timeout=600,
         check=False,
     )
 
@@ -44,7 +46,7 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform) -> None
     assert '"error":{' not in run.stdout, run.stdout
     api = local_platform.client(key)
     contacts = api.get("/v1/contacts", params={"limit": 100}).json()["data"]
-    assert len(contacts) == 5  # Nancy, and 4 of the CSV's 5 rows (one has no valid phone)
+    assert len(contacts) == 13  # Nancy, and 12 of the CSV's 13 rows (one has no valid phone)
     assert {
         c["first_name"] for c in api.get("/v1/contacts", params={"tag": "vip"}).json()["data"]
     } == {"Ada", "Katherine"}
@@ -54,6 +56,8 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform) -> None
         "Analytical Engines",
         "Cobol Systems",
         "Bletchley Labs",
+        "Aloha Tours",
+        "Karoo Safaris",
     } <= companies
     assistants = api.get("/v1/assistants").json()["data"]
     assert [a["name"] for a in assistants] == ["Northwind setter"]
@@ -93,15 +97,33 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform) -> None
     usage = -sum(Decimal(e["amount"]) for e in ledger if e["kind"] == "usage")
     assert usage > 0
     assert usage == sum(Decimal(c["credits_charged"]) for c in every_call)
-    _check_campaign(api, by_name, every_call)
+    _check_campaign(api, by_name, every_call, began)
 
 
-def _check_campaign(api: Any, by_name: dict[str, str], every_call: list[dict[str, Any]]) -> None:
-    """The campaign section: what a contact went through depends on whether it is calling
-    hours where they are (the floor cannot be switched off), so each is checked against its
-    own clock: done as its phone behaves, or waiting for its morning, never called outside."""
+# The launch list (examples/contacts.csv): one person of each kind in each office, 12 h apart.
+OFFICES = {"Pacific/Honolulu": 0, "Africa/Johannesburg": 1}
+LAUNCH = {
+    ("Leilani", "Thandi"): ("completed", ["answered"]),
+    ("Makoa", "Sipho"): ("exhausted", ["no_answer", "no_answer"]),
+    ("Kai", "Naledi"): ("exhausted", ["busy", "busy"]),
+    ("Noelani", "Zanele"): ("exhausted", ["voicemail"]),
+}
+
+
+def _open(zone: str, moment: datetime) -> bool:
+    """Inside the federal floor, 08:00-21:00 in `zone`."""
+    return 8 <= moment.astimezone(ZoneInfo(zone)).hour < 21
+
+
+def _check_campaign(
+    api: Any, by_name: dict[str, str], every_call: list[dict[str, Any]], began: datetime
+) -> None:
+    """The campaign section. Whatever the time, one office is inside calling hours (the floor
+    cannot be switched off): each pair has one person done as their phone behaves; an office
+    inside hours for the whole tour is done; one outside for the whole tour was never called
+    and waits for its 08:00. Nobody is ever called outside 08:00-21:00 their time."""
     (campaign,) = api.get("/v1/campaigns").json()["data"]
-    assert campaign["name"] == "Launch follow-up" and campaign["audience_total"] == 4
+    assert campaign["name"] == "Launch follow-up" and campaign["audience_total"] == 9
     assert campaign["skipped"]["invalid_number"] == 1
     members = {
         m["contact_id"]: m
@@ -110,21 +132,34 @@ def _check_campaign(api: Any, by_name: dict[str, str], every_call: list[dict[str
     alan = members[by_name["Alan"]]
     assert alan["state"] == "skipped" and alan["skip_reason"] == "invalid_number"
     now = datetime.now(UTC)
-    expected = {
-        "Ada": ("completed", "answered"),
-        "Grace": ("exhausted", "busy"),
-        "Katherine": ("exhausted", "voicemail"),
-    }
-    for name, (state, outcome) in expected.items():
-        member = members[by_name[name]]
-        for attempt in member["history"]:
-            local = datetime.fromisoformat(attempt["local_time"])
-            assert 8 <= local.hour < 21, (name, attempt)  # never outside the floor
-        if member["state"] == "pending":
-            assert datetime.fromisoformat(member["next_attempt_at"]) > now, member
-            continue
-        assert (member["state"], member["last_outcome"]) == (state, outcome), member
+    for pair, (state, outcomes) in LAUNCH.items():
+        done = 0
+        for name, zone in zip(pair, OFFICES, strict=True):
+            member = members[by_name[name]]
+            seen = [a["outcome"] for a in member["history"]]
+            for attempt in member["history"]:
+                assert attempt["timezone"] == zone, (name, attempt)
+                local = datetime.fromisoformat(attempt["local_time"])
+                assert 8 <= local.hour < 21, (name, attempt)  # never outside the floor
+                assert "federal 08:00-21:00" in attempt["rule"], (name, attempt)
+            if (member["state"], seen) == (state, outcomes):
+                done += 1
+                assert _open(zone, now) or _open(zone, began), (name, member)
+                continue
+            # Not done: waiting for the next morning where they are, after what it had.
+            assert member["state"] == "pending", (name, member)
+            assert seen == outcomes[: len(seen)], (name, member)
+            waits = datetime.fromisoformat(member["next_attempt_at"])
+            assert waits > now and waits.astimezone(ZoneInfo(zone)).hour == 8, (name, member)
+            assert not _open(zone, now), (name, member)
+            if not _open(zone, began):  # outside hours for the whole tour: never called
+                assert seen == [], (name, member)
+        assert done >= 1, pair  # one office or the other is always inside calling hours
+    outcomes = campaign["outcomes"]
+    assert outcomes["answered"] >= 1 and outcomes["voicemail"] >= 1
+    assert outcomes["no_answer"] >= 2 and outcomes["busy"] >= 2  # called, then called again
     campaign_calls = [c for c in every_call if c["campaign_id"] == campaign["id"]]
     assert len(campaign_calls) == sum(m["attempts"] for m in members.values())
-    done = all(m["state"] != "pending" for m in members.values())
-    assert (campaign["status"] == "completed") == done, campaign
+    assert {c["attempt"] for c in campaign_calls} == {1, 2}
+    waiting = any(m["state"] == "pending" for m in members.values())
+    assert (campaign["status"] == "completed") == (not waiting), campaign
