@@ -512,6 +512,8 @@ class Placed:
     to: str
     placed_at: float
     ended_at: float | None
+    attempt: int = 0  # the number's how-manieth call (refills() counts)
+    claimed_at: float | None = None  # when the engine claimed it (its call record's created_at)
 
 
 def _activity(sim: httpx.Client) -> tuple[int, list[Placed]]:
@@ -520,7 +522,7 @@ def _activity(sim: httpx.Client) -> tuple[int, list[Placed]]:
     return int(seen["max_live"]), sorted(calls, key=lambda c: c.placed_at)
 
 
-def refills(calls: list[Placed], due: dict[str, list[float]]) -> list[float]:
+def refills(calls: list[Placed], due: dict[str, list[float]]) -> list[tuple[float, Placed]]:
     """Seconds from each call's end to the call placed in the slot it freed, counted only when
     a contact was due at that end (else the slot had nobody to take it).
 
@@ -533,6 +535,7 @@ def refills(calls: list[Placed], due: dict[str, list[float]]) -> list[float]:
     for call in calls:
         n = attempts.get(call.to, 0)
         attempts[call.to] = n + 1
+        call.attempt = n + 1
         waiting.append((due[call.to][n], call.placed_at))
     taken: set[int] = set()
     gaps = []
@@ -545,7 +548,7 @@ def refills(calls: list[Placed], due: dict[str, list[float]]) -> list[float]:
                 best = index
         if best is not None:
             taken.add(best)
-            gaps.append(waiting[best][1] - end)
+            gaps.append((end, calls[best]))
     return gaps
 
 
@@ -649,9 +652,17 @@ def latency(size: int = DEV_CONTACTS, trials: int = FIRST_DIAL_TRIALS) -> None:
         peak, calls = _activity(sim)
         calls = [c for c in calls if c.to in behaviour]
         members = {m["phone"]: m for m in _every(api, f"/v1/campaigns/{campaign}/contacts")}
+        records = _every(api, "/v1/calls", campaign_id=campaign)
+    claimed = {
+        (r["to_number"], r["attempt"]): datetime.fromisoformat(r["created_at"]).timestamp()
+        for r in records
+    }
 
     due = _due_times(calls, started, 60 * float(DELAY_SCALE))
-    gaps = refills(calls, due)
+    pairs = refills(calls, due)
+    gaps = [call.placed_at - end for end, call in pairs]
+    to_claim = [claimed[(call.to, call.attempt)] - end for end, call in pairs]
+    to_carrier = [call.placed_at - claimed[(call.to, call.attempt)] for _, call in pairs]
     outside = sum(
         1 for c in calls if not 8 <= datetime.fromtimestamp(c.placed_at, ZoneInfo(zone)).hour < 21
     )
@@ -671,6 +682,14 @@ def latency(size: int = DEV_CONTACTS, trials: int = FIRST_DIAL_TRIALS) -> None:
             f"  call end -> next dial in its slot   p50 {statistics.median(gaps):.2f} s  "
             f"p95 {refill_p95:.2f} s  ({len(gaps)} refills; target <= {TARGET_REFILL_P95:g} s "
             f"p95: {'PASS' if refill_p95 <= TARGET_REFILL_P95 else 'FAIL'})"
+        )
+        print(
+            f"    of which end -> claimed           p50 {statistics.median(to_claim):.2f} s  "
+            f"p95 {_percentile(to_claim, 0.95):.2f} s"
+        )
+        print(
+            f"    and claimed -> at the carrier     p50 {statistics.median(to_carrier):.2f} s  "
+            f"p95 {_percentile(to_carrier, 0.95):.2f} s"
         )
     print(
         f"  most calls live at the carrier      {peak} (limit {CONCURRENCY}: "
