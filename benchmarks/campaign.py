@@ -9,10 +9,17 @@ Prints the most simultaneous calls the carrier ever held (must equal the limit, 
 dials outside the floor or to a DNC contact (must be 0), attempts over the limit (must be 0),
 DynamoDB reads per dispatch (it must stay flat as the campaign grows) and wall time.
 
-Part 2, the latency a user sees (`python -m benchmarks campaign`, after part 1): `talkturo dev`
-as a user starts it, a campaign of 40 contacts through the carrier simulator and the voice
-service: start → first call (p50/p95 over 5 campaigns), and a call's end reported by the
-carrier → the next call claimed in its slot (p50/p95).
+Part 2, a campaign as a user runs it (`python -m benchmarks campaign`, after part 1):
+`talkturo dev` with its own data folder, 200 contacts (`TALKTURO_BENCH_CAMPAIGN_DEV_CONTACTS`)
+in a timezone awake now, their phones set on the carrier simulator (human 50 %, busy 20 %,
+voicemail 15 %, failing 10 %, no answer 5 %), concurrency 10, 3 attempts, retry delays of 60 s
+scaled to 3 s (`TALKTURO_CAMPAIGN_DELAY_SCALE`), dials paced at 20/s, two contacts marked DNC
+mid-run. Everything is measured where the calls go, from the simulator's activity
+(`GET /_sim/activity`: each call placed and ended, to the millisecond, and the most ever live):
+start -> first dial (p50/p95 over 10 one-contact campaigns), call end -> the next dial in the
+slot it freed (p50/p95, split into the engine's claim and the way to the carrier), the most
+calls live at once, dials outside 08:00-21:00 local, dials to the DNC'd contacts after they
+were marked, attempts over the limit, wall time.
 """
 
 from __future__ import annotations
