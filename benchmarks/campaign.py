@@ -714,8 +714,9 @@ def latency(size: int = DEV_CONTACTS, trials: int = FIRST_DIAL_TRIALS) -> None:
 
 
 def _mark_dnc(api: httpx.Client, campaign: str) -> dict[str, float]:
-    """Mark two contacts do-not-call while the campaign runs: the last one not yet called, and
-    one waiting for a retry that is over a second away (so no claim can be under way)."""
+    """Mark contacts do-not-call while the campaign runs: the last two not yet called and, if
+    there is one, one waiting for a retry that is over a second away (no claim can be under way
+    for any of them)."""
     members = _every(api, f"/v1/campaigns/{campaign}/contacts", state="pending")
     now = datetime.now(UTC)
     fresh = [m for m in members if m["attempts"] == 0]
@@ -726,7 +727,7 @@ def _mark_dnc(api: httpx.Client, campaign: str) -> dict[str, float]:
         and m["next_attempt_at"]
         and (datetime.fromisoformat(m["next_attempt_at"]) - now).total_seconds() > 1.2
     ]
-    chosen = [m for m in (fresh[-1:] + retrying[:1]) if m]
+    chosen = fresh[-2:] + retrying[:1]
     marked = {}
     for member in chosen:
         _ok(api.patch(f"/v1/contacts/{member['contact_id']}", json={"do_not_call": True}))
