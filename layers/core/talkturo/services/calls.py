@@ -7,6 +7,7 @@ default it is the process's carrier (`talkturo.carrier.get_carrier()`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -279,6 +280,11 @@ def dial(job: DialJob, carrier: Carrier | None = None) -> None:
         return
     if record.status != "queued":
         return
+    if job.not_before is not None:
+        # A paced dial: the queue's delay was whole seconds; wait the fraction left (< 1 s).
+        wait = (job.not_before - utcnow()).total_seconds()
+        if 0 < wait <= 1:
+            time.sleep(wait)
     claim = utcnow().isoformat()
     if not store.claim_dial(job.account_id, job.call_id, claim):
         logger.info("call already dialed", extra={"id": job.call_id})
