@@ -54,7 +54,7 @@ ZONES = [
     "Asia/Tokyo",
     "Australia/Sydney",
 ]
-HOLD_SECONDS = 0.4  # how long the in-memory carrier keeps a call (0.2 to 0.6 s)
+HOLD_SECONDS = 2.0  # how long the in-memory carrier keeps a call (1 to 3 s)
 TARGET_FIRST_DIAL_P95 = 2.0
 TARGET_REFILL_P95 = 1.0
 
