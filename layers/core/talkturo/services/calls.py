@@ -172,16 +172,7 @@ def _caller_id(
 def create_outbound(account_id: str, request: CallCreate) -> Call:
     """Record the call as queued and put it on the dial queue; refused with a clear error when
     outbound is disabled, no number can be the caller ID, the contact is DNC or no credits."""
-    try:
-        assistant = assistants.get_record(account_id, request.assistant_id)
-    except NotFound:
-        raise NotFound("no such assistant", param="assistant_id") from None
-    if not assistant.telephony.outbound_enabled:
-        raise InvalidRequest(
-            "outbound calls are disabled for this assistant (telephony.outbound_enabled)",
-            param="assistant_id",
-            code="outbound_disabled",
-        )
+    assistant = assistants.outbound_record(account_id, request.assistant_id)
     caller = _caller_id(account_id, assistant, request.phone_number_id)
     lines = dialing.lines_of(account_id)
     contact_id = request.contact_id

@@ -186,17 +186,7 @@ def _active_numbers(account_id: str) -> dict[str, str]:
 
 
 def _check_assistant(account_id: str, assistant_id: str) -> Any:
-    try:
-        assistant = assistants.get_record(account_id, assistant_id)
-    except NotFound:
-        raise NotFound("no such assistant", param="assistant_id") from None
-    if not assistant.telephony.outbound_enabled:
-        raise InvalidRequest(
-            "outbound calls are disabled for this assistant (telephony.outbound_enabled)",
-            param="assistant_id",
-            code="outbound_disabled",
-        )
-    return assistant
+    return assistants.outbound_record(account_id, assistant_id)
 
 
 def _rotation(account_id: str, assistant: Any, wanted: list[str] | None) -> list[str]:
