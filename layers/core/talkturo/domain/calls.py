@@ -245,6 +245,9 @@ class DialJob(BaseModel):
 
     account_id: str
     call_id: str
+    # A paced campaign dial: not placed before this moment (the queue's delay covers the whole
+    # seconds of the wait, the dialer the rest).
+    not_before: datetime | None = None
 
 
 class CallEvent(BaseModel):

@@ -21,7 +21,7 @@ from talkturo.domain.assistants import (
 )
 from talkturo.domain.catalog import Catalog, get_catalog
 from talkturo.domain.common import Page, utcnow
-from talkturo.errors import Conflict, NotFound
+from talkturo.errors import Conflict, InvalidRequest, NotFound
 from talkturo.ids import has_prefix, new_id
 from talkturo.store import assistants as store
 
@@ -58,6 +58,22 @@ def get_record(account_id: str, assistant_id: str) -> AssistantRecord:
     _check_id(assistant_id)
     record, _ = store.get(account_id, assistant_id)
     return record
+
+
+def outbound_record(account_id: str, assistant_id: str) -> AssistantRecord:
+    """The assistant that is to place calls: 404 naming `assistant_id` when it does not
+    exist, 422 `outbound_disabled` when its outbound calls are off."""
+    try:
+        assistant = get_record(account_id, assistant_id)
+    except NotFound:
+        raise NotFound("no such assistant", param="assistant_id") from None
+    if not assistant.telephony.outbound_enabled:
+        raise InvalidRequest(
+            "outbound calls are disabled for this assistant (telephony.outbound_enabled)",
+            param="assistant_id",
+            code="outbound_disabled",
+        )
+    return assistant
 
 
 def create_assistant(account_id: str, changes: dict[str, Any]) -> Assistant:

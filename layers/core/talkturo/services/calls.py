@@ -7,6 +7,7 @@ default it is the process's carrier (`talkturo.carrier.get_carrier()`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -171,16 +172,7 @@ def _caller_id(
 def create_outbound(account_id: str, request: CallCreate) -> Call:
     """Record the call as queued and put it on the dial queue; refused with a clear error when
     outbound is disabled, no number can be the caller ID, the contact is DNC or no credits."""
-    try:
-        assistant = assistants.get_record(account_id, request.assistant_id)
-    except NotFound:
-        raise NotFound("no such assistant", param="assistant_id") from None
-    if not assistant.telephony.outbound_enabled:
-        raise InvalidRequest(
-            "outbound calls are disabled for this assistant (telephony.outbound_enabled)",
-            param="assistant_id",
-            code="outbound_disabled",
-        )
+    assistant = assistants.outbound_record(account_id, request.assistant_id)
     caller = _caller_id(account_id, assistant, request.phone_number_id)
     lines = dialing.lines_of(account_id)
     contact_id = request.contact_id
@@ -279,6 +271,11 @@ def dial(job: DialJob, carrier: Carrier | None = None) -> None:
         return
     if record.status != "queued":
         return
+    if job.not_before is not None:
+        # A paced dial: the queue's delay was whole seconds; wait the fraction left (< 1 s).
+        wait = (job.not_before - utcnow()).total_seconds()
+        if 0 < wait <= 1:
+            time.sleep(wait)
     claim = utcnow().isoformat()
     if not store.claim_dial(job.account_id, job.call_id, claim):
         logger.info("call already dialed", extra={"id": job.call_id})

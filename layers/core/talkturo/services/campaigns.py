@@ -34,6 +34,7 @@ from talkturo.domain.campaigns import (
     Attempt,
     Campaign,
     CampaignContact,
+    CampaignCounters,
     CampaignCreate,
     CampaignJob,
     CampaignProgress,
@@ -185,17 +186,7 @@ def _active_numbers(account_id: str) -> dict[str, str]:
 
 
 def _check_assistant(account_id: str, assistant_id: str) -> Any:
-    try:
-        assistant = assistants.get_record(account_id, assistant_id)
-    except NotFound:
-        raise NotFound("no such assistant", param="assistant_id") from None
-    if not assistant.telephony.outbound_enabled:
-        raise InvalidRequest(
-            "outbound calls are disabled for this assistant (telephony.outbound_enabled)",
-            param="assistant_id",
-            code="outbound_disabled",
-        )
-    return assistant
+    return assistants.outbound_record(account_id, assistant_id)
 
 
 def _rotation(account_id: str, assistant: Any, wanted: list[str] | None) -> list[str]:
@@ -571,8 +562,9 @@ class _Run:
     def __init__(self, account_id: str, campaign: Campaign) -> None:
         self.account_id = account_id
         self.campaign = campaign
-        self.numbers = _active_numbers(account_id)
-        self.lines = dialing.lines_of(account_id)
+        held = [number for number, _ in number_store.all_of(account_id)]
+        self.numbers = {n.id: n.phone_number for n in held if n.status == "active"}
+        self.lines = dialing.lines_of(account_id, held)
         self.assistant = assistants.get_record(account_id, campaign.assistant_id)
         self.window = campaign.call_window.rule()
         self.next_wake: datetime | None = None
@@ -582,25 +574,31 @@ class _Run:
             self.next_wake = moment
 
 
-def dispatch(account_id: str, campaign_id: str) -> int:
-    """Fill the campaign's free slots with due contacts; the number of calls placed."""
-    try:
-        campaign, _ = store.get(account_id, campaign_id)
-    except NotFound:
-        return 0
+def dispatch(account_id: str, campaign_id: str, campaign: Campaign | None = None) -> int:
+    """Fill the campaign's free slots with due contacts; the number of calls placed.
+    (`campaign`: the campaign as just read, to save reading it again.)"""
+    if campaign is None:
+        try:
+            campaign, _ = store.get(account_id, campaign_id)
+        except NotFound:
+            return 0
     if campaign.status != "running":
         return 0
     counters = store.counters(account_id, campaign_id)
     free = campaign.max_concurrent_calls - counters.in_flight
     placed = 0
     if free > 0:
-        if not _has_credits(account_id):
-            _move(account_id, campaign_id, "pause", reason="no_credits", quiet=True)
-            return 0
-        run = _Run(account_id, campaign)
-        for member in store.due(account_id, campaign_id, utcnow(), free + READ_AHEAD):
+        due = store.due(account_id, campaign_id, utcnow(), free + READ_AHEAD)
+        run: _Run | None = None
+        if due:
+            if not _has_credits(account_id):
+                _move(account_id, campaign_id, "pause", reason="no_credits", quiet=True)
+                return 0
+            run = _Run(account_id, campaign)
+        for member, version in due:
+            assert run is not None
             try:
-                outcome = _try_dial(run, member)
+                outcome = _try_dial(run, member, version)
             except store.Full:
                 break
             if outcome == "placed":
@@ -609,23 +607,29 @@ def dispatch(account_id: str, campaign_id: str) -> int:
                     break
             elif outcome == "stop":
                 break
+        wake = run.next_wake if run is not None else None
         if placed < free:
             head = store.queue_head(account_id, campaign_id, 1)
             if head and head[0].next_attempt_at and head[0].next_attempt_at > utcnow():
-                run.wake_at(head[0].next_attempt_at)
-        if run.next_wake is not None:
-            _wake_dispatch(account_id, campaign_id, run.next_wake)
+                wake = min(wake or head[0].next_attempt_at, head[0].next_attempt_at)
+        if wake is not None:
+            _wake_dispatch(account_id, campaign_id, wake)
     if placed == 0:
-        _complete_if_done(account_id, campaign_id)
+        _complete_if_done(account_id, campaign, counters)
     return placed
 
 
-def _complete_if_done(account_id: str, campaign_id: str) -> None:
-    campaign, _ = store.get(account_id, campaign_id)
-    if campaign.status != "running":
+def _complete_if_done(account_id: str, campaign: Campaign, counters: CampaignCounters) -> None:
+    """Complete the campaign when nobody is left. `counters` were read before this run moved
+    contacts: when they already show contacts waiting that it did not touch, nothing is read
+    again."""
+    if campaign.status != "running" or campaign.audience_status != "ready":
         return
-    if nobody_left(store.counters(account_id, campaign_id), campaign.audience_status == "ready"):
-        _move(account_id, campaign_id, "complete", reason="every contact is done", quiet=True)
+    if counters.in_flight > 0:
+        return
+    fresh = store.counters(account_id, campaign.id)
+    if nobody_left(fresh, audience_ready=True):
+        _move(account_id, campaign.id, "complete", reason="every contact is done", quiet=True)
 
 
 def _skip(
@@ -646,11 +650,12 @@ def _skip(
     store.save_contact(account_id, member, after, version, skipped=reason)
 
 
-def _try_dial(run: _Run, listed: CampaignContact) -> str:
+def _try_dial(run: _Run, member: CampaignContact, version: int) -> str:
     """Claim one due contact and place its call: `placed`, `skipped` (not dialled now), or
-    `stop` (nothing more can be dialled in this run)."""
+    `stop` (nothing more can be dialled in this run). `member` is as the due index holds it:
+    every write below is conditioned on its version, so a contact that moved meanwhile is
+    left alone."""
     account_id, campaign = run.account_id, run.campaign
-    member, version = store.get_contact(account_id, campaign.id, listed.contact_id)
     now = utcnow()
     if member.state != "pending" or not member.next_attempt_at or member.next_attempt_at > now:
         return "skipped"
@@ -757,13 +762,10 @@ def _try_dial(run: _Run, listed: CampaignContact) -> str:
         lease_until=now + LEASE,
     ):
         return "skipped"
-    delay = max(0, min(900, math.ceil((dial_at - utcnow()).total_seconds())))
+    delay = max(0, min(900, math.floor((dial_at - utcnow()).total_seconds())))
+    job = DialJob(account_id=account_id, call_id=call.id, not_before=dial_at)
     try:
-        queues.send(
-            settings.dial_queue_url,
-            DialJob(account_id=account_id, call_id=call.id).model_dump(),
-            delay_seconds=delay,
-        )
+        queues.send(settings.dial_queue_url, job.model_dump(mode="json"), delay_seconds=delay)
     except (BotoCoreError, ClientError, RuntimeError):
         # The call is recorded with its slot: the tick sends the dial job again.
         logger.exception("campaign call could not be queued", extra={"id": call.id})
@@ -828,7 +830,7 @@ def call_changed(account_id: str, campaign_id: str, call_id: str, *, final: bool
             _correct_outcome(account_id, campaign, member, version, call)
         return
     if _apply_end(account_id, member, version, call):
-        dispatch(account_id, campaign_id)
+        dispatch(account_id, campaign_id)  # read again: the end moved its counters
 
 
 def _ended_member(campaign: Campaign, member: CampaignContact, call: CallRecord) -> CampaignContact:

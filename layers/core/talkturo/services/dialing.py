@@ -18,6 +18,7 @@ from talkturo.domain.dialing import (
     get_dialing_rules,
     view_of,
 )
+from talkturo.domain.numbers import PhoneNumberRecord
 from talkturo.store import dialing as store
 from talkturo.store import numbers as number_store
 
@@ -42,10 +43,13 @@ class AccountLines:
         return effective_countries(self.settings, self.active_countries)
 
 
-def lines_of(account_id: str) -> AccountLines:
+def lines_of(account_id: str, numbers: Iterable[PhoneNumberRecord] | None = None) -> AccountLines:
+    """The account's dialing settings and numbers (`numbers`: the account's, already read)."""
     held: set[str] = set()
     countries: set[str] = set()
-    for number, _ in number_store.all_of(account_id):
+    if numbers is None:
+        numbers = [number for number, _ in number_store.all_of(account_id)]
+    for number in numbers:
         if number.status in HELD:
             held.add(number.phone_number)
         if number.status == "active":
