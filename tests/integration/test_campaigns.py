@@ -383,7 +383,12 @@ def test_pause_stops_new_dials_and_live_calls_finish_then_resume_goes_on(
     action(client, tenant, made["id"], "start")
     pump(stack)
     assert action(client, tenant, made["id"], "pause").json()["status"] == "paused"
-    end(tenant, call_ids(carrier)[0], "completed")
+    live = call_ids(carrier)[0]
+    calls.record_event(tenant.account_id, live, CallEvent(at=utcnow(), status="in_progress"))
+    pump(stack)
+    answered = calls.get(tenant.account_id, live).contact_id
+    assert member(client, tenant, made["id"], answered)["state"] == "calling"
+    end(tenant, live, "completed")
     pump(stack)
     campaigns.tick()
     pump(stack)

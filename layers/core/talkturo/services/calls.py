@@ -322,10 +322,12 @@ def record_event(account_id: str, call_id: str, event: CallEvent) -> CallRecord 
     session, that session is still saving the transcript and recording, and queues the job
     itself at once when done (the job is queued once, whoever is first)."""
     was_open = False
+    was_answered = False
 
     def move(record: CallRecord) -> CallRecord | None:
-        nonlocal was_open
+        nonlocal was_open, was_answered
         was_open = record.status != "ended"
+        was_answered = record.status in ("in_progress", "ended")
         return apply(record, event)
 
     try:
@@ -334,10 +336,15 @@ def record_event(account_id: str, call_id: str, event: CallEvent) -> CallRecord 
         return None
     if was_open and after.status == "ended":
         queue_post_call(account_id, call_id, delay_seconds=POST_CALL_DELAY_SECONDS)
-    if after.campaign_id and (event.status is not None or event.answered_by is not None):
-        # The carrier's own final word frees the call's campaign slot (a voice session ends
-        # the call in the record a moment before the carrier has hung up).
-        _tell_campaign(account_id, after, final=event.status == "ended")
+    if after.campaign_id:
+        if event.status == "ended":
+            # The carrier's own final word frees the call's campaign slot (a voice session
+            # ends the call in the record a moment before the carrier has hung up).
+            _tell_campaign(account_id, after, final=True)
+        elif event.status == "in_progress" and not was_answered:
+            _tell_campaign(account_id, after, final=False)  # its contact is now `calling`
+        elif event.answered_by is not None and not was_open:
+            _tell_campaign(account_id, after, final=False)  # a verdict after the end
     return after
 
 
