@@ -632,15 +632,23 @@ _PATCHES: list[tuple[type, str, Callable[[Callable[..., Any]], Callable[..., Any
 
 
 def install() -> None:
-    """Patch moto (once per process)."""
+    """Patch moto (once per process; a method may take several patches, in the listed order)."""
     for owner, name, wrap in _PATCHES:
         current = getattr(owner, name)
-        if getattr(current, "_talkturo_partitioned", False):
+        if wrap in _wraps_of(current):
             continue
         patched = wrap(current)
-        patched._talkturo_partitioned = True  # type: ignore[attr-defined]
+        patched._talkturo_wrap = wrap  # type: ignore[attr-defined]
         patched._talkturo_original = current  # type: ignore[attr-defined]
         setattr(owner, name, patched)
+
+
+def _wraps_of(method: Any) -> list[Any]:
+    found = []
+    while hasattr(method, "_talkturo_original"):
+        found.append(getattr(method, "_talkturo_wrap", None))
+        method = method._talkturo_original
+    return found
 
 
 def unpatched(method: Any) -> Any:
