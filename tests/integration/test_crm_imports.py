@@ -548,7 +548,7 @@ def test_a_refused_batch_is_done_row_by_row(
 ) -> None:
     from talkturo.store import contacts as contact_store
 
-    together = contact_store.create_together
+    together = contact_store.write_together
     refused: list[int] = []
 
     def phone_taken_meanwhile(account_id: str, entries: Any) -> int:
@@ -566,7 +566,7 @@ def test_a_refused_batch_is_done_row_by_row(
             refused.append(error.count)
             raise
 
-    monkeypatch.setattr(contact_store, "create_together", phone_taken_meanwhile)
+    monkeypatch.setattr(contact_store, "write_together", phone_taken_meanwhile)
     # Given five new people at one company, the third of whom will find their number taken
     lines = ["first_name,phone,company"] + [f"P{i},+1415555{2000 + i},Acme" for i in range(5)]
     job = started(client, tenant, "\n".join(lines) + "\n")
@@ -585,3 +585,77 @@ def test_a_refused_batch_is_done_row_by_row(
     assert acme["contact_count"] == 4
     # And nothing is left waiting on the queue
     assert import_queue.receive(stack) == []
+
+
+def test_rows_updating_contacts_are_written_several_to_a_transaction(
+    client: TestClient, tenant: Tenant, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from talkturo.store.transact import Writes
+
+    # Given 40 contacts at Acme, imported
+    first = ["first_name,phone,company"] + [f"P{i},+1415555{3000 + i},Acme" for i in range(40)]
+    started(client, tenant, "\n".join(first) + "\n")
+    import_queue.drain(stack)
+    commits: list[int] = []
+    commit = Writes.commit
+
+    def counted(writes: Writes) -> None:
+        commits.append(len(writes))
+        commit(writes)
+
+    monkeypatch.setattr(Writes, "commit", counted)
+    # When a second file renames them all, moves half of them to Globex, and tags them
+    again = ["first_name,phone,company,tags"] + [
+        f"Q{i},+1415555{3000 + i},{'Globex' if i % 2 else 'Acme'},again" for i in range(40)
+    ]
+    job = started(client, tenant, "\n".join(again) + "\n")
+    import_queue.drain(stack)
+    # Then far fewer transactions than rows wrote the changes, and each landed as row by row
+    assert len([size for size in commits if size > 3]) <= 6 and max(commits) <= 100
+    done = job_of(client, tenant, job)
+    assert (done["created"], done["updated"], done["failed"]) == (0, 40, 0)
+    people = contacts_of(client, tenant)
+    assert sorted(c["first_name"] for c in people) == sorted(f"Q{i}" for i in range(40))
+    assert len(contacts_of(client, tenant, tag="again")) == 40
+    companies = client.get("/v1/companies", headers=tenant.headers).json()["data"]
+    assert {c["name"]: c["contact_count"] for c in companies} == {"Acme": 20, "Globex": 20}
+
+
+def test_a_contact_changed_since_it_was_read_is_updated_row_by_row(
+    client: TestClient, tenant: Tenant, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from talkturo.store import contacts as contact_store
+
+    lines = ["first_name,phone"] + [f"P{i},+1415555{4000 + i}" for i in range(3)]
+    started(client, tenant, "\n".join(lines) + "\n")
+    import_queue.drain(stack)
+    (second,) = [c for c in contacts_of(client, tenant) if c["first_name"] == "P1"]
+    together = contact_store.write_together
+    refused: list[int] = []
+
+    def changed_meanwhile(account_id: str, entries: Any) -> int:
+        if not refused:
+            # Someone edits the second contact after the chunk read it
+            edited = client.patch(
+                f"/v1/contacts/{second['id']}", json={"job_title": "CTO"}, headers=tenant.headers
+            )
+            assert edited.status_code == 200, edited.json()
+        try:
+            return together(account_id, entries)
+        except contact_store.NotTogether as error:
+            refused.append(error.count)
+            raise
+
+    monkeypatch.setattr(contact_store, "write_together", changed_meanwhile)
+    # When a file renames all three
+    renamed = ["first_name,phone"] + [f"R{i},+1415555{4000 + i}" for i in range(3)]
+    job = started(client, tenant, "\n".join(renamed) + "\n")
+    import_queue.drain(stack)
+    # Then the batch was refused, and its rows done one by one from what is stored now: the
+    # edit made meanwhile is kept, and every row lands once
+    assert refused == [3]
+    done = job_of(client, tenant, job)
+    assert (done["updated"], done["failed"], done["processed_rows"]) == (3, 0, 3)
+    now = client.get(f"/v1/contacts/{second['id']}", headers=tenant.headers).json()
+    assert (now["first_name"], now["job_title"]) == ("R1", "CTO")
+    assert sorted(c["first_name"] for c in contacts_of(client, tenant)) == ["R0", "R1", "R2"]

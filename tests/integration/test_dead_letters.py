@@ -37,7 +37,7 @@ ADMIN = "an-admin-secret-for-dead-letter-tests"
 NUMBER = "+14155550140"
 CALLEE = "+14155550199"
 REAL_CREATE = contacts.create
-REAL_CREATE_TOGETHER = contact_store.create_together
+REAL_WRITE_TOGETHER = contact_store.write_together
 
 
 class TableAway(Exception):
@@ -97,12 +97,12 @@ def _failing_at(monkeypatch: pytest.MonkeyPatch, name: str, before: Any = None) 
         failing([data.first_name])
         return REAL_CREATE(account_id, data, **options)
 
-    def create_together(account_id: str, entries: Any) -> int:
-        failing([contact.first_name for contact, _ in entries])
-        return REAL_CREATE_TOGETHER(account_id, entries)
+    def write_together(account_id: str, entries: Any) -> int:
+        failing([contact.first_name for contact, *_ in entries])
+        return REAL_WRITE_TOGETHER(account_id, entries)
 
     monkeypatch.setattr(contacts, "create", create)
-    monkeypatch.setattr(contact_store, "create_together", create_together)
+    monkeypatch.setattr(contact_store, "write_together", write_together)
 
 
 def _names(client: TestClient, tenant: Tenant) -> list[str]:

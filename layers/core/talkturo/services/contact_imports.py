@@ -393,6 +393,9 @@ def _prefetch(
             if phone:
                 phones.add(phone)
     lookups.prefetch(names, phones)
+    # The contacts those numbers belong to: the rows updating them write in batches too.
+    holders = {lookups.held(phone) for phone in phones}
+    lookups.prefetch_contacts(holder for holder in holders if holder)
 
 
 def _import_row(
@@ -425,13 +428,15 @@ def _import_row(
 
 
 class _Batch:
-    """A chunk's new contacts, written several to a transaction rather than one by one.
+    """A chunk's contact writes, several to a transaction rather than one by one.
 
-    Only rows creating a contact wait here, each with its receipt. When a transaction of them
-    is cancelled (a receipt another delivery wrote, a phone taken meanwhile, a company gone,
-    contention) or fails otherwise, its rows are done again one by one like any row, which
-    says which failed and why. A row whose phone waits here already writes what waits first,
-    so that it updates the contact the earlier row creates, as it would row by row.
+    Rows creating a contact wait here, each with its receipt, and so do rows updating one (with
+    the contact as read ahead: its write is conditioned on that version). When a transaction
+    of them is cancelled (a receipt another delivery wrote, a phone taken meanwhile, a company
+    gone, a contact changed since it was read, contention) or fails otherwise, its rows are
+    done again one by one like any row, which reads afresh and says which failed and why. A
+    row whose phone waits here already writes what waits first, so that it updates the contact
+    the earlier row creates or changes, as it would row by row.
     """
 
     def __init__(
@@ -446,16 +451,25 @@ class _Batch:
         self.account_id, self.import_id = account_id, import_id
         self.header, self.columns = header, columns
         self.lookups, self.tally = lookups, tally
-        self._waiting: list[tuple[Record, Contact, Any]] = []
+        self._waiting: list[tuple[Record, contact_store.Together]] = []
         self._phones: set[str] = set()
 
     def holds(self, phone: str | None) -> bool:
         return phone in self._phones
 
-    def add(self, record: Record, contact: Contact, receipt: Any) -> None:
-        self._waiting.append((record, contact, receipt))
-        if contact.phone:
-            self._phones.add(contact.phone)
+    def add(
+        self,
+        record: Record,
+        contact: Contact,
+        receipt: Any,
+        item: contact_store.ContactItem | None = None,
+        before: Contact | None = None,
+    ) -> None:
+        """A new contact, or (with `item` and `before`, as read) a changed one."""
+        self._waiting.append((record, (contact, receipt, item, before)))
+        for phone in (contact.phone, before.phone if before else None):
+            if phone:
+                self._phones.add(phone)
         if len(self._waiting) >= _BATCH_ROWS:
             self.flush()
 
@@ -463,14 +477,14 @@ class _Batch:
         waiting, self._waiting, self._phones = self._waiting, [], set()
         while waiting:
             try:
-                count = contact_store.create_together(
-                    self.account_id, [(contact, receipt) for _, contact, receipt in waiting]
+                count = contact_store.write_together(
+                    self.account_id, [entry for _, entry in waiting]
                 )
             except Exception as error:  # noqa: BLE001 - the rows, one by one, say what it was
                 # Refused, or failed (a table away, say): row by row, the rows before a failing
                 # one still land and count, and the failing one raises its own error again.
                 count = error.count if isinstance(error, NotTogether) else len(waiting)
-                for record, _, _ in waiting[:count]:
+                for record, _ in waiting[:count]:
                     outcome = _import_row(
                         self.account_id,
                         self.import_id,
@@ -482,10 +496,10 @@ class _Batch:
                     )
                     self.tally[outcome or "failed"] += 1
             else:
-                for _, contact, _ in waiting[:count]:
+                for _, (contact, _, _, before) in waiting[:count]:
                     if contact.phone:
                         self.lookups.now_held(contact.phone, contact.id)
-                self.tally["created"] += count
+                    self.tally["created" if before is None else "updated"] += 1
             waiting = waiting[count:]
 
 
@@ -537,6 +551,14 @@ def _apply_row(
     receipt = store.receipt(account_id, import_id, row, outcome)
     if batch is not None and create is not None:
         batch.add(record, contacts.new_contact(account_id, create, lookups), receipt)
+        return None
+    item = lookups.take_item(existing) if batch is not None and existing else None
+    if batch is not None and item is not None:
+        # The contact as read ahead: its write waits too, conditioned on that version. A row
+        # the change refuses (as `update` would) is reported before anything is written.
+        before = contact_store.of_item(item)
+        change = contacts.changer(update, lookups, may_lift_dnc=False)
+        batch.add(record, change(before), receipt, item, before)
         return None
     try:
         if existing:

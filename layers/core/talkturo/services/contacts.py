@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from talkturo.domain.common import Page, utcnow
@@ -36,6 +36,7 @@ class Lookups:
         self._named: dict[str, Company | None] = {}  # by name_key; None: no such company
         self._fields: list[CustomField] | None = None
         self._holders: dict[str, str | None] = {}  # phone -> contact id; None: nobody
+        self._items: dict[str, store.ContactItem] = {}  # read ahead, each for one write
 
     def prefetch(self, company_names: Iterable[str], phones: Iterable[str]) -> None:
         """Read these companies and phone numbers in a few batch reads, for the rows to come
@@ -54,6 +55,19 @@ class Lookups:
         if wanted:
             held = store.find_by_phones(self.account_id, wanted)
             self._holders.update({phone: held.get(phone) for phone in wanted})
+
+    def prefetch_contacts(self, contact_ids: Iterable[str]) -> None:
+        """Read these contacts in batches, each for the one write to come (an import's rows
+        updating them)."""
+        self._items.update(store.items_of(self.account_id, contact_ids))
+
+    def take_item(self, contact_id: str) -> store.ContactItem | None:
+        """The contact's item read ahead (once: a second write reads it afresh)."""
+        return self._items.pop(contact_id, None)
+
+    def held(self, phone: str) -> str | None:
+        """The holder of `phone` when known already (no read)."""
+        return self._holders.get(phone)
 
     def holder_of(self, phone: str) -> str | None:
         """The contact holding this primary number, if any (`find_by_phone`, remembered)."""
@@ -166,6 +180,16 @@ def update(
     """Apply `changes`; with `may_lift_dnc=False` (a CSV import) a change that would make a DNC
     contact callable again is ignored, the other changes apply (see `resolve_dnc`)."""
     lookups = lookups or Lookups(account_id)
+    change = changer(changes, lookups, may_lift_dnc=may_lift_dnc)
+    contact = store.update(account_id, contact_id, change, receipt=receipt)
+    contact.company_name = lookups.name_of(contact.company_id)
+    return contact
+
+
+def changer(
+    changes: ContactUpdate, lookups: Lookups, *, may_lift_dnc: bool = True
+) -> Callable[[Contact], Contact]:
+    """What `update` does to the contact as it reads it (checked first; it may still refuse)."""
     given = changes.model_dump(exclude_unset=True)
     status_given = given.pop("lead_status", None)
     dnc_given = given.pop("do_not_call", None)
@@ -202,9 +226,7 @@ def update(
             )
         return after
 
-    contact = store.update(account_id, contact_id, change, receipt=receipt)
-    contact.company_name = lookups.name_of(contact.company_id)
-    return contact
+    return change
 
 
 def get(account_id: str, contact_id: str) -> Contact:

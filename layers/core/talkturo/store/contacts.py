@@ -245,20 +245,26 @@ class NotTogether(Exception):
         self.count = count
 
 
-def create_together(account_id: str, entries: Sequence[tuple[Contact, Item]]) -> int:
-    """Write new contacts, each with its receipt, in one transaction (their companies' count
-    updates merged, as a transaction may touch an item once): as many of the first of
-    `entries` as fit, at least one; how many. NotTogether when the transaction is cancelled.
+# A write of `write_together`: the contact after it, its receipt, and for an update the
+# contact's item as read and the contact it held (None for a new contact).
+Together = tuple[Contact, Item, "ContactItem | None", "Contact | None"]
 
-    The caller makes sure no two of them share a phone number (a guard written twice).
+
+def write_together(account_id: str, entries: Sequence[Together]) -> int:
+    """Write new and changed contacts, each with its receipt, in one transaction (their
+    companies' count updates merged, as a transaction may touch an item once; a changed one
+    under its version, as read): as many of the first of `entries` as fit, at least one; how
+    many. NotTogether when the transaction is cancelled.
+
+    The caller makes sure no two of them share a phone number or a contact.
     """
     writes = Writes()
     counts: Counter[str] = Counter()
     taken = 0
-    for contact, receipt in entries:
+    for contact, receipt, item, before in entries:
         one = Writes()
         more = Counter(counts)
-        _stage(one, account_id, None, contact, None, more)
+        _stage(one, account_id, before, contact, item, more)
         one.put("receipt", receipt, type(receipt).pk.does_not_exist())
         if taken and len(writes) + len(one) + len(+more) > MAX_WRITES:
             break
@@ -284,6 +290,22 @@ def _item(account_id: str, contact_id: str) -> ContactItem:
 
 def get(account_id: str, contact_id: str) -> Contact:
     return _of(_item(account_id, contact_id))
+
+
+def items_of(account_id: str, contact_ids: Iterable[str]) -> dict[str, ContactItem]:
+    """The items of these contacts (those that exist), by id, in batch reads."""
+    wanted = sorted(set(contact_ids))
+    if not wanted:
+        return {}
+    connection()
+    pk = keys.account(account_id)
+    found = ContactItem.batch_get([(pk, _sk(cid)) for cid in wanted], consistent_read=True)
+    return {str(item.sk).removeprefix(PREFIX): item for item in found}
+
+
+def of_item(item: ContactItem) -> Contact:
+    """The contact an item holds."""
+    return _of(item)
 
 
 def get_many(account_id: str, contact_ids: Iterable[str]) -> dict[str, Contact]:
