@@ -398,3 +398,187 @@ def test_a_query_reads_its_partition_only(
         == 10
     )
     assert read == [1, 10]
+
+
+# Attribute values as a client may send them: every type, binary ones, nulls where a value
+# should be, several types in one, values of the wrong JSON type.
+_scalars = st.sampled_from(
+    [
+        {"S": "x"},
+        {"S": ""},
+        {"N": "10.5"},
+        {"B": "eA=="},
+        {"BS": ["eA==", "eQ=="]},
+        {"SS": ["a", "b"]},
+        {"NS": ["1", "2"]},
+        {"NULL": True},
+        {"BOOL": False},
+        {"S": None},
+        {"S": 5},
+        {"SS": ["a", 1]},
+        {"S": "x", "N": "1"},
+        {"N": "1", "S": "x"},
+        {"Q": "unknown"},
+        {},
+        "plain",
+    ]
+)
+_attribute_values = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.builds(lambda value: {"M": value}, st.dictionaries(st.sampled_from("abc"), inner)),
+        st.builds(lambda value: {"L": value}, st.lists(inner, max_size=3)),
+    ),
+    max_leaves=8,
+)
+
+
+@given(
+    item=st.dictionaries(st.sampled_from(["PK", "SK", "a", "b"]), _attribute_values, max_size=4),
+    values=st.dictionaries(st.sampled_from([":v", ":w"]), _attribute_values, max_size=2),
+)
+def test_a_request_is_read_as_moto_reads_it(item: dict[str, Any], values: dict[str, Any]) -> None:
+    # Given any request holding attribute values (a transaction's put and update, here)
+    import json
+
+    from moto.core.parse import PROTOCOL_PARSERS, BaseJSONParser
+    from moto.core.responses import get_service_model
+
+    from talkturo.local import emulator_dynamodb
+
+    emulator_dynamodb.install()
+    body = {
+        "TransactItems": [
+            {"Put": {"TableName": "t", "Item": item, "ExpressionAttributeValues": values}},
+            {"Update": {"TableName": "t", "Key": item, "UpdateExpression": "SET a = :v"}},
+        ]
+    }
+    operation = get_service_model("dynamodb").operation_model("TransactWriteItems")
+
+    def parsed() -> Any:
+        parser = PROTOCOL_PARSERS["json"](operation, map_type=dict)
+        try:
+            return read(parser)
+        except Exception as error:  # moto's own failure is part of its answer
+            return type(error).__name__
+
+    def read(parser: Any) -> Any:
+        return parser.parse(
+            {
+                "method": "POST",
+                "values": {},
+                "headers": {},
+                "body": json.dumps(body).encode(),
+                "url_path": "/",
+                "url_params": {},
+            }
+        )
+
+    # When read by the emulator and by moto's own parser, then the two read the same
+    as_read = parsed()
+    patched = BaseJSONParser._parse_structure
+    try:
+        BaseJSONParser._parse_structure = unpatched(patched)  # type: ignore[method-assign]
+        by_moto = parsed()
+    finally:
+        BaseJSONParser._parse_structure = patched  # type: ignore[method-assign]
+    # (the same types and the same order of keys too: moto reads a value's first type)
+    assert repr(as_read) == repr(by_moto)
+
+
+_counts = st.sampled_from([None, {"N": "3"}, {"N": "-2.5"}, {"S": "3"}, {"SS": ["a"]}])
+_adds = st.fixed_dictionaries(
+    {
+        "expression": st.sampled_from(["ADD #c :v", " ADD  #c :v ", "ADD #k :v", "SET #c = :v"]),
+        "name": st.sampled_from(["C", "G", "PK"]),
+        "value": st.sampled_from(
+            [{"N": "1"}, {"N": "-1"}, {"N": "0.25"}, {"N": "+7"}, {"N": "x"}, {"S": "1"}]
+        ),
+        "condition": st.sampled_from(
+            [None, "attribute_exists (#k)", "attribute_not_exists (#k)", "#c < :v"]
+        ),
+        "exists": st.booleans(),
+        "count": _counts,
+        "transaction": st.booleans(),
+    }
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(add=_adds, size=st.integers(min_value=404_800, max_value=405_100))
+def test_adds_in_place_and_items_sized_once_answer_as_moto(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, add: dict[str, Any], size: int
+) -> None:
+    from moto.dynamodb.models.dynamo_type import Item
+
+    from talkturo.local import emulator_dynamodb
+
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    ranged, hashed = _create_tables(dynamodb)
+    key = {"PK": {"S": "a"}, "SK": {"N": "1"}}
+    start = {**key, "G": {"S": "g"}, "GR": {"N": "1"}}
+    if add["count"] is not None:
+        start["C"] = add["count"]
+    names = {"#c": add["name"]} if "#c" in add["expression"] else {}
+    if "#k" in add["expression"] or "#k" in (add["condition"] or ""):
+        names["#k"] = "PK"
+    if "#c" in (add["condition"] or ""):
+        names["#c"] = add["name"]
+    request: dict[str, Any] = {
+        "TableName": ranged,
+        "Key": key,
+        "UpdateExpression": add["expression"],
+        "ExpressionAttributeValues": {":v": add["value"]},
+    }
+    if names:
+        request["ExpressionAttributeNames"] = names
+    if add["condition"]:
+        request["ConditionExpression"] = add["condition"]
+
+    def outcome() -> Any:
+        dynamodb.delete_item(TableName=ranged, Key=key)
+        if add["exists"]:
+            dynamodb.put_item(TableName=ranged, Item=start)
+        try:
+            if add["transaction"]:
+                dynamodb.transact_write_items(TransactItems=[{"Update": request}])
+            else:
+                dynamodb.update_item(**request)
+            answer: Any = "ok"
+        except ClientError as refused:
+            answer = refused.response["Error"]["Code"]
+        found = dynamodb.get_item(TableName=ranged, Key=key, ConsistentRead=True).get("Item")
+        try:
+            counted: Any = dynamodb.query(
+                TableName=ranged,
+                IndexName="by-g",
+                KeyConditionExpression="G = :g",
+                ExpressionAttributeValues={":g": {"S": "g"}},
+            )["Items"]
+        except ClientError as failed:  # moto fails on an invalid number it stored ("x")
+            counted = failed.response["Error"]["Code"]
+        # An item about as large as moto allows: stored, or refused, alike.
+        big = {"PK": {"S": "big"}, "SK": {"N": "1"}, "V": {"S": "x" * size}}
+        try:
+            dynamodb.put_item(TableName=ranged, Item=big)
+            stored: Any = len(dynamodb.get_item(TableName=ranged, Key=_key_of(big))["Item"])
+        except ClientError as refused:
+            stored = refused.response["Error"]["Code"]
+        return answer, found, counted, stored
+
+    # When the update is done by the emulator's way and by moto's own, then alike
+    fast = outcome()
+    with monkeypatch.context() as moto_only:
+        moto_only.setattr(emulator_dynamodb, "adds_in_place", False)
+        moto_only.setattr(Item, "__init__", unpatched(Item.__init__))
+        assert outcome() == fast
+    for name in (ranged, hashed):
+        dynamodb.delete_table(TableName=name)
+
+
+def _key_of(item: dict[str, Any]) -> dict[str, Any]:
+    return {"PK": item["PK"], "SK": item["SK"]}

@@ -471,3 +471,13 @@ def test_a_campaign_wake_is_not_saved_but_the_job_it_sent_is(
         assert json.loads(message["Body"]) == job
     finally:
         second.stop()
+
+
+def test_a_long_save_is_followed_by_a_longer_wait(
+    emulator: Emulator, stack: Stack, tmp_path: Path
+) -> None:
+    # Saving shares the process with the requests: it never takes more than about a tenth of
+    # the time, however large the data grows; quick saves keep the interval.
+    saver = persistence(emulator, stack, tmp_path, interval=5.0)
+    assert saver.next_wait(0.05) == 5.0
+    assert saver.next_wait(2.0) == 2.0 * persistence_module.SAVE_SHARE

@@ -5,14 +5,18 @@ from __future__ import annotations
 import csv
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from talkturo.domain.contact_imports import (
     REPORT_VALUE_MAX,
     CsvProblem,
+    Record,
     RowErrorDetail,
     column_name,
     map_columns,
     read_csv,
+    read_records,
     reported_values,
     row_values,
 )
@@ -130,6 +134,56 @@ def test_a_value_over_the_parser_limit_stops_the_reading_at_its_row() -> None:
     assert [r.row for r in parsed.records] == [2, 3]
     problem = parsed.records[1].problem
     assert problem is not None and str(csv.field_size_limit()) in problem
+
+
+# Pieces of a CSV file: plain rows, blank ones, quoted cells over several lines, CRLF and lone
+# CR endings, malformed rows, a quote never closed, a semicolon file's header.
+_PIECES = [
+    "Ada,+14155550123\n",
+    "Bob,\r\n",
+    "\n",
+    ",,\n",
+    '"Cy\nthe second line",x\n',
+    '"Dee, ""quoted""",y\r',
+    '"Ed"x,broken\n',
+    '"never closed,z\n',
+    "  ,  \n",
+    "Flo;+14155550124\n",
+    "G\u00e9rard,\u00e9\n",
+]
+
+
+def _rows(records: list[Record]) -> list[tuple[int, list[str], str | None]]:
+    return [(r.row, r.cells, r.problem) for r in records]
+
+
+@given(
+    header=st.sampled_from(["first_name,phone\n", "first_name;phone\r\n", '"first\nname",b\n']),
+    pieces=st.lists(st.sampled_from(_PIECES), max_size=25),
+    size=st.integers(min_value=1, max_value=6),
+    bom=st.booleans(),
+)
+def test_reading_chunk_by_chunk_gives_the_records_of_reading_it_whole(
+    header: str, pieces: list[str], size: int, bom: bool
+) -> None:
+    # Given any file
+    raw = ("\ufeff" if bom else "").encode() + (header + "".join(pieces)).encode()
+    whole = read_csv(raw)
+    # When read `size` records at a time, each chunk going on where the one before stopped
+    chunks: list[Record] = []
+    parsed, resume = read_records(raw, limit=size)
+    chunks += parsed.records
+    while resume is not None:
+        assert parsed.header == whole.header
+        parsed, resume = read_records(raw, resume=resume, limit=size)
+        assert len(parsed.records) <= size
+        chunks += parsed.records
+    # Then those are the records of the whole file, with the same rows and problems; and a
+    # chunk found by passing over the records before it is the same chunk
+    assert _rows(chunks) == _rows(whole.records)
+    for start in range(0, len(whole.records) + 1, size):
+        found, _ = read_records(raw, skip=start, limit=size)
+        assert _rows(found.records) == _rows(whole.records[start : start + size])
 
 
 def test_row_values_keep_non_empty_cells_in_api_shape() -> None:

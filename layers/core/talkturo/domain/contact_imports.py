@@ -172,6 +172,16 @@ def _unreadable(error: csv.Error) -> tuple[str, bool]:
     return f"the row is not valid CSV: {reason}", True
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Where reading a file goes on: `offset` characters into its text, after the record of
+    spreadsheet row `row` (what a chunk leaves for the next one, so that no chunk reads the
+    file from its start)."""
+
+    offset: int
+    row: int
+
+
 def read_csv(raw: bytes) -> CsvFile:
     """The header and the non-empty records, each with its spreadsheet row number.
 
@@ -180,34 +190,76 @@ def read_csv(raw: bytes) -> CsvFile:
     only cell; the records before it are read as usual, and those after it when the parser
     can tell where it ends.
     """
+    return read_records(raw)[0]
+
+
+def read_records(
+    raw: bytes, *, resume: Resume | None = None, skip: int = 0, limit: int | None = None
+) -> tuple[CsvFile, Resume | None]:
+    """`read_csv`'s header and records, from `resume` (else from the first record, passing
+    over `skip` records), at most `limit` of them; and where the record after them starts
+    (None when there is nothing more to read). The records are the very ones `read_csv` gives
+    (`read_csv(raw).records[skip : skip + limit]`), as are their row numbers."""
     text = decode(raw)
-    lines = io.StringIO(text, newline="").readlines()
-    reader = csv.reader(lines, delimiter=_delimiter(text), strict=True)
+    delimiter = _delimiter(text)
+    # The header is the file's first record, wherever reading starts.
+    header_lines = _Lines(text, 0)
     try:
-        header = next(reader, None)
+        header = next(csv.reader(header_lines, delimiter=delimiter, strict=True), None)
     except csv.Error as error:
         raise CsvProblem(f"the first row is not valid CSV: {error}") from None
     if header is None or not any(cell.strip() for cell in header):
         raise CsvProblem("the first row must name the columns")
     parsed = CsvFile(header=[cell.strip() for cell in header])
-    row = 1
-    while True:
-        start = reader.line_num
+    lines = _Lines(text, resume.offset if resume else header_lines.offset)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    row = resume.row if resume else 1
+    while limit is None or len(parsed.records) < limit:
         row += 1
         try:
             cells = next(reader)
         except StopIteration:
-            break
+            return parsed, None
         except csv.Error as error:
             problem, read_on = _unreadable(error)
-            cells = ["".join(lines[start : reader.line_num])]
-            parsed.records.append(Record(row=row, cells=cells, problem=problem))
+            record = Record(row=row, cells=["".join(lines.taken)], problem=problem)
+            lines.taken.clear()
+            if skip:
+                skip -= 1
+            else:
+                parsed.records.append(record)
             if not read_on:
-                break
+                return parsed, None
             continue
-        if any(cell.strip() for cell in cells):
+        lines.taken.clear()
+        if not any(cell.strip() for cell in cells):
+            continue
+        if skip:
+            skip -= 1
+        else:
             parsed.records.append(Record(row=row, cells=cells))
-    return parsed
+    return parsed, Resume(offset=lines.offset, row=row)
+
+
+class _Lines:
+    """The lines of `text` from `offset` on (ends kept), for the CSV reader: which it took for
+    the record it reads (`taken`), and where in `text` the next line starts (`offset`)."""
+
+    def __init__(self, text: str, offset: int) -> None:
+        self._lines = io.StringIO(text[offset:], newline="")
+        self.offset = offset
+        self.taken: list[str] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._lines.readline()
+        if not line:
+            raise StopIteration
+        self.offset += len(line)
+        self.taken.append(line)
+        return line
 
 
 def column_name(header: str) -> str:

@@ -28,12 +28,23 @@ def is_country(code: str) -> bool:
     return code in phonenumbers.SUPPORTED_REGIONS
 
 
+# Parsing a number costs about 0.1 ms, and one write reads the same number several times (the
+# checks, the contact, its time zone, its search tokens): the last answers are kept. An
+# invalid number is not kept, it raises each time.
+_PARSED_MAX = 4096
+
+
 def normalise_phone(raw: str, region: str | None = None) -> str:
     """`raw` in E.164 (`+14155550123`).
 
     International forms (`+44 20 …`, `0044 20 …` is not one) are read as they are; national forms
     (`(415) 555-0123`) are read as numbers of `region` (ISO alpha-2), by default the US.
     """
+    return _normalised(raw, region)
+
+
+@lru_cache(maxsize=_PARSED_MAX)
+def _normalised(raw: str, region: str | None) -> str:
     text = raw.strip()
     if not text:
         raise InvalidPhone("must not be empty")
@@ -61,6 +72,11 @@ def infer_timezone(e164: str | None, *, year: int | None = None) -> str | None:
     """
     if not e164:
         return None
+    return _zone(e164, year if year is not None else datetime.now(UTC).year)
+
+
+@lru_cache(maxsize=_PARSED_MAX)
+def _zone(e164: str, when: int) -> str | None:
     try:
         number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
@@ -72,7 +88,6 @@ def infer_timezone(e164: str | None, *, year: int | None = None) -> str | None:
     )
     if not zones:
         return None
-    when = year if year is not None else datetime.now(UTC).year
     if len({_offsets(zone, when) for zone in zones}) > 1:
         return None
     return zones[0]
@@ -90,9 +105,14 @@ def _offsets(zone: str, year: int) -> tuple[timedelta | None, timedelta | None]:
 
 def phone_digits(e164: str) -> list[str]:
     """What a search for a number may start with: all its digits, and its national digits."""
+    return list(_digits(e164))
+
+
+@lru_cache(maxsize=_PARSED_MAX)
+def _digits(e164: str) -> tuple[str, ...]:
     international = e164.lstrip("+")
     try:
         national = str(phonenumbers.parse(e164, None).national_number)
     except phonenumbers.NumberParseException:
-        return [international]
-    return [international] if national == international else [international, national]
+        return (international,)
+    return (international,) if national == international else (international, national)

@@ -10,7 +10,10 @@ survives an upgrade of moto or of the libraries; the file carries a format versi
     <data folder>/state.json      the snapshot (version, tables, queues, object index, parts)
     <data folder>/objects/<name>  the objects' bytes, one file each, named by what they hold
 
-A snapshot is taken every SAVE_INTERVAL_SECONDS when anything changed, and on stop. Every file
+A snapshot is taken every SAVE_INTERVAL_SECONDS when anything changed, and on stop; when one
+took long (a large data set written while an import runs), the next waits SAVE_SHARE times as
+long as it took, so that saving never takes more than about a tenth of the platform's time
+from the requests it shares the process with. Every file
 is written to a temporary name, flushed to disk and renamed over the old one: a process killed
 during a save leaves the previous snapshot whole. At start the snapshot fills the tables,
 buckets and queues that template.yaml's resources created, before anything else runs.
@@ -41,6 +44,8 @@ logger = logging.getLogger("local.data")
 FORMAT = "talkturo-local-data"
 VERSION = 1
 SAVE_INTERVAL_SECONDS = 5.0
+# A save that took t seconds is followed by at least SAVE_SHARE * t seconds without one.
+SAVE_SHARE = 10.0
 DEFAULT_DATA_DIR = ".talkturo"
 STATE_FILE = "state.json"
 OBJECTS_DIR = "objects"
@@ -577,9 +582,16 @@ class Persistence:
             self._saved_parts = parts_json
             return True
 
+    def next_wait(self, took: float) -> float:
+        """Seconds until the next save, after one that took `took` seconds."""
+        return max(self.interval, SAVE_SHARE * took)
+
     def _loop(self) -> None:
-        while not self._stopping.wait(self.interval):
+        wait = self.interval
+        while not self._stopping.wait(wait):
+            started = time.monotonic()
             try:
                 self.save()
             except Exception:  # the next interval tries again; the platform goes on
                 logger.exception("saving the data to %s failed", self.folder.path)
+            wait = self.next_wait(time.monotonic() - started)

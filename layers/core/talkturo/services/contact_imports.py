@@ -40,6 +40,7 @@ from talkturo.domain.contact_imports import (
     RowErrorDetail,
     map_columns,
     read_csv,
+    read_records,
     reported_values,
     row_values,
 )
@@ -205,11 +206,15 @@ def _process_chunk(chunk: ImportChunk) -> None:
         _fail(account_id, job, "the uploaded file is no longer available")
         return
     try:
-        parsed = read_csv(raw)
+        # Only this chunk's records: from where the chunk before it ended, when it said.
+        if state.resume is not None:
+            parsed, resume = read_records(raw, resume=state.resume, limit=CHUNK_ROWS)
+        else:
+            parsed, resume = read_records(raw, skip=start_row, limit=CHUNK_ROWS)
     except CsvProblem as problem:
         _fail(account_id, job, str(problem))
         return
-    records = parsed.records[start_row : start_row + CHUNK_ROWS]
+    records = parsed.records
     done = (
         store.finished_rows(account_id, import_id, records[0].row, records[-1].row)
         if records
@@ -239,7 +244,7 @@ def _process_chunk(chunk: ImportChunk) -> None:
             "completed_at": now if finished else None,
         }
     )
-    if not store.advance(account_id, job, start_row=start_row, next_row=next_row):
+    if not store.advance(account_id, job, start_row=start_row, next_row=next_row, resume=resume):
         _land_after_dead_letter(account_id, job, start_row=start_row, next_row=next_row)
         return  # or another delivery of this message got there first
     logger.info(
@@ -505,15 +510,15 @@ def _apply_row(
             CompanyCreate(name=company_name)
         except ValidationError as invalid:
             raise InvalidRequest(_detail(invalid.errors()[0]).message, param="company") from None
-    ContactUpdate.model_validate(values)
+    update = ContactUpdate.model_validate(values)
     company = lookups.company_named(company_name) if company_name is not None else None
     country = company.country if company else None  # a company still to create has none
     phone = phone_of(values.get("phone"), country)
     if batch is not None and batch.holds(phone):
         batch.flush()  # this row updates the contact a waiting row creates
     existing = lookups.holder_of(phone) if phone else None
-    if existing is None:
-        ContactCreate.model_validate(values)  # someone to call or write
+    # Validated once: the company's id, added below, is the only value still to come.
+    create = ContactCreate.model_validate(values) if existing is None else None
     if values.get("secondary_phone") and (company_name is not None or existing is None):
         # Read in the country the write will use. A row updating a contact without a company
         # cell uses the contact's company's; the write checks it before writing anything.
@@ -525,12 +530,13 @@ def _apply_row(
         if company is None:
             company, created = lookups.company_for(company_name)
             tally["company"] += int(created)
-        values["company_id"] = company.id
+        joined = {"company_id": company.id}
+        update = update.model_copy(update=joined)
+        create = create.model_copy(update=joined) if create is not None else None
     outcome = "updated" if existing else "created"
     receipt = store.receipt(account_id, import_id, row, outcome)
-    if batch is not None and not existing:
-        data = ContactCreate.model_validate(values)
-        batch.add(record, contacts.new_contact(account_id, data, lookups), receipt)
+    if batch is not None and create is not None:
+        batch.add(record, contacts.new_contact(account_id, create, lookups), receipt)
         return None
     try:
         if existing:
@@ -538,15 +544,14 @@ def _apply_row(
             contacts.update(
                 account_id,
                 existing,
-                ContactUpdate.model_validate(values),
+                update,
                 lookups=lookups,
                 receipt=receipt,
                 may_lift_dnc=False,
             )
         else:
-            contact = contacts.create(
-                account_id, ContactCreate.model_validate(values), lookups=lookups, receipt=receipt
-            )
+            assert create is not None
+            contact = contacts.create(account_id, create, lookups=lookups, receipt=receipt)
             if phone:
                 lookups.now_held(phone, contact.id)
     except ReceiptExists:

@@ -5,6 +5,9 @@ Items (see docs/data-model.md):
           `next_row` (the first row not yet done, 0-based over the file's records) and
           `queued_row` (the start_row of the last chunk message sent). Each chunk's counters
           land with the condition `next_row = <its start_row>`, so a chunk counts once.
+          `resume_offset`, `resume_row`: where the record `next_row` starts in the file (the
+          character offset and the spreadsheet row before it), written with `next_row`, so
+          the next chunk reads on from there rather than from the file's start.
           `failing_row`, `failed_attempts`, `last_error`: the chunk that is failing, how often,
           and the class of its last error (what a dead letter's reason reports). `failure`:
           set when a dead letter ended the import; no chunk's counters may then make it
@@ -25,7 +28,7 @@ from typing import Any
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from talkturo.domain.contact_imports import ContactImport, ImportRowError
+from talkturo.domain.contact_imports import ContactImport, ImportRowError, Resume
 from talkturo.errors import NotFound
 from talkturo.store import keys
 from talkturo.store.paging import query_page
@@ -46,6 +49,8 @@ class ContactImportItem(Item):
     failed_attempts = NumberAttribute(null=True)
     last_error = UnicodeAttribute(null=True)
     failure = UnicodeAttribute(null=True)
+    resume_offset = NumberAttribute(null=True)
+    resume_row = NumberAttribute(null=True)
 
 
 class ImportRowErrorItem(Item):
@@ -70,6 +75,8 @@ class Progress:
     last_error: str | None = None
     # Ended by a dead letter (see `fail_dead`).
     dead: bool = False
+    # Where the record `next_row` starts in the file, when the chunk before it said.
+    resume: Resume | None = None
 
 
 def _sk(import_id: str) -> str:
@@ -113,6 +120,11 @@ def progress(account_id: str, import_id: str) -> Progress:
         failed_attempts=int(item.failed_attempts or 0),
         last_error=item.last_error,
         dead=item.failure is not None,
+        resume=(
+            Resume(offset=int(item.resume_offset), row=int(item.resume_row))
+            if item.resume_offset is not None and item.resume_row is not None
+            else None
+        ),
     )
 
 
@@ -141,21 +153,37 @@ def save_job(account_id: str, job: ContactImport) -> bool:
 
 
 def advance(
-    account_id: str, job: ContactImport, *, start_row: int, next_row: int, dead: bool = False
+    account_id: str,
+    job: ContactImport,
+    *,
+    start_row: int,
+    next_row: int,
+    resume: Resume | None = None,
+    dead: bool = False,
 ) -> bool:
-    """Record a chunk's counters and move `next_row` on, only if no one did it before.
+    """Record a chunk's counters and move `next_row` on, only if no one did it before;
+    `resume`: where the record `next_row` starts in the file (None: unknown).
 
     `dead`: the job a dead letter ended (its counters still land, its status stays failed);
     otherwise the job must not have been ended so, lest its failure be overwritten.
     """
     failure = ContactImportItem.failure
     ended = failure.exists() if dead else failure.does_not_exist()
+    position = (
+        [
+            ContactImportItem.resume_offset.set(resume.offset),
+            ContactImportItem.resume_row.set(resume.row),
+        ]
+        if resume is not None
+        else [ContactImportItem.resume_offset.remove(), ContactImportItem.resume_row.remove()]
+    )
     return _update_if(
         account_id,
         job.id,
         [
             ContactImportItem.doc.set(job.model_dump_json()),
             ContactImportItem.next_row.set(next_row),
+            *position,
         ],
         (ContactImportItem.next_row == start_row) & ended,
     )
