@@ -584,3 +584,27 @@ def test_a_scheduled_campaign_waits_for_its_start_and_the_tick_starts_it(
     pump(stack)
     assert read(client, tenant, made["id"])["status"] == "running"
     assert len(carrier.placed) == 1
+
+
+def test_a_contact_marked_dnc_between_claim_and_dial_is_not_dialled(
+    client: TestClient, stack: Stack, tenant: Tenant, line: Any, carrier: FakeCarrier
+) -> None:
+    people = contacts(client, tenant, 1)
+    made = create(client, tenant, line.assistant_id)
+    pump(stack)
+    action(client, tenant, made["id"], "start")
+    # The claim happens (the call is recorded) but the dial job has not run yet.
+    for _ in range(10):
+        if not _campaign_worker.deliver_waiting(stack, strict=True):
+            break
+    (claimed,) = calls.list_calls(
+        tenant.account_id, limit=10, starting_after=None, campaign_id=made["id"]
+    ).data
+    client.patch(f"/v1/contacts/{people[0]}", json={"do_not_call": True}, headers=tenant.headers)
+    pump(stack)
+    assert carrier.placed == []
+    ended = calls.get(tenant.account_id, claimed.id)
+    assert ended.status == "ended" and ended.ended_reason == "canceled"
+    seen = member(client, tenant, made["id"], people[0])
+    assert seen["state"] == "skipped" and seen["skip_reason"] == "dnc"
+    assert read(client, tenant, made["id"])["status"] == "completed"

@@ -285,6 +285,15 @@ def dial(job: DialJob, carrier: Carrier | None = None) -> None:
     except NotFound:
         _end_failed(job.account_id, job.call_id, "the assistant was deleted before dialing")
         return
+    if record.contact_id and _now_do_not_call(job.account_id, record.contact_id):
+        # Marked between the call's creation (or a campaign's claim) and this moment.
+        _end_failed(
+            job.account_id,
+            job.call_id,
+            "the contact was marked do-not-call before the call was dialled",
+            reason="canceled",
+        )
+        return
     voicemail = assistant.telephony.voicemail
     request = CallRequest(
         to=record.to_number,
@@ -310,6 +319,13 @@ def dial(job: DialJob, carrier: Carrier | None = None) -> None:
     event = CallEvent(at=utcnow(), carrier_sid=placed.carrier_sid)
     store.change(job.account_id, job.call_id, lambda r: apply(r, event))
     logger.info("call dialed", extra={"id": job.call_id})
+
+
+def _now_do_not_call(account_id: str, contact_id: str) -> bool:
+    try:
+        return contact_store.get(account_id, contact_id).do_not_call
+    except NotFound:
+        return False
 
 
 # --------------------------------------------------------------------------- carrier events
