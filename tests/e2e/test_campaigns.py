@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import LocalPlatform, eventually
 from tests.e2e.test_calls_local import Line, new_line
+from tests.zones import awake_zone
 
 pytestmark = pytest.mark.e2e
 
@@ -43,28 +43,6 @@ CALLEES = {
     BEA: {"behaviour": "busy"},
     VAL: {"behaviour": "voicemail", "ring_seconds": 1, "amd_seconds": 0},
 }
-# Zones spread over the day: whatever the time, one reads between 10:00 and 19:00.
-ZONES = [
-    "Pacific/Honolulu",
-    "America/Los_Angeles",
-    "America/Chicago",
-    "America/New_York",
-    "Atlantic/Azores",
-    "Europe/London",
-    "Europe/Berlin",
-    "Asia/Dubai",
-    "Asia/Kolkata",
-    "Asia/Shanghai",
-    "Asia/Tokyo",
-    "Australia/Sydney",
-    "Pacific/Auckland",
-]
-
-
-def awake_zone() -> str:
-    """A timezone whose clock reads 10:00-19:00 now: inside the 08:00-21:00 floor for hours."""
-    now = datetime.now(UTC)
-    return next(z for z in ZONES if 10 <= now.astimezone(ZoneInfo(z)).hour < 19)
 
 
 @pytest.fixture(scope="module")

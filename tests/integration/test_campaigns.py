@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
-from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -25,38 +24,13 @@ from tests.conftest import Tenant
 from tests.fake_carrier import FakeCarrier
 from tests.integration import calls_setup, dial_queue
 from tests.integration.lambda_worker import SqsWorker
+from tests.zones import awake_zone
 
 pytestmark = pytest.mark.integration
 
 NUMBER = "+14155550140"
 SECOND_NUMBER = "+14155550141"
 _campaign_worker = SqsWorker("campaigns", "CampaignQueue")
-
-# Zones far enough apart that, whatever the time, one of them is inside 10:00-19:00 local.
-_ZONES = [
-    "Pacific/Honolulu",
-    "America/Los_Angeles",
-    "America/Chicago",
-    "America/New_York",
-    "Atlantic/Azores",
-    "Europe/London",
-    "Europe/Berlin",
-    "Asia/Dubai",
-    "Asia/Kolkata",
-    "Asia/Shanghai",
-    "Asia/Tokyo",
-    "Australia/Sydney",
-    "Pacific/Auckland",
-]
-
-
-def awake_zone() -> str:
-    """A timezone whose wall clock reads between 10:00 and 19:00 now (inside the floor)."""
-    now = datetime.now(UTC)
-    for name in _ZONES:
-        if 10 <= now.astimezone(ZoneInfo(name)).hour < 19:
-            return name
-    raise AssertionError("no zone is awake")  # the list spans the day
 
 
 @pytest.fixture(autouse=True)

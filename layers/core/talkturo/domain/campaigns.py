@@ -15,9 +15,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from talkturo.domain.accounts import is_timezone
 from talkturo.domain.calls import CallOutcome
 from talkturo.domain.common import Name, Resource
-from talkturo.domain.compliance import DAY_NAMES, CallWindow, is_timezone
+from talkturo.domain.compliance import DAY_NAMES, CallWindow
 from talkturo.domain.contacts import LeadStatus
 
 CampaignStatus = Literal["draft", "scheduled", "running", "paused", "completed", "cancelled"]

@@ -136,11 +136,6 @@ def _zone(name: str | None) -> ZoneInfo | None:
         return None
 
 
-def is_timezone(name: str | None) -> bool:
-    """True for an IANA zone name zoneinfo knows (America/New_York)."""
-    return _zone(name) is not None
-
-
 @dataclass(frozen=True)
 class CallWindow:
     """A campaign's own window. `end` is exclusive; an end at or before the start runs past

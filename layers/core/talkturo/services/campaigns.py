@@ -185,10 +185,6 @@ def _active_numbers(account_id: str) -> dict[str, str]:
     }
 
 
-def _check_assistant(account_id: str, assistant_id: str) -> Any:
-    return assistants.outbound_record(account_id, assistant_id)
-
-
 def _rotation(account_id: str, assistant: Any, wanted: list[str] | None) -> list[str]:
     active = _active_numbers(account_id)
     own = [n for n in assistant.phone_number_ids if n in active]
@@ -214,7 +210,7 @@ def _rotation(account_id: str, assistant: Any, wanted: list[str] | None) -> list
 
 
 def create(account_id: str, request: CampaignCreate) -> Campaign:
-    assistant = _check_assistant(account_id, request.assistant_id)
+    assistant = assistants.outbound_record(account_id, request.assistant_id)
     rotation = _rotation(account_id, assistant, request.phone_number_ids)
     audience = request.audience
     if audience.type == "company":
@@ -257,7 +253,7 @@ def update(account_id: str, campaign_id: str, request: CampaignUpdate) -> Campai
             )
         values = {k: getattr(request, k) for k in changes if getattr(request, k) is not None}
         if "phone_number_ids" in values:
-            assistant = _check_assistant(account_id, campaign.assistant_id)
+            assistant = assistants.outbound_record(account_id, campaign.assistant_id)
             values["phone_number_ids"] = _rotation(account_id, assistant, request.phone_number_ids)
         if "description" in changes and request.description is None:
             values["description"] = None
@@ -350,7 +346,7 @@ def start(account_id: str, campaign_id: str) -> Campaign:
             "the campaign's audience could not be built; create the campaign again",
             code="audience_failed",
         )
-    assistant = _check_assistant(account_id, campaign.assistant_id)
+    assistant = assistants.outbound_record(account_id, campaign.assistant_id)
     _rotation(account_id, assistant, campaign.phone_number_ids)
     if not _has_credits(account_id):
         raise InsufficientCredits("the account has no credits left; buy credits to start")

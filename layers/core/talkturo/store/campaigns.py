@@ -309,18 +309,6 @@ def _count(
         writes.update("counters", item, actions, condition)
 
 
-def add_counts(
-    account_id: str,
-    campaign_id: str,
-    *,
-    counts: dict[str, int] | None = None,
-    skipped: dict[str, int] | None = None,
-) -> None:
-    writes = Writes()
-    _count(writes, account_id, campaign_id, _moves(counts, skipped))
-    _commit_retrying(writes)
-
-
 def add_outcomes(account_id: str, campaign_id: str, moves: dict[str, int]) -> None:
     writes = Writes()
     _count(writes, account_id, campaign_id, _moves(None, None, moves))
