@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from talkturo.domain.call_insights import CallMetrics, CostBreakdown
 from talkturo.domain.common import Credits, Resource
 
 CallStatus = Literal["queued", "ringing", "in_progress", "ended"]
@@ -70,6 +71,7 @@ TIMEOUT_MARGIN_SECONDS = 300
 # --------------------------------------------------------------------------- conversation
 
 TranscriptRole = Literal["assistant", "user", "system", "tool"]
+SettledBy = Literal["voice_session", "carrier"]
 
 
 class TranscriptToolCall(BaseModel):
@@ -172,6 +174,18 @@ class Call(BaseModel):
         description="The caller asked during this call not to be called again: their contact "
         "was marked do-not-call, and no campaign dials them again.",
     )
+    settled_by: SettledBy | None = Field(
+        default=None,
+        description="Whose clock billed the call: voice_session (the connected seconds the "
+        "voice service metered, the normal case) or carrier (the voice session ended without "
+        "settling, so the carrier's duration billed it, once, after the call).",
+    )
+    metrics: CallMetrics | None = Field(
+        default=None, description="The conversation's timing, written after the call."
+    )
+    cost: CostBreakdown | None = Field(
+        default=None, description="What credits_charged paid for, written after the call."
+    )
 
 
 PRIVATE_FIELDS = frozenset(
@@ -184,6 +198,7 @@ PRIVATE_FIELDS = frozenset(
         "transfer_mode",
         "transfer_leg_sid",
         "transfer_held",
+        "voice_session_started",
     }
 )
 
@@ -204,6 +219,9 @@ class CallRecord(Call):
     transfer_mode: TransferMode | None = None
     transfer_leg_sid: str | None = None
     transfer_held: bool = False
+    # A voice session connected to the call (and metered it); with no session charge at the
+    # end, that session died before settling and the post-call job settles the call.
+    voice_session_started: bool = False
 
     def public(self) -> Call:
         return Call.model_validate(self.model_dump(exclude=set(PRIVATE_FIELDS)))

@@ -331,8 +331,11 @@ def _now_do_not_call(account_id: str, contact_id: str) -> bool:
 # --------------------------------------------------------------------------- carrier events
 
 
-def record_event(account_id: str, call_id: str, event: CallEvent) -> CallRecord | None:
+def record_event(
+    account_id: str, call_id: str, event: CallEvent, *, session_started: bool = False
+) -> CallRecord | None:
     """Apply what the carrier reported; None when the call does not exist (not ours).
+    `session_started`: the event is a voice session's start (its stream is up).
 
     A call that ends here gets its post-call job queued, delayed: when it had a live voice
     session, that session is still saving the transcript and recording, and queues the job
@@ -344,7 +347,10 @@ def record_event(account_id: str, call_id: str, event: CallEvent) -> CallRecord 
         nonlocal was_open, was_answered
         was_open = record.status != "ended"
         was_answered = record.status in ("in_progress", "ended")
-        return apply(record, event)
+        after = apply(record, event)
+        if session_started and not record.voice_session_started:
+            after = (after or record).model_copy(update={"voice_session_started": True})
+        return after
 
     try:
         after = store.change(account_id, call_id, move)
@@ -610,6 +616,7 @@ def close_session(
             "session_seconds": seconds,
             "billed_seconds": sum(seconds.values()),
             "transcript_available": True,
+            "settled_by": "voice_session",
             "bookings": [*record.bookings, *(b for b in bookings if b.id not in known)],
         }
         if recorded:
@@ -635,8 +642,10 @@ def record_session_end(account_id: str, call_id: str, event: CallEvent) -> CallR
 
 
 def mark_connected(account_id: str, call_id: str) -> CallRecord | None:
-    """The media stream is up: the call is in progress (inbound calls learn it only here)."""
-    return record_event(account_id, call_id, CallEvent(at=utcnow(), status="in_progress"))
+    """The media stream is up: the call is in progress (inbound calls learn it only here), and
+    a voice session meters it (the post-call job settles a session that never closed)."""
+    event = CallEvent(at=utcnow(), status="in_progress")
+    return record_event(account_id, call_id, event, session_started=True)
 
 
 def mark_opted_out(account_id: str, call_id: str) -> CallRecord:

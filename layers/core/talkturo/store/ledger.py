@@ -156,3 +156,18 @@ def list_entries(
         range_key_condition=LedgerEntryItem.sk.startswith("TXN#"),
         filter_condition=(LedgerEntryItem.kind == kind) if kind else None,
     )
+
+
+def call_entries(account_id: str, call_id: str) -> list[LedgerEntry]:
+    """Every entry a call's meters and settlements wrote: their idempotency keys all begin
+    `call:<call id>:`, so the call's guards are one range of the account's partition."""
+    connection()
+    pk = keys.account(account_id)
+    guards = LedgerGuardItem.query(
+        pk, LedgerGuardItem.sk.startswith(f"TXNKEY#call:{call_id}:"), consistent_read=True
+    )
+    txn_ids = [guard.txn_id for guard in guards]
+    found = LedgerEntryItem.batch_get(
+        [(pk, f"TXN#{txn_id}") for txn_id in txn_ids], consistent_read=True
+    )
+    return sorted((LedgerEntry.model_validate_json(item.doc) for item in found), key=lambda e: e.id)
