@@ -107,6 +107,46 @@ class LanguageModel(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class StructuredRequest:
+    """One non-streamed answer that must be a JSON object matching `schema` (post-call work).
+
+    `messages` is the conversation as the model sees it (a repair retry adds the model's bad
+    answer and the validation errors); `schema` is a JSON Schema (Draft 2020-12) of an object,
+    which each adapter turns into its provider's structured-output form."""
+
+    model: str
+    system_prompt: str
+    messages: tuple[ChatMessage, ...]
+    schema: dict[str, Any]
+    schema_name: str = "analysis"
+    max_tokens: int = 4000
+    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class StructuredReply:
+    """The model's answer: `text` as written, `value` the parsed JSON (None when it is not
+    JSON). `enforced`: the provider constrained decoding to the schema (OpenAI json_schema
+    strict, an Anthropic strict tool, a Gemini response schema) rather than JSON mode only;
+    the answer is validated locally either way."""
+
+    text: str
+    value: Any
+    enforced: bool
+    finish_reason: str = "stop"
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+class StructuredModel(Protocol):
+    provider: str
+
+    async def complete_structured(self, request: StructuredRequest) -> StructuredReply:
+        """One whole answer (not streamed); raises ProviderError like `stream`."""
+        ...
+
+
 # --------------------------------------------------------------------------- transcriber
 
 

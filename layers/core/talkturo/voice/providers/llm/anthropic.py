@@ -10,10 +10,17 @@ their defaults), so the request's temperature is not sent. The history must alte
 user/assistant and start with a user turn: consecutive same-role turns merge, tool results
 go back as `tool_result` blocks (first in their user message), and a conversation the assistant
 opened (its first message) gets a short user turn in front.
+
+Structured answers (`complete_structured`) are one non-streamed request with a single tool
+whose `input_schema` is the answer's schema, `strict: true` (constrained decoding: every object
+`additionalProperties: false`, no numeric or length bounds; those are dropped from what is sent
+and checked locally), and `tool_choice: {type: "tool", name}` so that the model must call it;
+the tool_use block's `input` is the answer.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +34,8 @@ from talkturo.voice.providers.base import (
     Finished,
     LlmEvent,
     ProviderError,
+    StructuredReply,
+    StructuredRequest,
     TextDelta,
     ToolCall,
 )
@@ -34,6 +43,8 @@ from talkturo.voice.providers.llm.common import (
     CALL_CONNECTED,
     CONNECT_TIMEOUT_S,
     READ_TIMEOUT_S,
+    STRUCTURED_TIMEOUT_S,
+    anthropic_strict_schema,
     parse_arguments,
     retryable_status,
 )
@@ -83,6 +94,56 @@ class AnthropicModel:
                 for t in request.tools
             ]
         return params
+
+    def structured_params(self, request: StructuredRequest) -> dict[str, Any]:
+        """The Messages API parameters of one structured answer: a forced strict tool."""
+        params: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "messages": to_anthropic_messages(request.messages),
+            "tools": [
+                {
+                    "name": request.schema_name,
+                    "description": "Record the answer.",
+                    "input_schema": anthropic_strict_schema(request.schema),
+                    "strict": True,
+                }
+            ],
+            "tool_choice": {"type": "tool", "name": request.schema_name},
+        }
+        if request.system_prompt:
+            params["system"] = request.system_prompt
+        return params
+
+    async def complete_structured(self, request: StructuredRequest) -> StructuredReply:
+        params = self.structured_params(request)
+        try:
+            message = await self._client.messages.create(**params, timeout=STRUCTURED_TIMEOUT_S)
+        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
+            raise _error(exc) from exc
+        except ValueError as exc:
+            raise ProviderError(PROVIDER, f"malformed answer: {exc}") from exc
+        value: Any = None
+        text = ""
+        for block in message.content:
+            if block.type == "tool_use" and block.name == request.schema_name:
+                value = block.input
+                text = json.dumps(block.input)
+                break
+        usage = message.usage
+        finish = _STOP_REASONS.get(message.stop_reason or "", message.stop_reason or "other")
+        if finish == "length":
+            value = None  # cut short: never trust a truncated answer
+        return StructuredReply(
+            text=text,
+            value=value,
+            enforced=True,
+            finish_reason="stop" if finish == "tool_calls" else finish,
+            input_tokens=usage.input_tokens
+            + (usage.cache_creation_input_tokens or 0)
+            + (usage.cache_read_input_tokens or 0),
+            output_tokens=usage.output_tokens,
+        )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[LlmEvent]:
         params = self.request_params(request)

@@ -20,6 +20,11 @@ Choices made here:
 - a `functionCall` part may carry a `thoughtSignature`, which must go back with the call in
   the history (Gemini 3 refuses function calling without it): the adapter keeps them by call id
   for the rest of the call.
+
+Structured answers (`complete_structured`) are one `POST .../models/{model}:generateContent`
+with `generationConfig.responseMimeType: "application/json"` and `responseJsonSchema` (the
+answer's JSON Schema, limited to the keywords Gemini supports); the answer is the candidate's
+text parts (thought parts skipped).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from talkturo.voice.providers.base import (
     Finished,
     LlmEvent,
     ProviderError,
+    StructuredReply,
+    StructuredRequest,
     TextDelta,
     ToolCall,
 )
@@ -45,7 +52,10 @@ from talkturo.voice.providers.llm.common import (
     CALL_CONNECTED,
     CONNECT_TIMEOUT_S,
     READ_TIMEOUT_S,
+    STRUCTURED_TIMEOUT_S,
+    gemini_response_schema,
     new_call_id,
+    parse_json_answer,
     retryable_status,
 )
 
@@ -199,6 +209,56 @@ class GeminiModel:
         if usage and usage.candidates_token_count is not None:
             output_tokens = usage.candidates_token_count + (usage.thoughts_token_count or 0)
         yield Finished(reason, input_tokens=input_tokens, output_tokens=output_tokens)
+
+    def structured_config(self, request: StructuredRequest) -> types.GenerateContentConfig:
+        config = types.GenerateContentConfig(
+            temperature=request.temperature,
+            max_output_tokens=request.max_tokens,
+            response_mime_type="application/json",
+            response_json_schema=gemini_response_schema(request.schema),
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+            http_options=types.HttpOptions(timeout=int(STRUCTURED_TIMEOUT_S * 1000)),
+        )
+        if request.system_prompt:
+            config.system_instruction = request.system_prompt
+        return config
+
+    async def complete_structured(self, request: StructuredRequest) -> StructuredReply:
+        try:
+            response = await self._client.aio.models.generate_content(
+                model=request.model,
+                contents=self.contents(request.messages),
+                config=self.structured_config(request),
+            )
+        except errors.APIError as exc:
+            code = exc.code or 0
+            message = f"HTTP {code} {exc.status or ''}".rstrip()
+            raise ProviderError(PROVIDER, message, retryable=retryable_status(code)) from exc
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise ProviderError(PROVIDER, f"connection broke: {type(exc).__name__}") from exc
+        except ValueError as exc:
+            raise ProviderError(PROVIDER, f"bad request or response: {exc}") from exc
+        finally:
+            await self._close_responses()
+        text, finish = "", "other"
+        if response.candidates:
+            candidate = response.candidates[0]
+            parts = candidate.content.parts if candidate.content else None
+            text = "".join(p.text or "" for p in parts or () if not p.thought)
+            if candidate.finish_reason:
+                finish = _FINISH_REASONS.get(candidate.finish_reason, "other")
+        usage = response.usage_metadata
+        output_tokens = None
+        if usage and usage.candidates_token_count is not None:
+            output_tokens = usage.candidates_token_count + (usage.thoughts_token_count or 0)
+        return StructuredReply(
+            text=text,
+            value=parse_json_answer(text) if finish == "stop" else None,
+            enforced=True,
+            finish_reason=finish,
+            input_tokens=usage.prompt_token_count if usage else None,
+            output_tokens=output_tokens,
+        )
 
     async def _close_responses(self) -> None:
         responses, self._responses = self._responses, []

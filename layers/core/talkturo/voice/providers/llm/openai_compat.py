@@ -13,6 +13,16 @@ Provider differences handled here (from each provider's documentation):
   think by default, which voice cannot wait for (`thinking: {"type": "disabled"}`); the
   `moonshot-v1-*` models take temperature in [0, 1].
 - deepseek, qwen, local: the common subset (`max_tokens`, `temperature`).
+
+Structured answers (`complete_structured`, post-call analysis) are one non-streamed request:
+- openai: `response_format: {type: "json_schema", json_schema: {name, schema, strict: true}}`
+  with the schema in strict form (every key required, optional keys nullable,
+  `additionalProperties: false`); a schema strict mode cannot express (an object with free
+  keys) goes with `strict: false`.
+- deepseek, qwen, kimi, local: JSON mode, `response_format: {type: "json_object"}`. The
+  schema goes into the system prompt, which must contain the word "json" (DeepSeek and
+  OpenAI refuse JSON mode otherwise); the caller validates the answer and may send one repair
+  turn. DeepSeek may answer blank content in JSON mode: that is an answer without a value.
 """
 
 from __future__ import annotations
@@ -31,14 +41,19 @@ from talkturo.voice.providers.base import (
     Finished,
     LlmEvent,
     ProviderError,
+    StructuredReply,
+    StructuredRequest,
     TextDelta,
     ToolCall,
 )
 from talkturo.voice.providers.llm.common import (
     CONNECT_TIMEOUT_S,
     READ_TIMEOUT_S,
+    STRUCTURED_TIMEOUT_S,
     new_call_id,
+    openai_strict_schema,
     parse_arguments,
+    parse_json_answer,
     retryable_status,
 )
 
@@ -178,6 +193,71 @@ class OpenAICompatibleModel:
             reason = "tool_calls"
         yield Finished(reason, input_tokens=input_tokens, output_tokens=output_tokens)
 
+    # ------------------------------------------------------------------ structured
+    @property
+    def enforces_schema(self) -> bool:
+        """Only OpenAI itself constrains decoding to a schema; the others offer JSON mode."""
+        return self.provider == "openai"
+
+    def structured_params(self, request: StructuredRequest) -> dict[str, Any]:
+        """The Chat Completions parameters of one structured answer (not streamed)."""
+        chat = ChatRequest(
+            model=request.model,
+            system_prompt=request.system_prompt,
+            messages=request.messages,
+            temperature=request.temperature,
+            max_tokens=request.max_tokens,
+        )
+        params = self.request_params(chat)
+        del params["stream_options"]  # refused without `stream: true`
+        if self.enforces_schema:
+            strict = openai_strict_schema(request.schema)
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": request.schema_name,
+                    "schema": strict if strict is not None else request.schema,
+                    "strict": strict is not None,
+                },
+            }
+        else:
+            system = (
+                f"{request.system_prompt}\n\n" if request.system_prompt else ""
+            ) + json_mode_instruction(request.schema)
+            params["messages"] = [{"role": "system", "content": system}] + [
+                m for m in params["messages"] if m["role"] != "system"
+            ]
+            params["response_format"] = {"type": "json_object"}
+        return params
+
+    async def complete_structured(self, request: StructuredRequest) -> StructuredReply:
+        params = self.structured_params(request)
+        try:
+            completion = await self._client.chat.completions.create(
+                **params, timeout=STRUCTURED_TIMEOUT_S
+            )
+        except openai.OpenAIError as exc:
+            raise self._error(exc) from exc
+        except ValueError as exc:  # an answer that is not JSON at all
+            raise ProviderError(self.provider, f"malformed answer: {exc}") from exc
+        if not completion.choices:
+            raise ProviderError(self.provider, "the answer had no choices")
+        choice = completion.choices[0]
+        message = choice.message
+        if getattr(message, "refusal", None):
+            text, finish = "", "refused"
+        else:
+            text, finish = message.content or "", choice.finish_reason or "other"
+        usage = completion.usage
+        return StructuredReply(
+            text=text,
+            value=parse_json_answer(text) if finish != "length" else None,
+            enforced=self.enforces_schema,
+            finish_reason=_FINISH_REASONS.get(finish, finish),
+            input_tokens=usage.prompt_tokens if usage else None,
+            output_tokens=usage.completion_tokens if usage else None,
+        )
+
     def _error(self, exc: openai.OpenAIError) -> ProviderError:
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
@@ -196,6 +276,14 @@ def _api_message(exc: openai.APIError) -> str:
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return str(body["message"])
     return exc.message
+
+
+def json_mode_instruction(schema: dict[str, Any]) -> str:
+    """What JSON mode needs said: answer JSON (the word itself is required), and its shape."""
+    return (
+        "Answer with one JSON object and nothing else. It must match this JSON Schema:\n"
+        + json.dumps(schema, separators=(",", ":"))
+    )
 
 
 def to_openai_messages(request: ChatRequest) -> list[dict[str, Any]]:
