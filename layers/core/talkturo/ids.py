@@ -19,6 +19,7 @@ PREFIXES = {
     "custom_field": "cf",
     "transaction": "txn",
     "contact_import": "imp",
+    "analysis_run": "anr",
 }
 
 

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from talkturo.domain.analysis import AnalysisConfig
 from talkturo.domain.assistant_tools import (
     REVEAL_SECRETS,
     TOOL_TYPES,
@@ -174,6 +175,11 @@ class _AssistantBase(Resource):
         description="What a successful call achieves; post-call analysis judges against it.",
     )
     opt_out: OptOutConfig = Field(default_factory=OptOutConfig)
+    analysis: AnalysisConfig = Field(
+        default_factory=AnalysisConfig,
+        description="What happens after each call: summary, success evaluation, structured "
+        "data, disposition, and the CRM fields filled from what the caller said.",
+    )
     ai_disclosure_message: str = Field(
         default=DEFAULT_AI_DISCLOSURE,
         min_length=1,
@@ -301,6 +307,10 @@ class AssistantWrite(BaseModel):
         description="Phrases that mark the caller do-not-call, and the confirmation spoken.",
     )
     ai_disclosure_message: Annotated[Any, _doc({"type": "string", "maxLength": 300})] = None
+    analysis: Annotated[Any, _doc(_ref("AnalysisConfig"))] = Field(
+        default=None,
+        description="The post-call analysis (docs/analysis.md); merges key by key, lists replace.",
+    )
     tools: Annotated[
         Any,
         _doc(

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from talkturo.domain.call_analysis import AnalysisBrief
 from talkturo.domain.call_insights import CallMetrics, CostBreakdown
 from talkturo.domain.common import Credits, Resource
 
@@ -186,6 +187,11 @@ class Call(BaseModel):
     cost: CostBreakdown | None = Field(
         default=None, description="What credits_charged paid for, written after the call."
     )
+    analysis: AnalysisBrief | None = Field(
+        default=None,
+        description="The latest post-call analysis in brief (GET /v1/calls/{id}/analysis has "
+        "it whole).",
+    )
 
 
 PRIVATE_FIELDS = frozenset(
@@ -199,6 +205,7 @@ PRIVATE_FIELDS = frozenset(
         "transfer_leg_sid",
         "transfer_held",
         "voice_session_started",
+        "analysis_requested",
     }
 )
 
@@ -222,6 +229,8 @@ class CallRecord(Call):
     # A voice session connected to the call (and metered it); with no session charge at the
     # end, that session died before settling and the post-call job settles the call.
     voice_session_started: bool = False
+    # The last analysis version asked for (each re-analysis reserves the next one).
+    analysis_requested: int = 0
 
     def public(self) -> Call:
         return Call.model_validate(self.model_dump(exclude=set(PRIVATE_FIELDS)))
@@ -447,7 +456,11 @@ class RecordingLink(BaseModel):
 
 
 class PostCallJob(BaseModel):
-    """The post-call queue's message: the call ended; analyse and settle it."""
+    """The post-call queue's message: the call ended (settle, then analyse it), or analyse it
+    again (`version`: the analysis version to write, given when the re-run was asked for)."""
 
     account_id: str
-    call_id: str
+    call_id: str | None = Field(default=None, description="None: a page of a run's calls.")
+    version: int | None = None
+    run_id: str | None = None
+    cursor: str | None = Field(default=None, description="A run's page: where it starts.")

@@ -164,7 +164,17 @@ class Contact(BaseModel):
     status_before_dnc: LeadStatus | None = Field(default=None, exclude=True)
 
 
-ActivityType = Literal["opted_out"]
+ActivityType = Literal["opted_out", "fields_updated"]
+
+
+class ActivityFieldChange(BaseModel):
+    """A field the call's analysis wrote, with the caller's words it came from."""
+
+    field: str = Field(description="`email`, `custom.meeting_day` …")
+    old: Any = None
+    new: Any = None
+    quote: str | None = None
+    turn: int | None = Field(default=None, description="The caller's message in the transcript.")
 
 
 class ContactActivity(BaseModel):
@@ -174,7 +184,8 @@ class ContactActivity(BaseModel):
     contact_id: str
     type: ActivityType = Field(
         description="opted_out: the contact asked during the call not to be called again and "
-        "was marked do-not-call."
+        "was marked do-not-call; fields_updated: the call's analysis filled fields from what "
+        "the caller said."
     )
     at: datetime
     call_id: str | None = None
@@ -182,6 +193,12 @@ class ContactActivity(BaseModel):
         default=None,
         description="What decided it: the phrase the caller said, or the assistant's opt_out "
         "function.",
+    )
+    analysis_version: int | None = Field(
+        default=None, description="fields_updated: the version of the call's analysis."
+    )
+    changes: list[ActivityFieldChange] | None = Field(
+        default=None, description="fields_updated: each field written (old → new, evidence)."
     )
 
 

@@ -430,6 +430,8 @@ class VoiceServiceComponent:
                 "Choose another port with --voice-port."
             )
         os.environ["VOICE_SERVICE_URL"] = self.url
+        # The platform's own workers (the post-call analysis) use the stand-ins too.
+        os.environ.setdefault("TALKTURO_OFFLINE_PROVIDERS", "1")
         _forget_cached_settings()
         env = dict(os.environ)
         env.update(VOICE_HOST=self.host, VOICE_PORT=str(self.port), VOICE_DRAIN_SECONDS="5")

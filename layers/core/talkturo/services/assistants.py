@@ -47,6 +47,24 @@ def _check_destinations(account_id: str, config: AssistantConfig) -> None:
         dialing.check_transfer_tools(account_id, config.tools)
 
 
+def _check_analysis(account_id: str, config: AssistantConfig) -> None:
+    """The fields the analysis fills exist (or may be created, with a type): 422 naming the
+    field otherwise (`analysis.extraction_fields[2].key`)."""
+    custom = [f for f in config.analysis.extraction_fields if not f.standard]
+    if not custom:
+        return
+    from talkturo.domain.analysis import KnownField, analysis_issues
+    from talkturo.services import custom_fields
+
+    known = [
+        KnownField(target=entity, key=d.key, type=d.type, options=d.options)
+        for entity in ("contact", "company")
+        for d in custom_fields.definitions(account_id, entity)
+    ]
+    for param, message in analysis_issues(config.analysis, known):
+        raise InvalidRequest(message, param=param)
+
+
 def _new_record(config: AssistantConfig) -> AssistantRecord:
     now = utcnow()
     fields = {name: getattr(config, name) for name in AssistantConfig.model_fields}
@@ -80,6 +98,7 @@ def create_assistant(account_id: str, changes: dict[str, Any]) -> Assistant:
     catalog = get_catalog()
     config = config_for_create(changes, catalog=catalog, templates=_templates())
     _check_destinations(account_id, config)
+    _check_analysis(account_id, config)
     record = _new_record(config)
     store.create(account_id, record)
     return present(record, catalog)
@@ -121,6 +140,8 @@ def update_assistant(account_id: str, assistant_id: str, changes: dict[str, Any]
             # Only tools being saved: a stored destination the rules now refuse does not block
             # other changes (it is refused when the transfer happens).
             _check_destinations(account_id, config)
+        if "analysis" in changes:
+            _check_analysis(account_id, config)
         fields = {name: getattr(config, name) for name in AssistantConfig.model_fields}
         updated = current.model_copy(update={**fields, "updated_at": utcnow()})
         try:

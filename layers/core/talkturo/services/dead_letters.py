@@ -48,6 +48,8 @@ CAMPAIGN_JOB_LOST = (
     "the campaign's {kind} job did not run (recorded; the campaign tick still dispatches and "
     "sweeps the campaign every minute)"
 )
+ANALYSIS_LOST = "the post-call job failed repeatedly: the call's analysis was not done"
+ANALYSIS_RUN_LOST = "the analysis run could not list its calls (the run failed)"
 DIAL_FAILED_MESSAGE = "the dialer could not place the call after repeated attempts"
 
 
@@ -177,13 +179,24 @@ def _end(queue: DeadLetterQueue, body: str) -> Outcome:
             reason=CAMPAIGN_JOB_LOST.format(kind=job.type),
         )
     assert isinstance(job, PostCallJob)
-    # No post-call worker exists yet: the call itself has ended; the job is kept on record.
-    return Outcome(
-        account_id=job.account_id,
-        job=job.call_id,
-        action="recorded",
-        reason="the post-call job did not run (its analysis and settlement are not done)",
-    )
+    return _post_call_lost(job)
+
+
+def _post_call_lost(job: PostCallJob) -> Outcome:
+    """A call's post-call job that never succeeded: the call's analysis says failed (and a
+    run counts the call as failed); a run's listing page that never ran fails the run."""
+    from talkturo.services import analyses
+
+    if job.call_id is None:
+        assert job.run_id is not None
+        analyses.fail_run(job.account_id, job.run_id, ANALYSIS_RUN_LOST)
+        return Outcome(
+            account_id=job.account_id, job=job.run_id, action="ended", reason=ANALYSIS_RUN_LOST
+        )
+    analyses.fail(job.account_id, job.call_id, job.version or 1, ANALYSIS_LOST)
+    if job.run_id is not None:
+        analyses.count(job.account_id, job.run_id, job.call_id, failed=True)
+    return Outcome(account_id=job.account_id, job=job.call_id, action="ended", reason=ANALYSIS_LOST)
 
 
 def _fail_undialed(job: DialJob) -> Outcome:

@@ -8,21 +8,34 @@ done and does only what is left.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from talkturo.domain.assistants import estimate_of
+from talkturo.domain.analysis import (
+    AnalysisConfig,
+    AnalysisContext,
+    AnalysisModel,
+    AnalysisResult,
+    KnownField,
+)
+from talkturo.domain.assistants import AssistantRecord, estimate_of
+from talkturo.domain.call_analysis import AnalysisBrief, CallAnalysis, brief_of, differences
 from talkturo.domain.call_insights import cost_breakdown, metrics_of
-from talkturo.domain.calls import CallRecord, PostCallJob
+from talkturo.domain.calls import CallRecord, PostCallJob, TranscriptMessage
 from talkturo.domain.catalog import EstimateBreakdown, get_catalog
 from talkturo.domain.common import quantize_credits, utcnow
 from talkturo.errors import NotFound
 from talkturo.logs import logger
-from talkturo.services import assistants, credits
+from talkturo.provider_keys import provider_env
+from talkturo.services import accounts, assistants, credits, crm_fill, custom_fields
 from talkturo.services import calls as calls_service
+from talkturo.store import analyses, ledger
 from talkturo.store import calls as store
-from talkturo.store import ledger
+from talkturo.voice.providers.base import ProviderError
 
 # How long after its end a call's voice session may still be saving: a job that finds a session
 # that started but has not closed within this time settles the call from the carrier's duration.
@@ -39,6 +52,11 @@ class NotYet(Exception):
 
 
 def run(job: PostCallJob) -> None:
+    if job.call_id is None:
+        from talkturo.services import analyses as analysis_service
+
+        analysis_service.list_page(job)  # a page of a background re-run's calls
+        return
     try:
         record = store.get(job.account_id, job.call_id)
     except NotFound:
@@ -46,8 +64,14 @@ def run(job: PostCallJob) -> None:
         return
     if record.status != "ended":
         raise NotYet(f"call {record.id} is still {record.status}")
-    record = settle_unsettled(job.account_id, record)
-    record = write_insights(job.account_id, record)
+    if job.version is None:
+        record = settle_unsettled(job.account_id, record)
+        record = write_insights(job.account_id, record)
+    analyze(job.account_id, record, version=job.version or 1, run_id=job.run_id)
+    if job.run_id is not None:
+        from talkturo.services import analyses as analysis_service
+
+        analysis_service.count(job.account_id, job.run_id, record.id, failed=False)
 
 
 # --------------------------------------------------------------------------- settlement
@@ -139,3 +163,125 @@ def write_insights(account_id: str, record: CallRecord) -> CallRecord:
         return current.model_copy(update={"metrics": metrics, "cost": cost})
 
     return store.change(account_id, record.id, write)
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def _context(account_id: str, record: CallRecord, assistant: AssistantRecord) -> AnalysisContext:
+    account = accounts.get_account(account_id)
+    zone = ZoneInfo(account.default_timezone)
+    moment = record.answered_at or record.created_at
+    known = [
+        KnownField(target=entity, key=d.key, type=d.type, options=d.options)
+        for entity in ("contact", "company")
+        for d in custom_fields.definitions(account_id, entity)
+    ]
+    answered_by = record.answered_by if record.answered_by in ("human", "machine") else None
+    return AnalysisContext(
+        call_date=moment.astimezone(zone).date(),
+        language=assistant.transcriber.language,
+        llm=AnalysisModel(provider=assistant.llm.provider, model=assistant.llm.model),
+        success_criteria=assistant.success_criteria,
+        direction=record.direction,
+        outcome=record.outcome,
+        answered_by=answered_by,
+        ended_reason=record.ended_reason,
+        custom_fields=known,
+    )
+
+
+def _run_engine(
+    config: AnalysisConfig, messages: list[TranscriptMessage], context: AnalysisContext
+) -> AnalysisResult:
+    from talkturo.analysis import analyze as engine_analyze
+
+    return asyncio.run(engine_analyze(config, messages, context, models=provider_models()))
+
+
+def provider_models() -> Any:
+    """The language models the analysis may use: the provider keys of the environment (and,
+    on AWS, of the provider keys secret), the local model or the offline stand-in."""
+    from talkturo.voice.providers.registry import Providers
+
+    return Providers(provider_env())
+
+
+def _set_brief(account_id: str, call_id: str, brief: AnalysisBrief) -> CallRecord:
+    def write(current: CallRecord) -> CallRecord | None:
+        held = current.analysis
+        both_done = held is not None and held.status == brief.status == "completed"
+        if both_done and held is not None and (held.version or 0) > (brief.version or 0):
+            return None  # a later version is already shown
+        waiting = held.pending_version if held else None
+        if waiting is not None and waiting > (brief.version or 0):
+            brief_shown = brief.model_copy(update={"pending_version": waiting})
+        else:
+            brief_shown = brief
+        return current.model_copy(update={"analysis": brief_shown})
+
+    return store.change(account_id, call_id, write)
+
+
+def analyze(
+    account_id: str, record: CallRecord, *, version: int = 1, run_id: str | None = None
+) -> CallAnalysis | None:
+    """Write version `version` of the call's analysis (once), then its CRM changes (once).
+
+    A job delivered again finds the version written and only finishes what is left, so the
+    model is asked once per version and the CRM is written once."""
+    analysis = analyses.get_or_none(account_id, record.id, version)
+    if analysis is None:
+        try:
+            assistant = assistants.get_record(account_id, record.assistant_id)
+        except NotFound:
+            _set_brief(
+                account_id,
+                record.id,
+                AnalysisBrief(status="failed", version=version, error="the assistant is deleted"),
+            )
+            return None
+        config = assistant.analysis
+        if version == 1 and run_id is None and not config.enabled:
+            _set_brief(account_id, record.id, AnalysisBrief(status="disabled"))
+            return None
+        messages = (
+            calls_service.get_transcript_messages(account_id, record.id)
+            if record.transcript_available
+            else []
+        )
+        try:
+            result = _run_engine(config, messages, _context(account_id, record, assistant))
+        except ProviderError as error:
+            if error.retryable:
+                raise  # delivered again later; after the last try the call shows failed
+            _set_brief(
+                account_id,
+                record.id,
+                AnalysisBrief(status="failed", version=version, error=str(error)[:300]),
+            )
+            logger.warning("analysis refused", extra={"id": record.id, "why": str(error)})
+            return None
+        previous = analyses.get_or_none(account_id, record.id, version - 1) if version > 1 else None
+        analysis = CallAnalysis(
+            **result.model_dump(),
+            call_id=record.id,
+            version=version,
+            trigger="call_ended" if version == 1 else ("run" if run_id else "reanalyze"),
+            run_id=run_id,
+            created_at=utcnow(),
+            differences=differences(previous, result) if previous is not None else None,
+        )
+        if not analyses.create(account_id, analysis):
+            analysis = analyses.get(account_id, record.id, version)  # another delivery won
+        config_used: AnalysisConfig | None = config
+    else:
+        config_used = None
+    if not analysis.crm_applied:
+        if config_used is None:
+            config_used = assistants.get_record(account_id, record.assistant_id).analysis
+        changes = crm_fill.apply(account_id, record, config_used, analysis)
+        analysis = analysis.model_copy(update={"crm_changes": changes, "crm_applied": True})
+        analyses.replace(account_id, analysis)
+    _set_brief(account_id, record.id, brief_of(analysis))
+    return analysis

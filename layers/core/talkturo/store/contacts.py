@@ -420,9 +420,10 @@ def activity_partition(account_id: str, contact_id: str) -> str:
 def activity_receipt(account_id: str, activity: ContactActivity) -> ActivityItem:
     """The activity's item, to write as the receipt of the contact's update (`update`): a
     second write of the same call and type raises ReceiptExists and changes nothing."""
+    suffix = f"#v{activity.analysis_version:05d}" if activity.analysis_version else ""
     return ActivityItem(
         activity_partition(account_id, activity.contact_id),
-        f"{ACTIVITY_PREFIX}{activity.call_id}#{activity.type}",
+        f"{ACTIVITY_PREFIX}{activity.call_id}#{activity.type}{suffix}",
         doc=activity.model_dump_json(),
     )
 

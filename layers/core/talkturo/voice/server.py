@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 from collections.abc import Callable
@@ -254,27 +253,6 @@ class VoiceService:
 # --------------------------------------------------------------------------- the process
 
 
-def _provider_env() -> dict[str, str]:
-    """The environment plus, on AWS, the provider keys secret (a JSON object of key names)."""
-    env = dict(os.environ)
-    arn = env.get("PROVIDER_KEYS_SECRET_ARN")
-    if arn:
-        keys = _secret_json(arn)
-        env.update({k: str(v) for k, v in keys.items() if v and k not in env})
-    return env
-
-
-def _secret_json(arn: str) -> dict[str, Any]:
-    from aws_lambda_powertools.utilities.parameters import get_secret
-
-    try:
-        value = json.loads(str(get_secret(arn, max_age=300)))
-    except ValueError:
-        logger.error("the provider keys secret is not a JSON object")
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def default_options() -> ServiceOptions:
     from talkturo.carrier.base import CarrierNotConfigured
     from talkturo.carrier.factory import webhook_auth_token
@@ -288,7 +266,9 @@ def default_options() -> ServiceOptions:
 
     settings = get_settings()
     public = settings.voice_stream_url.removesuffix(MEDIA_PATH)
-    env = _provider_env()
+    from talkturo.provider_keys import provider_env
+
+    env = provider_env()
     return ServiceOptions(
         auth_token=auth_token,
         token_secret=voice_token_secret,

@@ -1,15 +1,16 @@
 """Calls: place one outbound call now, list calls with filters, read one, its transcript and
-recording."""
+recording, and its post-call analyses (read, re-run)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from talkturo.api.deps import Caller, IdempotencyKey, Paging
 from talkturo.api.idempotency import create_once
 from talkturo.api.openapi import errors_at
+from talkturo.domain.call_analysis import CallAnalysis
 from talkturo.domain.calls import (
     Call,
     CallCreate,
@@ -19,7 +20,7 @@ from talkturo.domain.calls import (
     Transcript,
 )
 from talkturo.domain.common import IsoDateTime, Page
-from talkturo.services import calls
+from talkturo.services import analyses, calls
 
 router = APIRouter(tags=["Calls"])
 
@@ -98,3 +99,50 @@ def get_transcript(caller: Caller, call_id: str) -> Transcript:
 )
 def get_recording(caller: Caller, call_id: str) -> RecordingLink:
     return calls.recording_link(caller.account_id, call_id)
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+@router.get(
+    "/calls/{call_id}/analysis",
+    response_model=CallAnalysis,
+    summary="The call's latest analysis: summary, success, structured data, extracted fields "
+    "with the caller's words, and what was written into the CRM",
+)
+def get_analysis(caller: Caller, call_id: str) -> CallAnalysis:
+    return analyses.latest(caller.account_id, call_id)
+
+
+@router.get(
+    "/calls/{call_id}/analyses",
+    response_model=Page[CallAnalysis],
+    summary="Every version of the call's analysis, newest first",
+)
+def list_analyses(caller: Caller, call_id: str, paging: Paging) -> Page[CallAnalysis]:
+    return analyses.versions(
+        caller.account_id, call_id, limit=paging.limit, starting_after=paging.starting_after
+    )
+
+
+@router.get(
+    "/calls/{call_id}/analyses/{version}",
+    response_model=CallAnalysis,
+    summary="One version of the call's analysis",
+)
+def get_analysis_version(
+    caller: Caller, call_id: str, version: Annotated[int, Path(ge=1, le=99_999)]
+) -> CallAnalysis:
+    return analyses.version(caller.account_id, call_id, version)
+
+
+@router.post(
+    "/calls/{call_id}/analyze",
+    responses=errors_at(409),
+    response_model=Call,
+    status_code=202,
+    summary="Analyse the call again with the assistant's current analysis settings (the new "
+    "version's differences from the last are on it when done)",
+)
+def analyze_call(caller: Caller, call_id: str) -> Call:
+    return analyses.reanalyze(caller.account_id, call_id).public()
