@@ -70,6 +70,21 @@ https://ai.google.dev/gemini-api/docs/api-versions, https://ai.google.dev/gemini
 - answer: SSE `data: <GenerateContentResponse JSON>` events: `candidates[0].content.parts`
   (text pieces, whole functionCall parts), `finishReason` (STOP, MAX_TOKENS, ...) and
   `usageMetadata {promptTokenCount, candidatesTokenCount, totalTokenCount}` on the last.
+
+Structured answers (post-call analysis) are the same endpoints without streaming, scripted with
+`reply_whole(body)`:
+- OpenAI: no `stream`, no `stream_options` (refused without streaming); `response_format`
+  `{type: "json_schema", json_schema: {name (a-z, A-Z, 0-9, _ or -, at most 64), schema,
+  strict}}` where strict mode wants every object's keys all `required` and
+  `additionalProperties: false`; or `{type: "json_object"}`, which is refused unless a message
+  contains the word "json". Answer: a `chat.completion` object, `choices[0].message.content`.
+- Anthropic: no `stream`; a tool with `strict: true` needs `additionalProperties: false` on every
+  object and none of the unsupported keywords (minimum, maximum, minLength, maxLength …);
+  `tool_choice: {type: "tool", name}` must name a tool. Answer: a `message` object whose
+  `content` holds the `tool_use` block, `stop_reason: "tool_use"`.
+- Gemini: `POST /{version}/models/{model}:generateContent` (no `alt=sse`); `generationConfig`
+  `responseMimeType: "application/json"` with `responseJsonSchema` (or `responseSchema`, not
+  both). Answer: one GenerateContentResponse.
 """
 
 from __future__ import annotations
@@ -78,6 +93,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -126,6 +142,13 @@ Step = Event | Pause | Cut
 
 
 @dataclass(frozen=True)
+class Whole:
+    """A whole JSON answer (a non-streamed request)."""
+
+    body: Any
+
+
+@dataclass(frozen=True)
 class Received:
     method: str
     path: str
@@ -153,11 +176,14 @@ class FakeLlmServer:
     # The fake streamed its whole script (not cut, not hung up on).
     completed: threading.Event = field(default_factory=threading.Event)
     pause_timeouts: int = 0
-    _replies: deque[Failure | tuple[Step, ...]] = field(default_factory=deque)
+    _replies: deque[Failure | Whole | tuple[Step, ...]] = field(default_factory=deque)
 
     # -- scripting
     def reply(self, *steps: Step) -> None:
         self._replies.append(tuple(steps))
+
+    def reply_whole(self, body: Any) -> None:
+        self._replies.append(Whole(body))
 
     def fail(self, status: int, body: Any = None) -> None:
         self._replies.append(Failure(status, self.error_body(status) if body is None else body))
@@ -212,6 +238,8 @@ class FakeLlmServer:
         scripted = self._replies.popleft()
         if isinstance(scripted, Failure):
             return JSONResponse(scripted.body, status_code=scripted.status)
+        if isinstance(scripted, Whole):
+            return JSONResponse(scripted.body)
         return StreamingResponse(self._stream(scripted), media_type="text/event-stream")
 
     async def _stream(self, steps: tuple[Step, ...]) -> AsyncIterator[bytes]:
@@ -334,7 +362,34 @@ class OpenAIFake(FakeLlmServer):
             if fn.get("parameters") is not None and not isinstance(fn["parameters"], dict):
                 return "tools: parameters must be a JSON schema object"
         if body.get("stream") is not True:
-            return "this fake only streams"
+            if "stream_options" in body:
+                return "stream_options: only allowed when stream is true"
+            return OpenAIFake.check_response_format(body)
+        return None
+
+    @staticmethod
+    def check_response_format(body: dict[str, Any]) -> str | None:
+        form = body.get("response_format")
+        if form is None:
+            return None
+        if form.get("type") == "json_object":
+            said = " ".join(str(m.get("content") or "") for m in body["messages"]).casefold()
+            if "json" not in said:
+                return (
+                    "'messages' must contain the word 'json' in some form, to use "
+                    "'response_format' of type 'json_object'."
+                )
+            return None
+        if form.get("type") != "json_schema":
+            return f"response_format.type: invalid value {form.get('type')!r}"
+        spec = form.get("json_schema") or {}
+        name = spec.get("name")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+            return "response_format.json_schema.name: must match ^[a-zA-Z0-9_-]{1,64}$"
+        if not isinstance(spec.get("schema"), dict):
+            return "response_format.json_schema.schema: must be an object"
+        if spec.get("strict") is True:
+            return strict_problem(spec["schema"], "openai")
         return None
 
     def error_body(self, status: int, message: str | None = None) -> Any:
@@ -409,6 +464,26 @@ class OpenAIFake(FakeLlmServer):
 
     def error_event(self, message: str = "The server is overloaded.") -> Event:
         return Event({"error": {"message": message, "type": "server_error", "code": None}})
+
+    def completion(
+        self, content: str | None, finish_reason: str = "stop", refusal: str | None = None
+    ) -> dict[str, Any]:
+        """A whole `chat.completion` answer."""
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": refusal},
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": {"prompt_tokens": 300, "completion_tokens": 80, "total_tokens": 380},
+        }
 
 
 # --------------------------------------------------------------------------- Anthropic
@@ -501,11 +576,21 @@ class AnthropicFake(FakeLlmServer):
         system = body.get("system")
         if system is not None and not isinstance(system, str | list):
             return "system: must be a string or text blocks"
+        names = set()
         for tool in body.get("tools") or []:
             if not tool.get("name") or not isinstance(tool.get("input_schema"), dict):
                 return f"tools: malformed tool {tool!r}"
-        if body.get("stream") is not True:
-            return "this fake only streams"
+            names.add(tool["name"])
+            if tool.get("strict") is True:
+                problem = strict_problem(tool["input_schema"], "anthropic")
+                if problem:
+                    return f"tools.{tool['name']}.input_schema: {problem}"
+        choice = body.get("tool_choice")
+        if choice is not None:
+            if choice.get("type") not in ("auto", "any", "tool", "none"):
+                return "tool_choice.type: invalid"
+            if choice.get("type") == "tool" and choice.get("name") not in names:
+                return f"tool_choice.name: no tool named {choice.get('name')!r}"
         return None
 
     def error_body(self, status: int, message: str | None = None) -> Any:
@@ -609,6 +694,23 @@ class AnthropicFake(FakeLlmServer):
     def error_event(kind: str = "overloaded_error", message: str = "Overloaded") -> Event:
         return Event({"type": "error", "error": {"type": kind, "message": message}})
 
+    def tool_message(
+        self, name: str, tool_input: Any, stop_reason: str = "tool_use"
+    ) -> dict[str, Any]:
+        """A whole `message` answer holding one tool_use block."""
+        return {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [
+                {"type": "tool_use", "id": "toolu_fake", "name": name, "input": tool_input}
+            ],
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 320, "output_tokens": 90},
+        }
+
 
 # --------------------------------------------------------------------------- Gemini
 
@@ -627,9 +729,9 @@ class GeminiFake(FakeLlmServer):
             if version not in ("v1", "v1beta"):
                 return self.refuse(404, f"unknown API version {version!r}")
             model, _, action = model_action.partition(":")
-            if action != "streamGenerateContent" or not model:
+            if action not in ("streamGenerateContent", "generateContent") or not model:
                 return self.refuse(404, f"unknown method {model_action!r}")
-            if received.query.get("alt") != "sse":
+            if action == "streamGenerateContent" and received.query.get("alt") != "sse":
                 return self.refuse(400, "this fake streams server-sent events only (alt=sse)")
             key = received.headers.get("x-goog-api-key") or received.query.get("key")
             if not key:
@@ -696,6 +798,15 @@ class GeminiFake(FakeLlmServer):
                 as_json_schema = "parametersJsonSchema" in decl or "parameters_json_schema" in decl
                 if "parameters" in decl and as_json_schema:
                     return "parameters and parametersJsonSchema are mutually exclusive"
+        config = body.get("generationConfig") or body.get("generation_config") or {}
+        json_schema = config.get("responseJsonSchema", config.get("response_json_schema"))
+        schema = config.get("responseSchema", config.get("response_schema"))
+        if json_schema is not None and schema is not None:
+            return "responseSchema and responseJsonSchema are mutually exclusive"
+        if json_schema is not None or schema is not None:
+            mime = config.get("responseMimeType", config.get("response_mime_type"))
+            if mime != "application/json":
+                return "a response schema needs responseMimeType application/json"
         return None
 
     def error_body(self, status: int, message: str | None = None) -> Any:
@@ -775,3 +886,44 @@ class GeminiFake(FakeLlmServer):
             "totalTokenCount": prompt + candidates,
         }
         return [self.response([{"text": text}], finish_reason=reason, usage=usage)]
+
+    def whole(self, text: str, reason: str = "STOP") -> dict[str, Any]:
+        """A whole GenerateContentResponse with one text part."""
+        usage = {"promptTokenCount": 310, "candidatesTokenCount": 85, "totalTokenCount": 395}
+        return self.response([{"text": text}], finish_reason=reason, usage=usage).data
+
+
+# --------------------------------------------------------------------------- strict schemas
+
+_UNSUPPORTED = {
+    "openai": {"minLength", "maxLength", "patternProperties", "uniqueItems", "allOf", "oneOf"},
+    "anthropic": {"minimum", "maximum", "multipleOf", "minLength", "maxLength", "maxItems"},
+}
+
+
+def strict_problem(schema: Any, provider: str, where: str = "schema") -> str | None:
+    """Why a provider's strict mode would refuse `schema` (objects closed with
+    `additionalProperties: false`; OpenAI: every key required; unsupported keywords)."""
+    if not isinstance(schema, dict):
+        return None
+    for keyword in _UNSUPPORTED[provider]:
+        if keyword in schema:
+            return f"{where}: '{keyword}' is not supported in strict mode"
+    kind = schema.get("type")
+    if kind == "object" or (isinstance(kind, list) and "object" in kind):
+        if schema.get("additionalProperties") is not False:
+            return f"{where}: 'additionalProperties' is required to be supplied and to be false"
+        properties = schema.get("properties") or {}
+        if provider == "openai" and set(schema.get("required") or []) != set(properties):
+            return f"{where}: 'required' is required to include every key in 'properties'"
+    for key in ("properties", "$defs", "definitions"):
+        for name, sub in (schema.get(key) or {}).items():
+            problem = strict_problem(sub, provider, f"{where}.{name}")
+            if problem:
+                return problem
+    for key in ("anyOf", "allOf", "oneOf", "prefixItems"):
+        for index, sub in enumerate(schema.get(key) or []):
+            problem = strict_problem(sub, provider, f"{where}.{key}[{index}]")
+            if problem:
+                return problem
+    return strict_problem(schema.get("items"), provider, f"{where}.items")

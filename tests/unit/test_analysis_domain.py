@@ -64,7 +64,6 @@ def test_an_extraction_field_defaults_to_the_contact_and_fill_if_empty() -> None
         ({"key": "email", "description": ""}, "description", "at least 1"),
         ({"key": "email", "description": "x", "type": "number"}, "type", "standard field"),
         ({"key": "phone", "description": "x"}, "key", "secondary_phone"),
-        ({"key": "budget", "description": "x", "type": "select"}, "options", "needs its options"),
         (
             {"key": "budget", "description": "x", "type": "text", "options": ["a"]},
             "options",
@@ -169,6 +168,13 @@ def test_issues_with_the_accounts_custom_fields() -> None:
     ]
     config.create_missing_fields = True
     assert list(analysis_issues(config, known))[1][0] == "analysis.extraction_fields[2].type"
+    tier = AnalysisConfig.model_validate(
+        {
+            "create_missing_fields": True,
+            "extraction_fields": [{"key": "tier", "description": "x", "type": "select"}],
+        }
+    )
+    assert [p for p, _ in analysis_issues(tier)] == ["analysis.extraction_fields[0].options"]
 
 
 # --------------------------------------------------------------------------- evidence

@@ -174,7 +174,8 @@ class ExtractionField(Resource):
         default=None,
         max_length=100,
         validate_default=True,
-        description="The allowed values of a select field.",
+        description="The options of a select field; required when it does not exist yet, "
+        "else a subset of its options.",
     )
     write_policy: WritePolicy = Field(
         default="fill_if_empty",
@@ -211,9 +212,7 @@ class ExtractionField(Resource):
     def _options(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
         target, key = info.data.get("target", "contact"), info.data.get("key")
         if value is None:
-            if info.data.get("type") == "select":
-                raise ValueError("a select field needs its options")
-            return None
+            return None  # an existing select field has its options (see analysis_issues)
         if key in STANDARD_FIELDS.get(target, {}):
             raise ValueError(f"{target}.{key} is a standard field with its own values")
         if info.data.get("type") != "select":
@@ -418,6 +417,11 @@ def analysis_issues(
                 yield (
                     f"{param}.type",
                     f"required: {item.target} custom field {item.key!r} does not exist yet",
+                )
+            elif item.type == "select" and item.options is None:
+                yield (
+                    f"{param}.options",
+                    f"required: select field {item.key!r} does not exist yet",
                 )
             continue
         if item.type is not None and item.type != existing.type:
