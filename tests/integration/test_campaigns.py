@@ -217,6 +217,107 @@ def test_an_audience_that_cannot_be_built_fails_and_the_campaign_cannot_start(
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "audience_failed"
 
 
+def test_an_audience_whose_first_job_cannot_be_queued_fails_visibly(
+    client: TestClient,
+    stack: Stack,
+    tenant: Tenant,
+    line: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    from talkturo.domain.campaigns import CampaignCreate
+
+    contacts(client, tenant, 1)
+
+    def queue_down(*args: Any, **kwargs: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="http://queue")
+
+    monkeypatch.setattr(campaigns.queues, "send", queue_down)
+    request = CampaignCreate.model_validate(
+        {"name": "x", "assistant_id": line.assistant_id, "audience": {"type": "filter"}}
+    )
+    with pytest.raises(EndpointConnectionError):
+        campaigns.create(tenant.account_id, request)
+    monkeypatch.undo()
+    [made] = client.get("/v1/campaigns", headers=tenant.headers).json()["data"]
+    # Not `building` forever: failed, so start says why, and the draft can be deleted.
+    assert made["audience_status"] == "failed"
+    refused = action(client, tenant, made["id"], "start")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "audience_failed"
+    assert client.delete(f"/v1/campaigns/{made['id']}", headers=tenant.headers).status_code == 200
+
+
+def _partition(tenant: Tenant, campaign_id: str) -> list[str]:
+    """The sort keys left in the campaign's contacts partition."""
+    from talkturo.store.table import Item, connection
+
+    connection()
+    pk = campaign_store.contacts_partition(tenant.account_id, campaign_id)
+    return [str(item.sk) for item in Item.query(pk)]
+
+
+def test_a_deleted_campaign_s_contacts_are_removed_in_the_background_page_by_page(
+    client: TestClient,
+    stack: Stack,
+    tenant: Tenant,
+    line: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    contacts(client, tenant, 5)
+    made = create(client, tenant, line.assistant_id)
+    pump(stack)
+    assert len(_partition(tenant, made["id"])) == 5
+    monkeypatch.setattr(campaigns, "PURGE_PAGE", 2)
+    sent: list[dict[str, Any]] = []
+    real_send = campaigns.queues.send
+
+    def counting(url: str, body: dict[str, Any], **kwargs: Any) -> None:
+        sent.append(body)
+        real_send(url, body, **kwargs)
+
+    monkeypatch.setattr(campaigns.queues, "send", counting)
+
+    deleted = client.delete(f"/v1/campaigns/{made['id']}", headers=tenant.headers)
+
+    assert deleted.status_code == 200
+    assert client.get(f"/v1/campaigns/{made['id']}", headers=tenant.headers).status_code == 404
+    assert len(_partition(tenant, made["id"])) == 5  # not in the request: in the background
+    pump(stack)
+    assert _partition(tenant, made["id"]) == []
+    # Two contacts a job: 2 + 2 + 1, each job queueing the next.
+    assert [b["type"] for b in sent] == ["purge"] * 3
+    # A redelivered job finds nothing more to do and queues nothing.
+    campaigns.handle_job(sent[0])
+    assert len(sent) == 3
+
+
+def test_a_campaign_whose_calls_are_still_live_is_deleted_only_once_they_end(
+    client: TestClient, stack: Stack, tenant: Tenant, line: Any, carrier: FakeCarrier
+) -> None:
+    contacts(client, tenant, 2)
+    made = create(client, tenant, line.assistant_id)
+    pump(stack)
+    action(client, tenant, made["id"], "start")
+    pump(stack)
+    assert action(client, tenant, made["id"], "cancel").json()["status"] == "cancelled"
+
+    refused = client.delete(f"/v1/campaigns/{made['id']}", headers=tenant.headers)
+
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "campaign_not_deletable"
+    assert "live" in refused.json()["error"]["message"]
+    end(tenant, call_ids(carrier)[0], "completed")
+    pump(stack)
+    assert client.delete(f"/v1/campaigns/{made['id']}", headers=tenant.headers).status_code == 200
+    pump(stack)
+    assert _partition(tenant, made["id"]) == []
+    # The account's admissions were all given back: another campaign can call at once.
+    slots = campaign_store._account_slots(tenant.account_id)
+    slots.refresh(consistent_read=True)
+    assert int(slots.in_flight or 0) == 0
+
+
 # --------------------------------------------------------------------------- dispatch
 
 

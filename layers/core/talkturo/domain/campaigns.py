@@ -419,7 +419,7 @@ class CampaignProgress(BaseModel):
 
 # --------------------------------------------------------------------------- jobs
 
-JobType = Literal["build", "start", "dispatch", "call_ended"]
+JobType = Literal["build", "start", "dispatch", "call_ended", "purge"]
 
 
 class CampaignJob(BaseModel):

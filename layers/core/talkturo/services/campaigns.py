@@ -64,6 +64,8 @@ from talkturo.store import contacts as contact_store
 from talkturo.store import numbers as number_store
 
 BUILD_PAGE = 200
+# A deleted campaign's contacts are removed this many per job.
+PURGE_PAGE = 500
 # A claimed call's slot lease: the tick looks at a slot whose lease ran out (and renews it for a
 # call still live), so a lost end gives its slot back within a tick or two of being lost.
 LEASE = timedelta(seconds=120)
@@ -229,7 +231,13 @@ def create(account_id: str, request: CampaignCreate) -> Campaign:
         **fields,
     )
     store.create(account_id, campaign)
-    _send(CampaignJob(type="build", account_id=account_id, campaign_id=campaign.id))
+    try:
+        _send(CampaignJob(type="build", account_id=account_id, campaign_id=campaign.id))
+    except (BotoCoreError, ClientError, RuntimeError):
+        # Nothing would ever build it: the audience fails, visibly, and the request with it.
+        logger.exception("campaign audience not queued", extra={"id": campaign.id})
+        fail_audience(account_id, campaign.id)
+        raise
     logger.info("campaign created", extra={"id": campaign.id})
     return _shown(account_id, campaign)
 
@@ -276,8 +284,32 @@ def delete(account_id: str, campaign_id: str) -> Campaign:
             f"the campaign is {campaign.status}; cancel it before deleting it",
             code="campaign_not_deletable",
         )
-    store.delete(account_id, campaign_id, version)
+    try:
+        store.delete(account_id, campaign_id, version)
+    except store.CallsLive:
+        raise Conflict(
+            "the campaign's last calls are still live; delete it once they have ended",
+            code="campaign_not_deletable",
+        ) from None
+    try:
+        _send(CampaignJob(type="purge", account_id=account_id, campaign_id=campaign_id))
+    except (BotoCoreError, ClientError, RuntimeError):
+        # The campaign is gone for the user; its contacts stay behind, unreachable.
+        logger.exception(
+            "deleted campaign's contacts not queued for removal", extra={"id": campaign_id}
+        )
     return campaign
+
+
+def purge(account_id: str, campaign_id: str) -> None:
+    """A deleted campaign's contacts, removed a page per job, the next page queued after."""
+    try:
+        store.get(account_id, campaign_id)
+        return  # not deleted after all
+    except NotFound:
+        pass
+    if store.purge_contacts(account_id, campaign_id, PURGE_PAGE):
+        _send(CampaignJob(type="purge", account_id=account_id, campaign_id=campaign_id))
 
 
 # --------------------------------------------------------------------------- lifecycle
@@ -439,7 +471,12 @@ def handle_job(message: dict[str, Any]) -> None:
     elif job.type == "dispatch":
         dispatch(job.account_id, job.campaign_id)
     elif job.type == "call_ended" and job.call_id:
-        call_changed(job.account_id, job.campaign_id, job.call_id, final=job.final)
+        try:
+            call_changed(job.account_id, job.campaign_id, job.call_id, final=job.final)
+        except NotFound:
+            return  # the campaign was deleted: late news of one of its calls changes nothing
+    elif job.type == "purge":
+        purge(job.account_id, job.campaign_id)
 
 
 def start_scheduled(account_id: str, campaign_id: str) -> None:

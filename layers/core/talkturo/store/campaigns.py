@@ -238,17 +238,45 @@ def save(account_id: str, campaign: Campaign, version: int, *, assistant_delta: 
         raise Conflict("the campaign changed at the same time; try again") from None
 
 
+class CallsLive(Exception):
+    """The campaign's calls still hold slots: it cannot be deleted yet."""
+
+
 def delete(account_id: str, campaign_id: str, version: int) -> None:
+    """The campaign and its counters, if still at `version` and no call holds a slot (else
+    CallsLive: its end must give the slot back, to the account's count too). Its contacts go
+    afterwards, a page at a time (`purge_contacts`)."""
     connection()
     item = CampaignItem(keys.account(account_id), _sk(campaign_id))
     item.version = version
     writes = Writes()
     writes.delete("campaign", item)
-    writes.delete("counters", CountersItem(*_counters_key(account_id, campaign_id)))
+    writes.delete(
+        "counters",
+        CountersItem(*_counters_key(account_id, campaign_id)),
+        CountersItem.in_flight.does_not_exist() | (CountersItem.in_flight <= 0),
+    )
     try:
         writes.commit()
-    except (Refused, Contention):
+    except Refused as refused:
+        if "counters" in refused.labels:
+            raise CallsLive() from None
         raise Conflict("the campaign changed at the same time; try again") from None
+    except Contention:
+        raise Conflict("the campaign changed at the same time; try again") from None
+
+
+def purge_contacts(account_id: str, campaign_id: str, limit: int) -> bool:
+    """Delete up to `limit` items of a deleted campaign's partition (its contacts, and a slot a
+    lost call end left); True when more may be left. Each run reads the partition from its
+    start, so running it again (a redelivered job) deletes what is left and nothing else."""
+    connection()
+    page = Item.query(contacts_partition(account_id, campaign_id), limit=limit, page_size=limit)
+    found = list(page)
+    with Item.batch_write() as batch:
+        for item in found:
+            batch.delete(item)
+    return page.last_evaluated_key is not None
 
 
 def unlist_active(account_id: str, campaign_id: str) -> None:
