@@ -19,6 +19,9 @@ PREFIXES = {
     "custom_field": "cf",
     "transaction": "txn",
     "contact_import": "imp",
+    "webhook_endpoint": "whe",
+    "event": "evt",
+    "webhook_delivery": "dlv",
 }
 
 

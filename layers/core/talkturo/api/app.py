@@ -40,6 +40,7 @@ ROUTE_MODULES: dict[str, tuple[str, ...]] = {
     "phone_numbers": ("/v1/phone-numbers",),
     "calls": ("/v1/calls",),
     "campaigns": ("/v1/campaigns",),
+    "webhook_endpoints": ("/v1/webhook-endpoints",),
 }
 
 
