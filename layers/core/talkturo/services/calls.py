@@ -103,13 +103,13 @@ def announce(account_id: str, before: CallRecord, after: CallRecord) -> None:
 def announce_ended(account_id: str, record: CallRecord) -> None:
     """`call.ended` for an ended call, with its transcript when one was saved (the post-call
     job calls this for a call whose voice session never saved; a second call sends nothing)."""
-    messages = get_transcript_messages(account_id, record.id) if record.transcript_available else []
-    events.emit(
-        account_id,
-        "call.ended",
-        ended_event_data(record.public(), messages),
-        key=f"call.ended:{record.id}",
-    )
+
+    def data() -> dict[str, object]:
+        saved = record.transcript_available
+        messages = get_transcript_messages(account_id, record.id) if saved else []
+        return ended_event_data(record.public(), messages)
+
+    events.emit(account_id, "call.ended", data, key=f"call.ended:{record.id}")
 
 
 def ended_event_data(call: Call, messages: list[TranscriptMessage]) -> dict[str, object]:

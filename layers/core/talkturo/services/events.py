@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -72,17 +73,25 @@ SWEEP_LIMIT = 200
 # --------------------------------------------------------------------------- emit
 
 
-def emit(account_id: str, event_type: EventType, data: dict[str, Any], *, key: str) -> str | None:
+def emit(
+    account_id: str,
+    event_type: EventType,
+    data: dict[str, Any] | Callable[[], dict[str, Any]],
+    *,
+    key: str,
+) -> str | None:
     """Tell the account's endpoints that wish to know; the event id, or None when no endpoint
     wants this type (one query) or the event could not be written (logged, never raised).
 
-    `key` names the happening (`call.ended:<call id>`): emitting the same key again, from a
-    retried caller, makes no second event."""
+    `data` may be a function, called only when some endpoint wants the event (a payload that
+    costs a read). `key` names the happening (`call.ended:<call id>`): emitting the same key
+    again, from a retried caller, makes no second event."""
     try:
         wanting = [e for e in store.endpoints(account_id) if e.wants(event_type)]
         if not wanting:
             return None
-        return _emit(account_id, event_type, data, key=key, endpoints=wanting)
+        payload = data() if callable(data) else data
+        return _emit(account_id, event_type, payload, key=key, endpoints=wanting)
     except Exception:  # noqa: BLE001 - an event never fails the work that emits it
         logger.exception("event could not be written", extra={"type": event_type, "key": key})
         return None
