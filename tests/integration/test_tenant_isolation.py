@@ -43,7 +43,10 @@ def owned(client: TestClient, tenant: Tenant) -> Iterator[dict[str, str]]:
 
     company = create("/v1/companies", json={"name": "Acme"})
     call = _inbound_call(tenant)
+    endpoint = create("/v1/webhook-endpoints", json={"url": "https://hooks.example.com/events"})
     yield {
+        "endpoint_id": endpoint,
+        "delivery_id": _delivery(tenant, endpoint),
         "call_id": call,
         "campaign_id": _campaign(tenant),
         "company_id": company,
@@ -67,6 +70,18 @@ def owned(client: TestClient, tenant: Tenant) -> Iterator[dict[str, str]]:
         "version": "1",
     }
     set_carrier(None)
+
+
+def _delivery(tenant: Tenant, endpoint_id: str) -> str:
+    """A delivery of an event of `tenant` to its endpoint."""
+    from talkturo.services import events
+    from talkturo.store import events as event_store
+
+    assert events.emit(tenant.account_id, "credits.low", {}, key="isolation") is not None
+    (delivery,), _ = event_store.list_deliveries(
+        tenant.account_id, endpoint_id, status=None, limit=10, starting_after=None
+    )
+    return delivery.id
 
 
 def _campaign(tenant: Tenant) -> str:

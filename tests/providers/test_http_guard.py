@@ -18,7 +18,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
-from talkturo.voice.tools.http_guard import (
+from talkturo.http_guard import (
     BlockedDestination,
     OutboundHttpError,
     OutboundPolicy,

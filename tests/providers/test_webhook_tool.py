@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from talkturo.domain.assistant_tools import WebhookConfig
-from talkturo.voice.tools.http_guard import OutboundPolicy
+from talkturo.http_guard import OutboundPolicy
 from talkturo.voice.tools.webhook import call_webhook, spec_of
 from tests.asgi_server import served
 

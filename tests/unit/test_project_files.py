@@ -275,10 +275,12 @@ def test_the_voice_task_gets_its_configuration_by_reference_and_least_privilege(
         environment["TWILIO_SECRET_ARN"],
         environment["PROVIDER_KEYS_SECRET_ARN"],
     ]
-    # Post-call jobs, and a campaign call's end (the campaign engine refills its slot).
+    # Post-call jobs, a campaign call's end (the campaign engine refills its slot), and the
+    # customer events of a call (call.started, call.ended).
     assert grants["sqs:SendMessage"] == [
         {"Fn::GetAtt": ["PostCallQueue", "Arn"]},
         {"Fn::GetAtt": ["CampaignQueue", "Arn"]},
+        {"Fn::GetAtt": ["EventQueue", "Arn"]},
     ]
     assert environment["CAMPAIGN_QUEUE_URL"] == {"Ref": "CampaignQueue"}
     assert "dynamodb:Scan" not in grants

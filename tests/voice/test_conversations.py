@@ -233,11 +233,11 @@ def test_keypad_digits_reach_the_model(
 def test_a_webhook_tool_is_called_and_the_assistant_speaks_from_its_answer(
     client: TestClient, stack: Stack, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from talkturo.http_guard import OutboundPolicy
     from talkturo.voice.providers.base import ChatRequest
     from talkturo.voice.providers.scripted import tool
     from talkturo.voice.session import SessionServices
     from talkturo.voice.tools import webhook
-    from talkturo.voice.tools.http_guard import OutboundPolicy
     from tests.asgi_server import served
 
     received: list[dict] = []

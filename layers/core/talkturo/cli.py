@@ -633,8 +633,10 @@ def _fail(message: str) -> NoReturn:
 
 def _register() -> None:
     from talkturo.cli_campaigns import campaigns
+    from talkturo.cli_events import events
 
     main.add_command(campaigns)
+    main.add_command(events)
 
 
 _register()

@@ -28,6 +28,10 @@ class Settings(BaseModel):
     dial_queue_url: str = Field(default="", alias="DIAL_QUEUE_URL")
     post_call_queue_url: str = Field(default="", alias="POST_CALL_QUEUE_URL")
     campaign_queue_url: str = Field(default="", alias="CAMPAIGN_QUEUE_URL")
+    # Customer events: one message per (event, endpoint) to try now or within seconds.
+    event_queue_url: str = Field(default="", alias="EVENT_QUEUE_URL")
+    # `credits.low` is sent when a charge takes the balance below this (once per drop).
+    credits_low_threshold: str = Field(default="5", alias="TALKTURO_CREDITS_LOW_THRESHOLD")
     # The campaign engine's waits (talkturo.workflows), and a factor on every campaign retry
     # delay (below 1, tests and the benchmark see retries happen in seconds).
     campaign_wake_state_machine_arn: str = Field(
@@ -54,6 +58,7 @@ class Settings(BaseModel):
         default="", alias="POST_CALL_DEAD_LETTER_QUEUE_URL"
     )
     campaign_dead_letter_queue_url: str = Field(default="", alias="CAMPAIGN_DEAD_LETTER_QUEUE_URL")
+    event_dead_letter_queue_url: str = Field(default="", alias="EVENT_DEAD_LETTER_QUEUE_URL")
     # Where the carrier reaches this deployment's webhooks (/carrier/voice, /carrier/status).
     public_base_url: str = Field(default="http://127.0.0.1:8000", alias="PUBLIC_BASE_URL")
     aws_region: str = Field(default="us-east-1", alias="AWS_REGION")

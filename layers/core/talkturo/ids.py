@@ -20,6 +20,9 @@ PREFIXES = {
     "transaction": "txn",
     "contact_import": "imp",
     "analysis_run": "anr",
+    "webhook_endpoint": "whe",
+    "event": "evt",
+    "webhook_delivery": "dlv",
 }
 
 

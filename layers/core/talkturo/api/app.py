@@ -41,6 +41,7 @@ ROUTE_MODULES: dict[str, tuple[str, ...]] = {
     "calls": ("/v1/calls",),
     "campaigns": ("/v1/campaigns",),
     "analysis_runs": ("/v1/analysis-runs",),
+    "webhook_endpoints": ("/v1/webhook-endpoints",),
 }
 
 

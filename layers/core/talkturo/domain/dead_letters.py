@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 DeadLetterQueue = Literal[
-    "contact_import", "number_provisioning", "dial", "post_call", "campaign", "unknown"
+    "contact_import", "number_provisioning", "dial", "post_call", "campaign", "event", "unknown"
 ]
 QUEUES: tuple[DeadLetterQueue, ...] = (
     "contact_import",
@@ -23,6 +23,7 @@ QUEUES: tuple[DeadLetterQueue, ...] = (
     "dial",
     "post_call",
     "campaign",
+    "event",
 )
 DeadLetterAction = Literal["ended", "already_ended", "recorded"]
 

@@ -189,6 +189,9 @@ class Resources:
         self.stack = provision(session, stack_name=self._stack_name)
         os.environ.update(self.stack.environment())
         os.environ["TALKTURO_ADMIN_SECRET"] = self._admin_secret
+        # Customer events may go to this machine's loopback over plain http (the event inbox,
+        # `talkturo events listen`); anywhere else still needs https and a public address.
+        os.environ.setdefault("TALKTURO_OUTBOUND_ALLOW_HTTP", "127.0.0.0/8,::1/128")
         # Signs the tokens naming a call on its media stream (a Secrets Manager secret on AWS).
         os.environ.setdefault("VOICE_TOKEN_SECRET", secrets.token_urlsafe(32))
         _forget_cached_settings()

@@ -7,6 +7,7 @@ default it is the process's carrier (`talkturo.carrier.get_carrier()`).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -36,12 +37,13 @@ from talkturo.domain.calls import (
 )
 from talkturo.domain.common import Page, utcnow
 from talkturo.domain.dialing import Destination, dtmf_of
+from talkturo.domain.events import MAX_EVENT_BYTES
 from talkturo.domain.phones import InvalidPhone, normalise_phone
 from talkturo.domain.telephony import CallRequest
 from talkturo.errors import Conflict, InsufficientCredits, InvalidRequest, NotFound
 from talkturo.ids import has_prefix, new_id
 from talkturo.logs import logger
-from talkturo.services import assistants, credits, dialing, numbers
+from talkturo.services import assistants, credits, dialing, events, numbers
 from talkturo.store import calls as store
 from talkturo.store import contacts as contact_store
 
@@ -54,6 +56,78 @@ if TYPE_CHECKING:
 # How many past hours of the open-call index the timeout closer reads (it runs every 5 min).
 CLOSER_LOOKBACK_HOURS = 48
 RING_TIMEOUT_SECONDS = 30
+
+
+def change(
+    account_id: str, call_id: str, fn: Callable[[CallRecord], CallRecord | None]
+) -> CallRecord:
+    """store.change, and the customer events of what it changed: every change of a call's
+    record goes through here."""
+    seen: list[CallRecord] = []
+
+    def observed(record: CallRecord) -> CallRecord | None:
+        seen[:] = [record]
+        return fn(record)
+
+    after = store.change(account_id, call_id, observed)
+    if seen:
+        announce(account_id, seen[0], after)
+    return after
+
+
+def _end_announced(record: CallRecord) -> bool:
+    """Whether `call.ended` goes out for this record now: it has ended and its transcript is
+    saved, or it never connected (no transcript will come), or it was closed as timed out.
+    An answered call whose voice session never saved is announced by its post-call job."""
+    return record.status == "ended" and (
+        record.transcript_available
+        or record.answered_at is None
+        or record.ended_reason == "timeout"
+    )
+
+
+def announce(account_id: str, before: CallRecord, after: CallRecord) -> None:
+    """`call.started` when the call is answered, `call.ended` (with its transcript) when it is
+    over; each once per call (keyed on the call id)."""
+    if after.status == "in_progress" and before.status not in ("in_progress", "ended"):
+        events.emit(
+            account_id,
+            "call.started",
+            {"call": after.public().model_dump(mode="json")},
+            key=f"call.started:{after.id}",
+        )
+    if _end_announced(after) and not _end_announced(before):
+        announce_ended(account_id, after)
+
+
+def announce_ended(account_id: str, record: CallRecord) -> None:
+    """`call.ended` for an ended call, with its transcript when one was saved (the post-call
+    job calls this for a call whose voice session never saved; a second call sends nothing)."""
+
+    def data() -> dict[str, object]:
+        saved = record.transcript_available
+        messages = get_transcript_messages(account_id, record.id) if saved else []
+        return ended_event_data(record.public(), messages)
+
+    events.emit(account_id, "call.ended", data, key=f"call.ended:{record.id}")
+
+
+def ended_event_data(call: Call, messages: list[TranscriptMessage]) -> dict[str, object]:
+    """The `call.ended` payload: the call and its transcript, the transcript cut from the end
+    when the whole would not fit in one event (`transcript_truncated`)."""
+    shown = [m.model_dump(mode="json") for m in messages]
+    budget = MAX_EVENT_BYTES - len(call.model_dump_json()) - 1000
+    kept, size = [], 0
+    for message in shown:
+        size += len(json.dumps(message, ensure_ascii=False).encode()) + 1
+        if size > budget:
+            break
+        kept.append(message)
+    return {
+        "call": call.model_dump(mode="json"),
+        "transcript": kept,
+        "transcript_truncated": len(kept) < len(shown),
+    }
 
 
 def carrier_of(carrier: Carrier | None = None) -> Carrier:
@@ -252,7 +326,7 @@ def _end_failed(
         duration_seconds=0,
         error_message=message,
     )
-    after = store.change(account_id, call_id, lambda r: apply(r, event))
+    after = change(account_id, call_id, lambda r: apply(r, event))
     if after.campaign_id:
         _tell_campaign(account_id, after, final=True)  # it never reached the carrier
     return after
@@ -317,7 +391,7 @@ def dial(job: DialJob, carrier: Carrier | None = None) -> None:
         _end_failed(job.account_id, job.call_id, error.message, reason="failed")
         return
     event = CallEvent(at=utcnow(), carrier_sid=placed.carrier_sid)
-    store.change(job.account_id, job.call_id, lambda r: apply(r, event))
+    change(job.account_id, job.call_id, lambda r: apply(r, event))
     logger.info("call dialed", extra={"id": job.call_id})
 
 
@@ -353,7 +427,7 @@ def record_event(
         return after
 
     try:
-        after = store.change(account_id, call_id, move)
+        after = change(account_id, call_id, move)
     except NotFound:
         return None
     if was_open and after.status == "ended":
@@ -466,7 +540,7 @@ def close_timed_out(
         hour = now - timedelta(hours=back)
         for account_id, call_id in list(store.open_calls(hour, now)):
             try:
-                after = store.change(account_id, call_id, _closer(now))
+                after = change(account_id, call_id, _closer(now))
             except NotFound:
                 continue
             except Exception:  # noqa: BLE001 (one call's failure must not stop the sweep)
@@ -628,7 +702,7 @@ def close_session(
             changed = apply(changed, end) or changed
         return changed
 
-    after = store.change(account_id, call_id, update)
+    after = change(account_id, call_id, update)
     if after.status == "ended":
         queue_post_call(account_id, call_id)
     return after
@@ -638,7 +712,7 @@ def record_session_end(account_id: str, call_id: str, event: CallEvent) -> CallR
     """The voice session ends the call (before it hangs up at the carrier, so the carrier's
     `completed` callback finds the reason already written). The post-call job is queued when
     the session has saved its work (close_session)."""
-    return store.change(account_id, call_id, lambda r: apply(r, event))
+    return change(account_id, call_id, lambda r: apply(r, event))
 
 
 def mark_connected(account_id: str, call_id: str) -> CallRecord | None:
@@ -654,4 +728,4 @@ def mark_opted_out(account_id: str, call_id: str) -> CallRecord:
     def mark(record: CallRecord) -> CallRecord | None:
         return None if record.opted_out else record.model_copy(update={"opted_out": True})
 
-    return store.change(account_id, call_id, mark)
+    return change(account_id, call_id, mark)

@@ -364,8 +364,26 @@ def _move(
             "campaign status changed",
             extra={"id": campaign_id, "from": campaign.status, "to": target, "reason": reason},
         )
+        _announce(account_id, campaign.status, changed, version)
         return changed
     raise Conflict("the campaign changed at the same time; try again")
+
+
+def _announce(account_id: str, previous: str, campaign: Campaign, version: int) -> None:
+    """`campaign.status_changed`, once per move (keyed on the version the move was made from)."""
+    from talkturo.services import events
+
+    events.emit(
+        account_id,
+        "campaign.status_changed",
+        {
+            "campaign": campaign.model_dump(mode="json"),
+            "previous_status": previous,
+            "status": campaign.status,
+            "reason": campaign.status_reason,
+        },
+        key=f"campaign.status_changed:{campaign.id}:{version}",
+    )
 
 
 def start(account_id: str, campaign_id: str) -> Campaign:

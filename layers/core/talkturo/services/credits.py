@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from talkturo.config import get_settings
 from talkturo.domain.common import Page, quantize_credits, utcnow
 from talkturo.domain.credits import (
     CREDITING,
@@ -15,6 +16,7 @@ from talkturo.domain.credits import (
 )
 from talkturo.errors import InvalidRequest
 from talkturo.ids import new_id
+from talkturo.logs import logger
 from talkturo.store import ledger
 
 
@@ -55,11 +57,45 @@ def record(
         created_at=utcnow(),
     )
     posted = ledger.post(account_id, entry, floor=None if allow_negative_balance else Decimal(0))
+    _watch_low(account_id, posted)
     if kind == "purchase":
         # Run on every purchase, replays included, so a crash right after the ledger write is
         # repaired by the retry that replays it.
         _became_paid(account_id)
     return posted
+
+
+def low_threshold() -> Decimal:
+    return quantize_credits(get_settings().credits_low_threshold)
+
+
+def _watch_low(account_id: str, entry: LedgerEntry) -> None:
+    """`credits.low` once per drop: when a charge leaves the balance below the threshold for
+    the first time since it was last at or above it. Never fails the entry (written already)."""
+    threshold = low_threshold()
+    try:
+        if entry.amount > 0:
+            ledger.clear_low(account_id, threshold)
+            return
+        now = utcnow()
+        if ledger.balance(account_id).balance >= threshold or not ledger.mark_low(
+            account_id, threshold, now
+        ):
+            return
+        from talkturo.services import events
+
+        events.emit(
+            account_id,
+            "credits.low",
+            {
+                "balance": f"{ledger.balance(account_id).balance:.4f}",
+                "threshold": f"{threshold:.4f}",
+                "transaction_id": entry.id,
+            },
+            key=f"credits.low:{now.isoformat()}",
+        )
+    except Exception:  # noqa: BLE001 - the entry is written; telling is secondary
+        logger.exception("low balance could not be checked", extra={"id": entry.id})
 
 
 def _became_paid(account_id: str) -> None:

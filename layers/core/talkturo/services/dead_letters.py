@@ -25,11 +25,11 @@ from talkturo.domain.dead_letters import (
     Outcome,
     excerpt,
 )
+from talkturo.domain.events import DeliveryJob
 from talkturo.domain.numbers import ProvisionJob
 from talkturo.errors import NotFound
 from talkturo.logs import logger
-from talkturo.services import contact_imports, numbers
-from talkturo.store import calls as call_store
+from talkturo.services import calls, contact_imports, numbers
 from talkturo.store import dead_letters as store
 
 # What each queue's messages are.
@@ -39,6 +39,7 @@ JOB_TYPES: dict[str, type[BaseModel]] = {
     "dial": DialJob,
     "post_call": PostCallJob,
     "campaign": CampaignJobRef,
+    "event": DeliveryJob,
 }
 AUDIENCE_LOST = (
     "the campaign's audience could not be built (audience_status failed; a campaign already "
@@ -51,6 +52,10 @@ CAMPAIGN_JOB_LOST = (
 ANALYSIS_LOST = "the post-call job failed repeatedly: the call's analysis was not done"
 ANALYSIS_RUN_LOST = "the analysis run could not list its calls (the run failed)"
 DIAL_FAILED_MESSAGE = "the dialer could not place the call after repeated attempts"
+EVENT_JOB_LOST = (
+    "the delivery attempt did not run (recorded; the delivery stays pending and the event "
+    "sweeper queues it again when it is due)"
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ def queue_of(source_arn: str) -> DeadLetterQueue:
         "dial": settings.dial_dead_letter_queue_url,
         "post_call": settings.post_call_dead_letter_queue_url,
         "campaign": settings.campaign_dead_letter_queue_url,
+        "event": settings.event_dead_letter_queue_url,
     }
     name = source_arn.rsplit(":", 1)[-1]
     for queue, url in urls.items():
@@ -178,6 +184,10 @@ def _end(queue: DeadLetterQueue, body: str) -> Outcome:
             action="recorded",
             reason=CAMPAIGN_JOB_LOST.format(kind=job.type),
         )
+    if isinstance(job, DeliveryJob):
+        return Outcome(
+            account_id=job.account_id, job=job.delivery_id, action="recorded", reason=EVENT_JOB_LOST
+        )
     assert isinstance(job, PostCallJob)
     return _post_call_lost(job)
 
@@ -218,7 +228,7 @@ def _fail_undialed(job: DialJob) -> Outcome:
 
     outcome = Outcome(account_id=job.account_id, job=job.call_id, action="ended", reason="")
     try:
-        after = call_store.change(job.account_id, job.call_id, end)
+        after = calls.change(job.account_id, job.call_id, end)
     except NotFound:
         return outcome.model_copy(
             update={"action": "already_ended", "reason": "the call no longer exists"}

@@ -256,8 +256,26 @@ def _change(
             store.update(account_id, before, version, after, free_routing=free_routing)
         except store.Stale:
             continue
+        if after.status != before.status:
+            _announce(account_id, before.status, after, version)
         return after
     raise Conflict("the phone number changed at the same time; try again")
+
+
+def _announce(account_id: str, previous: str, record: PhoneNumberRecord, version: int) -> None:
+    """`number.status_changed`, once per move (keyed on the version the move was made from)."""
+    from talkturo.services import events
+
+    events.emit(
+        account_id,
+        "number.status_changed",
+        {
+            "phone_number": record.public().model_dump(mode="json"),
+            "previous_status": previous,
+            "status": record.status,
+        },
+        key=f"number.status_changed:{record.id}:{version}",
+    )
 
 
 # --------------------------------------------------------------------------- reads and edits

@@ -7,10 +7,11 @@ does, so the balance always equals the sum of the entries, whatever writers run 
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 from pynamodb.attributes import UnicodeAttribute, UTCDateTimeAttribute
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
@@ -23,10 +24,12 @@ from talkturo.store.table import Document, Item, connection
 
 
 class BalanceItem(Item):
-    """PK=A#<acct> SK=BALANCE: the running sum of the ledger."""
+    """PK=A#<acct> SK=BALANCE: the running sum of the ledger; `low_since` is set while the
+    account has been told its balance is low (cleared when it is back above the threshold)."""
 
     balance = DecimalAttribute()
     updated_at = UTCDateTimeAttribute(null=True)
+    low_since = UTCDateTimeAttribute(null=True)
 
 
 class LedgerEntryItem(Document):
@@ -142,6 +145,46 @@ def balance(account_id: str) -> Balance:
     except DoesNotExist:
         return Balance(balance=Decimal(0))
     return Balance(balance=item.balance, updated_at=item.updated_at)
+
+
+def mark_low(account_id: str, threshold: Decimal, now: datetime) -> bool:
+    """Note that the balance fell below `threshold`; True only for the write that noted it
+    (once per drop, whoever races)."""
+    connection()
+    item = BalanceItem(keys.account(account_id), "BALANCE")
+    try:
+        item.update(
+            actions=[BalanceItem.low_since.set(now)],
+            condition=(BalanceItem.balance < threshold) & BalanceItem.low_since.does_not_exist(),
+        )
+    except UpdateError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def clear_low(account_id: str, threshold: Decimal) -> None:
+    """The balance is back at or above `threshold`: the next drop is told again."""
+    connection()
+    item = BalanceItem(keys.account(account_id), "BALANCE")
+    try:
+        item.update(
+            actions=[BalanceItem.low_since.remove()],
+            condition=(BalanceItem.balance >= threshold) & BalanceItem.low_since.exists(),
+        )
+    except UpdateError as error:
+        if error.cause_response_code != "ConditionalCheckFailedException":
+            raise
+
+
+def low_since(account_id: str) -> datetime | None:
+    connection()
+    try:
+        item = BalanceItem.get(keys.account(account_id), "BALANCE", consistent_read=True)
+    except DoesNotExist:
+        return None
+    return item.low_since
 
 
 def list_entries(

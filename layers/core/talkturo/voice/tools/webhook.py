@@ -37,9 +37,7 @@ from referencing import Registry
 from referencing.exceptions import Unresolvable
 
 from talkturo.domain.assistant_tools import WebhookConfig
-from talkturo.logs import logger
-from talkturo.voice.providers.base import ToolSpec
-from talkturo.voice.tools.http_guard import (
+from talkturo.http_guard import (
     BlockedDestination,
     OutboundHttpError,
     OutboundPolicy,
@@ -47,6 +45,8 @@ from talkturo.voice.tools.http_guard import (
     Resolver,
     guarded_request,
 )
+from talkturo.logs import logger
+from talkturo.voice.providers.base import ToolSpec
 
 SIGNATURE_HEADER = "X-Talkturo-Signature"
 USER_AGENT = "Talkturo-Webhook/1"

@@ -1,5 +1,5 @@
-"""Outbound HTTP to addresses a customer configured (webhook tools), guarded against server-side
-request forgery.
+"""Outbound HTTP to addresses a customer configured (webhook tools, customer event endpoints),
+guarded against server-side request forgery.
 
 A customer controls the URL and the DNS behind it, so the platform must never be made to call
 its own network: the cloud metadata service (169.254.169.254), the VPC, loopback services.
@@ -10,10 +10,14 @@ its own network: the cloud metadata service (169.254.169.254), the VPC, loopback
   local / link-local / site-local, and IPv6 forms that carry an IPv4 address (IPv4-mapped
   ::ffff:0:0/96, NAT64 64:ff9b::/96, 6to4 2002::/16) are checked as the IPv4 address they carry.
   Networks the operator lists in `TALKTURO_OUTBOUND_ALLOW` (comma-separated CIDRs) pass.
+  Plain http is refused, except to the networks listed in `TALKTURO_OUTBOUND_ALLOW_HTTP` (the
+  local platform lists loopback there, for its event inbox): every address the host resolves
+  to must then be in one of them.
 - The connection goes to the checked address itself (no second lookup, so a rebinding DNS answer
   cannot swap the target), with the original Host header, and for https the TLS server name
   (SNI) and certificate verification use the host name, not the address.
-- Redirects are followed here, one hop at a time, each hop checked like the first (scheme too);
+- Redirects are followed here (unless the caller says not to: customer events treat a 3xx as
+  the answer), one hop at a time, each hop checked like the first (scheme too);
   headers the caller set are dropped when a redirect leaves the origin, so credentials meant for
   one host never reach another.
 - The whole exchange runs under one deadline, and reading stops after `max_bytes` of (decoded)
@@ -41,6 +45,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str], Awaitable[Iterable[str]]]
 
 ALLOW_ENV = "TALKTURO_OUTBOUND_ALLOW"
+ALLOW_HTTP_ENV = "TALKTURO_OUTBOUND_ALLOW_HTTP"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Set by this module (or by httpx from the body); never taken from the caller.
 _CONTROLLED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
@@ -69,23 +74,34 @@ class OutboundTimeout(OutboundHttpError):
 @dataclass(frozen=True)
 class OutboundPolicy:
     """What customer-configured URLs may reach. `allowed_networks`: addresses the operator lets
-    through although they are not public (an internal service, or 127.0.0.0/8 in tests)."""
+    through although they are not public (an internal service, or 127.0.0.0/8 in tests);
+    `plain_http_networks`: where plain http may go although https is required (they are
+    allowed too)."""
 
     require_https: bool = True
     allowed_networks: tuple[IPNetwork, ...] = ()
+    plain_http_networks: tuple[IPNetwork, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OutboundPolicy:
-        text = (os.environ if environ is None else environ).get(ALLOW_ENV, "")
-        networks: list[IPNetwork] = []
-        for item in text.split(","):
-            if not item.strip():
-                continue
-            try:
-                networks.append(ipaddress.ip_network(item.strip(), strict=False))
-            except ValueError:
-                raise ValueError(f"{ALLOW_ENV}: {item.strip()!r} is not a network") from None
-        return cls(allowed_networks=tuple(networks))
+        env = os.environ if environ is None else environ
+        http_networks = _parse_networks(ALLOW_HTTP_ENV, env.get(ALLOW_HTTP_ENV, ""))
+        return cls(
+            allowed_networks=_parse_networks(ALLOW_ENV, env.get(ALLOW_ENV, "")) + http_networks,
+            plain_http_networks=http_networks,
+        )
+
+
+def _parse_networks(name: str, text: str) -> tuple[IPNetwork, ...]:
+    networks: list[IPNetwork] = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{name}: {item.strip()!r} is not a network") from None
+    return tuple(networks)
 
 
 @dataclass(frozen=True)
@@ -144,8 +160,20 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     return address.sixtofour
 
 
+def _in(address: IPAddress, networks: Iterable[IPNetwork]) -> bool:
+    return any(address.version == net.version and address in net for net in networks)
+
+
 def _allowed(address: IPAddress, policy: OutboundPolicy) -> bool:
-    return any(address.version == net.version and address in net for net in policy.allowed_networks)
+    return _in(address, policy.allowed_networks)
+
+
+def plain_http_allowed(address: IPAddress, policy: OutboundPolicy) -> bool:
+    """Whether a plain-http request may go to `address` under a policy requiring https."""
+    embedded = _embedded_ipv4(address)
+    return _in(address, policy.plain_http_networks) or (
+        embedded is not None and _in(embedded, policy.plain_http_networks)
+    )
 
 
 def _label(address: IPAddress) -> str | None:
@@ -172,8 +200,12 @@ async def system_resolver(host: str) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-async def _checked_addresses(host: str, policy: OutboundPolicy, resolver: Resolver) -> list[str]:
-    """The addresses to connect to, all allowed; an IP literal host is not resolved."""
+async def _checked_addresses(
+    host: str, policy: OutboundPolicy, resolver: Resolver, *, plain_http: bool = False
+) -> list[str]:
+    """The addresses to connect to, all allowed; an IP literal host is not resolved.
+    `plain_http`: an http URL under a policy requiring https (each address must be one of the
+    policy's plain-http networks)."""
     try:
         literal: IPAddress | None = ipaddress.ip_address(host)
     except ValueError:
@@ -195,12 +227,17 @@ async def _checked_addresses(host: str, policy: OutboundPolicy, resolver: Resolv
         reason = blocked_reason(address, policy)
         if reason is not None:
             raise BlockedDestination(f"{host} resolves to a non-public address ({reason})")
+        if plain_http and not plain_http_allowed(address, policy):
+            raise BlockedDestination("only https URLs are allowed")
     return answers
 
 
 def _check_url(url: httpx.URL, policy: OutboundPolicy) -> str:
-    """The host name to resolve; refuses schemes and URL forms that are not allowed."""
+    """The host name to resolve; refuses schemes and URL forms that are not allowed (an http
+    URL under a policy with plain-http networks is judged by its addresses)."""
     allowed = ("https",) if policy.require_https else ("https", "http")
+    if policy.plain_http_networks:
+        allowed = ("https", "http")
     if url.scheme not in allowed:
         raise BlockedDestination(
             "only https URLs are allowed" if policy.require_https else "only http(s) URLs"
@@ -211,6 +248,33 @@ def _check_url(url: httpx.URL, policy: OutboundPolicy) -> str:
     if not host:
         raise BlockedDestination("the URL names no host")
     return host
+
+
+def check_static(url: str, *, policy: OutboundPolicy | None = None) -> None:
+    """Refuse what can be refused without resolving the host (when a URL is configured):
+    scheme, credentials, no host, and an address literal that is not allowed. Plain http
+    passes only to a literal address (or `localhost`) in the policy's plain-http networks."""
+    policy = policy if policy is not None else OutboundPolicy.from_env()
+    try:
+        target = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        raise OutboundHttpError("the URL is not valid") from None
+    host = _check_url(target, policy)
+    literal = "127.0.0.1" if host.lower() == "localhost" else host
+    try:
+        address: IPAddress | None = ipaddress.ip_address(literal)
+    except ValueError:
+        address = None
+    plain_http = target.scheme == "http" and policy.require_https
+    if address is None:
+        if plain_http:
+            raise BlockedDestination("only https URLs are allowed")
+        return
+    reason = blocked_reason(address, policy)
+    if reason is not None:
+        raise BlockedDestination(f"{host} is a non-public address ({reason})")
+    if plain_http and not plain_http_allowed(address, policy):
+        raise BlockedDestination("only https URLs are allowed")
 
 
 def _origin(url: httpx.URL) -> tuple[str, bytes, int | None]:
@@ -292,6 +356,7 @@ async def guarded_request(
     timeout: float,  # noqa: ASYNC109 - one deadline for all hops; enforced inside
     max_bytes: int = 65536,
     max_redirects: int = 3,
+    follow_redirects: bool = True,
     policy: OutboundPolicy | None = None,
     resolver: Resolver | None = None,
     verify: ssl.SSLContext | None = None,
@@ -302,7 +367,8 @@ async def guarded_request(
     `content` sends these exact bytes (what a signature was computed over); `json_body` is
     serialized compactly with Content-Type application/json. `timeout` bounds everything:
     resolution, every redirect hop and reading the body. `verify`: the TLS trust to use
-    (default: the bundled CA certificates).
+    (default: the bundled CA certificates). `follow_redirects=False`: a 3xx answer is
+    returned as it is, its location never contacted.
     """
     if json_body is not None and content is not None:
         raise ValueError("give json_body or content, not both")
@@ -331,7 +397,7 @@ async def guarded_request(
                 body,
                 io_timeout=timeout,
                 max_bytes=max_bytes,
-                max_redirects=max_redirects,
+                max_redirects=max_redirects if follow_redirects else -1,
                 policy=policy,
                 resolver=resolver or system_resolver,
                 verify=verify,
@@ -359,12 +425,14 @@ async def _exchange(
         timeout=httpx.Timeout(io_timeout),
         verify=verify if verify is not None else True,
     ) as client:
-        for hop in range(max_redirects + 1):
+        # max_redirects -1: redirects are not followed (one hop, whatever it answers).
+        for hop in range(max(max_redirects, 0) + 1):
             host = _check_url(target, policy)
-            addresses = await _checked_addresses(host, policy, resolver)
+            plain_http = target.scheme == "http" and policy.require_https
+            addresses = await _checked_addresses(host, policy, resolver, plain_http=plain_http)
             response = await _send_pinned(client, method, target, host, addresses, headers, body)
             location = response.headers.get("location")
-            if response.status_code in REDIRECT_STATUSES and location:
+            if response.status_code in REDIRECT_STATUSES and location and max_redirects >= 0:
                 await response.aclose()
                 if hop == max_redirects:
                     raise OutboundHttpError(f"more than {max_redirects} redirects")
