@@ -1,5 +1,5 @@
-"""`python -m benchmarks [coldstart|calls|scale|voice|wakes|campaign] [--runs N]`: print the
-figures (all by default).
+"""`python -m benchmarks [coldstart|calls|scale|voice|wakes|campaign|extraction] [--runs N]`:
+print the figures (all by default).
 
 The voice benchmark alone: `python -m benchmarks voice [--levels 10,25,50] [--seconds S]
 [--profile CALLS]` (`--profile`: one level with the service under cProfile).
@@ -14,7 +14,7 @@ import os
 import platform
 import sys
 
-BENCHMARKS = ["coldstart", "calls", "scale", "voice", "wakes", "campaign"]
+BENCHMARKS = ["coldstart", "calls", "scale", "voice", "wakes", "campaign", "extraction"]
 
 
 def _levels(text: str) -> tuple[int, ...]:
@@ -70,6 +70,10 @@ def main() -> None:
         from benchmarks import campaign
 
         campaign.run()
+    if only in (None, "extraction"):
+        from benchmarks import extraction
+
+        extraction.run()
     sys.stdout.flush()
 
 
