@@ -409,3 +409,32 @@ def test_an_analysis_run_re_analyses_an_assistants_calls_with_progress(
     assert {c["status"] for c in latest["crm_changes"]} <= {"unchanged", "abstained", "kept"}
     both = client.post("/v1/analysis-runs", json={}, headers=tenant.headers)
     assert both.status_code == 422
+
+
+def test_call_analyzed_is_emitted_once_per_version(
+    client: TestClient, stack: Stack, tenant: Tenant, carrier: FakeCarrier
+) -> None:
+    from talkturo.domain.events import event_id
+    from talkturo.store import events as event_store
+
+    made = client.post(
+        "/v1/webhook-endpoints",
+        json={"url": "https://hooks.example.com/talkturo", "event_types": ["call.analyzed"]},
+        headers=tenant.headers,
+    )
+    assert made.status_code == 201, made.text
+    _, call_id, _ = _contact_call(client, stack, tenant)
+    _run_job(stack, tenant, call_id)
+    _run_job(stack, tenant, call_id)
+    body = event_store.event_body(
+        tenant.account_id, event_id(tenant.account_id, f"call.analyzed:{call_id}:1")
+    )
+    assert body is not None
+    event = json.loads(body)
+    assert event["type"] == "call.analyzed"
+    assert event["data"]["analysis"]["version"] == 1
+    assert event["data"]["call"]["analysis"]["status"] == "completed"
+    deliveries = client.get(
+        f"/v1/webhook-endpoints/{made.json()['id']}/deliveries", headers=tenant.headers
+    ).json()["data"]
+    assert [d["event_type"] for d in deliveries].count("call.analyzed") == 1

@@ -31,7 +31,7 @@ from talkturo.domain.common import quantize_credits, utcnow
 from talkturo.errors import NotFound
 from talkturo.logs import logger
 from talkturo.provider_keys import provider_env
-from talkturo.services import accounts, assistants, credits, crm_fill, custom_fields
+from talkturo.services import accounts, assistants, credits, crm_fill, custom_fields, events
 from talkturo.services import calls as calls_service
 from talkturo.store import analyses, ledger
 from talkturo.store import calls as store
@@ -67,6 +67,8 @@ def run(job: PostCallJob) -> None:
     if job.version is None:
         record = settle_unsettled(job.account_id, record)
         record = write_insights(job.account_id, record)
+        # An answered call whose voice session never saved was not announced yet (keyed: once).
+        calls_service.announce_ended(job.account_id, record)
     analyze(job.account_id, record, version=job.version or 1, run_id=job.run_id)
     if job.run_id is not None:
         from talkturo.services import analyses as analysis_service
@@ -283,5 +285,15 @@ def analyze(
         changes = crm_fill.apply(account_id, record, config_used, analysis)
         analysis = analysis.model_copy(update={"crm_changes": changes, "crm_applied": True})
         analyses.replace(account_id, analysis)
-    _set_brief(account_id, record.id, brief_of(analysis))
+    shown = _set_brief(account_id, record.id, brief_of(analysis))
+    final = analysis
+    events.emit(
+        account_id,
+        "call.analyzed",
+        lambda: {
+            "call": shown.public().model_dump(mode="json"),
+            "analysis": final.model_dump(mode="json"),
+        },
+        key=f"call.analyzed:{record.id}:{analysis.version}",
+    )
     return analysis
