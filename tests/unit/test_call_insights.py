@@ -65,3 +65,41 @@ def test_a_call_where_the_caller_never_spoke_has_no_latency_or_ratio() -> None:
     metrics = metrics_of([_said("assistant", "Hello?", 0, 800)])
     assert metrics.turn_latency_p50_ms is None and metrics.talk_listen_ratio is None
     assert metrics.assistant_turns == 1 and metrics.interruptions == 0
+
+
+def test_info_extraction_tool_fields_join_the_analysis_fields() -> None:
+    from talkturo.domain.assistants import AssistantConfig
+    from talkturo.domain.call_analysis import effective_config
+
+    base = {
+        "name": "a",
+        "system_prompt": "p",
+        "llm": {"provider": "openai", "model": "gpt-4.1-mini"},
+        "voice": {"provider": "cartesia", "model": "sonic-2", "voice_id": "v"},
+        "transcriber": {"provider": "deepgram", "model": "nova-3", "language": "en"},
+        "telephony": {"call_region": "us"},
+        "analysis": {
+            "extraction_fields": [
+                {"key": "budget", "description": "Their budget", "type": "number"}
+            ]
+        },
+        "tools": [
+            {
+                "type": "info_extraction",
+                "config": {
+                    "allow_create_fields": True,
+                    "fields": [
+                        {"key": "budget", "description": "ignored: the block has it"},
+                        {"key": "email", "description": "Their email"},
+                        {"key": "phone", "description": "reserved"},
+                        {"key": "team_size", "description": "People", "type": "number"},
+                    ],
+                },
+            }
+        ],
+    }
+    config, notes = effective_config(AssistantConfig.model_validate(base))
+    keys = [(f.key, f.type) for f in config.extraction_fields]
+    assert keys == [("budget", "number"), ("email", None), ("team_size", "number")]
+    assert config.create_missing_fields is True
+    assert len(notes) == 1 and "contact.phone" in notes[0]

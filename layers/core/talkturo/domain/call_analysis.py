@@ -8,9 +8,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from talkturo.domain.analysis import AnalysisResult, Evidence, Target, WritePolicy
+from talkturo.domain.analysis import (
+    STANDARD_FIELDS,
+    AnalysisConfig,
+    AnalysisResult,
+    Evidence,
+    ExtractionField,
+    Target,
+    WritePolicy,
+)
+from talkturo.domain.assistants import AssistantConfig
 from talkturo.domain.common import Resource
 
 AnalysisTrigger = Literal["call_ended", "reanalyze", "run"]
@@ -172,3 +181,44 @@ class AnalysisRun(BaseModel):
     error: str | None = Field(default=None, description="failed: why.")
     created_at: datetime
     completed_at: datetime | None = None
+
+
+# --------------------------------------------------------------------------- effective settings
+
+
+def effective_config(assistant: AssistantConfig) -> tuple[AnalysisConfig, list[str]]:
+    """The assistant's `analysis` block plus the fields of its enabled `info_extraction` tools
+    (the block's own field wins when both name the same one; a tool that allows creating
+    fields allows it for its fields); with a note for each tool field that cannot be used."""
+    config = assistant.analysis
+    fields = list(config.extraction_fields)
+    seen = {(f.target, f.key) for f in fields}
+    creatable = config.create_missing_fields
+    notes: list[str] = []
+    for tool in assistant.tools:
+        if tool.type != "info_extraction" or not tool.enabled:
+            continue
+        target = tool.config.target
+        for item in tool.config.fields:
+            if (target, item.key) in seen:
+                continue
+            standard = item.key in STANDARD_FIELDS[target]
+            try:
+                field = ExtractionField(
+                    target=target,
+                    key=item.key,
+                    description=item.description,
+                    type=None if standard else item.type,
+                    options=None if standard else item.options,
+                )
+            except ValidationError as error:
+                reason = error.errors()[0]["msg"]
+                notes.append(f"info_extraction field {target}.{item.key} not used: {reason}")
+                continue
+            if not standard and tool.config.allow_create_fields and not creatable:
+                creatable = True
+            fields.append(field)
+            seen.add((target, item.key))
+    return config.model_copy(
+        update={"extraction_fields": fields, "create_missing_fields": creatable}
+    ), notes

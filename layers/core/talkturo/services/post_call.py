@@ -23,7 +23,13 @@ from talkturo.domain.analysis import (
     KnownField,
 )
 from talkturo.domain.assistants import AssistantRecord, estimate_of
-from talkturo.domain.call_analysis import AnalysisBrief, CallAnalysis, brief_of, differences
+from talkturo.domain.call_analysis import (
+    AnalysisBrief,
+    CallAnalysis,
+    brief_of,
+    differences,
+    effective_config,
+)
 from talkturo.domain.call_insights import cost_breakdown, metrics_of
 from talkturo.domain.calls import CallRecord, PostCallJob, TranscriptMessage
 from talkturo.domain.catalog import EstimateBreakdown, get_catalog
@@ -243,7 +249,7 @@ def analyze(
                 AnalysisBrief(status="failed", version=version, error="the assistant is deleted"),
             )
             return None
-        config = assistant.analysis
+        config, notes = effective_config(assistant)
         if version == 1 and run_id is None and not config.enabled:
             _set_brief(account_id, record.id, AnalysisBrief(status="disabled"))
             return None
@@ -265,6 +271,7 @@ def analyze(
             logger.warning("analysis refused", extra={"id": record.id, "why": str(error)})
             return None
         previous = analyses.get_or_none(account_id, record.id, version - 1) if version > 1 else None
+        result = result.model_copy(update={"warnings": [*result.warnings, *notes]})
         analysis = CallAnalysis(
             **result.model_dump(),
             call_id=record.id,
@@ -280,8 +287,13 @@ def analyze(
     else:
         config_used = None
     if not analysis.crm_applied:
-        if config_used is None:
-            config_used = assistants.get_record(account_id, record.assistant_id).analysis
+        if config_used is None:  # a delivery after the version was written: its settings now
+            try:
+                config_used, _ = effective_config(
+                    assistants.get_record(account_id, record.assistant_id)
+                )
+            except NotFound:
+                config_used = AnalysisConfig(enabled=False)  # nothing left to fill from
         changes = crm_fill.apply(account_id, record, config_used, analysis)
         analysis = analysis.model_copy(update={"crm_changes": changes, "crm_applied": True})
         analyses.replace(account_id, analysis)
