@@ -48,6 +48,10 @@ CAMPAIGN_JOB_LOST = (
     "the campaign's {kind} job did not run (recorded; the campaign tick still dispatches and "
     "sweeps the campaign every minute)"
 )
+PURGE_LOST = (
+    "the deleted campaign's contacts were not all removed (recorded; what is left is "
+    "unreachable, and sending its purge job again removes it)"
+)
 DIAL_FAILED_MESSAGE = "the dialer could not place the call after repeated attempts"
 
 
@@ -174,7 +178,7 @@ def _end(queue: DeadLetterQueue, body: str) -> Outcome:
             account_id=job.account_id,
             job=job.campaign_id,
             action="recorded",
-            reason=CAMPAIGN_JOB_LOST.format(kind=job.type),
+            reason=PURGE_LOST if job.type == "purge" else CAMPAIGN_JOB_LOST.format(kind=job.type),
         )
     assert isinstance(job, PostCallJob)
     # No post-call worker exists yet: the call itself has ended; the job is kept on record.
