@@ -103,6 +103,27 @@ def test_a_long_poll_sleeps_through_requests_that_bring_its_queue_nothing(
     assert receives["emulator-wake-mine"] == 2
 
 
+def test_a_message_sent_wakes_one_of_the_polls_waiting_on_its_queue(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue = sqs.create_queue(QueueName="emulator-wake-one")["QueueUrl"]
+    receives = _counting_receives(monkeypatch)
+    polls = [_long_poll_in_background(sqs, queue) for _ in range(3)]
+    _wait_for(lambda: receives["emulator-wake-one"] == 3)
+
+    sqs.send_message(QueueUrl=queue, MessageBody="one")
+    _wait_for(lambda: sum(len(received) for _, received in polls) == 1)
+
+    # One poll woke and took it; the two others slept on (no look that finds nothing).
+    assert receives["emulator-wake-one"] == 4
+    emulator.end_long_polls()
+    for polling, _ in polls:
+        polling.join(timeout=10)
+    bodies = [m["Body"] for _, received in polls for a in received for m in a.get("Messages", [])]
+    assert bodies == ["one"]
+
+
 def test_a_long_poll_wakes_when_a_delayed_message_becomes_visible(
     emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -235,12 +235,19 @@ class _Serialised:
         """Wake the long polls of each queue that may have a message now (lock held).
 
         That is a queue this request named (a SendMessage, a ChangeMessageVisibility…) and one
-        whose message count changed (a message moved to a dead-letter queue on a receive).
+        whose message count changed (a message moved to a dead-letter queue on a receive). A
+        send wakes one poll per message it brought, as many as could receive one (several
+        workers polling one queue would otherwise all look for each message, and all but one
+        find nothing); anything else wakes them all.
         """
         named = request.queue if request is not None and not request.reads_only else None
+        brought = _messages_brought(request) if named is not None else None
         for queue, waiting in self._waiting.items():
             count = _message_count(queue)
-            if queue == named or count != self._seen.get(queue):
+            if queue == named and brought is not None:
+                self._seen[queue] = count
+                waiting.notify(brought)
+            elif queue == named or count != self._seen.get(queue):
                 self._seen[queue] = count
                 waiting.notify_all()
 
@@ -332,6 +339,19 @@ class _SqsRequest(NamedTuple):
     @property
     def reads_only(self) -> bool:
         return self.action in _BRINGS_NO_MESSAGE
+
+
+def _messages_brought(request: _SqsRequest | None) -> int | None:
+    """How many messages a send put on its queue; None when not a send (or not known)."""
+    if request is None:
+        return None
+    if request.action == "SendMessage":
+        return 1
+    if request.action == "SendMessageBatch":
+        entries = request.fields.get("Entries")
+        if isinstance(entries, list) and entries:
+            return len(entries)
+    return None
 
 
 # Actions that never bring a queue a message (a poll needs no waking for them).

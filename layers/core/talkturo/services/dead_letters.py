@@ -51,6 +51,10 @@ CAMPAIGN_JOB_LOST = (
 )
 ANALYSIS_LOST = "the post-call job failed repeatedly: the call's analysis was not done"
 ANALYSIS_RUN_LOST = "the analysis run could not list its calls (the run failed)"
+PURGE_LOST = (
+    "the deleted campaign's contacts were not all removed (recorded; what is left is "
+    "unreachable, and sending its purge job again removes it)"
+)
 DIAL_FAILED_MESSAGE = "the dialer could not place the call after repeated attempts"
 EVENT_JOB_LOST = (
     "the delivery attempt did not run (recorded; the delivery stays pending and the event "
@@ -182,7 +186,7 @@ def _end(queue: DeadLetterQueue, body: str) -> Outcome:
             account_id=job.account_id,
             job=job.campaign_id,
             action="recorded",
-            reason=CAMPAIGN_JOB_LOST.format(kind=job.type),
+            reason=PURGE_LOST if job.type == "purge" else CAMPAIGN_JOB_LOST.format(kind=job.type),
         )
     if isinstance(job, DeliveryJob):
         return Outcome(
