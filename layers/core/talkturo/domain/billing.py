@@ -15,7 +15,7 @@ from importlib.resources import files
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator
 
 from talkturo.domain.common import Credits, Resource, quantize_credits
 
@@ -253,13 +253,12 @@ class CheckoutCreate(Resource):
         description="Save the card for off-session payments (auto-reload).",
     )
 
-    @model_validator(mode="after")
-    def _urls(self) -> CheckoutCreate:
-        for name in ("success_url", "cancel_url"):
-            value = getattr(self, name)
-            if value is not None and not value.startswith(("https://", "http://")):
-                raise ValueError(f"{name} must be an http(s) URL")
-        return self
+    @field_validator("success_url", "cancel_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value
 
 
 class CheckoutSession(BaseModel):
@@ -350,3 +349,29 @@ class SavedCard(BaseModel):
     id: str
     brand: str | None = None
     last4: str | None = None
+
+
+# ----------------------------------------------------------------------------- our records
+PaymentState = Literal["succeeded", "partially_refunded", "refunded", "disputed"]
+
+
+class Payment(BaseModel):
+    """A Stripe payment that bought credits, as the account sees it (GET /v1/credits/payments)."""
+
+    object: Literal["payment"] = "payment"
+    id: str = Field(description="Stripe's PaymentIntent id (pi_…).")
+    status: PaymentState = "succeeded"
+    package: str
+    amount_cents: int
+    credits: Credits = Field(description="Every credit it added, bonus included.")
+    bonus_credits: Credits
+    refunded_cents: int = 0
+    disputed_cents: int = 0
+    created_at: datetime
+    auto_reload: bool = Field(default=False, description="Charged off-session by auto-reload.")
+
+
+class BillingJob(BaseModel):
+    """One SQS message of the billing worker: apply this stored Stripe event."""
+
+    event_id: str
