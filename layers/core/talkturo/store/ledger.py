@@ -129,6 +129,31 @@ def _replay(account_id: str, entry: LedgerEntry) -> LedgerEntry:
     return first
 
 
+def entry_for_key(account_id: str, idempotency_key: str) -> LedgerEntry | None:
+    """The entry an idempotency key produced, or None when it produced none (yet)."""
+    connection()
+    try:
+        guard = LedgerGuardItem.get(
+            keys.account(account_id), f"TXNKEY#{idempotency_key}", consistent_read=True
+        )
+    except DoesNotExist:
+        return None
+    return get_entry(account_id, guard.txn_id)
+
+
+def entries_with_key_prefix(account_id: str, prefix: str) -> list[LedgerEntry]:
+    """Every entry whose idempotency key starts with `prefix` (one range of guards)."""
+    connection()
+    pk = keys.account(account_id)
+    guards = LedgerGuardItem.query(
+        pk, LedgerGuardItem.sk.startswith(f"TXNKEY#{prefix}"), consistent_read=True
+    )
+    found = LedgerEntryItem.batch_get(
+        [(pk, f"TXN#{guard.txn_id}") for guard in guards], consistent_read=True
+    )
+    return sorted((LedgerEntry.model_validate_json(item.doc) for item in found), key=lambda e: e.id)
+
+
 def get_entry(account_id: str, txn_id: str) -> LedgerEntry:
     connection()
     try:
