@@ -53,7 +53,9 @@ def test_the_template_schedules_the_trial_expiry_call_timeouts_and_the_campaign_
     assert sorted((s.function.logical_id, s.every_seconds) for s in schedules) == [
         ("CallTimeoutFunction", 300.0),
         ("CampaignTickFunction", 60.0),
+        ("EventDeliveryFunction", 60.0),
         ("NumberExpiryFunction", 3600.0),
+        ("NumberRenewalFunction", 3600.0),
     ]
 
 

@@ -11,15 +11,17 @@ Pure: no I/O.
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from talkturo.domain.accounts import is_timezone
 from talkturo.domain.calls import CallOutcome
-from talkturo.domain.common import Name, Resource
+from talkturo.domain.common import Credits, Name, Resource, quantize_credits
 from talkturo.domain.compliance import DAY_NAMES, CallWindow
 from talkturo.domain.contacts import LeadStatus
+from talkturo.domain.credits import MAX_ENTRY_CREDITS
 
 CampaignStatus = Literal["draft", "scheduled", "running", "paused", "completed", "cancelled"]
 ContactState = Literal["pending", "queued", "calling", "completed", "exhausted", "skipped"]
@@ -202,6 +204,20 @@ class _Settings(Resource):
     ai_disclosure: bool | None = Field(
         default=None, description="The assistant says it is an AI in its first message."
     )
+    credit_cap: Decimal | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_ENTRY_CREDITS,
+        description="Credits the campaign's calls may spend: it pauses itself when they reach "
+        "it (calls under way finish). Changeable at any time; null removes it.",
+    )
+
+    @field_validator("credit_cap")
+    @classmethod
+    def _cap_places(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and value != quantize_credits(value):
+            raise ValueError("credits have at most four decimal places")
+        return value
 
 
 class CampaignCreate(_Settings):
@@ -239,6 +255,9 @@ class Campaign(BaseModel):
     max_attempts: int = 3
     retry: Retry = Field(default_factory=Retry)
     ai_disclosure: bool = True
+    credit_cap: Credits | None = Field(
+        default=None, description="Pauses the campaign when its calls have spent this much."
+    )
     audience_status: AudienceStatus = "building"
     audience_total: int = 0
     counts: dict[ContactState, int] = Field(default_factory=lambda: _zero(CONTACT_STATES))  # type: ignore[arg-type]
@@ -399,6 +418,24 @@ class RecentCall(BaseModel):
     created_at: datetime
 
 
+class CampaignBudget(BaseModel):
+    credit_cap: Credits | None = None
+    spent: Credits = Field(description="What the campaign's calls have cost so far.")
+    remaining: Credits | None = Field(
+        default=None, description="credit_cap - spent (never below 0); null without a cap."
+    )
+    burn_rate_per_hour: Credits | None = Field(
+        default=None,
+        description="Credits an hour, over the campaign's latest calls; null before there are two.",
+    )
+    eta: datetime | None = Field(
+        default=None,
+        description="When, at this burn rate, the forecast credits are spent or the cap is "
+        "reached, whichever comes first.",
+    )
+    eta_reason: Literal["completion", "credit_cap"] | None = None
+
+
 class CampaignProgress(BaseModel):
     object: Literal["campaign_progress"] = "campaign_progress"
     campaign_id: str
@@ -415,6 +452,7 @@ class CampaignProgress(BaseModel):
     max_concurrent_calls: int
     queue: list[QueueEntry] = Field(description="The next contacts due, soonest first.")
     recent_calls: list[RecentCall] = Field(description="The campaign's latest calls.")
+    budget: CampaignBudget = Field(description="What it has spent, its cap, burn rate and ETA.")
 
 
 # --------------------------------------------------------------------------- jobs

@@ -77,3 +77,13 @@ class CreditGrant(Resource):
         if value < 0 and info.data.get("kind") in CREDITING:
             raise ValueError(f"a {info.data['kind']} must be positive")
         return value
+
+
+# The base rate of SPEC §7: $1 buys 2 credits (packages add a bonus on top). What the platform
+# charges in dollars (a number's rent) is charged in credits at this rate.
+CREDITS_PER_USD = Decimal(2)
+
+
+def credits_of_cents(cents: int) -> Decimal:
+    """USD cents in credits at the base rate (150 cents → 3 credits)."""
+    return quantize_credits(Decimal(cents) * CREDITS_PER_USD / Decimal(100))

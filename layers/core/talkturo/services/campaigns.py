@@ -57,7 +57,7 @@ from talkturo.domain.contacts import Contact, ContactFilters
 from talkturo.errors import Conflict, InsufficientCredits, InvalidRequest, NotFound
 from talkturo.ids import has_prefix, new_id
 from talkturo.logs import logger
-from talkturo.services import assistants, credits, dialing
+from talkturo.services import assistants, campaign_budgets, credits, dialing
 from talkturo.store import calls as call_store
 from talkturo.store import campaigns as store
 from talkturo.store import companies as company_store
@@ -159,6 +159,7 @@ def progress(account_id: str, campaign_id: str) -> CampaignProgress:
         max_concurrent_calls=campaign.max_concurrent_calls,
         queue=queue,
         recent_calls=recent,
+        budget=campaign_budgets.budget(account_id, campaign, counters),
     )
 
 
@@ -272,6 +273,8 @@ def update(account_id: str, campaign_id: str, request: CampaignUpdate) -> Campai
             values["description"] = None
         if "scheduled_start_at" in changes and request.scheduled_start_at is None:
             values["scheduled_start_at"] = None
+        if "credit_cap" in changes and request.credit_cap is None:
+            values["credit_cap"] = None
         changed = campaign.model_copy(update={**values, "updated_at": utcnow()})
         changed = Campaign.model_validate(changed.model_dump())
         try:
@@ -330,6 +333,16 @@ def _refused(campaign: Campaign, action: str) -> Conflict:
 
 def _has_credits(account_id: str) -> bool:
     return credits.balance(account_id).balance > 0
+
+
+def _check_cap(account_id: str, campaign: Campaign, action: str) -> None:
+    if campaign_budgets.cap_reached(account_id, campaign):
+        raise Conflict(
+            f"the campaign's calls have spent its credit_cap ({campaign.credit_cap:.4f}); "
+            f"raise or remove credit_cap to {action} it",
+            param="credit_cap",
+            code="campaign_credit_cap_reached",
+        )
 
 
 def _move(
@@ -405,6 +418,7 @@ def start(account_id: str, campaign_id: str) -> Campaign:
     _rotation(account_id, assistant, campaign.phone_number_ids)
     if not _has_credits(account_id):
         raise InsufficientCredits("the account has no credits left; buy credits to start")
+    _check_cap(account_id, campaign, "start")
     at = campaign.scheduled_start_at
     if campaign.status == "draft" and at is not None and at > utcnow():
         scheduled = _move(account_id, campaign_id, "schedule")
@@ -433,6 +447,7 @@ def resume(account_id: str, campaign_id: str) -> Campaign:
         raise _refused(campaign, "resume")
     if not _has_credits(account_id):
         raise InsufficientCredits("the account has no credits left; buy credits to resume")
+    _check_cap(account_id, campaign, "resume")
     resumed = _move(account_id, campaign_id, "resume")
     assert resumed is not None
     _kick(account_id, campaign_id)
@@ -612,6 +627,10 @@ def fail_audience(account_id: str, campaign_id: str) -> None:
 # --------------------------------------------------------------------------- dispatch
 
 
+# The status reason of a campaign that paused itself at its credit cap.
+CAP_REASON = "credit_cap"
+
+
 class _Run:
     """What one round of a dispatch reads once: the campaign; and what its dispatch reads once
     for all its rounds (`kept`): the account's numbers and dialing lines, the assistant."""
@@ -692,6 +711,14 @@ def _fill(
                 _move(account_id, campaign_id, "pause", reason="no_credits", quiet=True)
                 return 0
             run = _Run(account_id, campaign, kept)
+            cap = campaign_budgets.cap_check(
+                account_id, campaign, counters.in_flight, run.assistant
+            )
+            if cap == "pause":
+                _move(account_id, campaign_id, "pause", reason=CAP_REASON, quiet=True)
+                return 0
+            if cap == "wait":  # the calls in flight may reach the cap; their ends dispatch again
+                return 0
         for member, version in due:
             assert run is not None
             try:

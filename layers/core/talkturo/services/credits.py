@@ -14,6 +14,7 @@ from talkturo.domain.credits import (
     LedgerEntry,
     bounded_credits,
 )
+from talkturo.domain.usage import UsageTags
 from talkturo.errors import InvalidRequest
 from talkturo.ids import new_id
 from talkturo.logs import logger
@@ -29,11 +30,14 @@ def record(
     description: str = "",
     reference: str | None = None,
     allow_negative_balance: bool = False,
+    usage: UsageTags | None = None,
 ) -> LedgerEntry:
     """Write one ledger entry exactly once per idempotency key and move the balance with it.
 
     Debits refuse to take the balance below zero (InsufficientCredits) unless
     `allow_negative_balance`, which a call's final settlement uses for its last seconds.
+    `usage` says what a usage entry (or the return of one) paid for: the usage report's
+    aggregates move with the entry (services.usage).
     """
     try:
         amount = quantize_credits(bounded_credits(amount))
@@ -56,12 +60,16 @@ def record(
         idempotency_key=idempotency_key,
         created_at=utcnow(),
     )
-    posted = ledger.post(account_id, entry, floor=None if allow_negative_balance else Decimal(0))
+    posted = ledger.post(
+        account_id, entry, floor=None if allow_negative_balance else Decimal(0), usage=usage
+    )
     _watch_low(account_id, posted)
     if kind == "purchase":
         # Run on every purchase, replays included, so a crash right after the ledger write is
         # repaired by the retry that replays it.
         _became_paid(account_id)
+    if posted.amount > 0:
+        _collect_rent(account_id)
     return posted
 
 
@@ -104,6 +112,17 @@ def _became_paid(account_id: str) -> None:
 
     accounts.mark_paid(account_id)
     numbers.lift_trial_expiry(account_id)
+
+
+def _collect_rent(account_id: str) -> None:
+    """Credits arrived: numbers suspended for unpaid rent are charged and resume, and rent
+    that fell due meanwhile is charged (services.numbers). Never fails the entry."""
+    from talkturo.services import numbers
+
+    try:
+        numbers.collect_rent(account_id)
+    except Exception:  # noqa: BLE001 - the entry is written; the hourly renewal tries again
+        logger.exception("rent could not be collected", extra={"account": account_id})
 
 
 def balance(account_id: str) -> Balance:

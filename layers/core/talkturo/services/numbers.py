@@ -1,4 +1,6 @@
-"""Phone numbers: search, buy (provisioned in the background), assign, release, trial expiry.
+"""Phone numbers: search, buy (provisioned in the background), assign, release, trial expiry,
+rent (charged on purchase and monthly; unpaid numbers suspended, resumed when credits arrive,
+released after their grace).
 
 Buying answers at once: the number is written as `purchasing` (with its routing item, so no
 other account can take it meanwhile) and a message goes to the provisioning queue. The worker
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -21,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from talkturo import queues
 from talkturo.config import get_settings
 from talkturo.domain.common import Page, utcnow
+from talkturo.domain.credits import credits_of_cents
 from talkturo.domain.dead_letters import Outcome
 from talkturo.domain.numbers import (
     TRIAL_LIMIT,
@@ -35,13 +39,19 @@ from talkturo.domain.numbers import (
     friendly_default,
     get_number_prices,
     is_toll_free,
+    paid,
+    rent_amount,
+    rent_key,
+    rents,
     trial_expiry,
+    unpaid,
 )
 from talkturo.domain.telephony import NumberSearch
-from talkturo.errors import Conflict, InvalidRequest, NotFound, TalkturoError
+from talkturo.domain.usage import UsageTags
+from talkturo.errors import Conflict, InsufficientCredits, InvalidRequest, NotFound, TalkturoError
 from talkturo.ids import has_prefix, new_id
 from talkturo.logs import logger
-from talkturo.services import accounts
+from talkturo.services import accounts, credits
 from talkturo.store import numbers as store
 from talkturo.store.transact import Refused
 
@@ -52,6 +62,9 @@ if TYPE_CHECKING:
 ATTEMPTS = 5
 # How many past days the expiry sweep looks at (it runs hourly; days before were swept).
 SWEEP_DAYS = 7
+# How many past days the renewal sweep looks at (a renewal that kept failing stays due in its
+# day's index; longer than a month of outage is beyond it).
+RENT_SWEEP_DAYS = 35
 
 
 class TrialNumberLimit(TalkturoError):
@@ -114,9 +127,12 @@ def buy(account_id: str, request: PhoneNumberBuy) -> PhoneNumber:
         setup_price_cents=price.setup,
         trial=trial,
         expires_at=trial_expiry(now) if trial else None,
+        monthly_credits=Decimal(0) if trial else credits_of_cents(price.monthly),
         created_at=now,
         updated_at=now,
     )
+    if rents(record):
+        _check_covered(account_id, rent_amount(record, 0))
     try:
         store.create(account_id, record)
     except Conflict as conflict:
@@ -133,6 +149,18 @@ def buy(account_id: str, request: PhoneNumberBuy) -> PhoneNumber:
         _fail(account_id, record.id, "the purchase could not be queued; buy the number again")
         raise
     return record.public()
+
+
+def _check_covered(account_id: str, amount: Decimal) -> None:
+    """402 before anything is written when the balance cannot pay the first month (the
+    provisioning worker charges it; this spares a purchase bound to fail)."""
+    have = credits.balance(account_id).balance
+    if have < amount:
+        raise InsufficientCredits(
+            f"the number costs {amount:.4f} credits now (its setup and first month); the "
+            f"balance is {have:.4f}: buy credits first",
+            param="phone_number",
+        )
 
 
 def _trial_limit() -> TrialNumberLimit:
@@ -161,6 +189,14 @@ def provision(job: ProvisionJob, carrier: Carrier | None = None) -> None:
         return
     if record.status != "purchasing":
         return  # done by an earlier delivery
+    if rents(record) and not _charge_rent(job.account_id, record, 0):
+        _fail(
+            job.account_id,
+            job.number_id,
+            f"the balance did not cover the number's setup and first month "
+            f"({rent_amount(record, 0):.4f} credits); buy credits, then buy the number again",
+        )
+        return
     base = get_settings().public_base_url.rstrip("/")
     try:
         bought = carrier_of(carrier).buy_number(
@@ -173,15 +209,15 @@ def provision(job: ProvisionJob, carrier: Carrier | None = None) -> None:
             raise
         _fail(job.account_id, job.number_id, error.message)
         return
-    _change(
-        job.account_id,
-        job.number_id,
-        lambda r: (
-            r.model_copy(update={"status": "active", "carrier_sid": bought.carrier_sid})
-            if r.status == "purchasing"
-            else None
-        ),
-    )
+    now = utcnow()
+
+    def activate(r: PhoneNumberRecord) -> PhoneNumberRecord | None:
+        if r.status != "purchasing":
+            return None
+        active = r.model_copy(update={"status": "active", "carrier_sid": bought.carrier_sid})
+        return paid(active, 0, now) if rents(active) else active
+
+    _change(job.account_id, job.number_id, activate)
     logger.info("number provisioned", extra={"id": job.number_id})
 
 
@@ -224,8 +260,9 @@ def fail_dead_job(job: ProvisionJob) -> Outcome:
 
 
 def _fail(account_id: str, number_id: str, message: str) -> PhoneNumberRecord:
-    """purchasing → error, freeing the routing item and the trial slot (nothing was bought)."""
-    return _change(
+    """purchasing → error, freeing the routing item and the trial slot (nothing was bought);
+    a first month already charged is given back."""
+    failed = _change(
         account_id,
         number_id,
         lambda r: (
@@ -234,6 +271,28 @@ def _fail(account_id: str, number_id: str, message: str) -> PhoneNumberRecord:
             else None
         ),
         free_routing=True,
+    )
+    if failed.status == "error":
+        _return_first_rent(account_id, failed)
+    return failed
+
+
+def _return_first_rent(account_id: str, record: PhoneNumberRecord) -> None:
+    """The number was never bought: its setup and first month come back (once, by key)."""
+    from talkturo.store import ledger
+
+    key = rent_key(record.id, 0)
+    charged = ledger.entry_for_key(account_id, key)
+    if charged is None:
+        return
+    credits.record(
+        account_id,
+        "adjustment",
+        -charged.amount,
+        idempotency_key=f"{key}:returned",
+        description=f"phone number {record.phone_number} was not bought: its charge returned",
+        reference=record.id,
+        usage=UsageTags(category="numbers", phone_number_id=record.id),
     )
 
 
@@ -397,7 +456,7 @@ def suspend(account_id: str, number_id: str) -> PhoneNumber:
             return None
         if r.status != "active":
             raise Conflict(f"only active numbers can be suspended; this one is {r.status}")
-        return r.model_copy(update={"status": "suspended"})
+        return r.model_copy(update={"status": "suspended", "suspended_reason": "operator"})
 
     return _change(account_id, number_id, change).public()
 
@@ -410,7 +469,10 @@ def resume(account_id: str, number_id: str) -> PhoneNumber:
             return None
         if r.status != "suspended":
             raise Conflict(f"only suspended numbers can be resumed; this one is {r.status}")
-        return r.model_copy(update={"status": "active"})
+        # An unpaid number resumed by an operator stays due: the next sweep charges its rent.
+        return r.model_copy(
+            update={"status": "active", "suspended_reason": None, "release_at": None}
+        )
 
     return _change(account_id, number_id, change).public()
 
@@ -418,10 +480,14 @@ def resume(account_id: str, number_id: str) -> PhoneNumber:
 # --------------------------------------------------------------------------- release
 
 
-def release(account_id: str, number_id: str, carrier: Carrier | None = None) -> PhoneNumber:
+def release(
+    account_id: str, number_id: str, carrier: Carrier | None = None, *, unpaid_end: bool = False
+) -> PhoneNumber:
     """Unassign, give the number back to the carrier, mark it released, free its routing.
 
     Releasing a released number answers it as it is (the carrier is not asked again).
+    `unpaid_end`: the grace of an unpaid number is over; it goes even from a campaign's
+    caller IDs (which pass over numbers that are not active).
     """
     _check_id(number_id)
     record, _ = store.get(account_id, number_id)
@@ -434,7 +500,7 @@ def release(account_id: str, number_id: str, carrier: Carrier | None = None) -> 
         )
     from talkturo.services import campaigns
 
-    in_use = campaigns.numbers_in_use(account_id).get(number_id)
+    in_use = None if unpaid_end else campaigns.numbers_in_use(account_id).get(number_id)
     if in_use is not None:
         raise Conflict(
             f"the number is a caller ID of campaign {in_use}; finish or cancel the campaign, or "
@@ -459,18 +525,30 @@ def release(account_id: str, number_id: str, carrier: Carrier | None = None) -> 
 
 
 def lift_trial_expiry(account_id: str) -> int:
-    """Make the account's trial numbers permanent (credits were bought); how many changed."""
+    """Make the account's trial numbers permanent (credits were bought); how many changed.
+
+    From then on they pay rent like any number (their setup waived): the first month is due at
+    once (collect_rent, which runs after every credit, charges it)."""
     changed = 0
+    now = utcnow()
     for record, _ in list(store.all_of(account_id)):
         if not record.trial or record.status == "released":
             continue
-        _change(
-            account_id,
-            record.id,
-            lambda r: (
-                r.model_copy(update={"trial": False, "expires_at": None}) if r.trial else None
-            ),
-        )
+
+        def lift(r: PhoneNumberRecord) -> PhoneNumberRecord | None:
+            if not r.trial:
+                return None
+            return r.model_copy(
+                update={
+                    "trial": False,
+                    "expires_at": None,
+                    "setup_waived": True,
+                    "monthly_credits": credits_of_cents(r.monthly_price_cents),
+                    "renews_at": now,
+                }
+            )
+
+        _change(account_id, record.id, lift)
         changed += 1
     return changed
 
@@ -498,3 +576,115 @@ def sweep_expired(
                 continue
             released.append(number_id)
     return released
+
+
+# --------------------------------------------------------------------------- rent
+
+
+def _charge_rent(account_id: str, record: PhoneNumberRecord, period: int) -> bool:
+    """Charge month `period` of the number, once (keyed on the number and the period); False
+    when the balance cannot pay it."""
+    amount = rent_amount(record, period)
+    if amount <= 0:
+        return True
+    what = "setup and first month" if period == 0 else f"month {period + 1}"
+    try:
+        credits.record(
+            account_id,
+            "usage",
+            -amount,
+            idempotency_key=rent_key(record.id, period),
+            description=f"phone number {record.phone_number}: {what}",
+            reference=record.id,
+            usage=UsageTags(category="numbers", phone_number_id=record.id),
+        )
+    except InsufficientCredits:
+        return False
+    return True
+
+
+def renew(
+    account_id: str, number_id: str, now: datetime | None = None, carrier: Carrier | None = None
+) -> PhoneNumberRecord:
+    """Do what the number's rent needs now; idempotent, whoever runs it at once.
+
+    - active and due: charge the month; paid → the next renewal a month on; refused →
+      suspended (`unpaid`) for the grace period (number.status_changed tells the account);
+    - suspended for rent: charge the month; paid → active again, its months counted from now;
+      refused and the grace is over → released.
+    """
+    now = now or utcnow()
+    record, _ = store.get(account_id, number_id)
+    if not rents(record):
+        return record
+    period = record.rent_period
+    if record.status == "active":
+        if record.renews_at is None or record.renews_at > now:
+            return record
+        if _charge_rent(account_id, record, period):
+            return _change(account_id, number_id, _on_paid(period, now))
+
+        def suspend_unpaid(r: PhoneNumberRecord) -> PhoneNumberRecord | None:
+            return unpaid(r, now) if r.status == "active" and r.rent_period == period else None
+
+        suspended = _change(account_id, number_id, suspend_unpaid)
+        logger.info("number suspended: rent unpaid", extra={"id": number_id})
+        return suspended
+    if record.status == "suspended" and record.suspended_reason == "unpaid":
+        if _charge_rent(account_id, record, period):
+            resumed = _change(account_id, number_id, _on_paid(period, now))
+            logger.info("number resumed: rent paid", extra={"id": number_id})
+            return resumed
+        if record.release_at is not None and record.release_at <= now:
+            release(account_id, number_id, carrier=carrier, unpaid_end=True)
+            logger.info("number released: rent unpaid after its grace", extra={"id": number_id})
+            return store.get(account_id, number_id)[0]
+    return record
+
+
+def _on_paid(period: int, now: datetime) -> Callable[[PhoneNumberRecord], PhoneNumberRecord | None]:
+    def change(r: PhoneNumberRecord) -> PhoneNumberRecord | None:
+        if r.rent_period != period or r.status not in ("active", "suspended"):
+            return None  # recorded by another run already
+        if r.status == "suspended" and r.suspended_reason != "unpaid":
+            return None  # an operator's suspension stays
+        return paid(r, period, now)
+
+    return change
+
+
+def collect_rent(account_id: str, now: datetime | None = None) -> int:
+    """Credits arrived: charge what the account's numbers owe (unpaid suspended ones resume,
+    a lifted trial pays its first month); how many numbers were charged or resumed."""
+    now = now or utcnow()
+    done = 0
+    for record, _ in list(store.all_of(account_id)):
+        owes = record.status == "suspended" and record.suspended_reason == "unpaid"
+        owes = owes or (
+            record.status == "active" and record.renews_at is not None and record.renews_at <= now
+        )
+        if not owes or not rents(record):
+            continue
+        after = renew(account_id, record.id, now)
+        done += int(after.rent_period > record.rent_period)
+    return done
+
+
+def sweep_rent(
+    now: datetime | None = None, carrier: Carrier | None = None, days: int = RENT_SWEEP_DAYS
+) -> list[str]:
+    """Renew every number whose rent is due, release unpaid ones whose grace is over; the ids
+    looked at. Reads the renewal index for today and the `days` days before (no scan); a
+    number whose renewal fails stays in its day's index and is tried again next time."""
+    now = now or utcnow()
+    seen: list[str] = []
+    for back in range(days, -1, -1):
+        day = (now - timedelta(days=back)).date().isoformat()
+        for account_id, number_id in list(store.rent_due(day, now)):
+            try:
+                renew(account_id, number_id, now, carrier=carrier)
+            except Exception:  # noqa: BLE001 (one number's failure must not stop the sweep)
+                logger.exception("number rent could not be renewed", extra={"id": number_id})
+                continue
+            seen.append(number_id)
+    return seen

@@ -34,6 +34,7 @@ from talkturo.domain.call_insights import cost_breakdown, metrics_of
 from talkturo.domain.calls import CallRecord, PostCallJob, TranscriptMessage
 from talkturo.domain.catalog import EstimateBreakdown, get_catalog
 from talkturo.domain.common import quantize_credits, utcnow
+from talkturo.domain.usage import UsageTags
 from talkturo.errors import NotFound
 from talkturo.logs import logger
 from talkturo.provider_keys import provider_env
@@ -123,6 +124,12 @@ def settle_unsettled(account_id: str, record: CallRecord) -> CallRecord:
             description=f"call {record.id} (settled from the carrier's duration)",
             reference=record.id,
             allow_negative_balance=True,
+            usage=UsageTags(
+                category="calls",
+                assistant_id=record.assistant_id,
+                campaign_id=record.campaign_id,
+                phone_number_id=record.phone_number_id,
+            ),
         )
     charged = -sum((e.amount for e in ledger.call_entries(account_id, record.id)), Decimal(0))
     logger.warning(

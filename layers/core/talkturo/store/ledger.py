@@ -16,8 +16,10 @@ from pynamodb.transactions import TransactWrite
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from talkturo.domain.credits import Balance, LedgerEntry
+from talkturo.domain.usage import UsageTags
 from talkturo.errors import Conflict, InsufficientCredits, NotFound
 from talkturo.store import keys
+from talkturo.store import usage as usage_store
 from talkturo.store.attributes import DecimalAttribute
 from talkturo.store.paging import query_page
 from talkturo.store.table import Document, Item, connection
@@ -49,9 +51,15 @@ class _Contention(Exception):
 
 
 def stage_entry(
-    tx: TransactWrite, account_id: str, entry: LedgerEntry, *, floor: Decimal | None
+    tx: TransactWrite,
+    account_id: str,
+    entry: LedgerEntry,
+    *,
+    floor: Decimal | None,
+    usage: UsageTags | None = None,
 ) -> None:
-    """Add the entry's three writes to a transaction (also used by account creation).
+    """Add the entry's three writes to a transaction (also used by account creation), and
+    with `usage` the `ADD`s of its usage aggregates (store.usage), so they count it once.
 
     `floor` is the lowest balance the write may leave; None lets it go below zero (final
     settlement of a call that ran on).
@@ -76,13 +84,21 @@ def stage_entry(
         ],
         condition=condition,
     )
+    if usage is not None:
+        usage_store.stage(tx, account_id, entry.created_at.date(), usage, -entry.amount)
 
 
-def post(account_id: str, entry: LedgerEntry, *, floor: Decimal | None = Decimal(0)) -> LedgerEntry:
+def post(
+    account_id: str,
+    entry: LedgerEntry,
+    *,
+    floor: Decimal | None = Decimal(0),
+    usage: UsageTags | None = None,
+) -> LedgerEntry:
     """Write the entry exactly once per idempotency key; a repeat returns the first entry."""
     connection()
     try:
-        _post_once(account_id, entry, floor)
+        _post_once(account_id, entry, floor, usage)
     except _Contention as error:
         raise Conflict("the balance is under heavy concurrent use; try again") from error
     except TransactWriteError as error:
@@ -103,10 +119,12 @@ def post(account_id: str, entry: LedgerEntry, *, floor: Decimal | None = Decimal
     wait=wait_random_exponential(multiplier=0.02, max=0.5),
     reraise=True,
 )
-def _post_once(account_id: str, entry: LedgerEntry, floor: Decimal | None) -> None:
+def _post_once(
+    account_id: str, entry: LedgerEntry, floor: Decimal | None, usage: UsageTags | None
+) -> None:
     try:
         with TransactWrite(connection=Item._get_connection().connection) as tx:
-            stage_entry(tx, account_id, entry, floor=floor)
+            stage_entry(tx, account_id, entry, floor=floor, usage=usage)
     except TransactWriteError as error:
         codes = {r.code for r in error.cancellation_reasons if r}
         conflict = error.cause_response_code == "TransactionConflictException"
@@ -229,13 +247,4 @@ def list_entries(
 def call_entries(account_id: str, call_id: str) -> list[LedgerEntry]:
     """Every entry a call's meters and settlements wrote: their idempotency keys all begin
     `call:<call id>:`, so the call's guards are one range of the account's partition."""
-    connection()
-    pk = keys.account(account_id)
-    guards = LedgerGuardItem.query(
-        pk, LedgerGuardItem.sk.startswith(f"TXNKEY#call:{call_id}:"), consistent_read=True
-    )
-    txn_ids = [guard.txn_id for guard in guards]
-    found = LedgerEntryItem.batch_get(
-        [(pk, f"TXN#{txn_id}") for txn_id in txn_ids], consistent_read=True
-    )
-    return sorted((LedgerEntry.model_validate_json(item.doc) for item in found), key=lambda e: e.id)
+    return entries_with_key_prefix(account_id, f"call:{call_id}:")

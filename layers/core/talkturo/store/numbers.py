@@ -7,6 +7,9 @@ Items (see docs/data-model.md, "Phone numbers"):
   (the expiry sweep's index); lifting the expiry or releasing the number removes them.
   GSI4PK=PNID#<pn id> GSI4SK=A#<acct>: which account holds a number id, for the admin routes
   only (requests of an account always know their account).
+  A number that pays rent carries GSI1PK=NUMRENT#<yyyy-mm-dd> GSI1SK=<due iso>#<acct>#<pn id>
+  (the renewal sweep's index): due is its next renewal while active, the end of its grace
+  while suspended for rent (domain.numbers.rent_due_at); other statuses carry none.
 - Routing  PK=NUMBER#<e164> SK=NUMBER: the account and number holding that phone number. Written
   with attribute_not_exists in the purchase transaction, so a phone number is held by one
   account at a time; deleted when the number is released (or its purchase failed). Inbound
@@ -32,7 +35,7 @@ from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
-from talkturo.domain.numbers import PhoneNumberRecord
+from talkturo.domain.numbers import PhoneNumberRecord, rent_due_at
 from talkturo.errors import Conflict, NotFound
 from talkturo.store import assistants as assistant_store
 from talkturo.store import keys
@@ -44,6 +47,7 @@ PREFIX = "PN#"
 TRIAL_SK = "TRIALNUMBER"
 EXPIRY_PREFIX = "TRIALEXP#"
 ID_PREFIX = "PNID#"
+RENT_PREFIX = "NUMRENT#"
 
 
 class PhoneNumberItem(Document):
@@ -82,6 +86,10 @@ def expiry_partition(day: str) -> str:
     return EXPIRY_PREFIX + day
 
 
+def rent_partition(day: str) -> str:
+    return RENT_PREFIX + day
+
+
 def _item(account_id: str, record: PhoneNumberRecord, version: int | None) -> PhoneNumberItem:
     item = PhoneNumberItem(
         keys.account(account_id),
@@ -100,6 +108,10 @@ def _item(account_id: str, record: PhoneNumberRecord, version: int | None) -> Ph
         expires = record.expires_at.isoformat()
         item.gsi3_pk = expiry_partition(record.expires_at.date().isoformat())
         item.gsi3_sk = f"{expires}#{account_id}#{record.id}"
+    due = rent_due_at(record)
+    if due is not None:
+        item.gsi1_pk = rent_partition(due.date().isoformat())
+        item.gsi1_sk = f"{due.isoformat()}#{account_id}#{record.id}"
     if version is not None:
         item.version = version
     return item
@@ -197,6 +209,17 @@ def expiring(day: str, before: datetime) -> Iterator[tuple[str, str]]:
         expiry_partition(day), PhoneNumberItem.gsi3_sk < before.isoformat()
     ):
         _, account_id, number_id = str(item.gsi3_sk).rsplit("#", 2)
+        yield account_id, number_id
+
+
+def rent_due(day: str, before: datetime) -> Iterator[tuple[str, str]]:
+    """(account id, number id) of numbers whose renewal (or grace end) on `day` is before
+    `before`."""
+    connection()
+    for item in PhoneNumberItem.gsi1.query(
+        rent_partition(day), PhoneNumberItem.gsi1_sk < before.isoformat()
+    ):
+        _, account_id, number_id = str(item.gsi1_sk).rsplit("#", 2)
         yield account_id, number_id
 
 

@@ -34,8 +34,9 @@ WRITE_ATTEMPTS = 4
 
 
 def ledger_charge(account_id: str, amount: Decimal, key: str, allow_negative: bool) -> None:
-    """A usage entry in the account's ledger (InsufficientCredits below zero unless allowed)."""
-    from talkturo.services import credits
+    """A usage entry in the account's ledger (InsufficientCredits below zero unless allowed),
+    counted in the usage report under the call's assistant, campaign and number."""
+    from talkturo.services import credits, usage
 
     call_id = key.split(":", 2)[1]
     credits.record(
@@ -46,6 +47,7 @@ def ledger_charge(account_id: str, amount: Decimal, key: str, allow_negative: bo
         description=f"call {call_id}",
         reference=call_id,
         allow_negative_balance=allow_negative,
+        usage=usage.call_tags(account_id, call_id),
     )
 
 

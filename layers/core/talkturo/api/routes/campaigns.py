@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from talkturo.api.deps import Caller, IdempotencyKey, Paging
 from talkturo.api.idempotency import create_once
 from talkturo.api.openapi import errors_at
+from talkturo.domain.budgets import CampaignForecast
 from talkturo.domain.campaigns import (
     Campaign,
     CampaignContact,
@@ -19,7 +20,7 @@ from talkturo.domain.campaigns import (
     ContactState,
 )
 from talkturo.domain.common import Page
-from talkturo.services import campaigns
+from talkturo.services import campaign_budgets, campaigns
 
 router = APIRouter(tags=["Campaigns"])
 
@@ -124,6 +125,16 @@ def cancel_campaign(caller: Caller, campaign_id: str) -> Campaign:
 )
 def campaign_progress(caller: Caller, campaign_id: str) -> CampaignProgress:
     return campaigns.progress(caller.account_id, campaign_id)
+
+
+@router.get(
+    "/campaigns/{campaign_id}/forecast",
+    response_model=CampaignForecast,
+    summary="What the contacts still to call should cost and how long they take; whether the "
+    "balance and the credit cap cover it",
+)
+def campaign_forecast(caller: Caller, campaign_id: str) -> CampaignForecast:
+    return campaign_budgets.forecast_of(caller.account_id, campaign_id)
 
 
 @router.get(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -12,7 +13,8 @@ from talkturo.api.openapi import errors_at
 from talkturo.domain.billing import CheckoutCreate, CheckoutSession, PackageList, Payment
 from talkturo.domain.common import Page
 from talkturo.domain.credits import Balance, EntryKind, LedgerEntry
-from talkturo.services import billing, credits
+from talkturo.domain.usage import GroupBy, UsageReport
+from talkturo.services import billing, credits, usage
 
 router = APIRouter(tags=["Credits"])
 
@@ -81,3 +83,22 @@ def list_payments(caller: Caller, paging: Paging) -> Page[Payment]:
     return billing.payments(
         caller.account_id, limit=paging.limit, starting_after=paging.starting_after
     )
+
+
+@router.get(
+    "/credits/usage",
+    response_model=UsageReport,
+    summary="What the credits were spent on, by day, assistant, campaign or number",
+)
+def get_usage(
+    caller: Caller,
+    start: Annotated[
+        date | None,
+        Query(alias="from", description="First day, YYYY-MM-DD, UTC (default: 29 days before to)."),
+    ] = None,
+    end: Annotated[
+        date | None, Query(alias="to", description="Last day, included (default: today).")
+    ] = None,
+    group_by: Annotated[GroupBy, Query(description="How the rows are grouped.")] = "day",
+) -> UsageReport:
+    return usage.report(caller.account_id, start=start, end=end, group_by=group_by)
