@@ -1,4 +1,5 @@
-"""`python -m benchmarks [coldstart|calls|scale|voice|wakes|campaign|extraction] [--runs N]`:
+"""`python -m benchmarks [coldstart|calls|scale|voice|wakes|campaign|extraction|billing]
+[--runs N]`:
 print the figures (all by default).
 
 The voice benchmark alone: `python -m benchmarks voice [--levels 10,25,50] [--seconds S]
@@ -14,7 +15,7 @@ import os
 import platform
 import sys
 
-BENCHMARKS = ["coldstart", "calls", "scale", "voice", "wakes", "campaign", "extraction"]
+BENCHMARKS = ["coldstart", "calls", "scale", "voice", "wakes", "campaign", "extraction", "billing"]
 
 
 def _levels(text: str) -> tuple[int, ...]:
@@ -74,6 +75,10 @@ def main() -> None:
         from benchmarks import extraction
 
         extraction.run()
+    if only in (None, "billing"):
+        from benchmarks import billing
+
+        billing.run()
     sys.stdout.flush()
 
 
