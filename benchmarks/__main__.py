@@ -1,4 +1,5 @@
-"""`python -m benchmarks [coldstart|calls|scale|voice|wakes|campaign|extraction|analysis]
+"""`python -m benchmarks [coldstart|calls|scale|voice|wakes|campaign|extraction|analysis|
+billing]
 [--runs N]`:
 print the figures (all by default).
 
@@ -24,6 +25,7 @@ BENCHMARKS = [
     "campaign",
     "extraction",
     "analysis",
+    "billing",
 ]
 
 
@@ -88,6 +90,10 @@ def main() -> None:
         from benchmarks import analysis
 
         analysis.run()
+    if only in (None, "billing"):
+        from benchmarks import billing
+
+        billing.run()
     sys.stdout.flush()
 
 

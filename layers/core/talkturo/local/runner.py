@@ -155,8 +155,12 @@ class SqsRunner:
         `end_long_polls`); `stop` calls it so as not to wait out `wait_seconds`."""
         if sqs_client is None:
             import boto3
+            from botocore.config import Config
 
-            sqs_client = boto3.client("sqs", region_name=region)
+            # One long poll per queue at once, all on this client: a connection each.
+            sqs_client = boto3.client(
+                "sqs", region_name=region, config=Config(max_pool_connections=50)
+            )
         self._sqs = sqs_client
         self._stack = stack
         self._region = region

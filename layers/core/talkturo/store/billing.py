@@ -74,8 +74,11 @@ def _event_key(event_id: str) -> tuple[str, str]:
     return f"STRIPE#EVENT#{event_id}", "EVENT"
 
 
-def store_event(event_id: str, event_type: str, body: str) -> tuple[bool, bool]:
-    """Store a verified event once: (stored now, applied already)."""
+def store_event(
+    event_id: str, event_type: str, body: str, *, ignored: bool = False
+) -> tuple[bool, bool, datetime]:
+    """Store a verified event once: (stored now, applied already, when it was first stored).
+    An `ignored` event (a type the worker does not apply) is stored as applied already."""
     connection()
     now = utcnow()
     pk, sk = _event_key(event_id)
@@ -86,6 +89,8 @@ def store_event(event_id: str, event_type: str, body: str) -> tuple[bool, bool]:
         body=body,
         received_at=now,
         expires_at=int((now + timedelta(days=EVENT_DAYS)).timestamp()),
+        applied_at=now if ignored else None,
+        outcome="ignored" if ignored else None,
     )
     try:
         item.save(condition=StripeEventItem.pk.does_not_exist())
@@ -93,8 +98,8 @@ def store_event(event_id: str, event_type: str, body: str) -> tuple[bool, bool]:
         if not _conditional_failed(error):
             raise
         found = StripeEventItem.get(pk, sk, consistent_read=True)
-        return False, found.applied_at is not None
-    return True, False
+        return False, found.applied_at is not None, found.received_at
+    return True, ignored, now
 
 
 def get_event(event_id: str) -> StripeEventItem | None:

@@ -7,9 +7,10 @@ Gateway, or the local platform's server): it takes the headers and the raw body,
 The `Stripe-Signature` is verified on the raw body before anything is read from it
 (talkturo.billing.gateway.verify_event: 300 s tolerance, any configured secret); a bad one is
 400 and nothing is written. A verified event is stored once by its id and queued for the
-billing worker, and the answer is 200 at once; a repeat of an event not yet applied is queued
-again (the worker applies each event any number of times safely). Credits are never granted
-here, nor from the return page.
+billing worker, and the answer is 200 at once. Types the worker does not apply are stored as
+applied and not queued. A repeat of an event is not queued again unless it has waited more
+than REQUEUE_AFTER unapplied (its first message was lost: the worker applies an event any
+number of times safely). Credits are never granted here, nor from the return page.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import html
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from talkturo import queues
 from talkturo.billing.factory import webhook_secrets
@@ -28,6 +30,7 @@ from talkturo.logs import logger
 WEBHOOK_PATH = "/billing/stripe"
 RETURN_PATH = "/billing/return"
 MAX_BODY_BYTES = 512 * 1024
+REQUEUE_AFTER = timedelta(seconds=60)
 JSON = "application/json"
 
 
@@ -74,11 +77,15 @@ def handle(headers: Mapping[str, str], body: bytes) -> Answer:
     except BadSignature as error:
         logger.warning("stripe webhook refused", extra={"reason": str(error)})
         return _refused(400, "invalid_signature", "the Stripe-Signature does not verify")
+    from talkturo.domain.billing import HANDLED_EVENTS
+    from talkturo.domain.common import utcnow
     from talkturo.store import billing as store
 
     event_id, event_type = str(event["id"]), str(event["type"])
-    stored, applied = store.store_event(event_id, event_type, body.decode("utf-8"))
-    if not applied:
+    stored, applied, since = store.store_event(
+        event_id, event_type, body.decode("utf-8"), ignored=event_type not in HANDLED_EVENTS
+    )
+    if not applied and (stored or utcnow() - since > REQUEUE_AFTER):
         queues.send(get_settings().billing_event_queue_url, {"event_id": event_id})
     logger.info(
         "stripe event received",
