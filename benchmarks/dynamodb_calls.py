@@ -48,6 +48,8 @@ STEPS = [
     Step("GET", "/v1/account"),
     Step("GET", "/v1/credits"),
     Step("GET", "/v1/credits/ledger"),
+    Step("GET", "/v1/credits/usage"),
+    Step("GET", "/v1/credits/usage?group_by=assistant"),
     Step("POST", "/v1/api-keys", {"name": "bench"}),
     Step("POST", "/v1/api-keys", {"name": "bench-idem"}, idempotency_key=True),
     Step("GET", "/v1/api-keys"),
