@@ -1,5 +1,5 @@
-"""`python -m benchmarks [coldstart|calls|scale|voice|wakes|campaign|extraction|analysis|
-billing]
+"""`python -m benchmarks [coldstart|calls|scale|voice|wakes|campaign|events|extraction|
+analysis|billing]
 [--runs N]`:
 print the figures (all by default).
 
@@ -23,6 +23,7 @@ BENCHMARKS = [
     "voice",
     "wakes",
     "campaign",
+    "events",
     "extraction",
     "analysis",
     "billing",
@@ -82,6 +83,10 @@ def main() -> None:
         from benchmarks import campaign
 
         campaign.run()
+    if only in (None, "events"):
+        from benchmarks import events
+
+        events.run()
     if only in (None, "extraction"):
         from benchmarks import extraction
 
