@@ -214,6 +214,7 @@ DEAD_LETTER_QUEUES = (
     "post_call",
     "campaign",
     "event",
+    "billing",
     "unknown",
 )
 
