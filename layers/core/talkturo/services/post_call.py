@@ -21,6 +21,7 @@ from talkturo.domain.analysis import (
     AnalysisModel,
     AnalysisResult,
     KnownField,
+    Usage,
 )
 from talkturo.domain.assistants import AssistantRecord, estimate_of
 from talkturo.domain.call_analysis import (
@@ -222,7 +223,12 @@ def provider_models() -> Any:
     return Providers(provider_env())
 
 
-def _set_brief(account_id: str, call_id: str, brief: AnalysisBrief) -> CallRecord:
+def _set_brief(
+    account_id: str, call_id: str, brief: AnalysisBrief, *, usage: Usage | None = None
+) -> CallRecord:
+    """Show `brief` on the call (never over a later version); `usage`: the analysis's model
+    tokens, shown with the call's cost."""
+
     def write(current: CallRecord) -> CallRecord | None:
         held = current.analysis
         both_done = held is not None and held.status == brief.status == "completed"
@@ -233,7 +239,15 @@ def _set_brief(account_id: str, call_id: str, brief: AnalysisBrief) -> CallRecor
             brief_shown = brief.model_copy(update={"pending_version": waiting})
         else:
             brief_shown = brief
-        return current.model_copy(update={"analysis": brief_shown})
+        changes: dict[str, object] = {"analysis": brief_shown}
+        if usage is not None and current.cost is not None:
+            changes["cost"] = current.cost.model_copy(
+                update={
+                    "analysis_input_tokens": usage.input_tokens,
+                    "analysis_output_tokens": usage.output_tokens,
+                }
+            )
+        return current.model_copy(update=changes)
 
     return store.change(account_id, call_id, write)
 
@@ -304,7 +318,7 @@ def analyze(
         changes = crm_fill.apply(account_id, record, config_used, analysis)
         analysis = analysis.model_copy(update={"crm_changes": changes, "crm_applied": True})
         analyses.replace(account_id, analysis)
-    shown = _set_brief(account_id, record.id, brief_of(analysis))
+    shown = _set_brief(account_id, record.id, brief_of(analysis), usage=analysis.usage)
     final = analysis
     events.emit(
         account_id,
