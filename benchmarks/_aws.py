@@ -15,7 +15,8 @@ def local_aws(stack_name: str) -> Iterator[Stack]:
     """Emulator on a free port, resources provisioned, this process's environment set."""
     # Provisioning and the first requests log at INFO (pynamodb settings…): not figures.
     logging.getLogger("pynamodb").setLevel(logging.WARNING)
-    emulator = EmulatorComponent(port=0)
+    # In this process, as these figures were always measured (one process, one core).
+    emulator = EmulatorComponent(port=0, in_process=True)
     emulator.start()
     resources = Resources(
         emulator.emulator, admin_secret="bench-admin-secret", stack_name=stack_name

@@ -1,11 +1,14 @@
 """The contact-import worker alone: the emulator in this process, no `talkturo dev` around it.
 
-`python -m benchmarks.import_worker [--rows N] [--update] [--profile]`: imports N contacts
-(3,000 by default, `benchmarks.scale`'s CSV) chunk by chunk through the import service, as the
-worker's Lambda does, and prints the rate. `--update` imports the same file a second time
-(every row then updates its contact) and times that too; `--profile` runs the import under
-cProfile and prints its top functions. What `benchmarks.scale` measures end to end, without
-the HTTP, queue and snapshot around it: where the worker's own time goes.
+`python -m benchmarks.import_worker [--rows N] [--update] [--profile] [--apart]`: imports N
+contacts (3,000 by default, `benchmarks.scale`'s CSV) chunk by chunk through the import service,
+as the worker's Lambda does, and prints the rate and the CPU a row (this process's and, with the
+emulator in this process, the emulator's share of it). `--update` imports the same file a second
+time (every row then updates its contact) and times that too; `--profile` runs the import under
+cProfile and prints its top functions; `--apart` runs the emulator in a process of its own, as
+`talkturo dev` does (the CPU a row then counts both processes). What `benchmarks.scale`
+measures end to end, without the HTTP, queue and snapshot around it: where the worker's own
+time goes.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import argparse
 import cProfile
 import os
 import pstats
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -22,21 +27,52 @@ import boto3
 from benchmarks.scale import csv_file
 
 
-def _import(account_id: str, raw: bytes) -> tuple[float, float, dict[str, int]]:
+def _cpu(child: int | None) -> float:
+    """CPU seconds of this process, and of the emulator's process when it has its own."""
+    own = time.process_time()
+    if child is None:
+        return own
+    ticks = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[11:13]
+    return own + sum(map(int, ticks)) / os.sysconf("SC_CLK_TCK")
+
+
+def _import(
+    account_id: str, raw: bytes, child: int | None = None
+) -> tuple[float, float, dict[str, int]]:
     from talkturo.domain.contact_imports import CHUNK_ROWS, ImportChunk
     from talkturo.services import contact_imports
 
-    started, cpu = time.perf_counter(), time.process_time()
+    started, cpu = time.perf_counter(), _cpu(child)
     job = contact_imports.start(account_id, raw, "text/csv")
     for row in range(0, job.total_rows, CHUNK_ROWS):
         contact_imports.process_chunk(
             ImportChunk(account_id=account_id, import_id=job.id, start_row=row)
         )
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    seconds, cpu = time.perf_counter() - started, _cpu(child) - cpu
     done = contact_imports.get(account_id, job.id)
     assert done.status == "completed", done
     counts = {"created": done.created, "updated": done.updated, "failed": done.failed}
     return seconds, cpu, counts
+
+
+class _Timed:
+    """The CPU time the emulator's requests take, in their threads (this process)."""
+
+    def __init__(self, aws: Any) -> None:
+        self.seconds = 0.0
+        self._lock = threading.Lock()
+        counted = aws._counted
+        app = counted._app
+
+        def timed(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            started = time.thread_time()
+            try:
+                return list(app(environ, start_response))
+            finally:
+                with self._lock:
+                    self.seconds += time.thread_time() - started
+
+        counted._app = timed
 
 
 def _profile_requests(aws: Any, profile: cProfile.Profile) -> None:
@@ -59,16 +95,20 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=3000)
     parser.add_argument("--update", action="store_true", help="import the same file again")
     parser.add_argument("--profile", action="store_true", help="under cProfile")
+    parser.add_argument("--apart", action="store_true", help="the emulator in a process of its own")
     options = parser.parse_args()
+    if options.apart and options.profile:
+        parser.error("--profile profiles the emulator in this process: not with --apart")
 
     from talkturo import config, logs
     from talkturo.domain.accounts import AccountCreate
     from talkturo.local.emulator import Emulator
+    from talkturo.local.emulator_process import EmulatorProcess
     from talkturo.local.template import provision
     from talkturo.services import accounts
 
     logs.logger.setLevel("WARNING")  # a line per chunk otherwise
-    with Emulator() as aws:
+    with EmulatorProcess() if options.apart else Emulator() as aws:
         os.environ.update(aws.environment())
         stack = provision(boto3.Session(), stack_name="bench")
         os.environ.update(stack.environment())
@@ -79,17 +119,24 @@ def main() -> None:
         served = cProfile.Profile() if options.profile else None
         if served is not None:
             _profile_requests(aws, served)
+        child = aws._process.pid if isinstance(aws, EmulatorProcess) else None
+        emulator = _Timed(aws) if isinstance(aws, Emulator) and served is None else None
         passes = ["new rows", "rows updating"] if options.update else ["new rows"]
         for label in passes:
             if profile is not None:
                 profile.enable()
-            seconds, cpu, counts = _import(account.id, raw)
+            served_before = emulator.seconds if emulator is not None else 0.0
+            seconds, cpu, counts = _import(account.id, raw, child)
             if profile is not None:
                 profile.disable()
+            share = " (both processes)" if child is not None else ""
+            if emulator is not None:
+                served_ms = 1000 * (emulator.seconds - served_before) / options.rows
+                share = f" (the emulator's requests {served_ms:.2f})"
             print(
                 f"{label}: {options.rows:,} rows in {seconds:.1f} s, "
                 f"{options.rows / seconds:.0f} rows/s, "
-                f"CPU {1000 * cpu / options.rows:.2f} ms a row {counts}"
+                f"CPU {1000 * cpu / options.rows:.2f} ms a row{share} {counts}"
             )
         if profile is not None:
             stats = pstats.Stats(profile).sort_stats("cumulative")

@@ -357,3 +357,15 @@ def test_stopping_closes_the_connections_still_open() -> None:
     finally:
         connection.close()
         aws.stop()
+
+
+def test_a_handler_s_actions_are_listed_once(emulator: Emulator) -> None:
+    from moto.core import responses
+    from moto.core.utils import method_names_from_class
+    from moto.dynamodb.responses import DynamoHandler
+
+    listed = responses.method_names_from_class(DynamoHandler)
+
+    assert listed == set(method_names_from_class(DynamoHandler))
+    assert responses.method_names_from_class(DynamoHandler) is listed
+    boto3.client("dynamodb", region_name="us-east-1").list_tables()  # still found

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import json
 import logging
@@ -42,6 +43,8 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import boto3
+from moto.core import responses as moto_responses
+from moto.core.utils import method_names_from_class as moto_method_names
 from moto.core.utils import unix_time_millis
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb import responses as dynamodb_responses
@@ -130,6 +133,21 @@ def _make_transactions_cheap() -> None:
     patched = _transact_with_item_rollback(DynamoDBBackend.transact_write_items)
     patched._item_rollback = True  # type: ignore[attr-defined]
     DynamoDBBackend.transact_write_items = patched  # type: ignore[method-assign]
+
+
+def _method_names_once() -> None:
+    """moto finds a request's action among its handler class's methods by listing them all
+    (`inspect.getmembers`) on every request; the list of a class is listed once here."""
+    if getattr(moto_responses.method_names_from_class, "_once", False):
+        return
+    listed = functools.cache(lambda handler_class: frozenset(moto_method_names(handler_class)))
+
+    def method_names(handler_class: object) -> frozenset[str]:
+        names: frozenset[str] = listed(handler_class)
+        return names
+
+    method_names._once = True  # type: ignore[attr-defined]
+    moto_responses.method_names_from_class = method_names  # type: ignore[assignment]
 
 
 class _Dispatcher(DomainDispatcherApplication):
@@ -646,6 +664,7 @@ class Emulator:
         # DynamoDB has allowed 100 items per transaction since 2022; moto still says 25.
         dynamodb_responses.TRANSACTION_MAX_ITEMS = 100
         _make_transactions_cheap()
+        _method_names_once()
         emulator_dynamodb.install()
         # One log line per AWS call drowns everything else out.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)

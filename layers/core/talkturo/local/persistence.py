@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from talkturo.local.emulator import FAKE_CREDENTIALS, Emulator
 from talkturo.local.emulator_dynamodb import take_changes
@@ -482,6 +482,58 @@ def _decoded_attribute(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+# ---------------------------------------------------------------------------------- keepers
+class Keeper(Protocol):
+    """What reads and fills the emulator's data: in its process, wherever the emulator runs."""
+
+    @property
+    def changes(self) -> int:
+        """How many requests so far may have changed data."""
+        ...
+
+    def load(self, folder: DataFolder, prefix: str) -> Restored:
+        """Fill the resources named `prefix`… from the folder's snapshot (DataError when it
+        cannot be read or restored); what was put back (nothing without a snapshot)."""
+        ...
+
+    def save(self, folder: DataFolder, prefix: str, parts: dict[str, Any]) -> None:
+        """Write a snapshot of the resources named `prefix`…, with `parts`, into the folder."""
+        ...
+
+
+class InProcess:
+    """The keeper of an emulator running in this process (it reads moto's backends)."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+        self._tables = TableCapture()
+
+    @property
+    def changes(self) -> int:
+        return self.emulator.changes
+
+    def load(self, folder: DataFolder, prefix: str) -> Restored:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            state = folder.read()
+            if state is None:
+                return Restored()
+            restored = restore(self.emulator, folder, state)
+            with self.emulator.paused():
+                self._tables.seed(prefix, state.get("tables", {}))
+        except (KeyError, TypeError, ValueError, OSError, BotoCoreError, ClientError) as exc:
+            raise DataError(
+                f"{folder.state_file} could not be restored ({exc!r}); {_START_OVER}"
+            ) from exc
+        return restored
+
+    def save(self, folder: DataFolder, prefix: str, parts: dict[str, Any]) -> None:
+        state, blobs = capture(self.emulator, folder, prefix, self._tables)
+        state["parts"] = parts
+        folder.write(state, blobs)
+
+
 # ---------------------------------------------------------------------------------- component
 class Persistence:
     """A platform component: restores at start, then saves periodically and on stop.
@@ -496,7 +548,7 @@ class Persistence:
 
     def __init__(
         self,
-        emulator: Emulator,
+        emulator: Emulator | Keeper,
         folder: DataFolder,
         prefix: str,
         *,
@@ -512,7 +564,7 @@ class Persistence:
         self.restored = Restored()
         self._saved_changes = -1
         self._saved_parts: str | None = None
-        self._tables = TableCapture()
+        self._keeper: Keeper = InProcess(emulator) if isinstance(emulator, Emulator) else emulator
         self._save_lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -526,28 +578,17 @@ class Persistence:
 
     # ------------------------------------------------------------------ component
     def start(self) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         self.folder.lock()
         try:
             if self.fresh:
                 self.folder.wipe()
-            state = self.folder.read()
-            if state is not None:
-                self.restored = restore(self.emulator, self.folder, state)
-                with self.emulator.paused():
-                    self._tables.seed(self.prefix, state.get("tables", {}))
-        except (KeyError, TypeError, ValueError, OSError, BotoCoreError, ClientError) as exc:
-            self.folder.unlock()
-            raise DataError(
-                f"{self.folder.state_file} could not be restored ({exc!r}); {_START_OVER}"
-            ) from exc
+            self.restored = self._keeper.load(self.folder, self.prefix)
         except BaseException:
             self.folder.unlock()
             raise
         if self.restored.anything:
             # What was restored is what is saved: no snapshot until something changes.
-            self._saved_changes = self.emulator.changes
+            self._saved_changes = self._keeper.changes
             self._saved_parts = json.dumps(self.restored.parts, sort_keys=True)
         self._stopping.clear()
         self._thread = threading.Thread(target=self._loop, name="data-saver", daemon=True)
@@ -570,14 +611,12 @@ class Persistence:
     def save(self) -> bool:
         """Write a snapshot if anything changed since the last one; whether one was written."""
         with self._save_lock:
-            changes = self.emulator.changes
+            changes = self._keeper.changes
             parts = {name: read() for name, read in self.parts.items()}
             parts_json = json.dumps(parts, sort_keys=True)
             if changes == self._saved_changes and parts_json == self._saved_parts:
                 return False
-            state, blobs = capture(self.emulator, self.folder, self.prefix, self._tables)
-            state["parts"] = parts
-            self.folder.write(state, blobs)
+            self._keeper.save(self.folder, self.prefix, parts)
             self._saved_changes = changes
             self._saved_parts = parts_json
             return True

@@ -4,12 +4,14 @@ The pieces are components with a name, `start()`, `stop()` and `alive()`, run by
 supervisor: started in order, stopped in reverse, and all stopped when any one dies or when
 the process gets SIGINT/SIGTERM. Today they are
 
-1. ``aws-emulator``: moto's server (DynamoDB, SQS, S3 …) on its own port (default 4566);
+1. ``aws-emulator``: moto's server (DynamoDB, SQS, S3 …) on its own port (default 4566), in a
+   process of its own (so that it answers on one core while the workers run on the other);
 2. ``resources``: the tables, buckets and queues of template.yaml, created in the emulator, and
    this process's environment set from them exactly as Lambda's would be (only the endpoint
    differs: AWS_ENDPOINT_URL points at the emulator);
 3. ``data``: fills them from the data folder's snapshot, then saves one every few seconds
-   when anything changed and on stop (local/persistence.py);
+   when anything changed and on stop (local/persistence.py; the emulator's process reads and
+   writes the data, this one decides when);
 4. ``dev-account``: an account ready to use ("Local developer") and its API key, the same
    account (and key) again after a restart;
 5. ``sqs-runner``: feeds each queue's messages to the worker functions the template subscribes;
@@ -52,6 +54,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from talkturo.local.carrier_sim import CarrierSimulator, SimulatorError
 from talkturo.local.emulator import Emulator
+from talkturo.local.emulator_process import EmulatorError, EmulatorProcess
 from talkturo.local.persistence import (
     DEFAULT_DATA_DIR,
     DataError,
@@ -138,10 +141,17 @@ class Supervisor:
 
 # ---------------------------------------------------------------------------------- components
 class EmulatorComponent:
+    """The AWS emulator: in a process of its own (local/emulator_process.py), or with
+    `in_process` in this one (what the benchmarks that time a single process use)."""
+
     name = "aws-emulator"
 
-    def __init__(self, port: int) -> None:
-        self.emulator = Emulator(host="127.0.0.1", port=port)
+    def __init__(self, port: int, *, in_process: bool = False) -> None:
+        self.emulator: Emulator | EmulatorProcess = (
+            Emulator(host="127.0.0.1", port=port)
+            if in_process
+            else EmulatorProcess(host="127.0.0.1", port=port)
+        )
         self._port = port
 
     def start(self) -> None:
@@ -151,8 +161,10 @@ class EmulatorComponent:
             try:
                 self.emulator.start()
                 return
-            except (OSError, SystemExit) as exc:
+            except (OSError, SystemExit, EmulatorError) as exc:
                 reason = getattr(exc, "strerror", None) or "address in use"
+                if isinstance(exc, EmulatorError):
+                    reason = str(exc)
         raise PlatformError(
             f"the AWS emulator cannot listen on 127.0.0.1:{self._port} ({reason}). "
             "Is another `talkturo dev` (or LocalStack) running? Choose another port with "
@@ -171,7 +183,12 @@ class Resources:
 
     name = "resources"
 
-    def __init__(self, emulator: Emulator, admin_secret: str, stack_name: str = STACK_NAME) -> None:
+    def __init__(
+        self,
+        emulator: Emulator | EmulatorProcess,
+        admin_secret: str,
+        stack_name: str = STACK_NAME,
+    ) -> None:
         self._emulator = emulator
         self._admin_secret = admin_secret
         self._stack_name = stack_name
