@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import re
+import signal
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tests.e2e.conftest import LocalPlatform
+from tests.e2e.conftest import LocalPlatform, eventually, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,23 +25,56 @@ def tour_script() -> str:
     return "\n".join(blocks)
 
 
-def test_the_readme_tour_works_as_written(local_platform: LocalPlatform) -> None:
+def inbox_command() -> str:
+    """The event inbox as "See events arrive" starts it."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## See events arrive", 1)[1].split("\n## ", 1)[0]
+    (command,) = re.findall(r"^(\.venv/bin/talkturo events listen.*)$", section, flags=re.M)
+    return command
+
+
+def test_the_readme_tour_works_as_written(local_platform: LocalPlatform, tmp_path: Path) -> None:
     # Given a newcomer's fresh account and the tour's commands, verbatim
     signed_up = local_platform.sign_up("README tour")
     key = signed_up["api_key"]["secret"]
     environment = {**local_platform.cli_environment(), "TALKTURO_API_KEY": key}
     began = datetime.now(UTC)
+    # And the event inbox of "See events arrive" in a second terminal (on a free port)
+    inbox_log = tmp_path / "inbox.log"
+    with inbox_log.open("w") as out:
+        inbox = subprocess.Popen(
+            ["bash", "-c", f"exec {inbox_command()} --port {free_port()}"],
+            cwd=ROOT,
+            env={**environment, "PYTHONUNBUFFERED": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        eventually(inbox_log.read_text, lambda t: "waiting for events" in t, 30, "the inbox")
 
-    # When they run the tour in a shell, from the project folder
-    run = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", tour_script()],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+        # When they run the tour in a shell, from the project folder
+        run = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", tour_script()],
+            cwd=ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        # Then the call's events arrive at the inbox, signed
+        analysed = _analysis_call(local_platform.client(key))
+        eventually(
+            inbox_log.read_text,
+            lambda t: _arrived(t, analysed) >= {"call.started", "call.ended", "call.analyzed"},
+            60,
+            "the analysed call's events at the inbox",
+        )
+    finally:
+        inbox.send_signal(signal.SIGINT)
+        inbox.wait(timeout=30)
 
     # Then every command succeeded and the account holds what the tour made
     assert run.returncode == 0, run.stdout + run.stderr
@@ -77,6 +112,7 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform) -> None
         (c["direction"], c["status"], c["outcome"], c["contact_id"], c["assistant_id"])
         for c in calls
     ] == [
+        ("inbound", "ended", "answered", by_name["Nancy"], assistants[0]["id"]),
         ("inbound", "ended", "answered", None, assistants[0]["id"]),
         ("inbound", "ended", "answered", by_name["Nancy"], assistants[0]["id"]),
         ("outbound", "ended", "busy", by_name["Grace"], assistants[0]["id"]),
@@ -84,7 +120,7 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform) -> None
     ]
     assert {c["phone_number_id"] for c in calls} == {numbers[0]["id"]}
     assert assistants[0]["telephony"]["inbound_enabled"] is True
-    conversation = calls[0]
+    conversation = calls[1]
     assert conversation["ended_reason"] == "assistant_ended" and "assistant_ended" in run.stdout
     recording = Path(ROOT, "call.wav")
     assert conversation["recording_available"] and recording.stat().st_size > 1000
@@ -97,7 +133,64 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform) -> None
     usage = -sum(Decimal(e["amount"]) for e in ledger if e["kind"] == "usage")
     assert usage > 0
     assert usage == sum(Decimal(c["credits_charged"]) for c in every_call)
+    _check_analysis(api, calls[0], by_name["Nancy"])
     _check_campaign(api, by_name, every_call, began)
+
+
+def _analysis_call(api: Any) -> str:
+    """The tour's call from Nancy with the analysis caller's script: the newest inbound one
+    outside the campaign."""
+    calls = api.get("/v1/calls", params={"direction": "inbound", "limit": 10}).json()["data"]
+    return str(next(c["id"] for c in calls if c["campaign_id"] is None))
+
+
+def _arrived(log: str, call_id: str) -> set[str]:
+    """The event types the inbox printed about `call_id`, verified."""
+    lines = log.splitlines()
+    return {
+        line.split()[1]
+        for line, about in itertools.pairwise(lines)
+        if "✓ signature verified" in line and f"call {call_id}," in about
+    }
+
+
+def _check_analysis(api: Any, call: dict[str, Any], nancy: str) -> None:
+    """The analysis section: the call is analysed (offline), the meeting day the caller said
+    is on Nancy's contact with the words it came from; the email is written only with the
+    words it came from (the offline transcriber rarely hears one)."""
+    brief = call["analysis"]
+    assert brief["status"] == "completed" and brief["method"] == "offline", brief
+    analysis = api.get(f"/v1/calls/{call['id']}/analysis").json()
+    assert analysis["summary"] and analysis["version"] == 1
+    assert analysis["success"]["passed"] is None  # not evaluated offline, and it says so
+    assert analysis["success"]["reason"] == "not evaluated offline"
+    changes = {c["key"]: c for c in analysis["crm_changes"]}
+    messages = api.get(f"/v1/calls/{call['id']}/transcript").json()["messages"]
+    day = changes["meeting_day"]
+    assert day["status"] == "written" and day["field_created"], day
+    assert messages[day["evidence"]["turn"]]["role"] == "user"
+    assert day["evidence"]["quote"] == messages[day["evidence"]["turn"]]["text"]
+    assert "friday" in day["evidence"]["quote"]
+    said_on = datetime.fromisoformat(call["answered_at"] or call["created_at"]).astimezone(
+        ZoneInfo("America/New_York")
+    )
+    meeting = date.fromisoformat(day["new"])
+    assert meeting.weekday() == 4 and 0 < (meeting - said_on.date()).days <= 7, day
+    email = changes["email"]
+    assert email["status"] in ("written", "abstained"), email
+    contact = api.get(f"/v1/contacts/{nancy}").json()
+    assert contact["custom"]["meeting_day"] == day["new"]
+    assert contact["email"] == (email["new"] if email["status"] == "written" else None)
+    if email["status"] == "written":
+        assert email["evidence"]["quote"] == messages[email["evidence"]["turn"]]["text"]
+    (entry,) = [
+        a
+        for a in api.get(f"/v1/contacts/{nancy}/activity").json()["data"]
+        if a["type"] == "fields_updated" and a["call_id"] == call["id"]
+    ]
+    written = {c["field"]: c for c in entry["changes"]}
+    assert written["custom.meeting_day"]["quote"] == day["evidence"]["quote"]
+    assert written["custom.meeting_day"]["new"] == day["new"]
 
 
 # The launch list (examples/contacts.csv): one person of each kind in each office, 12 h apart.
