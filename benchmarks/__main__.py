@@ -1,4 +1,6 @@
-"""`python -m benchmarks [coldstart|calls|scale|voice|wakes|campaign|extraction] [--runs N]`:
+"""`python -m benchmarks [coldstart|calls|scale|voice|wakes|campaign|events|extraction|
+analysis|billing]
+[--runs N]`:
 print the figures (all by default).
 
 The voice benchmark alone: `python -m benchmarks voice [--levels 10,25,50] [--seconds S]
@@ -14,7 +16,18 @@ import os
 import platform
 import sys
 
-BENCHMARKS = ["coldstart", "calls", "scale", "voice", "wakes", "campaign", "extraction"]
+BENCHMARKS = [
+    "coldstart",
+    "calls",
+    "scale",
+    "voice",
+    "wakes",
+    "campaign",
+    "events",
+    "extraction",
+    "analysis",
+    "billing",
+]
 
 
 def _levels(text: str) -> tuple[int, ...]:
@@ -70,10 +83,22 @@ def main() -> None:
         from benchmarks import campaign
 
         campaign.run()
+    if only in (None, "events"):
+        from benchmarks import events
+
+        events.run()
     if only in (None, "extraction"):
         from benchmarks import extraction
 
         extraction.run()
+    if only in (None, "analysis"):
+        from benchmarks import analysis
+
+        analysis.run()
+    if only in (None, "billing"):
+        from benchmarks import billing
+
+        billing.run()
     sys.stdout.flush()
 
 

@@ -76,10 +76,11 @@ class Ports:
     aws: int
     carrier: int
     voice: int
+    stripe: int
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port(), free_port())
+        return cls(free_port(), free_port(), free_port(), free_port(), free_port())
 
     def arguments(self) -> list[str]:
         return [
@@ -91,6 +92,8 @@ class Ports:
             str(self.carrier),
             "--voice-port",
             str(self.voice),
+            "--stripe-port",
+            str(self.stripe),
         ]
 
 

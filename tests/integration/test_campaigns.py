@@ -290,6 +290,12 @@ def test_a_deleted_campaign_s_contacts_are_removed_in_the_background_page_by_pag
     # A redelivered job finds nothing more to do and queues nothing.
     campaigns.handle_job(sent[0])
     assert len(sent) == 3
+    # One that kept failing is recorded as such.
+    from talkturo.services import dead_letters
+
+    outcome = dead_letters._end("campaign", json.dumps(sent[0]))
+    assert outcome.action == "recorded"
+    assert outcome.reason.startswith("the deleted campaign's contacts were not all removed")
 
 
 def test_a_campaign_whose_calls_are_still_live_is_deleted_only_once_they_end(
@@ -362,6 +368,62 @@ def test_dials_never_exceed_the_limit_even_with_racing_dispatches(
     assert client.delete(
         f"/v1/phone-numbers/{line.number_id}/assign", headers=tenant.headers
     ).status_code in (200, 404, 405)
+
+
+def test_a_dispatch_asked_for_while_another_runs_makes_that_one_run_once_more(
+    client: TestClient,
+    stack: Stack,
+    tenant: Tenant,
+    line: Any,
+    carrier: FakeCarrier,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    contacts(client, tenant, 4)
+    made = create(client, tenant, line.assistant_id, max_concurrent_calls=4)
+    pump(stack)
+    action(client, tenant, made["id"], "start")  # its kick stays queued: the test dispatches
+    rounds: list[int] = []
+    real_fill = campaigns._fill
+
+    def fill(account_id: str, campaign_id: str, campaign: Any, kept: Any) -> int:
+        rounds.append(len(rounds))
+        if len(rounds) == 1:
+            # Another worker asks for a dispatch while this one runs: it returns at once...
+            assert campaigns.dispatch(account_id, campaign_id) == 0
+            return 0
+        return int(real_fill(account_id, campaign_id, campaign, kept))
+
+    monkeypatch.setattr(campaigns, "_fill", fill)
+
+    placed = campaigns.dispatch(tenant.account_id, made["id"])
+
+    # ...and the one running ran a second round for it, which placed the calls.
+    assert rounds == [0, 1] and placed == 4
+    pump(stack)
+    assert len(carrier.placed) == 4
+
+
+def test_a_dispatch_turn_left_by_a_crash_is_taken_again_once_its_lease_ran_out(
+    client: TestClient, stack: Stack, tenant: Tenant, line: Any, carrier: FakeCarrier
+) -> None:
+    contacts(client, tenant, 2)
+    made = create(client, tenant, line.assistant_id, max_concurrent_calls=2)
+    pump(stack)
+    action(client, tenant, made["id"], "start")  # its kick stays queued: the test dispatches
+    now_ms = campaigns._now_ms()
+    # A dispatch that is still within its lease holds the turn: nothing is dialled twice.
+    assert campaign_store.take_turn(tenant.account_id, made["id"], "alive", now_ms, 60_000) == 1
+    assert campaigns.dispatch(tenant.account_id, made["id"]) == 0
+    campaign_store.drop_turn(tenant.account_id, made["id"], "alive")
+    # One whose lease ran out (its worker died) no longer does.
+    lease = campaigns.TURN_LEASE_MS
+    taken = campaign_store.take_turn(
+        tenant.account_id, made["id"], "crashed", now_ms - lease - 1, lease
+    )
+    assert taken is not None
+    assert campaigns.dispatch(tenant.account_id, made["id"]) == 2
+    pump(stack)
+    assert len(carrier.placed) == 2
 
 
 def test_outcomes_retry_with_the_same_caller_id_until_exhausted(

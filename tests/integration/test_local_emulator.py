@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
 from collections import Counter
@@ -100,6 +101,27 @@ def test_a_long_poll_sleeps_through_requests_that_bring_its_queue_nothing(
 
     assert [m["Body"] for m in received[0]["Messages"]] == ["yours"]
     assert receives["emulator-wake-mine"] == 2
+
+
+def test_a_message_sent_wakes_one_of_the_polls_waiting_on_its_queue(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue = sqs.create_queue(QueueName="emulator-wake-one")["QueueUrl"]
+    receives = _counting_receives(monkeypatch)
+    polls = [_long_poll_in_background(sqs, queue) for _ in range(3)]
+    _wait_for(lambda: receives["emulator-wake-one"] == 3)
+
+    sqs.send_message(QueueUrl=queue, MessageBody="one")
+    _wait_for(lambda: sum(len(received) for _, received in polls) == 1)
+
+    # One poll woke and took it; the two others slept on (no look that finds nothing).
+    assert receives["emulator-wake-one"] == 4
+    emulator.end_long_polls()
+    for polling, _ in polls:
+        polling.join(timeout=10)
+    bodies = [m["Body"] for _, received in polls for a in received for m in a.get("Messages", [])]
+    assert bodies == ["one"]
 
 
 def test_a_long_poll_wakes_when_a_delayed_message_becomes_visible(
@@ -256,3 +278,82 @@ def test_ending_long_polls_answers_a_waiting_one_at_once(
 
     assert not polling.is_alive()
     assert received[0].get("Messages", []) == []
+
+
+_SCOPE = "AWS4-HMAC-SHA256 Credential=local/20250101/us-east-1/{service}/aws4_request"
+
+
+def _dynamodb_request(target: str, body: bytes) -> tuple[str, bytes, dict[str, str]]:
+    headers = {
+        "Content-Type": "application/x-amz-json-1.0",
+        "X-Amz-Target": f"DynamoDB_20120810.{target}",
+        "Authorization": _SCOPE.format(service="dynamodb"),
+    }
+    return "/", body, headers
+
+
+def test_a_connection_stays_open_for_the_next_request(emulator: Emulator) -> None:
+    host, port = emulator.endpoint.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    answers = []
+    sockets = []
+    try:
+        for _ in range(3):
+            path, body, headers = _dynamodb_request("ListTables", b"{}")
+            connection.request("POST", path, body=body, headers=headers)
+            answer = connection.getresponse()
+            answers.append((answer.status, answer.getheader("Connection"), answer.read()))
+            # http.client drops the socket of an answer that closes its connection.
+            sockets.append(connection.sock)
+    finally:
+        connection.close()
+
+    assert [(status, closing) for status, closing, _ in answers] == [(200, None)] * 3
+    assert sockets[0] is not None and sockets == [sockets[0]] * 3
+    assert all(b"TableNames" in body for _, _, body in answers)
+
+
+def test_answers_without_a_body_and_requests_with_one_keep_the_connection_in_step(
+    emulator: Emulator,
+) -> None:
+    # A HEAD of an object answers its length and no body; a request with a body, then a GET,
+    # on the same connection: each answer is read where it starts.
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="emulator-keep-alive")
+    s3.put_object(Bucket="emulator-keep-alive", Key="a.txt", Body=b"hello world")
+    host, port = emulator.endpoint.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    auth = {"Authorization": f"{_SCOPE.format(service='s3')}, SignedHeaders=host, Signature=x"}
+    try:
+        connection.request("HEAD", "/emulator-keep-alive/a.txt", headers=auth)
+        head = connection.getresponse()
+        head.read()
+        connection.request("PUT", "/emulator-keep-alive/b.txt", body=b"x" * 10_000, headers=auth)
+        put = connection.getresponse()
+        put.read()
+        connection.request("GET", "/emulator-keep-alive/a.txt", headers=auth)
+        get = connection.getresponse()
+        body = get.read()
+    finally:
+        connection.close()
+
+    assert head.status == 200 and head.getheader("Content-Length") == "11"
+    assert put.status == 200
+    assert (get.status, body) == (200, b"hello world")
+    assert s3.get_object(Bucket="emulator-keep-alive", Key="b.txt")["Body"].read() == b"x" * 10_000
+
+
+def test_stopping_closes_the_connections_still_open() -> None:
+    aws = Emulator().start()
+    host, port = aws.endpoint.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        path, body, headers = _dynamodb_request("ListTables", b"{}")
+        connection.request("POST", path, body=body, headers=headers)
+        connection.getresponse().read()
+        aws.stop()
+        assert connection.sock is not None
+        assert connection.sock.recv(1) == b""  # the server's end is closed
+    finally:
+        connection.close()
+        aws.stop()

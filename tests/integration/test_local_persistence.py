@@ -174,7 +174,9 @@ def test_a_save_cut_short_leaves_the_previous_snapshot(
     dynamodb, s3, _ = clients()
     table, bucket = stack.physical["MainTable"], stack.physical["FilesBucket"]
     s3.put_object(Bucket=bucket, Key="kept.txt", Body=b"kept")
-    saver = persistence(emulator, stack, tmp_path)
+    # Never stopped: its periodic save must not come (after `recreate`, it would save the
+    # emptied stack over the snapshot this test restores).
+    saver = persistence(emulator, stack, tmp_path, interval=3600)
     saver.start()
     assert saver.save() is True
     before = (tmp_path / "state.json").read_bytes()

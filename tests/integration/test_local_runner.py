@@ -294,6 +294,66 @@ def test_the_template_s_sqs_events_become_subscriptions(stack: Stack) -> None:
     assert imports.queue_url == stack.physical["ContactImportQueue"]
 
 
+def test_the_template_s_maximum_concurrency_sets_how_many_threads_poll(stack: Stack) -> None:
+    runner = SqsRunner(stack)
+
+    pollers = {s.source.queue: s.pollers for s in runner.subscriptions}
+
+    assert pollers["CampaignQueue"] == 5 and pollers["DialQueue"] == 5
+    assert pollers["ContactImportQueue"] == 1  # no ScalingConfig: one batch at a time
+
+
+GATED_HANDLER = """
+import json
+import pathlib
+
+import runner_test_gate
+
+SEEN = pathlib.Path(__file__).with_name("seen.jsonl")
+
+
+def handler(event, context):
+    # Passes only once as many batches as the gate counts are inside at the same time.
+    runner_test_gate.barrier.wait(timeout=10)
+    with SEEN.open("a") as out:
+        out.write(json.dumps({"module": __name__}) + "\\n")
+"""
+
+
+def test_a_queue_with_maximum_concurrency_works_that_many_batches_at_once(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+    import types
+
+    gate = types.ModuleType("runner_test_gate")
+    gate.barrier = threading.Barrier(3)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "runner_test_gate", gate)
+    made = _worker(tmp_path)
+    (made.code_dir / "app.py").write_text(GATED_HANDLER)
+    function = made.runner._stack.functions["WorkerFunction"]
+    function.sqs_events = [
+        SqsEventSource(queue="WorkQueue", batch_size=1, max_concurrency=3),
+    ]
+    runner = SqsRunner(made.runner._stack, sqs_client=made.sqs)
+    for n in range(3):
+        made.send(n=n)
+
+    runner.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(made.calls()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        runner.stop()
+
+    # Three batches got through a gate that opens only with three inside: side by side, each
+    # in its own copy of the handler module (as each Lambda environment has its own).
+    calls = made.calls()
+    assert len(calls) == 3
+    assert len({c["module"] for c in calls}) == 3
+
+
 def test_a_runner_that_waits_long_ends_its_polls_when_it_stops(
     worker: Worker, emulator: Emulator
 ) -> None:

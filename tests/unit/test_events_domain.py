@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from talkturo.cli_events import Inbox
+from talkturo.cli_events import Inbox, summary
 from talkturo.domain.events import (
     RETRY_SCHEDULE_SECONDS,
     Event,
@@ -131,3 +131,23 @@ def test_the_inbox_verifies_and_describes_what_arrives() -> None:
     assert inbox.take(forged, event.body().encode()) == 400
     assert "NOT valid" in lines[2]
     assert inbox.done.is_set() and (inbox.received, inbox.verified) == (2, 1)
+
+
+def test_the_inbox_says_what_an_analysis_wrote() -> None:
+    data = {
+        "call": {"id": "call_1", "status": "ended", "outcome": "answered"},
+        "analysis": {
+            "version": 1,
+            "method": "offline",
+            "crm_changes": [
+                {"key": "email", "status": "abstained"},
+                {"key": "meeting_day", "status": "written"},
+            ],
+        },
+    }
+    line = summary({"type": "call.analyzed", "data": data})
+    assert line == (
+        "call call_1, ended, outcome answered, analysis v1 (offline): wrote meeting_day"
+    )
+    data["analysis"]["crm_changes"] = []  # type: ignore[index]
+    assert summary({"data": data}).endswith("analysis v1 (offline): no CRM field written")

@@ -77,8 +77,9 @@ def test_the_campaign_workers_are_fed_and_scheduled_as_the_engine_expects() -> N
     assert event["Type"] == "SQS"
     assert event["Properties"] == {
         "Queue": {"Fn::GetAtt": ["CampaignQueue", "Arn"]},
-        "BatchSize": 10,
+        "BatchSize": 1,
         "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "ScalingConfig": {"MaximumConcurrency": 5},
     }
     tick = resources["CampaignTickFunction"]["Properties"]
     assert tick["CodeUri"] == "functions/campaign_tick"

@@ -47,6 +47,13 @@ def main() -> None:
     help="Port of the carrier simulator (a local phone network speaking Twilio's API).",
 )
 @click.option(
+    "--stripe-port",
+    default=8025,
+    show_default=True,
+    type=int,
+    help="Port of the Stripe simulator (API subset, hosted payment page, signed webhooks).",
+)
+@click.option(
     "--voice-port",
     default=8030,
     show_default=True,
@@ -73,6 +80,7 @@ def dev(
     port: int,
     aws_port: int,
     carrier_port: int,
+    stripe_port: int,
     voice_port: int,
     data_dir: Path,
     fresh: bool,
@@ -82,7 +90,8 @@ def dev(
 
     Starts an AWS emulator on loopback, creates the resources of template.yaml in it, serves
     the API (interactive docs at /docs), feeds queued messages to the worker functions, runs
-    the carrier simulator (a local phone network the Twilio adapter is pointed at) and the
+    the carrier simulator (a local phone network the Twilio adapter is pointed at), the
+    Stripe simulator (a hosted payment page with test cards, signed webhooks) and the
     voice service (offline speech recognition and voice, and a scripted development model
     for every provider without a key), and creates a ready account "Local developer" with an
     API key.
@@ -113,6 +122,7 @@ def dev(
             port=port,
             aws_port=aws_port,
             carrier_port=carrier_port,
+            stripe_port=stripe_port,
             voice_port=voice_port,
             data_dir=str(data_dir),
             fresh=fresh,
@@ -203,6 +213,8 @@ DEAD_LETTER_QUEUES = (
     "dial",
     "post_call",
     "campaign",
+    "event",
+    "billing",
     "unknown",
 )
 
@@ -632,9 +644,11 @@ def _fail(message: str) -> NoReturn:
 
 
 def _register() -> None:
+    from talkturo.cli_billing import billing
     from talkturo.cli_campaigns import campaigns
     from talkturo.cli_events import events
 
+    main.add_command(billing)
     main.add_command(campaigns)
     main.add_command(events)
 

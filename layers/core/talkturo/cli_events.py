@@ -81,6 +81,14 @@ def summary(payload: dict[str, Any]) -> str:
             parts.append(f"outcome {call['outcome']}")
         if "transcript" in data:
             parts.append(f"{len(data['transcript'])} transcript messages")
+        analysis = data.get("analysis")
+        if isinstance(analysis, dict):
+            changes = analysis.get("crm_changes") or []
+            written = [c.get("key") for c in changes if c.get("status") == "written"]
+            parts.append(
+                f"analysis v{analysis.get('version')} ({analysis.get('method')}): "
+                + (f"wrote {', '.join(map(str, written))}" if written else "no CRM field written")
+            )
         return ", ".join(parts)
     for name in ("campaign", "phone_number"):
         thing = data.get(name)

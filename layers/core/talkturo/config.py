@@ -74,6 +74,22 @@ class Settings(BaseModel):
     twilio_account_sid: str = Field(default="", alias="TWILIO_ACCOUNT_SID")
     twilio_auth_token: str = Field(default="", alias="TWILIO_AUTH_TOKEN", repr=False)
     twilio_api_base_url: str = Field(default="", alias="TWILIO_API_BASE_URL")
+    # Payments (Stripe). On AWS the key and the webhook secrets live in a Secrets Manager
+    # secret holding {"secret_key", "webhook_secrets": [...]}; locally they are given directly
+    # (the webhook secrets comma-separated: several while one is rotated). An empty API base
+    # URL means Stripe itself; the local platform points it at the Stripe simulator.
+    stripe_secret_arn: str = Field(default="", alias="STRIPE_SECRET_ARN")
+    stripe_secret_key: str = Field(default="", alias="STRIPE_SECRET_KEY", repr=False)
+    stripe_webhook_secrets: str = Field(default="", alias="STRIPE_WEBHOOK_SECRETS", repr=False)
+    stripe_api_base_url: str = Field(default="", alias="STRIPE_API_BASE_URL")
+    # Verified Stripe events, one message each, for the billing worker.
+    billing_event_queue_url: str = Field(default="", alias="BILLING_EVENT_QUEUE_URL")
+    billing_event_dead_letter_queue_url: str = Field(
+        default="", alias="BILLING_EVENT_DEAD_LETTER_QUEUE_URL"
+    )
+    # Where Checkout sends the buyer afterwards when the request names no URL (empty: the
+    # platform's own page, {PUBLIC_BASE_URL}/billing/return).
+    checkout_return_url: str = Field(default="", alias="TALKTURO_CHECKOUT_RETURN_URL")
     # The voice service's WebSocket base (the carrier's media stream goes to {url}/media); empty
     # means the local default. Tokens naming a call are signed with the voice token secret
     # (on AWS a generated Secrets Manager secret, VOICE_TOKEN_SECRET_ARN).

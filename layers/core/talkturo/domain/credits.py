@@ -10,11 +10,16 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from talkturo.domain.common import Credits, Resource, quantize_credits
 
-EntryKind = Literal["purchase", "bonus", "usage", "refund", "grant", "adjustment"]
+EntryKind = Literal[
+    "purchase", "bonus", "usage", "refund", "grant", "adjustment", "payment_refund", "dispute"
+]
 
-# The sign each kind must carry; adjustments go either way.
+# The sign each kind must carry; adjustments go either way, and so do disputes (credits taken
+# back when a payment is disputed, given back when the dispute is won). A `refund` gives
+# credits back to the account (an operator's); a `payment_refund` takes back the credits of a
+# payment Stripe refunded.
 CREDITING: frozenset[str] = frozenset({"purchase", "bonus", "refund", "grant"})
-DEBITING: frozenset[str] = frozenset({"usage"})
+DEBITING: frozenset[str] = frozenset({"usage", "payment_refund"})
 
 # No one entry moves more (a bound well inside what the ledger's decimals can hold exactly).
 MAX_ENTRY_CREDITS = Decimal(1_000_000)

@@ -15,7 +15,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 DeadLetterQueue = Literal[
-    "contact_import", "number_provisioning", "dial", "post_call", "campaign", "event", "unknown"
+    "contact_import",
+    "number_provisioning",
+    "dial",
+    "post_call",
+    "campaign",
+    "event",
+    "billing",
+    "unknown",
 ]
 QUEUES: tuple[DeadLetterQueue, ...] = (
     "contact_import",
@@ -24,6 +31,7 @@ QUEUES: tuple[DeadLetterQueue, ...] = (
     "post_call",
     "campaign",
     "event",
+    "billing",
 )
 DeadLetterAction = Literal["ended", "already_ended", "recorded"]
 

@@ -32,6 +32,7 @@ import io
 import json
 import logging
 import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -59,7 +60,7 @@ from moto.stepfunctions.parser.asl.component.common.error_name.failure_event imp
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import timestamp
 from moto.stepfunctions.parser.asl.utils import boto_client as workflow_clients
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import ThreadedWSGIServer
 
 from talkturo.local import emulator_dynamodb
 
@@ -234,12 +235,19 @@ class _Serialised:
         """Wake the long polls of each queue that may have a message now (lock held).
 
         That is a queue this request named (a SendMessage, a ChangeMessageVisibility…) and one
-        whose message count changed (a message moved to a dead-letter queue on a receive).
+        whose message count changed (a message moved to a dead-letter queue on a receive). A
+        send wakes one poll per message it brought, as many as could receive one (several
+        workers polling one queue would otherwise all look for each message, and all but one
+        find nothing); anything else wakes them all.
         """
         named = request.queue if request is not None and not request.reads_only else None
+        brought = _messages_brought(request) if named is not None else None
         for queue, waiting in self._waiting.items():
             count = _message_count(queue)
-            if queue == named or count != self._seen.get(queue):
+            if queue == named and brought is not None:
+                self._seen[queue] = count
+                waiting.notify(brought)
+            elif queue == named or count != self._seen.get(queue):
                 self._seen[queue] = count
                 waiting.notify_all()
 
@@ -331,6 +339,19 @@ class _SqsRequest(NamedTuple):
     @property
     def reads_only(self) -> bool:
         return self.action in _BRINGS_NO_MESSAGE
+
+
+def _messages_brought(request: _SqsRequest | None) -> int | None:
+    """How many messages a send put on its queue; None when not a send (or not known)."""
+    if request is None:
+        return None
+    if request.action == "SendMessage":
+        return 1
+    if request.action == "SendMessageBatch":
+        entries = request.fields.get("Entries")
+        if isinstance(entries, list) and entries:
+            return len(entries)
+    return None
 
 
 # Actions that never bring a queue a message (a poll needs no waking for them).
@@ -465,13 +486,124 @@ def _has_messages(body: bytes) -> bool:
     return isinstance(answer, dict) and bool(answer.get("Messages"))
 
 
+class _KeepAliveHandler(MotoRequestHandler):
+    """moto's request handler, keeping each connection open for the client's next request.
+
+    werkzeug's development server closes every connection after its answer, so each AWS call
+    opened a new connection (and the server a new thread for it). Here the body of a request is
+    read whole before the app sees it (nothing of it can be taken for the next request line),
+    and the answer goes out with its length, headers and body in one write, on a socket without
+    Nagle's algorithm (an answer on a kept-alive connection must not wait for a delayed ACK).
+    """
+
+    protocol_version = "HTTP/1.1"
+    server: _KeepAliveServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.opened(self.connection)
+
+    def finish(self) -> None:
+        self.server.closed(self.connection)
+        super().finish()
+
+    def run_wsgi(self) -> None:
+        if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        environ = self.make_environ()
+        if environ.get("wsgi.input_terminated"):  # chunked: werkzeug's reader decodes it
+            body = environ["wsgi.input"].read()
+        else:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = self.rfile.read(length) if length > 0 else b""
+            if len(body) < length:
+                self.close_connection = True  # the client went away mid-request
+                return
+        environ["wsgi.input"] = io.BytesIO(body)
+        answer: list[Any] = []
+        chunks: list[bytes] = []
+
+        def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            if exc_info is not None and answer:
+                raise exc_info[1].with_traceback(exc_info[2])
+            answer[:] = [status, list(headers)]
+            return chunks.append
+
+        try:
+            iterable = self.server.app(environ, start_response)
+            try:
+                chunks.extend(iterable)
+            finally:
+                close = getattr(iterable, "close", None)
+                if close is not None:
+                    close()
+        except Exception:  # answered as werkzeug does: 500, logged
+            logging.getLogger("werkzeug").exception("Error on request %s", self.path)
+            answer = ["500 Internal Server Error", [("Content-Type", "text/plain")]]
+            chunks = [b"Internal Server Error"]
+            self.close_connection = True
+        self._answer(str(answer[0]), answer[1], b"".join(chunks))
+
+    def _answer(self, status: str, headers: list[tuple[str, str]], data: bytes) -> None:
+        code = int(status.split(None, 1)[0])
+        # A HEAD answer says the length of what a GET would give (S3's head_object).
+        bodiless = self.command == "HEAD" or 100 <= code < 200 or code in (204, 304)
+        lines = [f"{self.protocol_version} {status}"]
+        names = set()
+        for name, value in headers:
+            lower = name.lower()
+            if lower in ("connection", "keep-alive", "transfer-encoding") or (
+                lower == "content-length" and not bodiless
+            ):
+                continue
+            names.add(lower)
+            lines.append(f"{name}: {value}")
+        if "server" not in names:
+            lines.append(f"Server: {self.version_string()}")
+        if "date" not in names:
+            lines.append(f"Date: {self.date_time_string()}")
+        if not bodiless:
+            lines.append(f"Content-Length: {len(data)}")
+        if self.close_connection:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.wfile.write(head if bodiless else head + data)
+        self.log_request(code, len(data))
+
+
+class _KeepAliveServer(ThreadedWSGIServer):
+    """A thread per connection (not per request); `stop` closes the connections still open."""
+
+    def __init__(self, host: str, port: int, app: WsgiApp) -> None:
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(host, port, app, handler=_KeepAliveHandler)
+
+    def opened(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.add(connection)
+
+    def closed(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(connection)
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._connections_lock:
+            open_now = list(self._connections)
+        for connection in open_now:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
 class Emulator:
     """`with Emulator() as aws:` serves moto on 127.0.0.1 (a free port unless given)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._host = host
         self._port = port
-        self._server: BaseWSGIServer | None = None
+        self._server: _KeepAliveServer | None = None
         self._app: _Serialised | None = None
         self._thread: threading.Thread | None = None
         self._counted: _Counted | None = None
@@ -520,9 +652,7 @@ class Emulator:
         dispatcher = _Dispatcher(create_backend_app)
         self._counted = _Counted(dispatcher)
         self._app = _Serialised(self._counted, workflows=dispatcher)
-        self._server = make_server(
-            self._host, self._port, self._app, threaded=True, request_handler=MotoRequestHandler
-        )
+        self._server = _KeepAliveServer(self._host, self._port, self._app)
         _run_workflows(self._server.server_address[1])
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="aws-emulator", daemon=True

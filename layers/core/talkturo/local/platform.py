@@ -17,10 +17,14 @@ the process gets SIGINT/SIGTERM. Today they are
    port, default 8020; its credentials and the numbers bought are kept in the snapshot);
    TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_API_BASE_URL point the carrier adapter at
    it (docs/carrier.md);
-7. ``voice``: the voice service, `python -m talkturo.voice` as its own process (as the
+7. ``stripe-simulator``: a local Stripe (its own port, default 8025) with a hosted payment page
+   and test cards; its webhooks, signed as Stripe signs them, go to the platform's
+   /billing/stripe; STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRETS and STRIPE_API_BASE_URL point the
+   billing adapter at it (docs/billing.md); its objects are kept in the snapshot;
+8. ``voice``: the voice service, `python -m talkturo.voice` as its own process (as the
    container runs it), on its own port (default 8030); providers without a key are served by
    the offline stand-ins (TALKTURO_OFFLINE_PROVIDERS=1);
-8. ``api``: the API app (the one Lambda runs behind Mangum) served by uvicorn. It starts last,
+9. ``api``: the API app (the one Lambda runs behind Mangum) served by uvicorn. It starts last,
    so once /health answers, everything else is up.
 
 ``schedules`` (local/schedules.py) invokes the template's scheduled functions (`rate(...)`)
@@ -58,6 +62,8 @@ from talkturo.local.runner import LONG_WAIT_SECONDS, SqsRunner, describe
 from talkturo.local.schedules import ScheduleRunner
 from talkturo.local.schedules import describe as describe_schedules
 from talkturo.local.serving import http_url, listening_socket, wait_until_started
+from talkturo.local.stripe_sim import SimulatorError as StripeSimulatorError
+from talkturo.local.stripe_sim import StripeSimulator
 from talkturo.local.template import Stack
 
 logger = logging.getLogger("local.platform")
@@ -410,6 +416,97 @@ class CarrierSimulatorComponent:
         return self.simulator.running
 
 
+# What the local Stripe does to its webhooks unless TALKTURO_STRIPE_SWITCHES says otherwise:
+# every event three times, each change's events in reverse order (Stripe's own delivery is at
+# least once and unordered; the platform must credit once all the same).
+DEV_STRIPE_SWITCHES = "copies=3,reorder=true"
+
+
+def parse_switches(text: str) -> dict[str, str]:
+    """`copies=3,reorder=true` → {"copies": "3", "reorder": "true"} (PlatformError if bad)."""
+    found: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise PlatformError(f"TALKTURO_STRIPE_SWITCHES: {part!r} is not name=value")
+        found[name.strip()] = value.strip()
+    return found
+
+
+class StripeSimulatorComponent:
+    """The Stripe simulator, and the environment that points the billing adapter at it. Its
+    webhook endpoint is the API's /billing/stripe (set once the API listens: `follow_api`)."""
+
+    name = "stripe-simulator"
+
+    def __init__(self, port: int, saved: Callable[[], Any] = lambda: None) -> None:
+        self._port = port
+        self._restored = saved
+        self.simulator = StripeSimulator(host="127.0.0.1", port=port)
+        self._saved: dict[str, str | None] = {}
+        self._started = False
+
+    def start(self) -> None:
+        restored = self._restored()
+        if restored:
+            # The same keys and objects as before: payments, customers and saved cards stay.
+            self.simulator = StripeSimulator(
+                host="127.0.0.1",
+                port=self._port,
+                secret_key=restored.get("secret_key"),
+                webhook_secret=restored.get("webhook_secret"),
+                saved=restored,
+            )
+        try:
+            self.simulator.start()
+        except StripeSimulatorError as exc:
+            raise PlatformError(f"{exc}. Choose another port with --stripe-port.") from None
+        self.simulator.restore_endpoints()
+        switches = os.environ.get("TALKTURO_STRIPE_SWITCHES", DEV_STRIPE_SWITCHES)
+        try:
+            self.simulator.switches.update(**parse_switches(switches))
+        except ValueError as exc:
+            self.simulator.stop()
+            raise PlatformError(f"TALKTURO_STRIPE_SWITCHES: {exc}") from None
+        settings = {
+            "STRIPE_SECRET_KEY": self.simulator.secret_key,
+            "STRIPE_WEBHOOK_SECRETS": self.simulator.webhook_secret,
+            "STRIPE_API_BASE_URL": self.simulator.url,
+            "STRIPE_SECRET_ARN": "",
+        }
+        self._saved = {name: os.environ.get(name) for name in settings}
+        os.environ.update(settings)
+        _forget_cached_settings()
+        self._started = True
+
+    def follow_api(self) -> None:
+        """Once the API listens: its /billing/stripe is where the webhooks go."""
+        url = os.environ.get("PUBLIC_BASE_URL", "").rstrip("/") + "/billing/stripe"
+        if self.simulator.sender.endpoints:
+            self.simulator.rebase_endpoints(url)
+        else:
+            self.simulator.add_endpoint(url)
+
+    def saved_state(self) -> dict[str, Any] | None:
+        if not self._started:  # not started (yet): what was restored stays
+            restored: dict[str, Any] | None = self._restored()
+            return restored
+        return self.simulator.saved_state()
+
+    def stop(self) -> None:
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved = {}
+        _forget_cached_settings()
+        self.simulator.stop()
+
+    def alive(self) -> bool:
+        return self.simulator.running
+
+
 class VoiceServiceComponent:
     """The voice service as a child process: the same entrypoint as the container's."""
 
@@ -521,6 +618,7 @@ class Options:
     port: int = 8000
     aws_port: int = 4566
     carrier_port: int = 8020
+    stripe_port: int = 8025
     voice_port: int = 8030
     admin_secret: str | None = None  # None: generate one
     dev_api_key: str | None = None  # None: generate one (once: it is kept with the data)
@@ -573,7 +671,11 @@ class LocalPlatform:
             options.carrier_port, lambda: self.data.part("carrier")
         )
         self.data.add_part("dev_account", self.dev_account.saved_state)
+        self.stripe = StripeSimulatorComponent(
+            options.stripe_port, lambda: self.data.part("stripe")
+        )
         self.data.add_part("carrier", self.carrier.saved_state)
+        self.data.add_part("stripe", self.stripe.saved_state)
         self.schedules = StackRunner("schedules", self.resources, ScheduleRunner)
         self.voice = VoiceServiceComponent("127.0.0.1", options.voice_port)
         self.supervisor = Supervisor(
@@ -584,6 +686,7 @@ class LocalPlatform:
                 self.dev_account,
                 self.workers,
                 self.carrier,
+                self.stripe,
                 self.schedules,
                 self.voice,
                 self.api,
@@ -596,6 +699,7 @@ class LocalPlatform:
         except DataError as exc:
             raise PlatformError(str(exc)) from None
         self.carrier.follow_api()
+        self.stripe.follow_api()
 
     def stop(self) -> None:
         self.supervisor.stop()
@@ -639,6 +743,15 @@ class LocalPlatform:
         lines += [
             f"  Carrier        {sim.url}   (simulated Twilio; account {sim.account_sid},",
             f"                 auth token {sim.auth_token}, kept in the data folder)",
+        ]
+        stripe_sim = self.stripe.simulator
+        switches = stripe_sim.switches
+        lines += [
+            f"  Stripe         {stripe_sim.url}   (simulated Stripe, test cards; webhooks to "
+            f"{api}/billing/stripe,",
+            f"                 each event sent {switches.copies}x"
+            + (", in reverse order" if switches.reorder else "")
+            + ": TALKTURO_STRIPE_SWITCHES)",
         ]
         offline = os.environ.get("TALKTURO_OFFLINE_PROVIDERS", "1") in ("1", "true", "yes")
         lines += [
@@ -750,6 +863,9 @@ def _forget_cached_settings() -> None:
     carrier = sys.modules.get("talkturo.carrier.factory")
     if carrier is not None:
         carrier.reset()
+    gateway = sys.modules.get("talkturo.billing.factory")
+    if gateway is not None:
+        gateway.reset()
     aws = sys.modules.get("talkturo.aws")
     if aws is not None:
         aws.client.cache_clear()

@@ -14,9 +14,14 @@ Messages that keep failing are moved to the dead-letter queue by the queue's own
 exactly as on AWS, where the dead-letter worker the template subscribes to it takes them like
 any other queue's. A failing handler is logged; the runner itself never stops because of one.
 
+How many batches of one queue are worked on at once is the event source's
+`ScalingConfig.MaximumConcurrency` (the cap Lambda's poller honours on AWS): that many threads
+poll the queue, each running one batch at a time; an event source without it gets one thread.
+
 Differences from Lambda worth knowing: handlers run in this process (one shared environment, no
-isolation between functions), one batch at a time per queue, and the function's timeout is only
-reported, not enforced.
+isolation between functions), a queue without `MaximumConcurrency` is worked one batch at a
+time (Lambda would scale out as it fills), and the function's timeout is only reported, not
+enforced.
 """
 
 from __future__ import annotations
@@ -76,8 +81,12 @@ def handler_path(function: Function) -> Path:
     return function.code_dir.joinpath(*module_name.split(".")).with_suffix(".py")
 
 
-def load_handler(function: Function) -> Handler:
-    """Import the function's handler module from its code directory, by path, as Lambda does."""
+def load_handler(function: Function, instance: int = 0) -> Handler:
+    """Import the function's handler module from its code directory, by path, as Lambda does.
+
+    Each `instance` is a module of its own, as each of Lambda's execution environments is: the
+    module-level state of a handler (a batch processor, say) is never shared by two batches
+    worked on at once."""
     module_name, _, attribute = function.handler.rpartition(".")
     if not module_name or not attribute:
         raise ValueError(f"{function.logical_id}: Handler must be 'module.function'")
@@ -86,6 +95,8 @@ def load_handler(function: Function) -> Handler:
         raise FileNotFoundError(f"{function.logical_id}: no handler module at {path}")
     # Each function's `app.py` gets its own module name: several functions share the file name.
     unique_name = f"_talkturo_function_{function.logical_id}_{module_name.replace('.', '_')}"
+    if instance:
+        unique_name += f"_{instance}"
     spec = importlib.util.spec_from_file_location(unique_name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"{function.logical_id}: cannot load {path}")
@@ -120,6 +131,11 @@ class Subscription:
     def label(self) -> str:
         return f"{self.source.queue} -> {self.function.logical_id}"
 
+    @property
+    def pollers(self) -> int:
+        """Threads polling the queue: its batches worked on at once."""
+        return max(1, self.source.max_concurrency or 1)
+
 
 class SqsRunner:
     """The SQS side of Lambda for every function of `stack`. A platform component."""
@@ -139,15 +155,19 @@ class SqsRunner:
         `end_long_polls`); `stop` calls it so as not to wait out `wait_seconds`."""
         if sqs_client is None:
             import boto3
+            from botocore.config import Config
 
-            sqs_client = boto3.client("sqs", region_name=region)
+            # One long poll per queue at once, all on this client: a connection each.
+            sqs_client = boto3.client(
+                "sqs", region_name=region, config=Config(max_pool_connections=50)
+            )
         self._sqs = sqs_client
         self._stack = stack
         self._region = region
         self.wait_seconds = wait_seconds
         self._end_polls = end_polls
         self.subscriptions = _subscriptions(stack)
-        self._handlers: dict[str, Handler] = {}
+        self._handlers: dict[tuple[str, int], Handler] = {}
         self._load_lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -162,14 +182,16 @@ class SqsRunner:
                     subscription.label,
                     _rel(handler_path(subscription.function)),
                 )
-            thread = threading.Thread(
-                target=self._loop,
-                args=(subscription,),
-                name=f"sqs:{subscription.source.queue}",
-                daemon=True,
-            )
-            thread.start()
-            self._threads.append(thread)
+            for poller in range(subscription.pollers):
+                name = f"sqs:{subscription.source.queue}"
+                thread = threading.Thread(
+                    target=self._loop,
+                    args=(subscription, poller),
+                    name=name if poller == 0 else f"{name}.{poller + 1}",
+                    daemon=True,
+                )
+                thread.start()
+                self._threads.append(thread)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -198,8 +220,9 @@ class SqsRunner:
         """
         return sum(self.deliver(subscription, wait_seconds) for subscription in self.subscriptions)
 
-    def deliver(self, subscription: Subscription, wait_seconds: int) -> int:
-        """Receive one batch from the queue, run the handler on it, delete what succeeded."""
+    def deliver(self, subscription: Subscription, wait_seconds: int, poller: int = 0) -> int:
+        """Receive one batch from the queue, run the handler on it, delete what succeeded
+        (`poller`: which of the queue's threads, each with its own copy of the handler)."""
         answer = self._sqs.receive_message(
             QueueUrl=subscription.queue_url,
             MaxNumberOfMessages=max(1, min(subscription.source.batch_size, 10)),
@@ -210,7 +233,7 @@ class SqsRunner:
         messages: list[dict[str, Any]] = answer.get("Messages", [])
         if not messages:
             return 0
-        failed = self._invoke(subscription, messages)
+        failed = self._invoke(subscription, messages, poller)
         succeeded = [m for m in messages if m["MessageId"] not in failed]
         if succeeded:
             self._delete(subscription, succeeded)
@@ -223,17 +246,19 @@ class SqsRunner:
             )
         return len(messages)
 
-    def _loop(self, subscription: Subscription) -> None:
+    def _loop(self, subscription: Subscription, poller: int) -> None:
         while not self._stopping.is_set():
             try:
-                self.deliver(subscription, self.wait_seconds)
+                self.deliver(subscription, self.wait_seconds, poller)
             except Exception:  # the runner outlives any failure
                 if self._stopping.is_set():
                     return
                 logger.exception("%s: polling failed; trying again", subscription.label)
                 self._stopping.wait(1.0)
 
-    def _invoke(self, subscription: Subscription, messages: list[dict[str, Any]]) -> set[str]:
+    def _invoke(
+        self, subscription: Subscription, messages: list[dict[str, Any]], poller: int = 0
+    ) -> set[str]:
         """Run the handler; the message ids that failed (all of them when the handler fails)."""
         everything = {m["MessageId"] for m in messages}
         function = subscription.function
@@ -246,7 +271,7 @@ class SqsRunner:
         )
         started = time.monotonic()
         try:
-            handler = self._handler(function)
+            handler = self._handler(function, poller)
             result = handler(event, context)
         except (Exception, SystemExit):
             logger.exception(
@@ -278,13 +303,13 @@ class SqsRunner:
             return everything
         return failed
 
-    def _handler(self, function: Function) -> Handler:
+    def _handler(self, function: Function, poller: int = 0) -> Handler:
         with self._load_lock:
-            handler = self._handlers.get(function.logical_id)
+            handler = self._handlers.get((function.logical_id, poller))
             if handler is None:
                 # Loaded on first use, and again after a failed load (the file may appear later).
-                handler = load_handler(function)
-                self._handlers[function.logical_id] = handler
+                handler = load_handler(function, poller)
+                self._handlers[(function.logical_id, poller)] = handler
             return handler
 
     def _delete(self, subscription: Subscription, messages: list[dict[str, Any]]) -> None:
@@ -387,6 +412,7 @@ def describe(runner: SqsRunner) -> list[str]:
     """One line per subscription, for the banner."""
     return [
         f"{s.label} (batch {s.source.batch_size}"
+        + (f", {s.pollers} at once" if s.pollers > 1 else "")
         + (", partial failures" if s.source.report_batch_item_failures else "")
         + ")"
         + ("" if handler_path(s.function).is_file() else f"  [no {_rel(handler_path(s.function))}]")

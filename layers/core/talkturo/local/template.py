@@ -56,6 +56,9 @@ class SqsEventSource:
     queue: str  # logical id
     batch_size: int = 10
     report_batch_item_failures: bool = False
+    # `ScalingConfig.MaximumConcurrency`: how many batches Lambda works on at once (at most).
+    # Unset, Lambda scales as the queue grows; the local runner then polls with one thread.
+    max_concurrency: int | None = None
 
 
 @dataclass
@@ -176,6 +179,7 @@ def provision(
                 batch_size=int(event["Properties"].get("BatchSize", 10)),
                 report_batch_item_failures="ReportBatchItemFailures"
                 in event["Properties"].get("FunctionResponseTypes", []),
+                max_concurrency=_max_concurrency(event["Properties"]),
             )
             for event in props.get("Events", {}).values()
             if event["Type"] == "SQS"
@@ -196,6 +200,11 @@ def provision(
             memory_mb=int(props.get("MemorySize", function_globals.get("MemorySize", 128))),
         )
     return stack
+
+
+def _max_concurrency(properties: dict[str, Any]) -> int | None:
+    value = properties.get("ScalingConfig", {}).get("MaximumConcurrency")
+    return None if value is None else int(value)
 
 
 def state_machine_definition(

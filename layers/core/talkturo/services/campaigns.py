@@ -19,6 +19,7 @@ is dialled; a call still open keeps its slot a while longer.
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -74,6 +75,10 @@ READ_AHEAD = 5
 # Wakes are rounded up to this many seconds, so contacts due close together share one.
 WAKE_STEP = 5
 ATTEMPTS = 5
+# A dispatch's turn: held at most this long by a dispatch that stopped short (a crash); a
+# dispatch asked again and again runs this many rounds, then hands on to a job of its own.
+TURN_LEASE_MS = 30_000
+TURN_ROUNDS = 10
 
 
 # --------------------------------------------------------------------------- reads
@@ -627,15 +632,20 @@ CAP_REASON = "credit_cap"
 
 
 class _Run:
-    """What one dispatch reads once: the campaign, its numbers, the account's dialing lines."""
+    """What one round of a dispatch reads once: the campaign; and what its dispatch reads once
+    for all its rounds (`kept`): the account's numbers and dialing lines, the assistant."""
 
-    def __init__(self, account_id: str, campaign: Campaign) -> None:
+    def __init__(self, account_id: str, campaign: Campaign, kept: dict[str, Any]) -> None:
         self.account_id = account_id
         self.campaign = campaign
-        held = [number for number, _ in number_store.all_of(account_id)]
-        self.numbers = {n.id: n.phone_number for n in held if n.status == "active"}
-        self.lines = dialing.lines_of(account_id, held)
-        self.assistant = assistants.get_record(account_id, campaign.assistant_id)
+        if not kept:
+            held = [number for number, _ in number_store.all_of(account_id)]
+            kept["numbers"] = {n.id: n.phone_number for n in held if n.status == "active"}
+            kept["lines"] = dialing.lines_of(account_id, held)
+            kept["assistant"] = assistants.get_record(account_id, campaign.assistant_id)
+        self.numbers: dict[str, str] = kept["numbers"]
+        self.lines = kept["lines"]
+        self.assistant = kept["assistant"]
         self.window = campaign.call_window.rule()
         self.next_wake: datetime | None = None
 
@@ -646,7 +656,43 @@ class _Run:
 
 def dispatch(account_id: str, campaign_id: str, campaign: Campaign | None = None) -> int:
     """Fill the campaign's free slots with due contacts; the number of calls placed.
-    (`campaign`: the campaign as just read, to save reading it again.)"""
+    (`campaign`: the campaign as just read, to save reading it again.)
+
+    One dispatch of a campaign runs at a time (its turn, a conditional write with a lease):
+    dispatches racing for the same free slots would claim the same due contacts and lose all
+    but one claim. One asked for while another runs only tells that one to run once more, and
+    returns 0; the runner gives the turn back only when nobody asked since it began its last
+    round."""
+    token = uuid.uuid4().hex
+    seen = store.take_turn(account_id, campaign_id, token, _now_ms(), TURN_LEASE_MS)
+    if seen is None:
+        return 0
+    placed = 0
+    kept: dict[str, Any] = {}
+    try:
+        for _ in range(TURN_ROUNDS):
+            placed += _fill(account_id, campaign_id, campaign, kept)
+            campaign = None  # read afresh in the next round
+            seen = store.end_turn(account_id, campaign_id, token, seen, _now_ms(), TURN_LEASE_MS)
+            if seen is None:
+                return placed
+    except BaseException:
+        store.drop_turn(account_id, campaign_id, token)
+        raise
+    # Asked again after every round: the next rounds run in a job of their own.
+    store.drop_turn(account_id, campaign_id, token)
+    _kick(account_id, campaign_id)
+    return placed
+
+
+def _now_ms() -> int:
+    return int(utcnow().timestamp() * 1000)
+
+
+def _fill(
+    account_id: str, campaign_id: str, campaign: Campaign | None, kept: dict[str, Any]
+) -> int:
+    """One round of a dispatch (`kept`: what its rounds share, see _Run)."""
     if campaign is None:
         try:
             campaign, _ = store.get(account_id, campaign_id)
@@ -664,7 +710,7 @@ def dispatch(account_id: str, campaign_id: str, campaign: Campaign | None = None
             if not _has_credits(account_id):
                 _move(account_id, campaign_id, "pause", reason="no_credits", quiet=True)
                 return 0
-            run = _Run(account_id, campaign)
+            run = _Run(account_id, campaign, kept)
             cap = campaign_budgets.cap_check(
                 account_id, campaign, counters.in_flight, run.assistant
             )

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ValidationError
 
 from talkturo.config import get_settings
+from talkturo.domain.billing import BillingJob
 from talkturo.domain.calls import CallEvent, CallRecord, DialJob, PostCallJob, apply
 from talkturo.domain.common import Page, utcnow
 from talkturo.domain.contact_imports import ImportChunk
@@ -40,6 +41,7 @@ JOB_TYPES: dict[str, type[BaseModel]] = {
     "post_call": PostCallJob,
     "campaign": CampaignJobRef,
     "event": DeliveryJob,
+    "billing": BillingJob,
 }
 AUDIENCE_LOST = (
     "the campaign's audience could not be built (audience_status failed; a campaign already "
@@ -51,7 +53,15 @@ CAMPAIGN_JOB_LOST = (
 )
 ANALYSIS_LOST = "the post-call job failed repeatedly: the call's analysis was not done"
 ANALYSIS_RUN_LOST = "the analysis run could not list its calls (the run failed)"
+PURGE_LOST = (
+    "the deleted campaign's contacts were not all removed (recorded; what is left is "
+    "unreachable, and sending its purge job again removes it)"
+)
 DIAL_FAILED_MESSAGE = "the dialer could not place the call after repeated attempts"
+BILLING_JOB_LOST = (
+    "the Stripe event could not be applied (recorded; `talkturo billing reconcile` shows what "
+    "it left undone, and applying it again is safe)"
+)
 EVENT_JOB_LOST = (
     "the delivery attempt did not run (recorded; the delivery stays pending and the event "
     "sweeper queues it again when it is due)"
@@ -87,6 +97,7 @@ def queue_of(source_arn: str) -> DeadLetterQueue:
         "post_call": settings.post_call_dead_letter_queue_url,
         "campaign": settings.campaign_dead_letter_queue_url,
         "event": settings.event_dead_letter_queue_url,
+        "billing": settings.billing_event_dead_letter_queue_url,
     }
     name = source_arn.rsplit(":", 1)[-1]
     for queue, url in urls.items():
@@ -182,12 +193,14 @@ def _end(queue: DeadLetterQueue, body: str) -> Outcome:
             account_id=job.account_id,
             job=job.campaign_id,
             action="recorded",
-            reason=CAMPAIGN_JOB_LOST.format(kind=job.type),
+            reason=PURGE_LOST if job.type == "purge" else CAMPAIGN_JOB_LOST.format(kind=job.type),
         )
     if isinstance(job, DeliveryJob):
         return Outcome(
             account_id=job.account_id, job=job.delivery_id, action="recorded", reason=EVENT_JOB_LOST
         )
+    if isinstance(job, BillingJob):
+        return Outcome(job=job.event_id, action="recorded", reason=BILLING_JOB_LOST)
     assert isinstance(job, PostCallJob)
     return _post_call_lost(job)
 

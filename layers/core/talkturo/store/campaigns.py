@@ -16,6 +16,8 @@ Items (docs/data-model.md, "Campaigns"):
   GSI1 `A#<acct>#CAMP#<id>#DUE` / `<next attempt iso>#<contact id>` while pending (dispatch reads
   only the due head of it); GSI2 `A#<acct>#CAMP#<id>#ST#<state>` / `CC#<contact id>`.
 - Pace       PK=A#<acct> SK=DIALPACE: `next_ms`, the earliest moment of the account's next dial.
+- Turn       PK=A#<acct> SK=CAMPTURN#<id>: the campaign's dispatch turn: `holder` and its lease
+  `until` (epoch ms) while a dispatch runs, `asked` (ADD 1 by every dispatch asked for).
 """
 
 from __future__ import annotations
@@ -99,6 +101,12 @@ class ContactItem(Document):
 
 class PaceItem(Item):
     next_ms = NumberAttribute(null=True)
+
+
+class TurnItem(Item):
+    holder = UnicodeAttribute(null=True)
+    until = NumberAttribute(null=True)
+    asked = NumberAttribute(null=True)
 
 
 # --------------------------------------------------------------------------- keys
@@ -256,6 +264,7 @@ def delete(account_id: str, campaign_id: str, version: int) -> None:
         CountersItem(*_counters_key(account_id, campaign_id)),
         CountersItem.in_flight.does_not_exist() | (CountersItem.in_flight <= 0),
     )
+    writes.delete("turn", _turn(account_id, campaign_id))
     try:
         writes.commit()
     except Refused as refused:
@@ -681,3 +690,84 @@ def reserve_dial_time(account_id: str, now_ms: int, interval_ms: int) -> int:
             continue
         return at
     return now_ms + interval_ms
+
+
+# --------------------------------------------------------------------------- dispatch turn
+
+
+def _turn(account_id: str, campaign_id: str) -> TurnItem:
+    return TurnItem(keys.account(account_id), f"CAMPTURN#{campaign_id}")
+
+
+def _refused_condition(error: UpdateError) -> bool:
+    return getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+def take_turn(
+    account_id: str, campaign_id: str, token: str, now_ms: int, lease_ms: int
+) -> int | None:
+    """Take the campaign's dispatch turn for `token`: the `asked` count it was taken at; None
+    when another dispatch holds it, which is then asked to run once more (it sees `asked`
+    move) unless it gave the turn back meanwhile (then it is taken again here)."""
+    connection()
+    turn = _turn(account_id, campaign_id)
+    free = TurnItem.holder.does_not_exist() | (TurnItem.until < now_ms)
+    for _ in range(10):
+        try:
+            data = turn.update(
+                actions=[
+                    TurnItem.holder.set(token),
+                    TurnItem.until.set(now_ms + lease_ms),
+                    TurnItem.asked.add(1),
+                ],
+                condition=free,
+            )
+            return int(data["Attributes"]["asked"]["N"])
+        except UpdateError as error:
+            if not _refused_condition(error):
+                raise
+        data = turn.update(actions=[TurnItem.asked.add(1)])
+        if "holder" in data["Attributes"]:
+            return None
+    return None
+
+
+def end_turn(
+    account_id: str, campaign_id: str, token: str, seen: int, now_ms: int, lease_ms: int
+) -> int | None:
+    """Give the turn back unless a dispatch was asked for since `seen`: None once given back
+    (or lost: its lease ran out and another dispatch holds it); else the `asked` count now,
+    the turn kept with its lease renewed (run once more)."""
+    connection()
+    turn = _turn(account_id, campaign_id)
+    try:
+        turn.update(
+            actions=[TurnItem.holder.remove(), TurnItem.until.remove()],
+            condition=(TurnItem.holder == token) & (TurnItem.asked == seen),
+        )
+        return None
+    except UpdateError as error:
+        if not _refused_condition(error):
+            raise
+    try:
+        data = turn.update(
+            actions=[TurnItem.until.set(now_ms + lease_ms)], condition=TurnItem.holder == token
+        )
+    except UpdateError as error:
+        if not _refused_condition(error):
+            raise
+        return None
+    return int(data["Attributes"]["asked"]["N"])
+
+
+def drop_turn(account_id: str, campaign_id: str, token: str) -> None:
+    """Give the turn back whoever asked since (the dispatch failed, or ran its rounds)."""
+    connection()
+    try:
+        _turn(account_id, campaign_id).update(
+            actions=[TurnItem.holder.remove(), TurnItem.until.remove()],
+            condition=TurnItem.holder == token,
+        )
+    except UpdateError as error:
+        if not _refused_condition(error):
+            raise

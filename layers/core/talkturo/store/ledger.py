@@ -159,6 +159,19 @@ def entry_for_key(account_id: str, idempotency_key: str) -> LedgerEntry | None:
     return get_entry(account_id, guard.txn_id)
 
 
+def entries_with_key_prefix(account_id: str, prefix: str) -> list[LedgerEntry]:
+    """Every entry whose idempotency key starts with `prefix` (one range of guards)."""
+    connection()
+    pk = keys.account(account_id)
+    guards = LedgerGuardItem.query(
+        pk, LedgerGuardItem.sk.startswith(f"TXNKEY#{prefix}"), consistent_read=True
+    )
+    found = LedgerEntryItem.batch_get(
+        [(pk, f"TXN#{guard.txn_id}") for guard in guards], consistent_read=True
+    )
+    return sorted((LedgerEntry.model_validate_json(item.doc) for item in found), key=lambda e: e.id)
+
+
 def get_entry(account_id: str, txn_id: str) -> LedgerEntry:
     connection()
     try:
@@ -234,13 +247,4 @@ def list_entries(
 def call_entries(account_id: str, call_id: str) -> list[LedgerEntry]:
     """Every entry a call's meters and settlements wrote: their idempotency keys all begin
     `call:<call id>:`, so the call's guards are one range of the account's partition."""
-    connection()
-    pk = keys.account(account_id)
-    guards = LedgerGuardItem.query(
-        pk, LedgerGuardItem.sk.startswith(f"TXNKEY#call:{call_id}:"), consistent_read=True
-    )
-    txn_ids = [guard.txn_id for guard in guards]
-    found = LedgerEntryItem.batch_get(
-        [(pk, f"TXN#{txn_id}") for txn_id in txn_ids], consistent_read=True
-    )
-    return sorted((LedgerEntry.model_validate_json(item.doc) for item in found), key=lambda e: e.id)
+    return entries_with_key_prefix(account_id, f"call:{call_id}:")

@@ -3,21 +3,22 @@ suspend numbers, set an account's dialing rules, list dead letters."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from talkturo.api.deps import IdempotencyKey, Paging, require_admin
 from talkturo.api.idempotency import create_once
 from talkturo.api.openapi import errors_at
 from talkturo.domain.accounts import Account, AccountCreate, ApiKeyWithSecret
-from talkturo.domain.common import Name, Page
+from talkturo.domain.common import Name, Page, utcnow
 from talkturo.domain.credits import CreditGrant, LedgerEntry
 from talkturo.domain.dead_letters import DeadLetter, DeadLetterQueue
 from talkturo.domain.dialing import DialingSettings, DialingView
 from talkturo.domain.numbers import PhoneNumber
-from talkturo.services import accounts, credits, dead_letters, dialing, numbers
+from talkturo.services import accounts, billing, credits, dead_letters, dialing, numbers
 
 # 404 on every route: a deployment without an admin secret has no admin API.
 router = APIRouter(
@@ -134,3 +135,36 @@ def _fresh_key() -> str:
     from talkturo.ids import new_id
 
     return "admin-" + new_id("transaction")
+
+
+class Difference(BaseModel):
+    kind: str = Field(
+        description="missing_grant, amount_mismatch, missing_refund, missing_dispute or "
+        "unknown_payment."
+    )
+    stripe_id: str
+    account_id: str | None = None
+    detail: str
+
+
+class Reconciliation(BaseModel):
+    object: str = "reconciliation"
+    since: datetime
+    payments: int
+    refunds: int
+    disputes: int
+    not_ours: int = Field(description="Stripe payments that name no account of this platform.")
+    differences: list[Difference]
+
+
+@router.get(
+    "/billing/reconciliation",
+    response_model=Reconciliation,
+    responses=errors_at(502, 503),
+    summary="Stripe's payments, refunds and disputes against the ledger",
+)
+def reconcile(
+    since_days: Annotated[int, Query(ge=1, le=90, description="How far back, in days.")] = 7,
+) -> Reconciliation:
+    report = billing.reconcile(utcnow() - timedelta(days=since_days))
+    return Reconciliation.model_validate(report.as_dict())

@@ -1,17 +1,20 @@
-"""The credit balance and its ledger."""
+"""The credit balance, its ledger, and buying credits (packages, Stripe Checkout, payments)."""
 
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
-from talkturo.api.deps import Caller, Paging
+from talkturo.api.deps import Caller, IdempotencyKey, Paging
+from talkturo.api.idempotency import create_once
+from talkturo.api.openapi import errors_at
+from talkturo.domain.billing import CheckoutCreate, CheckoutSession, PackageList, Payment
 from talkturo.domain.common import Page
 from talkturo.domain.credits import Balance, EntryKind, LedgerEntry
 from talkturo.domain.usage import GroupBy, UsageReport
-from talkturo.services import credits, usage
+from talkturo.services import billing, credits, usage
 
 router = APIRouter(tags=["Credits"])
 
@@ -33,6 +36,52 @@ def list_ledger(
 ) -> Page[LedgerEntry]:
     return credits.entries(
         caller.account_id, limit=paging.limit, starting_after=paging.starting_after, kind=kind
+    )
+
+
+@router.get(
+    "/credits/packages",
+    response_model=PackageList,
+    summary="The credit packages on sale, and the custom amount's range",
+)
+def list_packages(caller: Caller) -> PackageList:
+    return billing.packages()
+
+
+@router.post(
+    "/credits/checkout",
+    response_model=CheckoutSession,
+    status_code=201,
+    responses=errors_at(502, 503),
+    summary="Start buying credits: a Stripe Checkout page to send the buyer to",
+    description="Credits are added once Stripe confirms the payment through its signed "
+    "webhook (usually seconds after paying), never by the return to `success_url`.",
+)
+def start_checkout(
+    caller: Caller, body: CheckoutCreate, request: Request, idempotency_key: IdempotencyKey = None
+) -> Any:
+    return create_once(
+        account_id=caller.account_id,
+        key=idempotency_key,
+        route="POST /v1/credits/checkout",
+        body=body,
+        work=lambda: billing.start_checkout(
+            caller.account_id,
+            body,
+            idempotency_key=idempotency_key,
+            called_at=str(request.base_url),
+        ),
+    )
+
+
+@router.get(
+    "/credits/payments",
+    response_model=Page[Payment],
+    summary="The payments that bought credits, newest first",
+)
+def list_payments(caller: Caller, paging: Paging) -> Page[Payment]:
+    return billing.payments(
+        caller.account_id, limit=paging.limit, starting_after=paging.starting_after
     )
 
 
