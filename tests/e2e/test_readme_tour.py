@@ -97,8 +97,9 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform, tmp_pat
     assistants = api.get("/v1/assistants").json()["data"]
     assert [a["name"] for a in assistants] == ["Northwind setter"]
     numbers = api.get("/v1/phone-numbers").json()["data"]
+    # Bought as a trial number; buying credits (the tour's last step) made it permanent
     assert [(n["status"], n["assistant_id"], n["trial"]) for n in numbers] == [
-        ("active", assistants[0]["id"], True)
+        ("active", assistants[0]["id"], False)
     ]
     assert assistants[0]["phone_number_ids"] == [numbers[0]["id"]]
     # The calls: Ada answered, Grace was busy, Nancy's second call in was answered (her first
@@ -130,6 +131,12 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform, tmp_pat
     # The answered calls drew credits while they ran: the ledger holds their usage.
     ledger = api.get("/v1/credits/ledger", params={"limit": 100}).json()["data"]
     assert ledger[-1]["kind"] == "grant"
+    # The package bought once, although every Stripe event was sent three times
+    (payment,) = api.get("/v1/credits/payments").json()["data"]
+    assert (payment["amount_cents"], payment["credits"]) == (5000, "105.0000")
+    bought = sorted((e["kind"], e["amount"]) for e in ledger if e["reference"] == payment["id"])
+    assert bought == [("bonus", "5.0000"), ("purchase", "100.0000")]
+    assert api.get("/v1/account").json()["plan"] == "paid"
     usage = -sum(Decimal(e["amount"]) for e in ledger if e["kind"] == "usage")
     assert usage > 0
     assert usage == sum(Decimal(c["credits_charged"]) for c in every_call)
