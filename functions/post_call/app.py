@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
 from talkturo.domain.calls import PostCallJob
 from talkturo.logs import logger
@@ -26,7 +27,12 @@ processor = BatchProcessor(event_type=EventType.SQS)
 def record_handler(record: SQSRecord) -> None:
     from talkturo.services import post_call
 
-    post_call.run(PostCallJob.model_validate_json(record.body))
+    try:
+        job = PostCallJob.model_validate_json(record.body)
+    except ValidationError:
+        # Not the message's content: a body that is no job may hold anything (secrets too).
+        raise ValueError("not a valid post-call job (its dead letter records it)") from None
+    post_call.run(job)
 
 
 @logger.inject_lambda_context

@@ -352,9 +352,25 @@ def test_post_call_and_unreadable_dead_letters_are_logged_and_recorded(
     admin: dict[str, str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # Given a post-call job (no worker takes them yet) and a message that is no job at all
+    # Given a post-call job that cannot succeed (its call never ends) and a message that is no
+    # job at all
+    from talkturo.domain.calls import CallRecord
+    from talkturo.domain.common import utcnow
+    from talkturo.store import calls as call_store
+
+    live = CallRecord(
+        id="call_01JABCDEFGHJKMNPQRSTVWXYZ0",
+        direction="inbound",
+        status="ringing",
+        assistant_id="asst_01J0000000000000000000000A",
+        phone_number_id="pn_01J0000000000000000000000A",
+        from_number="+14155550177",
+        to_number="+14155550140",
+        created_at=utcnow(),
+    )
+    call_store.create(tenant.account_id, live)
     sqs = boto3.client("sqs", region_name="us-east-1")
-    job = {"account_id": tenant.account_id, "call_id": "call_01JABCDEFGHJKMNPQRSTVWXYZ0"}
+    job = {"account_id": tenant.account_id, "call_id": live.id}
     for body in (json.dumps(job), json.dumps({"token": "s3cr3t-value", "what": "?"})):
         sqs.send_message(QueueUrl=stack.physical["PostCallQueue"], MessageBody=body)
     # When they exhaust their receives and the dead-letter worker takes them
@@ -363,8 +379,11 @@ def test_post_call_and_unreadable_dead_letters_are_logged_and_recorded(
     # Then both are recorded, the job with its call, the other without its secret
     letters = _listed(client, admin, queue="post_call")
     by_action = {letter["job"]: letter for letter in letters}
-    assert by_action[job["call_id"]]["action"] == "recorded"
+    assert by_action[job["call_id"]]["action"] == "ended"
     assert by_action[job["call_id"]]["account_id"] == tenant.account_id
+    # And the call says its analysis failed
+    brief = client.get(f"/v1/calls/{live.id}", headers=tenant.headers).json()["analysis"]
+    assert brief["status"] == "failed" and "analysis was not done" in brief["error"]
     unreadable = by_action[None]
     assert unreadable["reason"].startswith("not a valid post_call job")
     assert "s3cr3t" not in unreadable["body_excerpt"]
