@@ -1,4 +1,4 @@
-"""`python -m benchmarks [coldstart|calls|scale|voice|wakes|campaign] [--runs N]`: print the
+"""`python -m benchmarks [coldstart|calls|scale|voice|wakes|campaign|events] [--runs N]`: print the
 figures (all by default).
 
 The voice benchmark alone: `python -m benchmarks voice [--levels 10,25,50] [--seconds S]
@@ -14,7 +14,7 @@ import os
 import platform
 import sys
 
-BENCHMARKS = ["coldstart", "calls", "scale", "voice", "wakes", "campaign"]
+BENCHMARKS = ["coldstart", "calls", "scale", "voice", "wakes", "campaign", "events"]
 
 
 def _levels(text: str) -> tuple[int, ...]:
@@ -70,6 +70,10 @@ def main() -> None:
         from benchmarks import campaign
 
         campaign.run()
+    if only in (None, "events"):
+        from benchmarks import events
+
+        events.run()
     sys.stdout.flush()
 
 
