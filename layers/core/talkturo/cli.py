@@ -203,6 +203,7 @@ DEAD_LETTER_QUEUES = (
     "dial",
     "post_call",
     "campaign",
+    "event",
     "unknown",
 )
 
