@@ -406,6 +406,18 @@ async def guarded_request(
         raise OutboundTimeout(f"no complete answer within {timeout:g} s") from None
 
 
+_DEFAULT_TRUST: ssl.SSLContext | None = None
+
+
+def _default_trust() -> ssl.SSLContext:
+    """httpx's own default trust (the bundled CA certificates), built once: building it costs
+    tens of milliseconds, which every request paid."""
+    global _DEFAULT_TRUST
+    if _DEFAULT_TRUST is None:
+        _DEFAULT_TRUST = httpx.create_ssl_context()
+    return _DEFAULT_TRUST
+
+
 async def _exchange(
     method: str,
     target: httpx.URL,
@@ -423,7 +435,7 @@ async def _exchange(
         trust_env=False,
         follow_redirects=False,
         timeout=httpx.Timeout(io_timeout),
-        verify=verify if verify is not None else True,
+        verify=verify if verify is not None else _default_trust(),
     ) as client:
         # max_redirects -1: redirects are not followed (one hop, whatever it answers).
         for hop in range(max(max_redirects, 0) + 1):
