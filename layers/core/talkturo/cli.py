@@ -213,6 +213,8 @@ DEAD_LETTER_QUEUES = (
     "dial",
     "post_call",
     "campaign",
+    "event",
+    "billing",
     "unknown",
 )
 
