@@ -41,7 +41,8 @@ def test_a_dead_letter_is_handled_and_listed_by_the_command(local_platform: Loca
         listed, lambda found: any(d["id"] == sent for d in found), 30, "the dead letter"
     )
     (letter,) = [d for d in letters if d["id"] == sent]
-    assert (letter["job"], letter["action"]) == (job["call_id"], "recorded")
+    # A post-call job that never succeeded ends the call's analysis as failed.
+    assert (letter["job"], letter["action"]) == (job["call_id"], "ended")
     table = local_platform.cli("dead-letters", "--queue", "post_call")
     assert job["call_id"] in table.stdout
     assert "dead letter" in local_platform.log()

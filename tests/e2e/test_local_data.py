@@ -150,9 +150,9 @@ def test_a_restart_finds_everything_again(tmp_path: Path) -> None:
         objects_before = {
             o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]
         }
-        # Messages nothing consumes yet (the post-call queue has no worker): one received
-        # (in flight), one delayed.
-        queue = sqs.get_queue_url(QueueName=f"{STACK}-PostCallQueue")["QueueUrl"]
+        # Messages nothing consumes (a queue of its own, outside the template: every queue of
+        # the template has a worker): one received (in flight), one delayed.
+        queue = sqs.create_queue(QueueName=f"{STACK}-ParkedQueue")["QueueUrl"]
         sqs.send_message(
             QueueUrl=queue,
             MessageBody="parked",
@@ -189,7 +189,7 @@ def test_a_restart_finds_everything_again(tmp_path: Path) -> None:
         assert raw["Body"].read() == bytes(range(256))
         assert raw["ContentType"] == "application/octet-stream"
         assert raw["Metadata"] == {"owner": "e2e"}
-        queue = sqs.get_queue_url(QueueName=f"{STACK}-PostCallQueue")["QueueUrl"]
+        queue = sqs.get_queue_url(QueueName=f"{STACK}-ParkedQueue")["QueueUrl"]
         visible = sqs.receive_message(QueueUrl=queue, MessageAttributeNames=["All"])["Messages"]
         assert [(m["Body"], m["MessageAttributes"]["kind"]["StringValue"]) for m in visible] == [
             ("parked", "test")
