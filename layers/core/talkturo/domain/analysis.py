@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from talkturo.domain.accounts import is_timezone
 from talkturo.domain.common import Resource
-from talkturo.domain.custom_fields import KEY_PATTERN, MAX_TEXT, FieldType
+from talkturo.domain.custom_fields import KEY_PATTERN, MAX_TEXT, FieldType, check_options
 from talkturo.domain.phones import InvalidPhone, normalise_phone
 
 # Bumped whenever AnalysisResult changes shape, so stored results can be told apart.
@@ -137,20 +137,6 @@ def field_spec(
     return None
 
 
-def _clean_options(options: list[str]) -> list[str]:
-    cleaned = [" ".join(option.split()) for option in options]
-    if not cleaned:
-        raise ValueError("a select field needs at least one option")
-    if any(not option for option in cleaned):
-        raise ValueError("options must not be empty")
-    if any(len(option) > 200 for option in cleaned):
-        raise ValueError("an option is at most 200 characters")
-    folded = [option.casefold() for option in cleaned]
-    if len(set(folded)) != len(folded):
-        raise ValueError("options must be unique (ignoring case)")
-    return cleaned
-
-
 class ExtractionField(Resource):
     """One value to listen for during the call and write into the CRM afterwards."""
 
@@ -217,7 +203,7 @@ class ExtractionField(Resource):
             raise ValueError(f"{target}.{key} is a standard field with its own values")
         if info.data.get("type") != "select":
             raise ValueError("only select fields have options")
-        return _clean_options(value)
+        return check_options(value)
 
     @property
     def standard(self) -> bool:

@@ -31,7 +31,7 @@ _TRUE = frozenset({"true", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "no", "n", "0", "off"})
 
 
-def _check_options(options: list[str] | None) -> list[str] | None:
+def check_options(options: list[str] | None) -> list[str] | None:
     if options is None:
         return None
     cleaned = [" ".join(option.split()) for option in options]
@@ -81,7 +81,7 @@ class CustomFieldCreate(Resource):
             raise ValueError("a select field needs its options")
         if kind is not None and kind != "select" and value is not None:
             raise ValueError("only select fields have options")
-        return _check_options(value)
+        return check_options(value)
 
 
 class CustomFieldUpdate(Resource):
@@ -96,7 +96,7 @@ class CustomFieldUpdate(Resource):
     @field_validator("options")
     @classmethod
     def _options(cls, value: list[str] | None) -> list[str] | None:
-        return _check_options(value)
+        return check_options(value)
 
     @field_validator("label", "options", "type")
     @classmethod
