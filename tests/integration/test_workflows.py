@@ -141,3 +141,15 @@ def test_step_functions_requests_never_wait_on_the_data_lock(
             stateMachineArn=stack.physical["CampaignWakeStateMachine"]
         )
     assert described["status"] == "ACTIVE"
+
+
+def test_a_wake_still_arrives_after_another_emulator_of_the_process_stopped(stack: Stack) -> None:
+    """moto's interpreter calls back on one global port: a second emulator that started and
+    stopped in the same process must hand the executions back, not leave them a closed port."""
+    Emulator().start().stop()
+    at = datetime.now(UTC) + timedelta(seconds=2)
+
+    workflows.schedule_wake("cmp_1-retry-4", at, JOB)
+
+    assert len(_executions(stack)) == 1  # through the state machine, not sent at once
+    assert _receive(stack, deadline_seconds=15) is not None, "the wake never arrived"

@@ -199,11 +199,18 @@ class _SharedClients:
         return getattr(boto3, name)
 
 
+# The ports of the emulators running in this process, latest last. moto's interpreter has one
+# global port to call back on: when a later emulator stops, executions go back to the one before
+# it instead of to a closed port.
+_workflow_ports: list[int] = []
+
+
 def _run_workflows(port: int) -> None:
     """Executions of state machines run, and call back into the emulator on `port`."""
     moto_api_backend.set_config({"stepfunctions": {"execute_state_machine": True}})
+    _workflow_ports.append(port)
     # The interpreter's clients go to localhost:<moto_server_port()>.
-    workflow_clients.moto_server_port = lambda: str(port)
+    workflow_clients.moto_server_port = lambda: str(_workflow_ports[-1])
     if not isinstance(workflow_clients.boto3, _SharedClients):
         workflow_clients.boto3 = _SharedClients()
     timestamp.Timestamp._eval_body = _wait_until_in_utc  # type: ignore[method-assign,assignment]
@@ -681,6 +688,9 @@ class Emulator:
 
     def stop(self) -> None:
         if self._server is not None:
+            port = self._server.server_address[1]
+            if port in _workflow_ports:
+                _workflow_ports.remove(port)
             self._server.shutdown()
             self._server.server_close()
         if self._thread is not None:
