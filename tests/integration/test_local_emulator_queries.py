@@ -582,3 +582,30 @@ def test_adds_in_place_and_items_sized_once_answer_as_moto(
 
 def _key_of(item: dict[str, Any]) -> dict[str, Any]:
     return {"PK": item["PK"], "SK": item["SK"]}
+
+
+@pytest.mark.parametrize(
+    "condition, forward",
+    [("SK = :v", True), ("SK <= :v", True), ("SK >= :v", False), ("SK = :v", False)],
+)
+def test_a_page_full_at_the_range_s_end_says_there_may_be_more_as_moto_does(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, condition: str, forward: bool
+) -> None:
+    """At Limit, an item after the last match (outside the range) still gives a
+    LastEvaluatedKey, as moto's walk of the whole partition (and DynamoDB) does."""
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    ranged, _hashed = _create_tables(dynamodb)
+    for sk in RANGE_NUMBERS:
+        dynamodb.put_item(TableName=ranged, Item={"PK": {"S": "a"}, "SK": {"N": sk}})
+    request = {
+        "TableName": ranged,
+        "KeyConditionExpression": f"PK = :p AND {condition}",
+        "ExpressionAttributeValues": {":p": {"S": "a"}, ":v": {"N": "2"}},
+        "ScanIndexForward": forward,
+        "Limit": 1,
+    }
+
+    _answers_alike(monkeypatch, lambda: _pages(dynamodb, request))
+    first = dynamodb.query(**request)
+    assert "LastEvaluatedKey" in first
+    dynamodb.delete_table(TableName=ranged)

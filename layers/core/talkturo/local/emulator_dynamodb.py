@@ -284,7 +284,22 @@ def _range_candidates(table: Table, hash_key: DynamoType, asked: dict[str, Any])
             continue
         found.append(item)
         if wanted is not None and len(found) >= wanted:
-            break
+            return found
+    if isinstance(limit, int) and comparison and found:
+        # moto reads the whole partition, and at Limit any item after the last match, even one
+        # that fails the range condition, gives a LastEvaluatedKey: hand it the first such item
+        # too (it fails the condition, so it is never answered).
+        last = found[-1].range_key.cast_value
+        following = next(
+            iter(
+                ordered.irange(minimum=last, inclusive=(False, True))
+                if forward
+                else ordered.irange(maximum=last, inclusive=(True, False), reverse=True)
+            ),
+            None,
+        )
+        if following is not None:
+            found.append(partition[ordered[following]])
     return found
 
 
