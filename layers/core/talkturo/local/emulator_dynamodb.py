@@ -289,7 +289,9 @@ def _range_candidates(table: Table, hash_key: DynamoType, asked: dict[str, Any])
         # moto reads the whole partition, and at Limit any item after the last match, even one
         # that fails the range condition, gives a LastEvaluatedKey: hand it the first such item
         # too (it fails the condition, so it is never answered).
-        last = found[-1].range_key.cast_value
+        last_key = found[-1].range_key
+        assert last_key is not None  # a ranged table's items all carry their range key
+        last = last_key.cast_value
         following = next(
             iter(
                 ordered.irange(minimum=last, inclusive=(False, True))
