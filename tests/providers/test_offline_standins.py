@@ -37,6 +37,7 @@ from talkturo.voice.providers.llm import dev
 from talkturo.voice.providers.llm.dev import LABEL, DevelopmentModel
 from talkturo.voice.providers.stt import offline as stt_offline
 from talkturo.voice.providers.stt.offline import PocketsphinxStream, PocketsphinxTranscriber
+from talkturo.voice.providers.stt.segments import SegmentedStream
 from talkturo.voice.providers.tts import offline as tts_offline
 from talkturo.voice.providers.tts.offline import EspeakSynthesizer, espeak_rate, espeak_voice
 from talkturo.voice.toolbox import OPT_OUT_SPEC
@@ -64,12 +65,12 @@ class Collector:
     before it marks the work done (waking the one awaiting `drained()`), and asyncio runs
     wake-ups in order."""
 
-    def __init__(self, stream: PocketsphinxStream) -> None:
+    def __init__(self, stream: SegmentedStream) -> None:
         self.events: list[SttEvent] = []
         self.error: ProviderError | None = None
         self.task = asyncio.create_task(self._collect(stream))
 
-    async def _collect(self, stream: PocketsphinxStream) -> None:
+    async def _collect(self, stream: SegmentedStream) -> None:
         try:
             async for event in stream.events():
                 self.events.append(event)
@@ -78,6 +79,9 @@ class Collector:
 
     def finals(self) -> list[Transcript]:
         return [e for e in self.events if isinstance(e, Transcript) and e.final]
+
+    def interims(self) -> list[Transcript]:
+        return [e for e in self.events if isinstance(e, Transcript) and not e.final]
 
 
 def without_trailing_silence(audio: bytes) -> bytes:
@@ -88,7 +92,7 @@ def without_trailing_silence(audio: bytes) -> bytes:
     return b"".join(kept)
 
 
-async def send_frames(stream: PocketsphinxStream, audio: bytes) -> None:
+async def send_frames(stream: SegmentedStream, audio: bytes) -> None:
     for start in range(0, len(audio), FRAME_BYTES):
         await stream.send(audio[start : start + FRAME_BYTES])
 
@@ -699,7 +703,10 @@ def test_ids_are_unique_and_replies_deterministic() -> None:
 
 
 # =========================================================================== the registry
-def test_the_registry_builds_these_stand_ins_without_keys() -> None:
+def test_the_registry_builds_these_stand_ins_without_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without the `speech` extra (test_offline_speech covers the defaults with it)
+    monkeypatch.setattr("talkturo.voice.providers.stt.whisper.available", lambda: False)
+    monkeypatch.setattr("talkturo.voice.providers.tts.piper.available", lambda: False)
     providers = registry.Providers({"TALKTURO_OFFLINE_PROVIDERS": "1"})
     assert isinstance(providers.language_model("openai"), DevelopmentModel)
     assert isinstance(providers.transcriber("deepgram"), PocketsphinxTranscriber)

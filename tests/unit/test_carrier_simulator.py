@@ -201,6 +201,7 @@ def test_audio_is_cut_in_20_ms_frames_of_160_mulaw_bytes() -> None:
 
 def test_without_espeak_lines_use_the_synthetic_voice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(audio.shutil, "which", lambda name: None)
+    monkeypatch.setattr(audio, "piper_available", lambda: False)  # nor the `speech` extra
     speech = audio.speak("Hi there")
     assert speech.engine == "synthetic" and speech.seconds > 0.3
     with pytest.raises(RuntimeError, match="espeak-ng is not installed"):

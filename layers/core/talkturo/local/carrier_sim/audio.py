@@ -1,9 +1,11 @@
 """Audio for the simulated phone network: 8 kHz mu-law, 20 ms frames, and the parties' voices.
 
-Lines become speech through espeak-ng (an offline text-to-speech engine, `apt-get install
-espeak-ng`) when it is installed; otherwise through a deterministic synthetic signal: voiced
-tone bursts shaped like syllables, one burst group per word, with pauses between words. Either
-way the result is 8 kHz mono mu-law, as the phone network carries it.
+Lines become speech through the neural Piper voice (the `speech` extra, English voices only,
+without its sampling noise so a line always sounds the same) when it is installed; else through
+espeak-ng (an offline text-to-speech engine, `apt-get install espeak-ng`); otherwise through a
+deterministic synthetic signal: voiced tone bursts shaped like syllables, one burst group per
+word, with pauses between words. Any of them can be asked for by name. Whatever speaks, the
+result is 8 kHz mono mu-law, as the phone network carries it.
 """
 
 from __future__ import annotations
@@ -50,13 +52,13 @@ __all__ = [
     "wav_to_mulaw",
 ]
 TTS_TIMEOUT_SECONDS = 20.0
-Engine = Literal["auto", "espeak-ng", "synthetic"]
+Engine = Literal["auto", "piper", "espeak-ng", "synthetic"]
 
 
 @dataclass(frozen=True)
 class Speech:
     audio: bytes  # mu-law, 8 kHz, mono
-    engine: str  # "espeak-ng" or "synthetic"
+    engine: str  # "piper", "espeak-ng" or "synthetic"
 
     @property
     def seconds(self) -> float:
@@ -151,8 +153,21 @@ def synthetic_speech(text: str) -> bytes:
     return pcm16_to_mulaw(samples.tobytes(), SAMPLE_RATE)
 
 
+def piper_available() -> bool:
+    from talkturo.voice.providers.tts import piper
+
+    return piper.available()
+
+
 def speak(text: str, voice: str = "en-us", engine: Engine = "auto") -> Speech:
-    """The line as 8 kHz mu-law speech, by espeak-ng when available (or asked for)."""
+    """The line as 8 kHz mu-law speech: by Piper for an English voice when it is installed,
+    else by espeak-ng when available (or by the engine asked for)."""
+    from talkturo.voice.providers.tts import piper
+
+    if engine == "piper" or (engine == "auto" and piper.speaks(voice) and piper_available()):
+        if engine == "piper" and not piper_available():
+            raise RuntimeError("Piper is not installed (the `speech` extra)")
+        return Speech(piper.speak(text), "piper")
     if engine in ("auto", "espeak-ng") and espeak_available():
         try:
             return Speech(_espeak(text, voice), "espeak-ng")

@@ -87,7 +87,7 @@ class ScriptCursor:
 
     def __init__(self, script: Script, engine: audio.Engine = "auto") -> None:
         self.script = script
-        self.engine: audio.Engine = engine
+        self.engine: audio.Engine = script.tts or engine
         self.position = 0
         self._speech: dict[str, audio.Speech] = {}
 

@@ -4,6 +4,7 @@ A script is YAML or JSON (docs/carrier.md, "Scripts"):
 
     behaviour: human          # callees only: human | no_answer | busy | failed | voicemail
     voice: en-us              # the text-to-speech voice of the lines (espeak-ng voice name)
+    tts: espeak-ng            # optional: piper | espeak-ng | synthetic (default: the simulator's)
     greeting: "Hi, this is Sam. Leave a message."   # voicemail: spoken, then a beep
     max_seconds: 300          # stays on the line at most this long, then hangs up
     steps:
@@ -138,6 +139,8 @@ class Script(BaseModel):
     name: Annotated[str, Field(max_length=200)] | None = None
     behaviour: Literal["human", "no_answer", "busy", "failed", "voicemail"] = "human"
     voice: Annotated[str, Field(pattern=r"^[A-Za-z0-9_+\-]{1,40}$")] = "en-us"
+    # Which engine speaks the lines; None: the simulator's own choice (Piper when installed).
+    tts: Literal["auto", "piper", "espeak-ng", "synthetic"] | None = None
     greeting: Annotated[str, Field(min_length=1, max_length=MAX_LINE_CHARS)] | None = None
     ring_seconds: Annotated[float, Field(ge=0, le=600)] = 2.0
     max_seconds: Annotated[float, Field(gt=0, le=14400)] = 300.0

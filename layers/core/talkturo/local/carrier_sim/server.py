@@ -15,8 +15,9 @@ Credentials are generated per simulator unless given; `numbers` are IncomingPhon
 before (what `saved_state()` answered, for a simulator that outlives a restart). `time_scale`
 multiplies every simulated duration (ring, talk, answering-machine detection, ring-out
 timeout, and the pace of media streams: 20 ms frames every 20 ms times time_scale): 1.0 is real
-time. `tts` chooses how callers' lines become audio: "auto" (espeak-ng when installed, else a
-synthetic voice), "espeak-ng" or "synthetic" (deterministic, what tests use).
+time. `tts` chooses how callers' lines become audio: "auto" (the Piper voice when the `speech`
+extra is installed, else espeak-ng when installed, else a synthetic voice), "piper",
+"espeak-ng" or "synthetic" (deterministic and instant, what most tests use).
 """
 
 from __future__ import annotations

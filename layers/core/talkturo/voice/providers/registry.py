@@ -9,8 +9,10 @@ with `<PROVIDER>_BASE_URL` (the tests point the SDKs at local fakes that way).
 
 A layer whose provider has no key:
 - with offline stand-ins allowed (the local platform's default, `TALKTURO_OFFLINE_PROVIDERS=1`):
-  the local development model, the pocketsphinx transcriber, the espeak-ng voice. The call's
-  transcript says so in a system message.
+  the local development model; the neural transcriber (Whisper through faster-whisper) and
+  voice (Piper) when the `speech` extra is installed, else the pocketsphinx transcriber and the
+  espeak-ng voice (also for a language other than English, which the bundled Piper voice does
+  not speak). The call's transcript says which in a system message.
 - otherwise: `MissingProviderKey`; the call apologises and ends.
 
 `LOCAL_LLM_BASE_URL` (+ `LOCAL_LLM_MODEL`, `LOCAL_LLM_API_KEY`) sends every call's language
@@ -134,7 +136,17 @@ class Providers:
         raise ProviderError(provider, "unknown language model provider", retryable=False)
 
     def transcriber(self, provider: str) -> Transcriber:
-        if self._missing("transcriber", provider, "the offline pocketsphinx transcriber"):
+        from talkturo.voice.providers.stt import whisper
+
+        neural = whisper.available()
+        label = (
+            f"the offline {whisper.MODEL_NAME} transcriber (faster-whisper)"
+            if neural
+            else "the offline pocketsphinx transcriber"
+        )
+        if self._missing("transcriber", provider, label):
+            if neural:
+                return whisper.WhisperTranscriber()
             from talkturo.voice.providers.stt.offline import PocketsphinxTranscriber
 
             return PocketsphinxTranscriber()
@@ -159,7 +171,17 @@ class Providers:
         raise ProviderError(provider, "unknown transcriber provider", retryable=False)
 
     def synthesizer(self, provider: str, options: VoiceOptions) -> Synthesizer:
-        if self._missing("voice", provider, "the offline espeak-ng voice"):
+        from talkturo.voice.providers.tts import piper
+
+        neural = piper.available() and piper.speaks(options.language)
+        label = (
+            f"the offline Piper voice ({piper.VOICE_NAME})"
+            if neural
+            else "the offline espeak-ng voice"
+        )
+        if self._missing("voice", provider, label):
+            if neural:
+                return piper.PiperSynthesizer(options)
             from talkturo.voice.providers.tts.offline import EspeakSynthesizer
 
             return EspeakSynthesizer(options)

@@ -8,9 +8,9 @@ not real callers. Only English is recognised, whatever the assistant's language;
 not used.
 
 How a stream works:
-- `send` cuts the audio into 20 ms frames and runs webrtcvad on each (the call loop's own
-  `VoiceActivity`: energy gate + webrtcvad, aggressiveness 2). 4 voiced frames of the last 5
-  (80 ms) start a speech segment: `SpeechStarted`, then the segment (with 300 ms of audio from
+- `send` cuts the audio into 20 ms frames and runs voice activity on each (`stt.segments`:
+  the call loop's own energy gate + webrtcvad). 4 voiced frames of the last 5 (80 ms) start a
+  speech segment: `SpeechStarted`, then the segment (with 300 ms of audio from
   before the start, so the first sound is not clipped) goes to the decoder. 500 ms of
   unvoiced frames end it: `Transcript(final=True, end_of_turn=True)` with the hypothesis, or
   `UtteranceEnd` when nothing was recognised. A segment longer than 20 s is cut with a final
@@ -43,36 +43,23 @@ few microseconds per frame.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
-from collections import deque
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from talkturo.audio import FRAME_BYTES, mulaw_to_pcm16
-from talkturo.logs import logger
 from talkturo.voice.providers.base import (
     ProviderError,
     SpeechStarted,
-    SttEvent,
     TranscriberOptions,
     Transcript,
     UtteranceEnd,
 )
-from talkturo.voice.turns import VoiceActivity
+from talkturo.voice.providers.stt.segments import Mark, SegmentedStream, warn_unless_english
 
 PROVIDER = "pocketsphinx"
 DECODER_RATE = 16000
-VAD_AGGRESSIVENESS = 2
-START_WINDOW_FRAMES = 5
-START_VOICED_FRAMES = 4  # 80 ms of voice within 100 ms
-END_UNVOICED_FRAMES = 25  # 500 ms
-PREROLL_FRAMES = 15  # 300 ms kept from before the start
-MAX_SEGMENT_FRAMES = 1000  # 20 s
 INTERIM_EVERY_FRAMES = 25  # 500 ms of speech between interim transcripts
 MAX_IDLE_DECODERS = 4
-CLOSE_TIMEOUT_SECONDS = 10.0
 # Starting cepstral mean of telephone-band speech (8 kHz mu-law upsampled to 16 kHz), measured
 # on espeak-ng voices; the model's default (40,3,-1) is wideband speech's.
 TELEPHONE_CMN = "58.8,1.6,1.4,9.2,-8.9,2.5,-5.1,-7.9,-14.9,3.5,-0.1,3.2,-4.2"
@@ -83,13 +70,11 @@ DECODER_SETTINGS: dict[str, Any] = {
     "cmninit": TELEPHONE_CMN,
 }
 
-T = TypeVar("T")
 WorkKind = Literal["started", "start", "audio", "end_turn", "cut", "stop"]
 
 # --------------------------------------------------------------------------- decoder pool
 _pool_lock = threading.Lock()
 _idle_decoders: list[Any] = []
-_warned_language = False
 
 
 def _take_decoder() -> Any:
@@ -119,13 +104,7 @@ class PocketsphinxTranscriber:
     provider = PROVIDER
 
     async def open(self, options: TranscriberOptions) -> PocketsphinxStream:
-        global _warned_language
-        language = (options.language or "en").lower()
-        if not language.startswith("en") and not _warned_language:
-            _warned_language = True
-            logger.warning(
-                "the offline transcriber only recognises English", extra={"language": language}
-            )
+        warn_unless_english(options.language)
         try:
             decoder = await asyncio.to_thread(_take_decoder)
         except (RuntimeError, ValueError, OSError) as error:
@@ -135,71 +114,35 @@ class PocketsphinxTranscriber:
         return PocketsphinxStream(decoder)
 
 
-class PocketsphinxStream:
-    """One call's recognition: segmentation on the event loop, decoding in a worker thread."""
+class PocketsphinxStream(SegmentedStream):
+    provider = PROVIDER
 
     def __init__(self, decoder: Any) -> None:
         self._decoder = decoder
-        self._vad = VoiceActivity(VAD_AGGRESSIVENESS)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pocketsphinx")
-        self._pending = bytearray()
-        self._recent: deque[bool] = deque(maxlen=START_WINDOW_FRAMES)
-        self._preroll: deque[bytes] = deque(maxlen=PREROLL_FRAMES)
-        self._in_speech = False
-        self._unvoiced = 0
-        self._segment_frames = 0
         self._ends_pending = 0  # segment ends queued for the worker, not yet decoded
-        self._work: asyncio.Queue[tuple[WorkKind, bytes]] = asyncio.Queue()
-        self._events: asyncio.Queue[SttEvent | ProviderError | None] = asyncio.Queue()
-        self._closed = False
-        self._failed = False
-        self._worker = asyncio.create_task(self._decode_loop())
+        super().__init__()
 
-    # ------------------------------------------------------------------ input and segmentation
-    async def send(self, audio: bytes) -> None:
-        if self._closed or self._failed:
-            return
-        self._pending += audio
-        whole = len(self._pending) - len(self._pending) % FRAME_BYTES
-        for start in range(0, whole, FRAME_BYTES):
-            self._on_frame(bytes(self._pending[start : start + FRAME_BYTES]))
-        del self._pending[:whole]
-
+    # ------------------------------------------------------------------ segmentation
     def _on_frame(self, frame: bytes) -> None:
-        voiced = self._vad.is_speech(frame)
-        if not self._in_speech:
-            self._preroll.append(frame)
-            self._recent.append(voiced)
-            if sum(self._recent) >= START_VOICED_FRAMES:
-                self._in_speech = True
-                self._unvoiced = 0
-                self._segment_frames = len(self._preroll)
-                if self._ends_pending:  # keep the order: the last segment's final first
-                    self._work.put_nowait(("started", b""))
-                else:
-                    self._events.put_nowait(SpeechStarted())
-                self._work.put_nowait(("start", b""))
-                self._work.put_nowait(("audio", b"".join(self._preroll)))
-                self._preroll.clear()
-                self._recent.clear()
+        marked = self._segmenter.feed(frame)
+        if marked is None:
             return
-        self._work.put_nowait(("audio", frame))
-        self._segment_frames += 1
-        self._unvoiced = 0 if voiced else self._unvoiced + 1
-        if self._unvoiced >= END_UNVOICED_FRAMES:
-            self._in_speech = False
+        mark, audio = marked
+        if mark is Mark.START:
+            if self._ends_pending:  # keep the order: the last segment's final first
+                self._work.put_nowait(("started", b""))
+            else:
+                self._events.put_nowait(SpeechStarted())
+            self._work.put_nowait(("start", b""))
+        self._work.put_nowait(("audio", audio))
+        if mark is Mark.END:
             self._ends_pending += 1
             self._work.put_nowait(("end_turn", b""))
-        elif self._segment_frames >= MAX_SEGMENT_FRAMES:
-            self._segment_frames = 0
+        elif mark is Mark.CUT:
             self._work.put_nowait(("cut", b""))
             self._work.put_nowait(("start", b""))
 
     # ------------------------------------------------------------------ decoding (worker thread)
-    async def _run(self, function: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, function, *args)
-
     def _process(self, mulaw: bytes) -> str:
         self._decoder.process_raw(mulaw_to_pcm16(mulaw, DECODER_RATE))
         hypothesis = self._decoder.hyp()
@@ -255,51 +198,17 @@ class PocketsphinxStream:
                     for _ in range(taken):
                         self._work.task_done()
         except (RuntimeError, ValueError) as error:  # how pocketsphinx reports a failure
-            self._failed = True
-            self._events.put_nowait(
-                ProviderError(PROVIDER, f"decoding failed: {error}", retryable=False)
-            )
+            self._fail(error)
         finally:
             self._events.put_nowait(None)
 
-    async def drained(self) -> None:
-        """Waits until the audio sent so far is decoded and its events are queued (tests and
-        benchmarks use it to know where a stream stands)."""
-        joining = asyncio.ensure_future(self._work.join())
-        try:
-            await asyncio.wait({joining, self._worker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            joining.cancel()
+    # ------------------------------------------------------------------ closing
+    def _end_in_progress(self) -> None:
+        self._work.put_nowait(("end_turn", b""))
 
-    # ------------------------------------------------------------------ output and closing
-    async def events(self) -> AsyncIterator[SttEvent]:
-        while True:
-            item = await self._events.get()
-            if item is None:
-                self._events.put_nowait(None)  # a later call to events() ends too
-                return
-            if isinstance(item, ProviderError):
-                raise item
-            yield item
+    def _stop_job(self) -> tuple[WorkKind, bytes]:
+        return ("stop", b"")
 
-    async def close(self) -> None:
-        """Decode the speech in progress (its final transcript still arrives), then stop."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._in_speech:
-            self._in_speech = False
-            self._work.put_nowait(("end_turn", b""))
-        self._work.put_nowait(("stop", b""))
-        reusable = False
-        try:
-            await asyncio.wait_for(asyncio.shield(self._worker), CLOSE_TIMEOUT_SECONDS)
-            reusable = not self._failed
-        except TimeoutError:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-        finally:
-            self._executor.shutdown(wait=False)
-            if reusable:
-                _give_back(self._decoder)
+    def _stopped(self, cleanly: bool) -> None:
+        if cleanly:  # a decoder that failed or hung is not handed to the next call
+            _give_back(self._decoder)
