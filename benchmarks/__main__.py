@@ -1,5 +1,5 @@
 """`python -m benchmarks [coldstart|calls|scale|voice|wakes|campaign|events|extraction|
-analysis|billing]
+analysis|billing|speech]
 [--runs N]`:
 print the figures (all by default).
 
@@ -27,6 +27,7 @@ BENCHMARKS = [
     "extraction",
     "analysis",
     "billing",
+    "speech",
 ]
 
 
@@ -99,6 +100,10 @@ def main() -> None:
         from benchmarks import billing
 
         billing.run()
+    if only in (None, "speech"):
+        from benchmarks import speech
+
+        speech.run()
     sys.stdout.flush()
 
 

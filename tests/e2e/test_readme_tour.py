@@ -181,7 +181,7 @@ def _check_analysis(api: Any, call: dict[str, Any], nancy: str) -> None:
     assert day["status"] == "written" and day["field_created"], day
     assert messages[day["evidence"]["turn"]]["role"] == "user"
     assert day["evidence"]["quote"] == messages[day["evidence"]["turn"]]["text"]
-    assert "friday" in day["evidence"]["quote"]
+    assert "friday" in day["evidence"]["quote"].lower()
     said_on = datetime.fromisoformat(call["answered_at"] or call["created_at"]).astimezone(
         ZoneInfo("America/New_York")
     )
