@@ -12,8 +12,9 @@ carries it; both voices are deterministic, so the audio is made here from the te
   transcript. It includes the 500 ms of silence that end a turn.
 - CPU per live call: the process's CPU time over those real-time streams (the caller speaking
   about half the time), as a share of one core; and the voice's CPU per second of speech.
-- Voice: time to the first audio chunk of each line (what the caller waits for once the text
-  is there) and the real-time factor (synthesis time / audio length).
+- Voice: time to the first audio chunk of each line's first piece as the call loop's chunker
+  cuts it (what the caller waits for once the model wrote it), and the real-time factor of
+  the whole line (synthesis time / audio length).
 - Memory: a fresh process's resident memory (VmRSS) before and after loading both models and
   serving a line each, as the voice service holds them.
 """
@@ -32,6 +33,7 @@ import yaml
 
 from talkturo.audio import FRAME_BYTES, frames, is_silent, silence
 from talkturo.local.carrier_sim.audio import espeak_available, speak
+from talkturo.voice.chunker import Chunker
 from talkturo.voice.providers.base import TranscriberOptions, Transcript, VoiceOptions
 from talkturo.voice.providers.stt import whisper
 from talkturo.voice.providers.stt.offline import PocketsphinxTranscriber
@@ -216,8 +218,10 @@ def run() -> None:
         cpu_began = time.process_time()
         spoken = 0.0
         for text in texts:
-            first, total, seconds = asyncio.run(first_audio(voice, text))
-            firsts.append(first)
+            chunker = Chunker()
+            pieces = [*chunker.feed(text), *chunker.flush()]
+            firsts.append(asyncio.run(first_audio(voice, pieces[0]))[0])
+            _, total, seconds = asyncio.run(first_audio(voice, text))
             factors.append(total / seconds)
             spoken += seconds
         cpu = time.process_time() - cpu_began
