@@ -24,7 +24,8 @@ faster-whisper's feature extractor, encoded over a window as long as the segment
 own `transcribe` always encodes a full 30 s window, which costs ~1 s of CPU even for "yes";
 a 10 s window costs ~0.3 s and, with repeated 3-grams blocked and the length bounded by the
 audio's, gives the same words on phone-quality speech (`make bench`, "Offline speech").
-A segment whose no-speech probability is above 0.6 has no words (Whisper otherwise tends to
+A segment whose no-speech probability is above 0.6 and whose decoded words are unlikely (mean
+token log probability below -1, Whisper's own rule) has no words (Whisper otherwise tends to
 hear "Thank you." in a cough).
 """
 
@@ -56,6 +57,7 @@ MAX_SEGMENT_FRAMES = 1000  # 20 s of 20 ms frames: a segment is cut there
 INTERIM_EVERY_BYTES = SAMPLE_RATE  # 1 s of speech between interim transcripts
 TOKENS_PER_SECOND = 12  # generous for speech (~3-4 tokens a second): bounds a runaway loop
 NO_SPEECH_ABOVE = 0.6
+UNLIKELY_BELOW = -1.0  # the decoded tokens' mean log probability
 NO_REPEAT_NGRAM = 3
 
 JobKind = Literal["started", "interim", "speculate", "final", "stop"]
@@ -146,8 +148,11 @@ def transcribe(mulaw: bytes) -> str:
         suppress_tokens=[-1],
         no_repeat_ngram_size=NO_REPEAT_NGRAM,
         return_no_speech_prob=True,
+        return_scores=True,
     )
-    if result.no_speech_prob > NO_SPEECH_ABOVE:
+    # Whisper's own rule: wordless when it says so and its words are unlikely too (a
+    # synthetic or muffled voice often scores high no-speech with clear words).
+    if result.no_speech_prob > NO_SPEECH_ABOVE and result.scores[0] < UNLIKELY_BELOW:
         return ""
     tokens = [t for t in result.sequences_ids[0] if t < loaded.end_of_text]
     return str(loaded.decode(tokens)).strip()
