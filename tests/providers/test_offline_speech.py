@@ -357,3 +357,17 @@ def test_simulated_callers_speak_with_piper_and_espeak_stays_selectable(models: 
     assert run(chosen.speech("Hi")).engine == "synthetic"
     default = ScriptCursor(parse_script({"steps": [{"say": "Hi"}]}), "auto")
     assert run(default.speech("Hi")).engine == "piper"
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_the_voice_service_loads_the_neural_models_ahead_when_installed(
+    monkeypatch: pytest.MonkeyPatch, installed: bool
+) -> None:
+    loaded: list[str] = []
+    for module in (whisper, piper):
+        monkeypatch.setattr(module, "available", lambda: installed)
+        monkeypatch.setattr(module, "load", lambda name=module.PROVIDER: loaded.append(name))
+
+    registry.warm_up_offline_speech()
+
+    assert loaded == (["whisper", "piper"] if installed else [])

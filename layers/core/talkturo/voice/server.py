@@ -30,7 +30,7 @@ from talkturo.logs import logger
 from talkturo.voice import protocol
 from talkturo.voice.context import CallContext, load_context
 from talkturo.voice.providers.base import ProviderError, VoiceOptions
-from talkturo.voice.providers.registry import Providers
+from talkturo.voice.providers.registry import Providers, warm_up_offline_speech
 from talkturo.voice.session import CallProviders, CallSession, SessionServices, SessionSettings
 
 START_TIMEOUT_SECONDS = 10.0
@@ -277,6 +277,12 @@ def default_options() -> ServiceOptions:
     )
 
 
+def _warmed_up(task: asyncio.Task[None]) -> None:
+    error = None if task.cancelled() else task.exception()
+    if error is not None:  # calls still work: each loads the models itself, or fails clearly
+        logger.warning("the offline speech models did not load", extra={"error": str(error)})
+
+
 async def serve_forever(host: str = "0.0.0.0", port: int | None = None) -> None:  # noqa: S104
     """Run until SIGTERM/SIGINT, then drain."""
     port = port if port is not None else int(os.environ.get("VOICE_PORT", LOCAL_VOICE_PORT))
@@ -284,6 +290,10 @@ async def serve_forever(host: str = "0.0.0.0", port: int | None = None) -> None:
     service = VoiceService(default_options())
     bound = await service.start(host, port)
     logger.info("voice service listening", extra={"port": bound})
+    warming = None
+    if Providers().offline_allowed:  # the local platform: its stand-ins will serve calls
+        warming = asyncio.create_task(asyncio.to_thread(warm_up_offline_speech))
+        warming.add_done_callback(_warmed_up)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

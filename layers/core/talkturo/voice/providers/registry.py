@@ -55,6 +55,18 @@ OPENAI_COMPATIBLE_BASE_URLS: dict[str, str | None] = {
 }
 
 
+def warm_up_offline_speech() -> None:
+    """Load the neural stand-ins' models (the `speech` extra) ahead of the first call, so its
+    greeting and first words do not wait ~1-2 s for them (blocking: run it in a thread)."""
+    from talkturo.voice.providers.stt import whisper
+    from talkturo.voice.providers.tts import piper
+
+    if whisper.available():
+        whisper.load()
+    if piper.available():
+        piper.load()
+
+
 class MissingProviderKey(ProviderError):
     def __init__(self, provider: str) -> None:
         super().__init__(
