@@ -771,12 +771,17 @@ class LocalPlatform:
             + ": TALKTURO_STRIPE_SWITCHES)",
         ]
         offline = os.environ.get("TALKTURO_OFFLINE_PROVIDERS", "1") in ("1", "true", "yes")
+        from talkturo.voice.providers.stt import whisper
+        from talkturo.voice.providers.tts import piper
+
+        neural = whisper.available() and piper.available()
+        speech = "Whisper, Piper" if neural else "pocketsphinx, espeak-ng"
         lines += [
             f"  Voice service  {self.voice.url}/media   (health: "
             f"http://127.0.0.1:{self.voice.port}/health)",
             "                 providers without a key: "
             + (
-                "offline stand-ins (pocketsphinx, espeak-ng, the scripted development model)"
+                f"offline stand-ins ({speech}, the scripted development model)"
                 if offline
                 else "refused (TALKTURO_OFFLINE_PROVIDERS is off)"
             ),

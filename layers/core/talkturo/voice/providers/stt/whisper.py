@@ -220,9 +220,7 @@ class WhisperStream(SegmentedStream):
             self._new_segment()
         elif mark is Mark.PAUSE:
             self._put(_Job("speculate", self._voiced_audio(), self._segment_number))
-        elif (
-            self._since_interim >= INTERIM_EVERY_BYTES and self._segmenter.voiced and not self._busy
-        ):
+        elif self._interim_due():
             self._since_interim = 0
             self._put(_Job("interim", bytes(self._segment), self._segment_number))
 
