@@ -416,7 +416,12 @@ class Reconciliation:
 
 
 def _entry_amount(account_id: str, key: str) -> Decimal | None:
-    entry = ledger.entry_for_key(account_id, key)
+    """The amount of the entry `key` made; None when it made none, or when that entry is gone
+    (its guard left behind: the credits are not in the ledger either way)."""
+    try:
+        entry = ledger.entry_for_key(account_id, key)
+    except NotFound:
+        return None
     return None if entry is None else entry.amount
 
 
@@ -474,17 +479,11 @@ def reconcile(since: datetime, until: datetime | None = None) -> Reconciliation:
                     Difference("missing_dispute", dispute.id, intent.account_id, f"{step} entry")
                 )
     for account_id, payment in store.payments_between(since - timedelta(minutes=5), until):
-        stripe_side = intents.get(payment.id)
-        if stripe_side is None:
-            stripe_side = gateway.payment_intent(payment.id)
-        if stripe_side.status != "succeeded":
+        stripe_side = intents.get(payment.id) or gateway.find_payment_intent(payment.id)
+        if stripe_side is None or stripe_side.status != "succeeded":
+            where = f"{stripe_side.status} at Stripe" if stripe_side else "unknown to Stripe"
             report.differences.append(
-                Difference(
-                    "unknown_payment",
-                    payment.id,
-                    account_id,
-                    f"recorded here, {stripe_side.status} at Stripe",
-                )
+                Difference("unknown_payment", payment.id, account_id, f"recorded here, {where}")
             )
     return report
 
