@@ -503,6 +503,10 @@ class StripeSimulatorComponent:
             self.simulator.rebase_endpoints(url)
         else:
             self.simulator.add_endpoint(url)
+        # The webhooks the platform had not answered when it stopped go out now.
+        resumed = self.simulator.resume_deliveries()
+        if resumed:
+            logger.info("stripe simulator: %d webhook deliveries sent again", resumed)
 
     def saved_state(self) -> dict[str, Any] | None:
         if not self._started:  # not started (yet): what was restored stays
