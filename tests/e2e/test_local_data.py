@@ -302,6 +302,7 @@ def test_the_stripe_simulator_keeps_its_payments_across_a_restart(tmp_path: Path
         assert unheard.returncode == 1 and "no credits after 1 s" in unheard.stderr, unheard
 
     with running(tmp_path / "second.log", data_dir, ports=ports) as second:
+        assert "2 Stripe payments" in banner_data(second), second.log()
         # The webhooks it had not delivered go out: the second payment is credited once
         credited(second, 2, start + 20 + 105)
         assert "2 payments" in reconciled(second)

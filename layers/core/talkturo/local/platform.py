@@ -812,10 +812,12 @@ class LocalPlatform:
         restored = data.restored
         if restored.anything:
             numbers = len((restored.parts.get("carrier") or {}).get("numbers", []))
+            stripe_objects = (restored.parts.get("stripe") or {}).get("objects") or {}
+            payments = len(stripe_objects.get("payment_intent") or {})
             what = (
                 f"restored: {restored.items} items, {restored.objects} objects, "
-                f"{restored.messages} messages, {numbers} carrier numbers "
-                f"(saved {restored.saved_at})"
+                f"{restored.messages} messages, {numbers} carrier numbers, "
+                f"{payments} Stripe payments (saved {restored.saved_at})"
             )
         else:
             what = "started empty (--fresh)" if data.fresh else "nothing saved yet: started empty"
