@@ -152,6 +152,9 @@ def test_each_difference_kind_is_reported_with_its_ids(
     mismatched = _pay_outside_checkout(
         quiet_sim, "pm_card_visa", 1000, purchase_of("pkg_50", None).metadata(me)
     )
+    # (it granted nothing, so its refund and dispute have nothing to take back: no difference)
+    quiet_sim.client.v1.refunds.create(params={"payment_intent": mismatched, "amount": 300})
+    quiet_sim.sim.dispute(mismatched, 700)
     _deliver_everything_so_far(quiet_sim, stack)
     # When entries are lost from the ledger
     _delete_entry(me, rules.bonus_key(without_bonus))
@@ -196,8 +199,8 @@ def test_each_difference_kind_is_reported_with_its_ids(
     assert details[("missing_dispute", opened["id"])] == "won entry"
     assert "requires_payment_method at Stripe" in details[("unknown_payment", declined)]
     assert "unknown to Stripe" in details[("unknown_payment", "pi_0NeverSeenByStripe000000")]
-    # (the payments of the period: six of ours succeeded, the declined one is not counted)
-    assert (report["payments"], report["refunds"], report["disputes"]) == (6, 1, 2)
+    # (the period's objects of ours: six payments succeeded, the declined one is not counted)
+    assert (report["payments"], report["refunds"], report["disputes"]) == (6, 2, 3)
 
     # And the command prints the same differences, one a line, and exits 1
     run = _reconcile_with_cli()

@@ -451,12 +451,14 @@ def reconcile(since: datetime, until: datetime | None = None) -> Reconciliation:
             continue
         report.refunds += 1
         expected = _share(intent, refund.amount)
+        if expected is None:  # its payment granted nothing (reported as amount_mismatch)
+            continue
         found = _entry_amount(intent.account_id, rules.refund_key(intent.id, refund.id))
         if found is None:
             report.differences.append(
                 Difference("missing_refund", refund.id, intent.account_id, f"{expected} credits")
             )
-        elif expected is not None and found != -expected:
+        elif found != -expected:
             report.differences.append(
                 Difference(
                     "amount_mismatch", refund.id, intent.account_id, f"{found} != -{expected}"
@@ -471,6 +473,8 @@ def reconcile(since: datetime, until: datetime | None = None) -> Reconciliation:
         if not intent.account_id:
             continue
         report.disputes += 1
+        if _share(intent, dispute.amount) is None:  # as for refunds: nothing granted, none owed
+            continue
         steps: list[Literal["opened", "won"]] = ["opened", "won"] if dispute.won else ["opened"]
         for step in steps:
             key = rules.dispute_key(intent.id, dispute.id, step)
