@@ -200,6 +200,8 @@ def test_a_kill_loses_at_most_the_last_interval(tmp_path: Path) -> None:
         with first.client() as api:
             account_id = api.get("/v1/account").json()["id"]
             number = buy_assigned_number(api)
+            bought = first.cli("billing", "buy", "pkg_10", "--pay")
+            assert bought.returncode == 0, bought.stdout + bought.stderr
             company = api.post("/v1/companies", json={"name": "Saved before the kill"}).json()
         # Within an interval (and a bit) the company is on disk...
         eventually(
@@ -222,6 +224,8 @@ def test_a_kill_loses_at_most_the_last_interval(tmp_path: Path) -> None:
         held = carrier_number(second, carrier_sid(second, account_id, number["id"])).json()
         assert held["voice_url"].startswith(second.base_url + "/"), held
         dial_completes(second, restored_number, "+12025550182")
+        # The Stripe simulator's payment was saved with the ledger's entries: they still match
+        assert "1 payments" in reconciled(second)
 
 
 def test_fresh_starts_empty(tmp_path: Path) -> None:
