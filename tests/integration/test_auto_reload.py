@@ -23,10 +23,9 @@ from talkturo.errors import InsufficientCredits
 from talkturo.local.template import Stack
 from talkturo.services import credits, events
 from talkturo.store import auto_reload as reload_store
-from talkturo.store import events as event_store
 from talkturo.voice.metering import Meter, ledger_charge
 from tests.conftest import Tenant
-from tests.integration import billing_queue
+from tests.integration import billing_queue, event_queue
 from tests.integration.billing_setup import Billing, billing
 
 pytestmark = pytest.mark.integration
@@ -116,12 +115,7 @@ def _endpoint(tenant: Tenant) -> str:
 
 
 def _low_events(tenant: Tenant, endpoint_id: str) -> list[dict[str, Any]]:
-    found, _ = event_store.list_deliveries(
-        tenant.account_id, endpoint_id, status=None, limit=100, starting_after=None
-    )
-    bodies = event_store.event_bodies(tenant.account_id, {d.event_id for d in found})
-    sent = [json.loads(bodies[d.event_id]) for d in reversed(found)]
-    return [e for e in sent if e["type"] == "credits.low"]
+    return event_queue.emitted(tenant.account_id, endpoint_id, "credits.low")
 
 
 # ----------------------------------------------------------------------------- settings
