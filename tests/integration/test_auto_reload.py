@@ -393,3 +393,28 @@ def test_a_reload_pending_too_long_no_longer_counts(
     )
     with pytest.raises(InsufficientCredits):
         ledger_charge(tenant.account_id, Decimal(1), "call:call_a:MZa:usage:1", False)
+
+
+def test_a_reload_the_worker_never_managed_to_charge_fails_when_it_dead_letters(
+    client: TestClient, stack: Stack, tenant: Tenant, stripe_sim: Billing
+) -> None:
+    from talkturo.services import dead_letters
+
+    endpoint = _endpoint(tenant)
+    _save_card(client, stack, tenant, stripe_sim)  # 30
+    _settings(client, tenant, enabled=True, threshold="40", package="pkg_10")
+    ((body, _),) = billing_queue.receive(stack)  # the reload's message, never handled
+    letter = dead_letters.handle(
+        dead_letters.Letter(
+            source_arn=stack.arns["BillingEventDeadLetterQueue"],
+            message_id="m-reload",
+            body=body,
+            receive_count=6,
+            sent_at=utcnow(),
+        )
+    )
+    assert (letter.account_id, letter.action) == (tenant.account_id, "ended")
+    failed = _read(client, tenant)
+    assert (failed["state"], failed["last_failure"]["code"]) == ("failed", "charge_failed")
+    assert [e["data"]["reason"] for e in _low_events(tenant, endpoint)] == ["auto_reload_failed"]
+    assert _reload_charges(stripe_sim, tenant) == []
