@@ -145,6 +145,9 @@ def test_the_settings_name_what_is_wrong_and_turning_on_needs_a_saved_card(
     assert refused({"enabled": True, "threshold": "20", "package": "pkg_50", "monthly_cap": "50"})[
         :2
     ] == (422, "monthly_cap")
+    # Saved while off, without a threshold: turning it on asks for one
+    assert _settings(client, tenant, package="pkg_50")["threshold"] is None
+    assert refused({"enabled": True})[:2] == (422, "threshold")
     # No card saved yet: a 409 that says how to save one
     assert refused({"enabled": True, "threshold": "20", "package": "pkg_50"}) == (
         409,

@@ -46,7 +46,7 @@ def view(item: AutoReloadItem | None, *, charging_now: bool = False) -> AutoRelo
         return AutoReload()
     state = item.state if item.enabled else "off"
     try:
-        purchase: Purchase | None = _purchase(item.package)
+        purchase: Purchase | None = _purchase(item.package) if item.package else None
     except ValueError:
         purchase = None  # a package taken off sale: the next reload fails and says so
     now = utcnow()
@@ -140,8 +140,8 @@ def update(account_id: str, changes: AutoReloadUpdate) -> AutoReload:
             {
                 "account_id": account_id,
                 "enabled": enabled,
-                "threshold": threshold if threshold is not None else Decimal(0),
-                "package": package or "",
+                "threshold": threshold,
+                "package": package,
                 "monthly_cap": cap,
                 "state": "armed",
                 "updated_at": now,
@@ -182,7 +182,7 @@ def after_draw(account_id: str) -> int | None:
     auto-reload, start one reload (the sequence started; None when none did). Of draws that
     cross at once, one claims it (a conditional write on the state and the sequence)."""
     item = store.get(account_id)
-    if item is None or not item.enabled:
+    if item is None or not item.enabled or item.threshold is None:
         return None
     now = utcnow()
     if not rules.may_start(item.state, item.month, now):
@@ -197,7 +197,7 @@ def _start(account_id: str, item: AutoReloadItem, balance: Decimal, now: datetim
     sequence = int(item.sequence)
     counted = rules.month_credits_now(item.month, item.month_credits, now)
     try:
-        purchase = _purchase(item.package)
+        purchase = _purchase(item.package or "")
     except ValueError:
         purchase = None
     if purchase is None or not rules.within_cap(item.monthly_cap, counted, purchase.total):
@@ -250,7 +250,9 @@ def after_credit(account_id: str) -> None:
     """Credits landed: a reload that is pending, waiting or capped is armed again once the
     balance is at or above the threshold (the next drop charges again)."""
     item = store.get(account_id)
-    if item is None or item.state not in ("pending", "waiting", "capped"):
+    if item is None or item.threshold is None:
+        return
+    if item.state not in ("pending", "waiting", "capped"):
         return
     if ledger.balance(account_id).balance < item.threshold:
         return
@@ -311,7 +313,11 @@ def charge(job: ReloadJob) -> str:
     if not item.enabled:
         _give_back(account_id, job.sequence, "armed", utcnow())
         return "auto-reload was turned off: not charged"
-    purchase = _purchase(item.pending_package or item.package)
+    try:
+        purchase = _purchase(item.pending_package or item.package or "")
+    except ValueError:
+        _fail(account_id, item, "no_such_package", None, "the package is off sale")
+        return "refused: no_such_package"
     try:
         payment = billing.charge_off_session(
             account_id,
@@ -426,7 +432,7 @@ def _tell_low(
 
     data: dict[str, Any] = {
         "balance": f"{balance:.4f}",
-        "threshold": f"{item.threshold:.4f}",
+        "threshold": f"{item.threshold or Decimal(0):.4f}",
         "reason": reason,
         "auto_reload": {"sequence": sequence, "package": item.package},
     }

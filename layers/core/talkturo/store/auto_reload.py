@@ -33,8 +33,9 @@ SK = "AUTORELOAD"
 
 class AutoReloadItem(Item):
     enabled = BooleanAttribute(default=False)
-    threshold = DecimalAttribute()
-    package = UnicodeAttribute()
+    # Both unset until given (settings may be saved before auto-reload is turned on).
+    threshold = DecimalAttribute(null=True)
+    package = UnicodeAttribute(null=True)
     monthly_cap = DecimalAttribute(null=True)
     state = UnicodeAttribute(default="armed")
     # Reloads started so far: reload n is charged with the idempotency key of n.
