@@ -421,3 +421,36 @@ def test_a_reload_the_worker_never_managed_to_charge_fails_when_it_dead_letters(
     assert (failed["state"], failed["last_failure"]["code"]) == ("failed", "charge_failed")
     assert [e["data"]["reason"] for e in _low_events(tenant, endpoint)] == ["auto_reload_failed"]
     assert _reload_charges(stripe_sim, tenant) == []
+
+
+def test_a_reload_whose_message_was_lost_is_queued_again_by_a_later_draw_and_charged_once(
+    client: TestClient, stack: Stack, tenant: Tenant, stripe_sim: Billing
+) -> None:
+    import boto3
+
+    _save_card(client, stack, tenant, stripe_sim)  # 30
+    _settings(client, tenant, enabled=True, threshold="25", package="pkg_10")
+    _draw(tenant, "6", "l1")  # 24: reload 1 claimed and queued...
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    ((_, receipt),) = billing_queue.receive(stack)  # ...and its message lost
+    sqs.delete_message(QueueUrl=stack.physical["BillingEventQueue"], ReceiptHandle=receipt)
+    _draw(tenant, "1", "l2")  # too soon to tell a lost message from a slow one
+    assert billing_queue.receive(stack) == []
+    reload_store.AutoReloadItem(f"A#{tenant.account_id}", reload_store.SK).update(
+        actions=[reload_store.AutoReloadItem.pending_since.set(utcnow() - timedelta(minutes=11))]
+    )
+    # Two draws at once later: one of them sends it again
+    threads = [threading.Thread(target=_draw, args=(tenant, "1", f"l{n}")) for n in range(3, 6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    queued = [body for body, _ in billing_queue.receive(stack)]
+    assert [json.loads(body)["reload"] for body in queued] == [
+        {"account_id": tenant.account_id, "sequence": 1}
+    ]
+    assert billing_queue.invoke(stack, queued) == {"batchItemFailures": []}
+    _apply(stack, stripe_sim)
+    assert len(_reload_charges(stripe_sim, tenant)) == 1
+    assert _balance(tenant) == Decimal(20) + PKG_10_CREDITS
+    assert _read(client, tenant)["state"] == "armed"

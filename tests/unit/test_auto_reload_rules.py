@@ -73,3 +73,20 @@ def test_a_billing_job_is_an_event_or_a_reload() -> None:
         BillingJob()
     with pytest.raises(ValidationError):
         BillingJob(event_id="evt_1", reload=ReloadJob(account_id="acct_1", sequence=1))
+
+
+def test_an_uncharged_pending_reload_is_sent_again_now_and_then_while_its_key_is_safe() -> None:
+    since = NEW_YEAR
+
+    def again(age: timedelta, requeued: timedelta | None = None, charged: bool = False) -> bool:
+        now = since + age
+        requeued_at = None if requeued is None else now - requeued
+        return rules.needs_requeue("pending", charged, since, requeued_at, now)
+
+    assert not again(timedelta(minutes=9))  # a slow message, not a lost one
+    assert again(timedelta(minutes=10))
+    assert not again(timedelta(minutes=30), requeued=timedelta(minutes=5))
+    assert again(timedelta(minutes=30), requeued=timedelta(minutes=10))
+    assert not again(timedelta(minutes=30), charged=True)
+    assert not again(timedelta(hours=23))  # Stripe may forget the key: never risk a second charge
+    assert not rules.needs_requeue("armed", False, since, None, since + timedelta(hours=1))

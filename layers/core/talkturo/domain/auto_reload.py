@@ -27,6 +27,12 @@ ReloadState = Literal["off", "armed", "pending", "waiting", "capped", "failed"]
 # call is not ended by a reload under way; one older than this no longer counts (its payment
 # went wrong somewhere, and the call must not run on credits that are not coming).
 PENDING_COUNTS_FOR = timedelta(minutes=10)
+# A reload still uncharged this long after it started (its message lost, or the process that
+# started it stopped before sending it) is queued again by the next draw below the threshold,
+# at most once per this interval, with the same sequence and so the same Stripe key. Never once
+# Stripe may have forgotten that key (24 hours): a second charge could follow.
+REQUEUE_AFTER = timedelta(minutes=10)
+REQUEUE_UNTIL = timedelta(hours=23)
 
 STATE_MEANING: dict[str, str] = {
     "off": "auto-reload is off",
@@ -71,8 +77,24 @@ def pending_counts(state: str, pending_since: datetime | None, now: datetime) ->
     return (
         state == "pending"
         and pending_since is not None
-        and now - pending_since < (PENDING_COUNTS_FOR)
+        and now - pending_since < PENDING_COUNTS_FOR
     )
+
+
+def needs_requeue(
+    state: str,
+    charged: bool,
+    pending_since: datetime | None,
+    requeued_at: datetime | None,
+    now: datetime,
+) -> bool:
+    """A pending reload nobody charged: old enough to send again, not too old to be safe."""
+    if state != "pending" or charged or pending_since is None:
+        return False
+    age = now - pending_since
+    if age < REQUEUE_AFTER or age >= REQUEUE_UNTIL:
+        return False
+    return requeued_at is None or now - requeued_at >= REQUEUE_AFTER
 
 
 def _credits_field(value: Decimal | None, *, allow_none: bool = True) -> Decimal | None:

@@ -185,6 +185,11 @@ def after_draw(account_id: str) -> int | None:
     if item is None or not item.enabled or item.threshold is None:
         return None
     now = utcnow()
+    if rules.needs_requeue(
+        item.state, item.payment_id is not None, item.pending_since, item.requeued_at, now
+    ):
+        _requeue(account_id, item, now)
+        return None
     if not rules.may_start(item.state, item.month, now):
         return None
     balance = ledger.balance(account_id).balance
@@ -235,15 +240,43 @@ def _start(account_id: str, item: AutoReloadItem, balance: Decimal, now: datetim
     ):
         return None  # another draw started it
     started = sequence + 1
-    job = BillingJob(reload=ReloadJob(account_id=account_id, sequence=started))
     try:
-        queues.send(get_settings().billing_event_queue_url, job.model_dump(mode="json"))
+        _send(account_id, started)
     except Exception:  # noqa: BLE001 - the draw is written; the reload is given back, not lost
         logger.exception("reload could not be queued", extra={"account_id": account_id})
         _give_back(account_id, started, "armed", now)
         return None
     logger.info("reload started", extra={"account_id": account_id, "sequence": started})
     return started
+
+
+def _send(account_id: str, sequence: int) -> None:
+    job = BillingJob(reload=ReloadJob(account_id=account_id, sequence=sequence))
+    queues.send(get_settings().billing_event_queue_url, job.model_dump(mode="json"))
+
+
+def _requeue(account_id: str, item: AutoReloadItem, now: datetime) -> None:
+    """Send a pending, uncharged reload's message again (claimed first: one draw sends it)."""
+    sequence = int(item.sequence)
+    since_last = AutoReloadItem.requeued_at.does_not_exist() | (
+        AutoReloadItem.requeued_at <= now - rules.REQUEUE_AFTER
+    )
+    if not store.transition(
+        account_id,
+        sequence=sequence,
+        states=["pending"],
+        condition=AutoReloadItem.payment_id.does_not_exist() & since_last,
+        actions=[AutoReloadItem.requeued_at.set(now)],
+    ):
+        return
+    logger.warning(
+        "an uncharged reload is queued again",
+        extra={"account_id": account_id, "sequence": sequence},
+    )
+    try:
+        _send(account_id, sequence)
+    except Exception:  # noqa: BLE001 - the next draw after REQUEUE_AFTER tries again
+        logger.exception("reload could not be queued again", extra={"account_id": account_id})
 
 
 def after_credit(account_id: str) -> None:

@@ -44,6 +44,8 @@ class AutoReloadItem(Item):
     pending_credits = DecimalAttribute(null=True)
     pending_package = UnicodeAttribute(null=True)
     payment_id = UnicodeAttribute(null=True)
+    # When an uncharged pending reload's message was last sent again (services.auto_reload).
+    requeued_at = UTCDateTimeAttribute(null=True)
     # The month (YYYY-MM, UTC) `month_credits` counts: reloads started in it, bonus included.
     month = UnicodeAttribute(null=True)
     month_credits = DecimalAttribute(default=Decimal)  # Decimal() is 0
@@ -132,6 +134,7 @@ def start(
             item.pending_credits.set(credits),
             item.pending_package.set(package),
             item.payment_id.remove(),
+            item.requeued_at.remove(),
             item.month.set(month),
             item.month_credits.set(month_credits + credits),
             item.updated_at.set(now),
