@@ -35,7 +35,7 @@ from talkturo.domain.billing import (
 from talkturo.domain.common import Page, utcnow
 from talkturo.errors import InvalidRequest, NotFound
 from talkturo.logs import logger
-from talkturo.services import accounts, credits
+from talkturo.services import accounts, auto_reload, credits
 from talkturo.store import billing as store
 from talkturo.store import ledger
 
@@ -248,6 +248,9 @@ def grant_payment(payment_intent_id: str) -> Grant:
             description=f"Bonus of package {purchase.package}",
             reference=intent.id,
         )
+    reload_sequence = intent.metadata.get(rules.META_RELOAD, "")
+    if reload_sequence.isdigit():
+        auto_reload.reload_landed(account_id, int(reload_sequence), intent.id)
     return Grant(payment_intent_id, True, "", account_id, purchase, intent.amount)
 
 
