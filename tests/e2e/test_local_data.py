@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
 import pytest
+import stripe
 
 from tests.e2e.conftest import (
     LocalPlatform,
@@ -198,6 +200,8 @@ def test_a_kill_loses_at_most_the_last_interval(tmp_path: Path) -> None:
         with first.client() as api:
             account_id = api.get("/v1/account").json()["id"]
             number = buy_assigned_number(api)
+            bought = first.cli("billing", "buy", "pkg_10", "--pay")
+            assert bought.returncode == 0, bought.stdout + bought.stderr
             company = api.post("/v1/companies", json={"name": "Saved before the kill"}).json()
         # Within an interval (and a bit) the company is on disk...
         eventually(
@@ -220,6 +224,8 @@ def test_a_kill_loses_at_most_the_last_interval(tmp_path: Path) -> None:
         held = carrier_number(second, carrier_sid(second, account_id, number["id"])).json()
         assert held["voice_url"].startswith(second.base_url + "/"), held
         dial_completes(second, restored_number, "+12025550182")
+        # The Stripe simulator's payment was saved with the ledger's entries: they still match
+        assert "1 payments" in reconciled(second)
 
 
 def test_fresh_starts_empty(tmp_path: Path) -> None:
@@ -239,6 +245,100 @@ def test_fresh_starts_empty(tmp_path: Path) -> None:
         with second.client() as api:
             assert api.get("/v1/companies").json()["data"] == []
             assert api.get("/v1/account").json()["id"] != account_id
+
+
+def stripe_key(data_dir: Path) -> str:
+    """The Stripe simulator's secret key, as the data folder keeps it (the banner does not
+    show it)."""
+    parts = eventually(
+        lambda: json.loads(saved_state(data_dir) or "{}").get("parts") or {},
+        lambda found: "stripe" in found,
+        SAVED_WITHIN_SECONDS,
+        "the Stripe simulator's state is saved",
+    )
+    key: str = parts["stripe"]["secret_key"]
+    return key
+
+
+def reconciled(platform: LocalPlatform) -> str:
+    """`talkturo billing reconcile`'s report; it must find no difference."""
+    done = platform.cli("billing", "reconcile", "--since-days", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No differences" in done.stdout, done.stdout
+    return done.stdout
+
+
+def credited(platform: LocalPlatform, payments: int, balance: Decimal) -> None:
+    """Wait for `payments` payments and their credits (the entries follow the payment)."""
+    with platform.client() as api:
+        eventually(
+            lambda: (
+                len(api.get("/v1/credits/payments").json()["data"]),
+                Decimal(api.get("/v1/credits").json()["balance"]),
+            ),
+            lambda found: found == (payments, balance),
+            SAVED_WITHIN_SECONDS,
+            f"{payments} payments credited, a balance of {balance}",
+        )
+
+
+def test_the_stripe_simulator_keeps_its_payments_across_a_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    ports = Ports.free()
+    stripe_url = f"http://127.0.0.1:{ports.stripe}"
+    with running(tmp_path / "first.log", data_dir, ports=ports) as first:
+        with first.client() as api:
+            account_id = api.get("/v1/account").json()["id"]
+            start = Decimal(api.get("/v1/credits").json()["balance"])
+        # A package bought on the local checkout page, the card saved for later
+        bought = first.cli("billing", "buy", "pkg_10", "--save-card", "--pay")
+        assert bought.returncode == 0, bought.stdout + bought.stderr + first.log()
+        credited(first, 1, start + 20)
+        # and one paid while the simulator holds its webhooks back: the platform stops before
+        # it hears of it
+        held = httpx.post(
+            f"{stripe_url}/_sim/switches",
+            data={"delay_seconds": "600"},
+            headers={"Authorization": f"Bearer {stripe_key(data_dir)}"},
+        )
+        assert held.status_code == 200, held.text
+        unheard = first.cli("billing", "buy", "pkg_50", "--pay", "--wait", "1")
+        assert unheard.returncode == 1 and "no credits after 1 s" in unheard.stderr, unheard
+
+    with running(tmp_path / "second.log", data_dir, ports=ports) as second:
+        assert "2 Stripe payments" in banner_data(second), second.log()
+        # The webhooks it had not delivered go out: the second payment is credited once
+        credited(second, 2, start + 20 + 105)
+        assert "2 payments" in reconciled(second)
+        # The card saved before the restart pays off-session after it (as auto-reload does)
+        sdk = stripe.StripeClient(stripe_key(data_dir), base_addresses={"api": stripe_url})
+        (customer,) = sdk.v1.customers.list().data
+        (card,) = sdk.v1.payment_methods.list(params={"customer": customer.id, "type": "card"})
+        intent = sdk.v1.payment_intents.create(
+            params={
+                "amount": 1000,
+                "currency": "usd",
+                "customer": customer.id,
+                "payment_method": card.id,
+                "off_session": True,
+                "confirm": True,
+                "metadata": {
+                    "talkturo_account": account_id,
+                    "talkturo_package": "pkg_10",
+                    "talkturo_credits": "20.0000",
+                    "talkturo_bonus": "0.0000",
+                },
+            },
+            options={"idempotency_key": "e2e-after-restart"},
+        )
+        assert intent.status == "succeeded"
+        credited(second, 3, start + 20 + 105 + 20)
+        assert "3 payments" in reconciled(second)
+
+    # --fresh empties the simulator too: no payment of any account is left to reconcile
+    with running(tmp_path / "third.log", data_dir, "--fresh", ports=ports) as third:
+        report = reconciled(third)
+        assert "0 payments, 0 refunds, 0 disputes (0 Stripe payments not ours)" in report
 
 
 def test_an_unreadable_snapshot_stops_the_start_with_what_to_do(tmp_path: Path) -> None:

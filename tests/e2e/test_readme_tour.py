@@ -137,6 +137,9 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform, tmp_pat
     bought = sorted((e["kind"], e["amount"]) for e in ledger if e["reference"] == payment["id"])
     assert bought == [("bonus", "5.0000"), ("purchase", "100.0000")]
     assert api.get("/v1/account").json()["plan"] == "paid"
+    # Auto-reload is on with the card saved at that checkout, armed: the balance is above 20
+    reload = api.get("/v1/credits/auto-reload").json()
+    assert (reload["enabled"], reload["state"], reload["package"]) == (True, "armed", "pkg_10")
     # Calls' usage (a number's rent is usage too, referenced by the number)
     calls_usage = [
         e for e in ledger if e["kind"] == "usage" and (e["reference"] or "").startswith("call_")

@@ -53,6 +53,20 @@ def billing(monkeypatch: pytest.MonkeyPatch, *, endpoint: bool = True) -> Iterat
             config.get_settings.cache_clear()
 
 
+@contextlib.contextmanager
+def admin_secret(monkeypatch: pytest.MonkeyPatch, secret: str) -> Iterator[dict[str, str]]:
+    """The admin API on, with `secret`: the headers that carry it."""
+    from talkturo.api import deps
+
+    monkeypatch.setenv("TALKTURO_ADMIN_SECRET", secret)
+    config.get_settings.cache_clear()
+    deps._admin_secret.cache_clear()
+    try:
+        yield {"Authorization": f"Bearer {secret}"}
+    finally:
+        deps._admin_secret.cache_clear()
+
+
 def signed(
     payload: dict[str, Any] | str, secret: str, timestamp: int | None = None
 ) -> tuple[bytes, str]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from talkturo.local.template import Stack
+from talkturo.store import events as event_store
 from tests.integration.lambda_worker import LambdaContext, SqsWorker
 
 _worker = SqsWorker("event_delivery", "EventQueue")
@@ -26,3 +28,13 @@ def drain(stack: Stack) -> list[str]:
 def tick() -> Any:
     """The minute schedule (the sweeper)."""
     return _worker.handler({"version": "0", "detail-type": "Scheduled Event"}, LambdaContext())
+
+
+def emitted(account_id: str, endpoint_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+    """The events queued for an endpoint (of one type, given `kind`), oldest first."""
+    found, _ = event_store.list_deliveries(
+        account_id, endpoint_id, status=None, limit=100, starting_after=None
+    )
+    bodies = event_store.event_bodies(account_id, {d.event_id for d in found})
+    sent = [json.loads(bodies[d.event_id]) for d in reversed(found)]
+    return [e for e in sent if kind is None or e["type"] == kind]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
@@ -16,8 +15,8 @@ from talkturo.ids import new_id
 from talkturo.local.template import Stack
 from talkturo.services import calls, credits, events
 from talkturo.store import calls as call_store
-from talkturo.store import events as event_store
 from tests.conftest import Tenant
+from tests.integration import event_queue
 
 pytestmark = pytest.mark.integration
 
@@ -31,11 +30,7 @@ def _endpoint(tenant: Tenant) -> str:
 
 def _sent(tenant: Tenant, endpoint_id: str) -> list[dict[str, Any]]:
     """The events queued for the endpoint, oldest first."""
-    found, _ = event_store.list_deliveries(
-        tenant.account_id, endpoint_id, status=None, limit=100, starting_after=None
-    )
-    bodies = event_store.event_bodies(tenant.account_id, {d.event_id for d in found})
-    return [json.loads(bodies[d.event_id]) for d in reversed(found)]
+    return event_queue.emitted(tenant.account_id, endpoint_id)
 
 
 def _call(tenant: Tenant) -> CallRecord:

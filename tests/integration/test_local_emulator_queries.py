@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
@@ -609,3 +609,111 @@ def test_a_page_full_at_the_range_s_end_says_there_may_be_more_as_moto_does(
     first = dynamodb.query(**request)
     assert "LastEvaluatedKey" in first
     dynamodb.delete_table(TableName=ranged)
+
+
+# Transactions: each operation on the ranged table, on one of a few items, any of them
+# failing its condition, repeating an item, invalid (a string range key on a number one), or
+# refused only when written (an increment of an attribute the item lacks).
+_conditions = st.sampled_from(
+    [None, "attribute_not_exists(PK)", "attribute_exists(PK)", "V = :v", "attribute_exists(G)"]
+)
+_operation = st.fixed_dictionaries(
+    {
+        "kind": st.sampled_from(["Put", "Update", "Delete", "ConditionCheck", "Increment"]),
+        "key": st.sampled_from(RANGE_NUMBERS[:4]),
+        "attributes": _attributes,
+        "condition": _conditions,
+        "invalid": st.sampled_from([False] * 9 + [True]),
+    }
+)
+
+
+def _transaction_item(table: str, operation: dict[str, Any]) -> dict[str, Any]:
+    key = {"PK": {"S": "a"}, "SK": {"N": operation["key"]}}
+    if operation.get("invalid"):
+        key["SK"] = {"S": operation["key"]}
+    body: dict[str, Any] = {"TableName": table}
+    kind = operation["kind"]
+    if kind == "Put":
+        body["Item"] = {**operation["attributes"], **key}
+    elif kind == "Update":
+        body.update(_update(table, 0, ("a", operation["key"]), operation["attributes"]))
+        body["Key"] = key
+    elif kind == "Increment":  # refused when written, where the item has no H
+        kind = "Update"
+        body.update(
+            Key=key,
+            UpdateExpression="SET H = H + :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+        )
+    else:
+        body["Key"] = key
+    condition = operation["condition"]
+    if kind == "ConditionCheck" and condition is None:
+        condition = "attribute_exists(PK)"
+    if condition is not None:
+        body["ConditionExpression"] = condition
+        if ":v" in condition:
+            values = {**body.get("ExpressionAttributeValues", {}), ":v": {"S": "x"}}
+            body["ExpressionAttributeValues"] = values
+    return {kind: body}
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    before=st.lists(_write, max_size=6),
+    transaction=st.lists(_operation, min_size=1, max_size=5),
+)
+@example(  # an item changed, then a write refused: the change is undone
+    before=[("put", 0, ("a", "2"), {"V": {"S": "x"}})],
+    transaction=[
+        {"kind": "Update", "key": "2", "attributes": {"V": {"S": "y"}}, "condition": None},
+        {"kind": "Increment", "key": "9", "attributes": {}, "condition": None},
+    ],
+)
+def test_a_transaction_checked_first_answers_and_writes_as_moto(
+    emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    before: list[Any],
+    transaction: list[dict[str, Any]],
+) -> None:
+    from talkturo.local import emulator_dynamodb
+
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+
+    def outcome() -> Any:
+        names = _create_tables(dynamodb)
+        for write in before:
+            _apply(dynamodb, names, (write[0], 0, ("a", write[2][1]), write[3]))
+        items = [_transaction_item(names[0], operation) for operation in transaction]
+        try:
+            dynamodb.transact_write_items(TransactItems=items)
+            answer: Any = "ok"
+        except ClientError as refused:
+            reasons = refused.response.get("CancellationReasons") or []
+            answer = (refused.response["Error"]["Code"], [r.get("Code") for r in reasons])
+        stored = sorted(
+            dynamodb.scan(TableName=names[0], ConsistentRead=True)["Items"],
+            key=lambda item: item["SK"]["N"],
+        )
+        indexed = [
+            dynamodb.query(
+                TableName=names[0],
+                IndexName="by-g",
+                KeyConditionExpression="G = :g",
+                ExpressionAttributeValues={":g": {"S": pk}},
+            )["Items"]
+            for pk in PKS
+        ]
+        for name in names:
+            dynamodb.delete_table(TableName=name)
+        return answer, stored, indexed
+
+    checked_first = outcome()
+    with monkeypatch.context() as moto_only:
+        moto_only.setattr(emulator_dynamodb, "transactions_checked_first", False)
+        assert outcome() == checked_first

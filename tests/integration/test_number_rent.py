@@ -3,7 +3,6 @@ unpaid numbers suspended, resumed by credits, released after their grace."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -20,10 +19,9 @@ from talkturo.domain.numbers import GRACE_DAYS, add_months
 from talkturo.local.template import Stack
 from talkturo.services import credits, events, numbers
 from talkturo.store import accounts as account_store
-from talkturo.store import events as event_store
 from tests.conftest import Tenant
 from tests.fake_carrier import FakeCarrier
-from tests.integration import number_queue
+from tests.integration import event_queue, number_queue
 
 pytestmark = pytest.mark.integration
 
@@ -282,9 +280,4 @@ def test_the_renewal_function_handler(
 
 
 def _events(tenant: Tenant, endpoint_id: str, kind: str) -> list[dict[str, Any]]:
-    found, _ = event_store.list_deliveries(
-        tenant.account_id, endpoint_id, status=None, limit=100, starting_after=None
-    )
-    bodies = event_store.event_bodies(tenant.account_id, {d.event_id for d in found})
-    sent = [json.loads(bodies[d.event_id]) for d in reversed(found)]
-    return [e for e in sent if e["type"] == kind]
+    return event_queue.emitted(tenant.account_id, endpoint_id, kind)

@@ -275,13 +275,16 @@ def test_the_voice_task_gets_its_configuration_by_reference_and_least_privilege(
         environment["TWILIO_SECRET_ARN"],
         environment["PROVIDER_KEYS_SECRET_ARN"],
     ]
-    # Post-call jobs, a campaign call's end (the campaign engine refills its slot), and the
-    # customer events of a call (call.started, call.ended).
+    # Post-call jobs, a campaign call's end (the campaign engine refills its slot), the
+    # customer events of a call (call.started, call.ended), and the auto-reload a call's draw
+    # may start (charged by the billing worker, never by the voice service).
     assert grants["sqs:SendMessage"] == [
         {"Fn::GetAtt": ["PostCallQueue", "Arn"]},
         {"Fn::GetAtt": ["CampaignQueue", "Arn"]},
         {"Fn::GetAtt": ["EventQueue", "Arn"]},
+        {"Fn::GetAtt": ["BillingEventQueue", "Arn"]},
     ]
+    assert environment["BILLING_EVENT_QUEUE_URL"] == {"Ref": "BillingEventQueue"}
     assert environment["CAMPAIGN_QUEUE_URL"] == {"Ref": "CampaignQueue"}
     assert "dynamodb:Scan" not in grants
     assert grants["dynamodb:Query"] == [
@@ -296,6 +299,23 @@ def test_the_voice_task_gets_its_configuration_by_reference_and_least_privilege(
             {"Fn::Sub": "${FilesBucket.Arn}/transcripts/*"},
         ]
     )
+
+
+def test_every_function_that_draws_usage_may_queue_an_auto_reload() -> None:
+    template = load_template()
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["BILLING_EVENT_QUEUE_URL"] == {"Ref": "BillingEventQueue"}
+    send = {
+        "SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["BillingEventQueue", "QueueName"]}}
+    }
+    for function in [
+        "ApiFunction",
+        "PostCallFunction",
+        "NumberRenewalFunction",
+        "BillingEventsFunction",
+        "BillingWebhooksFunction",
+    ]:
+        assert send in template["Resources"][function]["Properties"]["Policies"], function
 
 
 def test_the_carrier_webhooks_may_queue_post_call_jobs() -> None:

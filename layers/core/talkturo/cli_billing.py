@@ -147,5 +147,10 @@ def reconcile(since_days: int, admin_secret: str, api_url: str) -> None:
             f"{difference['account_id'] or '-'}  {difference['detail']}"
         )
     if report["differences"]:
+        count = len(report["differences"])
+        click.echo(
+            f"{count} difference{'s' if count > 1 else ''}: each kind is explained in "
+            "docs/billing.md (Reconciliation)."
+        )
         raise SystemExit(1)
     click.echo("No differences: every payment, refund and dispute is in the ledger once.")

@@ -249,6 +249,19 @@ class StripeGateway:
         with _translated("read a payment"):
             return payment_of(_plain(self._client.v1.payment_intents.retrieve(payment_intent_id)))
 
+    def find_payment_intent(self, payment_intent_id: str) -> StripePayment | None:
+        """The PaymentIntent, or None when Stripe has no such one (reconciliation asks about
+        payments recorded here that Stripe may not know)."""
+        try:
+            found = self._client.v1.payment_intents.retrieve(payment_intent_id)
+        except stripe.InvalidRequestError as error:
+            if error.code == "resource_missing":
+                return None
+            raise _error("read a payment", error) from None
+        except stripe.StripeError as error:
+            raise _error("read a payment", error) from None
+        return payment_of(_plain(found))
+
     def checkout_session_payment(self, session_id: str) -> str | None:
         """The PaymentIntent of a Checkout Session (None until the buyer has paid)."""
         with _translated("read a checkout session"):

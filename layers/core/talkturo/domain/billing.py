@@ -15,8 +15,9 @@ from importlib.resources import files
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from talkturo.domain.auto_reload import ReloadJob
 from talkturo.domain.common import Credits, Resource, quantize_credits
 
 # Our ids in a PaymentIntent's metadata (`payment_intent_data.metadata` at checkout: the
@@ -372,6 +373,14 @@ class Payment(BaseModel):
 
 
 class BillingJob(BaseModel):
-    """One SQS message of the billing worker: apply this stored Stripe event."""
+    """One SQS message of the billing worker: apply this stored Stripe event, or charge this
+    auto-reload."""
 
-    event_id: str
+    event_id: str | None = None
+    reload: ReloadJob | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> BillingJob:
+        if (self.event_id is None) == (self.reload is None):
+            raise ValueError("a billing job names an event_id or a reload")
+        return self

@@ -49,6 +49,16 @@ the botocore shapes of its JSON, value by value (for a transaction of 100 items,
 time), to turn blobs into bytes and drop nulls; an attribute value that holds neither (no `B`,
 `BS`, no null, only DynamoDB's own types) is that walk's answer already, and is taken as it is.
 
+A transaction checks every operation's condition first, against the items as they are (no
+two operations of one transaction may touch one item, so that is what each would see in moto's
+loop too), then writes, each item once: moto reads every item three times, evaluates each
+condition twice and copies each item for its rollback. Anything but every condition holding (a
+refusal, a repeated item, an invalid request) goes moto's way from the start, so its errors and
+cancellation reasons are its own; a write refused half way is undone, and moto's way answers.
+
+A string's (or binary's, or boolean's) `cast_value`, through which every key lookup hashes and
+compares, is its value: moto asks five questions of its type first.
+
 Condition expressions are parsed once per text, names and values: moto parses each one of a
 transaction's items three times (checking the request, checking the condition, writing the
 item), which was a fifth of a transaction's time. The parsed condition is shared by the
@@ -57,6 +67,7 @@ requests that ask the same thing (it only reads the item it is asked about).
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import re
@@ -623,6 +634,120 @@ def _add_in_place(backend: DynamoDBBackend, asked: dict[str, Any]) -> Item | Non
     return item
 
 
+# Off in the equivalence test, which compares this way's results with moto's.
+transactions_checked_first = True
+_OPERATIONS = frozenset({"ConditionCheck", "Put", "Delete", "Update"})
+
+
+def _checked_first(original: Callable[..., Any]) -> Callable[..., Any]:
+    def transact_write_items(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> Any:
+        plan = _plan(backend, transact_items) if transactions_checked_first else None
+        if plan is None:
+            return original(backend, transact_items)
+        done: list[tuple[Table, DynamoType, DynamoType | None, Item | None]] = []
+        try:
+            for operation, table, key, op, before in plan:
+                if operation == "ConditionCheck":
+                    continue
+                hash_value, range_value = backend.get_keys_value(table, key)
+                # Noted before it is written, so a write that fails half way is undone too
+                # (an update changes its item in place: what it was is a copy).
+                kept = copy.deepcopy(before) if operation == "Update" else before
+                done.append((table, hash_value, range_value, kept))
+                if operation == "Put":
+                    table.put_item(op["Item"], overwrite=True)
+                elif operation == "Delete":
+                    backend.delete_item(op["TableName"], key)
+                else:
+                    backend.update_item(
+                        op["TableName"],
+                        key,
+                        update_expression=op["UpdateExpression"],
+                        # None when absent, as moto's own transaction passes them
+                        expression_attribute_names=op.get("ExpressionAttributeNames"),  # type: ignore[arg-type]
+                        expression_attribute_values=op.get("ExpressionAttributeValues"),  # type: ignore[arg-type]
+                    )
+        except Exception:  # noqa: BLE001 - undone, then moto's own way answers
+            for table, hash_value, range_value, before in reversed(done):
+                table.delete_item(hash_value, range_value)
+                if before is not None:
+                    table.put_item(before.to_json()["Attributes"], overwrite=True)
+            return original(backend, transact_items)
+        return None
+
+    return transact_write_items
+
+
+Plan = list[tuple[str, Table, dict[str, Any], dict[str, Any], Item | None]]
+
+
+def _plan(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> Plan | None:
+    """The transaction's operations with the items they find, when every condition holds
+    (None for anything else: moto's own way then answers, with its errors and reasons).
+
+    No two operations of a transaction may touch one item, so each condition reads the item
+    as it was before the transaction, whether checked before the writes or between them."""
+    if len(transact_items) > 100:
+        return None
+    plan: Plan = []
+    targets: set[tuple[str, str]] = set()
+    try:
+        for entry in transact_items:
+            if len(entry) != 1:
+                return None
+            operation, op = next(iter(entry.items()))
+            if operation not in _OPERATIONS or not isinstance(op, dict):
+                return None
+            table = backend.get_table(op["TableName"])
+            if table.stream_shard is not None:
+                return None
+            if operation == "Put":
+                attrs = op["Item"]
+                key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+                if table.range_key_attr is not None:
+                    key[table.range_key_attr] = attrs[table.range_key_attr]
+            else:
+                key = op["Key"]
+            target = (str(op["TableName"]), str(dict(sorted(key.items()))))  # as moto tells
+            if target in targets:
+                return None
+            targets.add(target)
+            current = backend.get_item(op["TableName"], key)
+            condition = op.get("ConditionExpression")
+            if condition is not None:
+                names, values = (
+                    op.get("ExpressionAttributeNames"),
+                    op.get("ExpressionAttributeValues"),
+                )
+                if not get_filter_expression(condition, names, values).expr(current):
+                    return None
+            plan.append((operation, table, key, op, current))
+    except Exception:  # noqa: BLE001 - moto's way says what is wrong
+        return None
+    return plan
+
+
+# Types whose value moto casts to itself (its `cast_value` asks five questions to learn it).
+_CAST_AS_THEY_ARE = frozenset({"S", "B", "BOOL"})
+
+
+class _Property(property):
+    """A property that can carry the marks `install` puts on a patch."""
+
+
+def _strings_cast_at_once(original: Any) -> Any:
+    """Every key lookup hashes and compares key values through `cast_value` (strings, almost
+    all of them): a string's is the string itself."""
+    cast = original.fget
+
+    def cast_value(value: DynamoType) -> Any:
+        if value.type in _CAST_AS_THEY_ARE:
+            return value.value
+        return cast(value)
+
+    return _Property(cast_value)
+
+
 def _is_index_key(table: Table, name: str) -> bool:
     return any(
         key["AttributeName"] == name for index in table.all_indexes() for key in index.schema
@@ -642,6 +767,8 @@ _PATCHES: list[tuple[type, str, Callable[[Callable[..., Any]], Callable[..., Any
     (Table, "delete_item", _delete_unindexes_too),
     (DynamoDBBackend, "update_item", _adds_in_place),
     (DynamoDBBackend, "update_item", _update_reindexes),
+    (DynamoDBBackend, "transact_write_items", _checked_first),
+    (DynamoType, "cast_value", _strings_cast_at_once),
     (Item, "__init__", _sized_once),
     (ConditionExpressionParser, "parse", _parsed_once),
     (BaseJSONParser, "_parse_structure", _attribute_values_as_they_are),

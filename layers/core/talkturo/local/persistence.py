@@ -612,6 +612,8 @@ class Persistence:
         """Write a snapshot if anything changed since the last one; whether one was written."""
         with self._save_lock:
             changes = self._keeper.changes
+            # The parts before the tables: a webhook the Stripe simulator counts as delivered
+            # (answered 2xx, so stored and queued) is then in this snapshot's tables too.
             parts = {name: read() for name, read in self.parts.items()}
             parts_json = json.dumps(parts, sort_keys=True)
             if changes == self._saved_changes and parts_json == self._saved_parts:

@@ -503,6 +503,10 @@ class StripeSimulatorComponent:
             self.simulator.rebase_endpoints(url)
         else:
             self.simulator.add_endpoint(url)
+        # The webhooks the platform had not answered when it stopped go out now.
+        resumed = self.simulator.resume_deliveries()
+        if resumed:
+            logger.info("stripe simulator: %d webhook deliveries sent again", resumed)
 
     def saved_state(self) -> dict[str, Any] | None:
         if not self._started:  # not started (yet): what was restored stays
@@ -813,10 +817,12 @@ class LocalPlatform:
         restored = data.restored
         if restored.anything:
             numbers = len((restored.parts.get("carrier") or {}).get("numbers", []))
+            stripe_objects = (restored.parts.get("stripe") or {}).get("objects") or {}
+            payments = len(stripe_objects.get("payment_intent") or {})
             what = (
                 f"restored: {restored.items} items, {restored.objects} objects, "
-                f"{restored.messages} messages, {numbers} carrier numbers "
-                f"(saved {restored.saved_at})"
+                f"{restored.messages} messages, {numbers} carrier numbers, "
+                f"{payments} Stripe payments (saved {restored.saved_at})"
             )
         else:
             what = "started empty (--fresh)" if data.fresh else "nothing saved yet: started empty"

@@ -35,7 +35,7 @@ from talkturo.domain.billing import (
 from talkturo.domain.common import Page, utcnow
 from talkturo.errors import InvalidRequest, NotFound
 from talkturo.logs import logger
-from talkturo.services import accounts, credits
+from talkturo.services import accounts, auto_reload, credits
 from talkturo.store import billing as store
 from talkturo.store import ledger
 
@@ -248,6 +248,9 @@ def grant_payment(payment_intent_id: str) -> Grant:
             description=f"Bonus of package {purchase.package}",
             reference=intent.id,
         )
+    reload_sequence = intent.metadata.get(rules.META_RELOAD, "")
+    if reload_sequence.isdigit():
+        auto_reload.reload_landed(account_id, int(reload_sequence), intent.id)
     return Grant(payment_intent_id, True, "", account_id, purchase, intent.amount)
 
 
@@ -416,7 +419,12 @@ class Reconciliation:
 
 
 def _entry_amount(account_id: str, key: str) -> Decimal | None:
-    entry = ledger.entry_for_key(account_id, key)
+    """The amount of the entry `key` made; None when it made none, or when that entry is gone
+    (its guard left behind: the credits are not in the ledger either way)."""
+    try:
+        entry = ledger.entry_for_key(account_id, key)
+    except NotFound:
+        return None
     return None if entry is None else entry.amount
 
 
@@ -446,12 +454,14 @@ def reconcile(since: datetime, until: datetime | None = None) -> Reconciliation:
             continue
         report.refunds += 1
         expected = _share(intent, refund.amount)
+        if expected is None:  # its payment granted nothing (reported as amount_mismatch)
+            continue
         found = _entry_amount(intent.account_id, rules.refund_key(intent.id, refund.id))
         if found is None:
             report.differences.append(
                 Difference("missing_refund", refund.id, intent.account_id, f"{expected} credits")
             )
-        elif expected is not None and found != -expected:
+        elif found != -expected:
             report.differences.append(
                 Difference(
                     "amount_mismatch", refund.id, intent.account_id, f"{found} != -{expected}"
@@ -466,6 +476,8 @@ def reconcile(since: datetime, until: datetime | None = None) -> Reconciliation:
         if not intent.account_id:
             continue
         report.disputes += 1
+        if _share(intent, dispute.amount) is None:  # as for refunds: nothing granted, none owed
+            continue
         steps: list[Literal["opened", "won"]] = ["opened", "won"] if dispute.won else ["opened"]
         for step in steps:
             key = rules.dispute_key(intent.id, dispute.id, step)
@@ -474,17 +486,11 @@ def reconcile(since: datetime, until: datetime | None = None) -> Reconciliation:
                     Difference("missing_dispute", dispute.id, intent.account_id, f"{step} entry")
                 )
     for account_id, payment in store.payments_between(since - timedelta(minutes=5), until):
-        stripe_side = intents.get(payment.id)
-        if stripe_side is None:
-            stripe_side = gateway.payment_intent(payment.id)
-        if stripe_side.status != "succeeded":
+        stripe_side = intents.get(payment.id) or gateway.find_payment_intent(payment.id)
+        if stripe_side is None or stripe_side.status != "succeeded":
+            where = f"{stripe_side.status} at Stripe" if stripe_side else "unknown to Stripe"
             report.differences.append(
-                Difference(
-                    "unknown_payment",
-                    payment.id,
-                    account_id,
-                    f"recorded here, {stripe_side.status} at Stripe",
-                )
+                Difference("unknown_payment", payment.id, account_id, f"recorded here, {where}")
             )
     return report
 

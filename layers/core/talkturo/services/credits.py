@@ -30,14 +30,16 @@ def record(
     description: str = "",
     reference: str | None = None,
     allow_negative_balance: bool = False,
+    overdraft: Decimal = Decimal(0),
     usage: UsageTags | None = None,
 ) -> LedgerEntry:
     """Write one ledger entry exactly once per idempotency key and move the balance with it.
 
     Debits refuse to take the balance below zero (InsufficientCredits) unless
     `allow_negative_balance`, which a call's final settlement uses for its last seconds.
-    `usage` says what a usage entry (or the return of one) paid for: the usage report's
-    aggregates move with the entry (services.usage).
+    `overdraft` lets a debit go that far below zero instead (a live call drawing against a
+    pending auto-reload). `usage` says what a usage entry (or the return of one) paid for: the
+    usage report's aggregates move with the entry (services.usage).
     """
     try:
         amount = quantize_credits(bounded_credits(amount))
@@ -61,9 +63,10 @@ def record(
         created_at=utcnow(),
     )
     posted = ledger.post(
-        account_id, entry, floor=None if allow_negative_balance else Decimal(0), usage=usage
+        account_id, entry, floor=None if allow_negative_balance else -overdraft, usage=usage
     )
     _watch_low(account_id, posted)
+    _watch_reload(account_id, posted)
     if kind == "purchase":
         # Run on every purchase, replays included, so a crash right after the ledger write is
         # repaired by the retry that replays it.
@@ -104,6 +107,20 @@ def _watch_low(account_id: str, entry: LedgerEntry) -> None:
         )
     except Exception:  # noqa: BLE001 - the entry is written; telling is secondary
         logger.exception("low balance could not be checked", extra={"id": entry.id})
+
+
+def _watch_reload(account_id: str, entry: LedgerEntry) -> None:
+    """Auto-reload: a usage draw may start a reload (queued for the billing worker: nothing
+    here talks to Stripe); a credit may arm it again. Never fails the entry."""
+    from talkturo.services import auto_reload
+
+    try:
+        if entry.kind == "usage" and entry.amount < 0:
+            auto_reload.after_draw(account_id)
+        elif entry.amount > 0:
+            auto_reload.after_credit(account_id)
+    except Exception:  # noqa: BLE001 - the entry is written; the next draw looks again
+        logger.exception("auto-reload could not be checked", extra={"id": entry.id})
 
 
 def _became_paid(account_id: str) -> None:

@@ -62,6 +62,7 @@ BILLING_JOB_LOST = (
     "the Stripe event could not be applied (recorded; `talkturo billing reconcile` shows what "
     "it left undone, and applying it again is safe)"
 )
+RELOAD_JOB_LOST = "the auto-reload could not be charged after repeated attempts"
 EVENT_JOB_LOST = (
     "the delivery attempt did not run (recorded; the delivery stays pending and the event "
     "sweeper queues it again when it is due)"
@@ -200,6 +201,16 @@ def _end(queue: DeadLetterQueue, body: str) -> Outcome:
             account_id=job.account_id, job=job.delivery_id, action="recorded", reason=EVENT_JOB_LOST
         )
     if isinstance(job, BillingJob):
+        if job.reload is not None:
+            from talkturo.services import auto_reload
+
+            reason = auto_reload.fail_lost_job(job.reload)
+            return Outcome(
+                account_id=job.reload.account_id,
+                job=f"reload {job.reload.sequence}",
+                action="ended",
+                reason=f"{RELOAD_JOB_LOST}: {reason}",
+            )
         return Outcome(job=job.event_id, action="recorded", reason=BILLING_JOB_LOST)
     assert isinstance(job, PostCallJob)
     return _post_call_lost(job)

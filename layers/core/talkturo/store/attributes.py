@@ -5,11 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from pynamodb.attributes import NumberAttribute
+from pynamodb.attributes import Attribute
+from pynamodb.constants import NUMBER
 
 
-class DecimalAttribute(NumberAttribute):
+class DecimalAttribute(Attribute[Decimal]):
     """A DynamoDB number kept exact (pynamodb's NumberAttribute goes through float)."""
+
+    attr_type = NUMBER
 
     def serialize(self, value: Any) -> str:
         return str(Decimal(value))

@@ -35,20 +35,35 @@ WRITE_ATTEMPTS = 4
 
 def ledger_charge(account_id: str, amount: Decimal, key: str, allow_negative: bool) -> None:
     """A usage entry in the account's ledger (InsufficientCredits below zero unless allowed),
-    counted in the usage report under the call's assistant, campaign and number."""
-    from talkturo.services import credits, usage
+    counted in the usage report under the call's assistant, campaign and number.
+
+    A draw refused at zero while an auto-reload is pending draws against the reload's credits
+    instead (a live call is not ended by a reload under way; one pending too long stops
+    counting: services.auto_reload.pending_allowance)."""
+    from talkturo.services import auto_reload, credits, usage
 
     call_id = key.split(":", 2)[1]
-    credits.record(
-        account_id,
-        "usage",
-        -amount,
-        idempotency_key=key,
-        description=f"call {call_id}",
-        reference=call_id,
-        allow_negative_balance=allow_negative,
-        usage=usage.call_tags(account_id, call_id),
-    )
+
+    def draw(overdraft: Decimal) -> None:
+        credits.record(
+            account_id,
+            "usage",
+            -amount,
+            idempotency_key=key,
+            description=f"call {call_id}",
+            reference=call_id,
+            allow_negative_balance=allow_negative,
+            overdraft=overdraft,
+            usage=usage.call_tags(account_id, call_id),
+        )
+
+    try:
+        draw(Decimal(0))
+    except InsufficientCredits:
+        pending = auto_reload.pending_allowance(account_id)
+        if pending <= 0:
+            raise
+        draw(pending)
 
 
 class Meter:

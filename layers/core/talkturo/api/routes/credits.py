@@ -10,11 +10,12 @@ from fastapi import APIRouter, Query, Request
 from talkturo.api.deps import Caller, IdempotencyKey, Paging
 from talkturo.api.idempotency import create_once
 from talkturo.api.openapi import errors_at
+from talkturo.domain.auto_reload import AutoReload, AutoReloadUpdate
 from talkturo.domain.billing import CheckoutCreate, CheckoutSession, PackageList, Payment
 from talkturo.domain.common import Page
 from talkturo.domain.credits import Balance, EntryKind, LedgerEntry
 from talkturo.domain.usage import GroupBy, UsageReport
-from talkturo.services import billing, credits, usage
+from talkturo.services import auto_reload, billing, credits, usage
 
 router = APIRouter(tags=["Credits"])
 
@@ -83,6 +84,28 @@ def list_payments(caller: Caller, paging: Paging) -> Page[Payment]:
     return billing.payments(
         caller.account_id, limit=paging.limit, starting_after=paging.starting_after
     )
+
+
+@router.get(
+    "/credits/auto-reload",
+    response_model=AutoReload,
+    summary="The auto-reload settings, and what auto-reload is doing",
+)
+def get_auto_reload(caller: Caller) -> AutoReload:
+    return auto_reload.get(caller.account_id)
+
+
+@router.patch(
+    "/credits/auto-reload",
+    response_model=AutoReload,
+    responses=errors_at(409, 502, 503),
+    summary="Change the auto-reload settings (threshold, package, monthly cap, on or off)",
+    description="Turning it on needs a card saved at a checkout with `save_card` (409 "
+    "`no_saved_card` otherwise). When the balance is already below the threshold, a reload "
+    "is charged at once and the answer says so (`charging_now`).",
+)
+def update_auto_reload(caller: Caller, changes: AutoReloadUpdate) -> AutoReload:
+    return auto_reload.update(caller.account_id, changes)
 
 
 @router.get(

@@ -34,6 +34,7 @@ class StripeApp:
         self.secret_key = secret_key
         api = [
             ("POST", "/v1/customers", self.create_customer, True),
+            ("GET", "/v1/customers", self.list_("customer"), False),
             ("GET", "/v1/customers/{id}", self.get_("customer"), False),
             ("POST", "/v1/checkout/sessions", self.create_session, True),
             ("GET", "/v1/checkout/sessions", self.list_("checkout.session"), False),

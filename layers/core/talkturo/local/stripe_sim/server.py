@@ -9,8 +9,9 @@
         sim.wait_for_webhooks()                    # every delivery answered (or given up)
 
 `secret_key` and `webhook_secret` are generated unless given; `saved` is what `saved_state()`
-answered before (the objects, kept across a restart of the local platform). Delayed payments
-(the page's bank debit) succeed `settle_seconds` after they were made.
+answered before (the objects, idempotency keys, delayed payments and the webhooks not yet
+delivered, kept across a restart of the local platform; `resume_deliveries()` sends those).
+Delayed payments (the page's bank debit) succeed `settle_seconds` after they were made.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class StripeSimulator:
         self.state = StripeState(base_url="", emit=self.sender.send)
         if saved:
             self.state.load(saved)
+        # Deliveries not over when the state was saved: sent again by resume_deliveries().
+        self._outstanding: list[dict[str, str]] = list((saved or {}).get("deliveries") or [])
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._settler: threading.Thread | None = None
@@ -148,6 +151,14 @@ class StripeSimulator:
             for endpoint in self.state.objects["webhook_endpoint"].values():
                 self.sender.endpoints[endpoint["id"]] = endpoint
 
+    def resume_deliveries(self) -> int:
+        """Send again the webhooks that were not delivered when the saved state was taken (the
+        platform stopped before answering them); how many. Call it once the endpoints are
+        restored and their receiver listens."""
+        with self.state.lock:
+            outstanding, self._outstanding = self._outstanding, []
+            return self.sender.resume(outstanding, self.state.objects["event"])
+
     def pay(self, session_id: str, card: str = "4242424242424242") -> dict[str, Any]:
         """What the hosted page does when the buyer pays with `card` (a test card number)."""
         return self.state.pay_session(session_id, card)
@@ -180,8 +191,11 @@ class StripeSimulator:
         ]
 
     def saved_state(self) -> dict[str, Any]:
-        return {
-            "secret_key": self.secret_key,
-            "webhook_secret": self.webhook_secret,
-            **self.state.dump(),
-        }
+        """The keys, the objects and the deliveries not over yet: what `saved=` takes back."""
+        with self.state.lock:  # the events and their deliveries of one moment
+            return {
+                "secret_key": self.secret_key,
+                "webhook_secret": self.webhook_secret,
+                **self.state.dump(),
+                "deliveries": self.sender.outstanding() + self._outstanding,
+            }

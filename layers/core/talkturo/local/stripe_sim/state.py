@@ -126,14 +126,35 @@ class StripeState:
 
     # ------------------------------------------------------------------------- persistence
     def dump(self) -> dict[str, Any]:
+        """Everything a restarted simulator needs, as JSON can hold it: the objects, the
+        idempotency keys' answers (a request repeated after the restart is not made twice) and
+        the delayed payments still processing (by when they were made, in Unix time)."""
         with self.lock:
-            return {"objects": copy.deepcopy(self.objects)}
+            now, wall = time.monotonic(), time.time()
+            return {
+                "objects": copy.deepcopy(self.objects),
+                "idempotency": [
+                    [key, digest, status, copy.deepcopy(answer)]
+                    for key, (digest, status, answer) in self.idempotency.items()
+                ],
+                "delayed": [
+                    {"payment_intent": intent_id, "made_at": wall - (now - made)}
+                    for made, intent_id in self.pending_delays
+                ],
+            }
 
     def load(self, saved: dict[str, Any]) -> None:
         with self.lock:
             for kind, found in (saved.get("objects") or {}).items():
                 if kind in self.objects:
                     self.objects[kind] = dict(found)
+            for key, digest, status, answer in saved.get("idempotency") or []:
+                self.idempotency[key] = (digest, int(status), answer)
+            now, wall = time.monotonic(), time.time()
+            self.pending_delays = [
+                (now - max(0.0, wall - float(delayed["made_at"])), delayed["payment_intent"])
+                for delayed in saved.get("delayed") or []
+            ]
 
     # ------------------------------------------------------------------------- helpers
     def get(self, kind: str, object_id: str, param: str = "id") -> dict[str, Any]:

@@ -76,6 +76,7 @@ class Delivery:
     event_id: str
     event_type: str
     url: str
+    endpoint_id: str = ""
     attempts: list[int] = field(default_factory=list)  # the status of each (0: no answer)
     done: bool = False
 
@@ -118,12 +119,42 @@ class WebhookSender:
                     for index, event in enumerate(ordered):
                         if "*" not in wanted and event["type"] not in wanted:
                             continue
-                        delivery = Delivery(event["id"], event["type"], endpoint["url"])
+                        delivery = Delivery(
+                            event["id"], event["type"], endpoint["url"], endpoint["id"]
+                        )
                         self.deliveries.append(delivery)
                         # Copies go out after every event of the change went once.
                         due = start + 0.001 * (copy_number * len(ordered) + index)
                         self._queue.put((due, delivery, endpoint["id"], event))
             self._lock.notify_all()
+
+    def outstanding(self) -> list[dict[str, str]]:
+        """The deliveries not over yet (not answered 2xx, attempts left): what a restarted
+        simulator sends again."""
+        with self._lock:
+            return [
+                {"event": d.event_id, "endpoint": d.endpoint_id}
+                for d in self.deliveries
+                if not d.done
+            ]
+
+    def resume(self, outstanding: list[dict[str, str]], events: dict[str, dict[str, Any]]) -> int:
+        """Send again, at once and with their attempts afresh, the deliveries `outstanding()`
+        answered before a restart; how many. Those of a gone event or endpoint are dropped."""
+        resumed = 0
+        now = time.monotonic()
+        with self._lock:
+            for saved in outstanding:
+                event = events.get(saved["event"])
+                endpoint = self.endpoints.get(saved["endpoint"])
+                if event is None or endpoint is None:
+                    continue
+                delivery = Delivery(event["id"], event["type"], endpoint["url"], endpoint["id"])
+                self.deliveries.append(delivery)
+                self._queue.put((now + 0.001 * resumed, delivery, endpoint["id"], event))
+                resumed += 1
+            self._lock.notify_all()
+        return resumed
 
     def idle(self) -> bool:
         """Every delivery queued so far is over (answered 2xx, or out of attempts)."""
