@@ -1,5 +1,5 @@
 """`python -m benchmarks [coldstart|calls|scale|voice|wakes|campaign|events|extraction|
-analysis|billing|speech]
+analysis|billing|speech|spoken_emails]
 [--runs N]`:
 print the figures (all by default).
 
@@ -28,6 +28,7 @@ BENCHMARKS = [
     "analysis",
     "billing",
     "speech",
+    "spoken_emails",
 ]
 
 
@@ -104,6 +105,10 @@ def main() -> None:
         from benchmarks import speech
 
         speech.run()
+    if only in (None, "spoken_emails"):
+        from benchmarks import spoken_emails
+
+        spoken_emails.run()
     sys.stdout.flush()
 
 

@@ -260,7 +260,7 @@ def extract_offline(
     found: Found | None = None
     if spec.format == "email":
         for _, text in caller:
-            emails = emails_in(text)
+            emails = [email for email in emails_in(text) if _plausible_email(email)]
             if emails:
                 found = (emails[-1], text)
         return found
@@ -316,6 +316,72 @@ def extract_offline(
                 found = (answer, text)
         return found
     return None
+
+
+# What a mistaken transcript most often puts before an " at ": "email me at …", "all of you at …".
+_NOT_MAILBOXES = frozenset(
+    [
+        "me",
+        "you",
+        "us",
+        "him",
+        "her",
+        "it",
+        "them",
+        "the",
+        "a",
+        "an",
+        "all",
+        "this",
+        "that",
+        "my",
+        "your",
+        "our",
+        "email",
+        "mail",
+        "address",
+        "at",
+    ]
+)
+# Top-level domains the offline extractor accepts: the common generic ones and any two-letter
+# country code; another ending is more often a word heard wrong ("atme.eagle") than an address.
+_GENERIC_TLDS = frozenset(
+    [
+        "com",
+        "org",
+        "net",
+        "edu",
+        "gov",
+        "mil",
+        "int",
+        "io",
+        "ai",
+        "app",
+        "dev",
+        "co",
+        "biz",
+        "info",
+        "me",
+        "tv",
+        "us",
+        "uk",
+        "ca",
+        "de",
+        "fr",
+        "au",
+        "in",
+    ]
+)
+
+
+def _plausible_email(email: str) -> bool:
+    """Whether an address read from a transcript looks like one a caller gave: not a pronoun
+    or an article before the @, no `www.` domain, a known kind of ending."""
+    mailbox, _, domain = email.partition("@")
+    tld = domain.rsplit(".", 1)[-1]
+    if mailbox in _NOT_MAILBOXES or domain.startswith("www."):
+        return False
+    return tld in _GENERIC_TLDS or len(tld) == 2
 
 
 def _yes_no(text: str) -> bool | None:

@@ -601,7 +601,15 @@ def spoken_email_text(text: str) -> str:
         out = re.sub(pattern, symbol, out)
     # "j o h n@..." spelled letter by letter: join runs of single letters.
     out = re.sub(r"(?<=\s)(\w)\s+(?=\w\b)", r"\1", out)
+    # A transcriber that runs "mike at yahoo dot com" together writes "mikeatyahoo.com": the
+    # first "at" after three letters or more of such a word is the @ ("whatsapp.com" stays).
+    out = _GLUED_AT.sub(r"\1@\2", out)
     return " ".join(out.split())
+
+
+_GLUED_AT = re.compile(
+    r"(?<![\w@.])([a-z][a-z0-9._]+?[a-z0-9])at([a-z0-9\-]{2,}(?:\.[a-z]{2,})+)\b"
+)
 
 
 _EMAIL = re.compile(r"[a-z0-9][a-z0-9._%+\-]*@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}")
