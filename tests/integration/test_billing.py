@@ -181,6 +181,40 @@ def test_a_checkout_is_a_stripe_session_with_our_ids_on_the_payment(
     assert _stripe_entries(client, tenant) == []
 
 
+def test_a_customer_gone_at_stripe_is_replaced_and_its_payments_still_count(
+    client: TestClient, stack: Stack, tenant: Tenant, stripe_sim: Billing
+) -> None:
+    # Given a purchase with a card saved, then the account's customer deleted at Stripe
+    # (its webhooks are stored and queued, not applied yet)
+    _buy(client, tenant, stripe_sim, "pkg_10", save_card=True)
+    first_customer = billing_store.customer_of(tenant.account_id)
+    assert first_customer is not None
+    stripe_sim.client.v1.customers.delete(first_customer)
+    assert billing_service.saved_card(tenant.account_id) is None  # nothing left to charge
+    # When the account starts a checkout: a new customer is made and kept, no 502
+    session = _checkout(client, tenant, package="pkg_50")
+    customer = billing_store.customer_of(tenant.account_id)
+    assert customer is not None and customer != first_customer
+    state = stripe_sim.sim.state
+    assert state.objects["checkout.session"][session["id"]]["customer"] == customer
+    assert list(state.objects["customer"]) == [customer]
+    # And once (a second checkout, and a second replacement of the same gone one, find it)
+    assert _checkout(client, tenant, package="pkg_100")["id"] != session["id"]
+    assert billing_service.ensure_customer(tenant.account_id, missing=first_customer) == customer
+    assert billing_store.customer_of(tenant.account_id) == customer
+    assert len(state.objects["customer"]) == 1
+    # Then the payment made with the gone customer is still the account's (applied after the
+    # replacement, granted once), and so is the one made with the new customer
+    assert stripe_sim.sim.pay(session["id"], VISA)["result"] == "paid"
+    stripe_sim.settle()
+    billing_queue.drain(stack)
+    assert _stripe_entries(client, tenant) == [
+        ("bonus", "5.0000"),
+        ("purchase", "100.0000"),
+        ("purchase", "20.0000"),
+    ]
+
+
 # ----------------------------------------------------------------------------- granting once
 def test_a_package_bought_is_credited_once_although_every_event_came_three_times(
     client: TestClient, stack: Stack, tenant: Tenant, stripe_sim: Billing

@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from talkturo.billing.factory import get_gateway
-from talkturo.billing.gateway import PaymentFailed
+from talkturo.billing.gateway import CustomerMissing, PaymentFailed
 from talkturo.config import get_settings
 from talkturo.domain import billing as rules
 from talkturo.domain.billing import (
@@ -69,28 +69,39 @@ def purchase_for(package: str | None, amount_cents: int | None) -> Purchase:
 
 
 # ----------------------------------------------------------------------------- customers
-def ensure_customer(account_id: str) -> str:
+def ensure_customer(account_id: str, *, missing: str | None = None) -> str:
     """The account's Stripe customer, created once (our deterministic idempotency key makes a
-    concurrent second creation answer the same customer) and kept."""
+    concurrent second creation answer the same customer) and kept. `missing`: the kept one
+    that Stripe answered it no longer knows (deleted there, or the key is another Stripe
+    account's): a new one is created and kept instead, once however many ask at once."""
     kept = store.customer_of(account_id)
-    if kept:
+    if kept and kept != missing:
         return kept
     account = accounts.get_account(account_id)
+    # The first customer's key would answer the missing one again (Stripe keeps a key 24 h).
+    key = f"talkturo:customer:{account_id}" + (f":replacing:{kept}" if kept else "")
     customer = get_gateway().create_customer(
-        account_id,
-        name=account.name,
-        email=account.email,
-        idempotency_key=f"talkturo:customer:{account_id}",
+        account_id, name=account.name, email=account.email, idempotency_key=key
     )
+    if kept:
+        logger.warning(
+            "the account's Stripe customer is gone at Stripe; a new one is kept",
+            extra={"account_id": account_id, "missing": kept, "customer": customer.id},
+        )
+        return store.replace_customer(account_id, kept, customer.id)
     return store.keep_customer(account_id, customer.id)
 
 
 def saved_card(account_id: str) -> SavedCard | None:
-    """The card saved for off-session payments (at a checkout with save_card), if any."""
+    """The card saved for off-session payments (at a checkout with save_card), if any: none
+    when Stripe no longer knows the account's customer."""
     customer = store.customer_of(account_id)
     if not customer:
         return None
-    cards = get_gateway().saved_cards(customer)
+    try:
+        cards = get_gateway().saved_cards(customer)
+    except CustomerMissing:
+        return None
     return cards[0] if cards else None
 
 
@@ -152,16 +163,25 @@ def start_checkout(
         (p.name for p in rules.get_packages().packages if p.id == purchase.package),
         f"{purchase.total:.4f}".rstrip("0").rstrip(".") + " credits",
     )
-    session_id, url, expires = get_gateway().create_checkout_session(
-        account_id=account_id,
-        customer_id=customer,
-        purchase=purchase,
-        description=f"Talkturo: {description}",
-        success_url=body.success_url or _return_url("success", called_at),
-        cancel_url=body.cancel_url or _return_url("cancel", called_at),
-        save_card=body.save_card,
-        idempotency_key=stripe_key,
-    )
+
+    def create(customer_id: str) -> tuple[str, str, int | None]:
+        return get_gateway().create_checkout_session(
+            account_id=account_id,
+            customer_id=customer_id,
+            purchase=purchase,
+            description=f"Talkturo: {description}",
+            success_url=body.success_url or _return_url("success", called_at),
+            cancel_url=body.cancel_url or _return_url("cancel", called_at),
+            save_card=body.save_card,
+            idempotency_key=stripe_key,
+        )
+
+    try:
+        session_id, url, expires = create(customer)
+    except CustomerMissing:
+        # A key is bound to its parameters: the session for the new customer needs its own.
+        stripe_key += ":customer-replaced"
+        session_id, url, expires = create(ensure_customer(account_id, missing=customer))
     return CheckoutSession(
         id=session_id,
         url=url,
@@ -211,8 +231,8 @@ def grant_payment(payment_intent_id: str) -> Grant:
     except NotFound:
         logger.warning("a payment names an unknown account", extra={"payment_intent": intent.id})
         return Grant(payment_intent_id, False, "no such account", account_id)
-    kept_customer = store.customer_of(account_id)
-    if kept_customer and intent.customer and intent.customer != kept_customer:
+    customers = store.customers_of(account_id)
+    if customers and intent.customer and intent.customer not in customers:
         logger.warning(
             "a payment's customer is not the account's; no credits granted",
             extra={"payment_intent": intent.id, "account_id": account_id},

@@ -234,6 +234,17 @@ class StripeState:
             }
             return self.put(customer)
 
+    def delete_customer(self, customer_id: str) -> dict[str, Any]:
+        """As in Stripe's dashboard or API: gone for good; later requests naming it are
+        resource_missing (its saved cards can no longer be charged)."""
+        with self.lock:
+            self.get("customer", customer_id)
+            del self.objects["customer"][customer_id]
+            for method in self.objects["payment_method"].values():
+                if method.get("customer") == customer_id:
+                    method["customer"] = None
+        return {"id": customer_id, "object": "customer", "deleted": True}
+
     # ------------------------------------------------------------------------- checkout
     def create_checkout_session(self, params: dict[str, Any]) -> dict[str, Any]:
         if params.get("mode") != "payment":
