@@ -277,7 +277,9 @@ def grant_payment(payment_intent_id: str) -> Grant:
 # ----------------------------------------------------------------------------- refunds, disputes
 def apply_refunds(charge_id: str) -> str:
     """Take back, pro rata and bonus included, the credits of each refund of a charge, once per
-    refund id (charge.refunded comes on every partial refund; its amount is cumulative)."""
+    refund id (charge.refunded comes on every partial refund; its amount is cumulative). A
+    refund that failed afterwards (its money never reached the buyer) gives them back, once:
+    both entries are written whatever was seen before, so they cancel out in any order."""
     gateway = get_gateway()
     charge = gateway.charge(charge_id)
     if not charge.payment_intent:
@@ -285,13 +287,15 @@ def apply_refunds(charge_id: str) -> str:
     grant = grant_payment(charge.payment_intent)  # a refund that arrives first still counts
     if not grant.granted or grant.purchase is None or grant.account_id is None:
         return f"no credits to take back: {grant.reason}"
-    taken = 0
-    refunded = 0
+    taken = returned = refunded = 0
+    seen = False
     for refund in gateway.refunds_of_charge(charge.id):
-        if refund.status != "succeeded":
-            continue
-        refunded += refund.amount
+        if refund.status not in ("succeeded", "failed"):
+            continue  # pending or requires_action: nothing moved yet
+        seen = True
         share = rules.pro_rata(grant.purchase.total, refund.amount, grant.amount_cents)
+        if refund.status == "succeeded":
+            refunded += refund.amount
         if share <= 0:
             continue
         credits.record(
@@ -304,14 +308,26 @@ def apply_refunds(charge_id: str) -> str:
             allow_negative_balance=True,
         )
         taken += 1
+        if refund.status == "failed":
+            credits.record(
+                grant.account_id,
+                "payment_refund",
+                share,
+                idempotency_key=rules.failed_refund_key(charge.payment_intent, refund.id),
+                description=f"Stripe refund of ${refund.amount / 100:,.2f} failed: given back",
+                reference=refund.id,
+            )
+            returned += 1
     status: Literal["succeeded", "partially_refunded", "refunded"] = (
-        "refunded" if refunded >= grant.amount_cents else "partially_refunded"
+        "refunded"
+        if refunded >= grant.amount_cents
+        else ("partially_refunded" if refunded else "succeeded")
     )
-    if refunded:
+    if seen:
         store.update_payment(
             grant.account_id, charge.payment_intent, refunded_cents=refunded, status=status
         )
-    return f"{taken} refund(s) applied"
+    return f"{taken} refund(s) applied, {returned} failed and given back"
 
 
 def apply_dispute(dispute_id: str) -> str:
@@ -403,7 +419,9 @@ def payments(account_id: str, *, limit: int, starting_after: str | None) -> Page
 # ----------------------------------------------------------------------------- reconciliation
 @dataclass
 class Difference:
-    kind: str  # missing_grant, amount_mismatch, missing_refund, missing_dispute, unknown_payment
+    # missing_grant, amount_mismatch, missing_refund, missing_refund_return, missing_dispute,
+    # unknown_payment
+    kind: str
     stripe_id: str
     account_id: str | None
     detail: str
@@ -467,7 +485,7 @@ def reconcile(since: datetime, until: datetime | None = None) -> Reconciliation:
         report.payments += 1
         _check_payment(report, intent)
     for refund in gateway.refunds_since(start):
-        if refund.status != "succeeded" or not refund.payment_intent:
+        if refund.status not in ("succeeded", "failed") or not refund.payment_intent:
             continue
         intent = intents.get(refund.payment_intent) or gateway.payment_intent(refund.payment_intent)
         if not intent.account_id:
@@ -477,6 +495,19 @@ def reconcile(since: datetime, until: datetime | None = None) -> Reconciliation:
         if expected is None:  # its payment granted nothing (reported as amount_mismatch)
             continue
         found = _entry_amount(intent.account_id, rules.refund_key(intent.id, refund.id))
+        if refund.status == "failed":
+            # Nothing owed in the end: what it took (if anything) must have been given back.
+            back = _entry_amount(intent.account_id, rules.failed_refund_key(intent.id, refund.id))
+            if found is not None and back != expected:
+                report.differences.append(
+                    Difference(
+                        "missing_refund_return",
+                        refund.id,
+                        intent.account_id,
+                        f"{expected} credits taken by a failed refund, not given back",
+                    )
+                )
+            continue
         if found is None:
             report.differences.append(
                 Difference("missing_refund", refund.id, intent.account_id, f"{expected} credits")

@@ -60,6 +60,7 @@ class StripeApp:
             # The simulator's own controls (not Stripe's API).
             ("POST", "/_sim/disputes", self.sim_dispute, False),
             ("POST", "/_sim/disputes/{id}/close", self.sim_close_dispute, False),
+            ("POST", "/_sim/refunds/{id}/fail", self.sim_fail_refund, False),
             ("POST", "/_sim/switches", self.sim_switches, False),
         ]
         routes = [
@@ -205,6 +206,10 @@ class StripeApp:
         if outcome not in ("won", "lost"):
             raise StripeApiError(400, "outcome must be won or lost.", param="outcome")
         return public(self.state.close_dispute(request.path_params["id"], outcome))
+
+    def sim_fail_refund(self, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+        reason = str(params.get("failure_reason") or "expired_or_canceled_card")
+        return public(self.state.fail_refund(request.path_params["id"], reason))
 
     def sim_switches(self, request: Request, params: dict[str, Any]) -> dict[str, Any]:
         try:

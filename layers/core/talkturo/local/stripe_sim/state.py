@@ -722,6 +722,36 @@ class StripeState:
             )
             return refund
 
+    REFUND_FAILURE_REASONS = ("lost_or_stolen_card", "expired_or_canceled_card", "unknown")
+
+    def fail_refund(self, refund_id: str, reason: str) -> dict[str, Any]:
+        """A succeeded refund fails afterwards, as Stripe's do when the card can no longer take
+        the money: the refund turns `failed` with its `failure_reason`, the amount counts as
+        not refunded on the charge again, and Stripe's events for it go out."""
+        if reason not in self.REFUND_FAILURE_REASONS:
+            raise StripeApiError(
+                400, f"failure_reason must be one of {self.REFUND_FAILURE_REASONS}."
+            )
+        with self.lock:
+            refund = self.get("refund", refund_id)
+            if refund["status"] != "succeeded":
+                raise StripeApiError(400, f"Refund {refund_id} is {refund['status']}.")
+            charge = self.get("charge", refund["charge"], "charge")
+            refund["status"] = "failed"
+            refund["failure_reason"] = reason
+            refund["failure_balance_transaction"] = new_id("txn_")
+            charge["amount_refunded"] -= refund["amount"]
+            charge["refunded"] = False
+            previous = {"status": "succeeded", "failure_reason": None}
+            self.announce(
+                [
+                    self.event("charge.refund.updated", refund, **previous),
+                    self.event("refund.updated", refund, **previous),
+                    self.event("refund.failed", refund, **previous),
+                ]
+            )
+            return refund
+
     # ------------------------------------------------------------------------- disputes
     def create_dispute(self, charge_id: str, amount: int | None, reason: str) -> dict[str, Any]:
         with self.lock:
