@@ -318,11 +318,12 @@ def apply_refunds(charge_id: str) -> str:
                 reference=refund.id,
             )
             returned += 1
-    status: Literal["succeeded", "partially_refunded", "refunded"] = (
-        "refunded"
-        if refunded >= grant.amount_cents
-        else ("partially_refunded" if refunded else "succeeded")
+    status: Literal["succeeded", "partially_refunded", "refunded", "disputed"] = (
+        "refunded" if refunded >= grant.amount_cents else "partially_refunded"
     )
+    if seen and not refunded:  # every refund failed: the payment is as before its refunds
+        recorded = store.get_payment(grant.account_id, charge.payment_intent)
+        status = "disputed" if recorded and recorded.disputed_cents else "succeeded"
     if seen:
         store.update_payment(
             grant.account_id, charge.payment_intent, refunded_cents=refunded, status=status
