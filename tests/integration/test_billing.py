@@ -204,8 +204,26 @@ def test_a_customer_gone_at_stripe_is_replaced_and_its_payments_still_count(
     assert billing_service.ensure_customer(tenant.account_id, missing=first_customer) == customer
     assert billing_store.customer_of(tenant.account_id) == customer
     assert len(state.objects["customer"]) == 1
-    # Then the payment made with the gone customer is still the account's (applied after the
-    # replacement, granted once), and so is the one made with the new customer
+    # When that one is gone too and eight checkouts find it so at once: one replacement
+    stripe_sim.client.v1.customers.delete(customer)
+    start = threading.Barrier(8)
+    answers: list[str] = []
+
+    def replace() -> None:
+        start.wait()
+        answers.append(billing_service.ensure_customer(tenant.account_id, missing=customer))
+
+    threads = [threading.Thread(target=replace) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (third,) = set(answers)
+    assert billing_store.customer_of(tenant.account_id) == third
+    assert list(state.objects["customer"]) == [third]
+    assert billing_store.customers_of(tenant.account_id) == {first_customer, customer, third}
+    # Then the payments made with the gone customers are still the account's (applied after
+    # their replacement, granted once each)
     assert stripe_sim.sim.pay(session["id"], VISA)["result"] == "paid"
     stripe_sim.settle()
     billing_queue.drain(stack)
