@@ -103,8 +103,9 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform, tmp_pat
     ]
     assert assistants[0]["phone_number_ids"] == [numbers[0]["id"]]
     # The calls: Ada answered, Grace was busy, Nancy's second call in was answered (her first
-    # met inbound switched off: she heard "not available", and no call was recorded), and the
-    # scripted caller's conversation ended by the assistant's end_call tool.
+    # met inbound switched off: she heard "not available", and no call was recorded), the
+    # scripted caller's conversation ended by the assistant's end_call tool, and Ada's long
+    # call during which auto-reload fired.
     assert "This number is not available right now. Goodbye." in run.stdout
     by_name = {c["first_name"]: c["id"] for c in contacts}
     every_call = api.get("/v1/calls", params={"limit": 100}).json()["data"]
@@ -113,6 +114,7 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform, tmp_pat
         (c["direction"], c["status"], c["outcome"], c["contact_id"], c["assistant_id"])
         for c in calls
     ] == [
+        ("outbound", "ended", "answered", by_name["Ada"], assistants[0]["id"]),
         ("inbound", "ended", "answered", by_name["Nancy"], assistants[0]["id"]),
         ("inbound", "ended", "answered", None, assistants[0]["id"]),
         ("inbound", "ended", "answered", by_name["Nancy"], assistants[0]["id"]),
@@ -121,7 +123,7 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform, tmp_pat
     ]
     assert {c["phone_number_id"] for c in calls} == {numbers[0]["id"]}
     assert assistants[0]["telephony"]["inbound_enabled"] is True
-    conversation = calls[1]
+    conversation = calls[2]
     assert conversation["ended_reason"] == "assistant_ended" and "assistant_ended" in run.stdout
     recording = Path(ROOT, "call.wav")
     assert conversation["recording_available"] and recording.stat().st_size > 1000
@@ -131,15 +133,15 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform, tmp_pat
     # The answered calls drew credits while they ran: the ledger holds their usage.
     ledger = api.get("/v1/credits/ledger", params={"limit": 100}).json()["data"]
     assert ledger[-1]["kind"] == "grant"
-    # The package bought once, although every Stripe event was sent three times
-    (payment,) = api.get("/v1/credits/payments").json()["data"]
+    # The package bought once, although every Stripe event was sent three times, then one
+    # auto-reload with the card saved at that checkout
+    reloaded, payment = api.get("/v1/credits/payments").json()["data"]
     assert (payment["amount_cents"], payment["credits"]) == (5000, "105.0000")
+    assert not payment["auto_reload"]
     bought = sorted((e["kind"], e["amount"]) for e in ledger if e["reference"] == payment["id"])
     assert bought == [("bonus", "5.0000"), ("purchase", "100.0000")]
     assert api.get("/v1/account").json()["plan"] == "paid"
-    # Auto-reload is on with the card saved at that checkout, armed: the balance is above 20
-    reload = api.get("/v1/credits/auto-reload").json()
-    assert (reload["enabled"], reload["state"], reload["package"]) == (True, "armed", "pkg_10")
+    _check_auto_reload(api, reloaded, ledger, calls[0], run.stdout)
     # Calls' usage (a number's rent is usage too, referenced by the number)
     calls_usage = [
         e for e in ledger if e["kind"] == "usage" and (e["reference"] or "").startswith("call_")
@@ -147,8 +149,38 @@ def test_the_readme_tour_works_as_written(local_platform: LocalPlatform, tmp_pat
     usage = -sum(Decimal(e["amount"]) for e in calls_usage)
     assert usage > 0
     assert usage == sum(Decimal(c["credits_charged"]) for c in every_call)
-    _check_analysis(api, calls[0], by_name["Nancy"])
-    _check_campaign(api, by_name, every_call, began)
+    _check_analysis(api, calls[1], by_name["Nancy"])
+    _check_campaign(api, by_name, every_call, began, run.stdout)
+
+
+def _check_auto_reload(
+    api: Any,
+    reloaded: dict[str, Any],
+    ledger: list[dict[str, Any]],
+    long_call: dict[str, Any],
+    printed: str,
+) -> None:
+    """The billing section: one reload of pkg_10 fired during Ada's long call (its credits
+    landed while she talked), once, and auto-reload is armed again."""
+    settings = api.get("/v1/credits/auto-reload").json()
+    assert (settings["enabled"], settings["state"]) == (True, "armed")
+    assert settings["package"] == "pkg_10"
+    assert (settings["reloads"], settings["reloaded_this_month"]) == (1, "20.0000")
+    assert settings["pending"] is None and settings["last_failure"] is None
+    assert reloaded["auto_reload"] and (reloaded["amount_cents"], reloaded["credits"]) == (
+        1000,
+        "20.0000",
+    )
+    (entry,) = [e for e in ledger if e["reference"] == reloaded["id"]]
+    assert (entry["kind"], entry["amount"]) == ("purchase", "20.0000")
+    landed = datetime.fromisoformat(entry["created_at"])
+    answered = datetime.fromisoformat(long_call["answered_at"])
+    assert answered < landed < datetime.fromisoformat(long_call["ended_at"]), (entry, long_call)
+    # What the tour printed: the state while the call ran, then the settings
+    assert "Auto-reload on: armed" in printed and "reloads      1" in printed
+    watched = re.findall(r"^(\S+) credits, auto-reload (\w+)$", printed, flags=re.M)
+    balances = [Decimal(balance) for balance, _ in watched]
+    assert balances and max(balances) - min(balances) > 19, watched  # the reload, mid-call
 
 
 def _analysis_call(api: Any) -> str:
@@ -223,7 +255,11 @@ def _open(zone: str, moment: datetime) -> bool:
 
 
 def _check_campaign(
-    api: Any, by_name: dict[str, str], every_call: list[dict[str, Any]], began: datetime
+    api: Any,
+    by_name: dict[str, str],
+    every_call: list[dict[str, Any]],
+    began: datetime,
+    printed: str,
 ) -> None:
     """The campaign section. Whatever the time, one office is inside calling hours (the floor
     cannot be switched off): each pair has one person done as their phone behaves; an office
@@ -270,3 +306,9 @@ def _check_campaign(
     assert {c["attempt"] for c in campaign_calls} == {1, 2}
     waiting = any(m["state"] == "pending" for m in members.values())
     assert (campaign["status"] == "completed") == (not waiting), campaign
+    # Its cap, never reached, and what its calls spent against it
+    assert campaign["credit_cap"] == "50.0000"
+    budget = api.get(f"/v1/campaigns/{campaign['id']}/progress").json()["budget"]
+    spent = sum(Decimal(c["credits_charged"]) for c in campaign_calls)
+    assert (Decimal(budget["spent"]), Decimal(budget["remaining"])) == (spent, 50 - spent)
+    assert '"cap_covers":' in printed and '"credit_cap": "50.0000"' in printed

@@ -2,7 +2,7 @@
 the billing worker charges the saved card off-session on the Stripe simulator (through the
 stripe SDK), the simulator's signed webhooks bring the credits like any purchase, and the
 purchase arms auto-reload again. Refused cards, the monthly cap and a live call drawing
-against a pending reload."""
+against a pending reload. The `talkturo billing auto-reload` command over the same routes."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 from fastapi.testclient import TestClient
 
 from talkturo.domain.common import utcnow
@@ -24,6 +25,7 @@ from talkturo.local.template import Stack
 from talkturo.services import credits, events
 from talkturo.store import auto_reload as reload_store
 from talkturo.voice.metering import Meter, ledger_charge
+from tests.asgi_server import served
 from tests.conftest import Tenant
 from tests.integration import billing_queue, event_queue
 from tests.integration.billing_setup import Billing, billing
@@ -454,3 +456,99 @@ def test_a_reload_whose_message_was_lost_is_queued_again_by_a_later_draw_and_cha
     assert len(_reload_charges(stripe_sim, tenant)) == 1
     assert _balance(tenant) == Decimal(20) + PKG_10_CREDITS
     assert _read(client, tenant)["state"] == "armed"
+
+
+# ----------------------------------------------------------------------------- the command
+# `talkturo billing auto-reload show|on|off` against the API served on loopback: what it
+# prints, what it changes, and the API's refusals it passes on.
+@pytest.fixture
+def api_url(stack: Stack) -> Iterator[str]:
+    from talkturo.api.app import create_app
+
+    with served(create_app()) as url:
+        yield url
+
+
+def _cli(api_url: str, tenant: Tenant, *arguments: str) -> Result:
+    from talkturo.cli import main
+
+    env = {"TALKTURO_API_URL": api_url, "TALKTURO_API_KEY": tenant.secret}
+    return CliRunner().invoke(main, ["billing", "auto-reload", *arguments], env=env)
+
+
+def test_on_needs_a_saved_card_then_arms_and_off_keeps_the_settings(
+    client: TestClient, stack: Stack, tenant: Tenant, stripe_sim: Billing, api_url: str
+) -> None:
+    # Given an account that never saved a card
+    shown = _cli(api_url, tenant, "show")
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.startswith("Auto-reload off: off (auto-reload is off)")
+    assert "monthly cap  none" in shown.output and "reloads      0" in shown.output
+
+    # When it is turned on: the API's 409 is printed with its code and the command fails
+    refused = _cli(api_url, tenant, "on", "--threshold", "5", "--package", "pkg_10")
+    assert refused.exit_code == 1
+    assert "no_saved_card" in refused.output and "param: payment_method" in refused.output
+    assert _read(client, tenant)["enabled"] is False
+
+    # Once a card is saved (pkg_10 bought with it: 30 credits), it arms
+    _save_card(client, stack, tenant, stripe_sim)
+    armed = _cli(
+        api_url, tenant, "on", "--threshold", "5", "--package", "pkg_10", "--monthly-cap", "100"
+    )
+    assert armed.exit_code == 0, armed.output
+    lines = armed.output.splitlines()
+    assert lines[0].startswith("Auto-reload on: armed (a reload is charged when")
+    assert "  package      pkg_10: 20.0000 credits for $10.00" in lines
+    assert "  threshold    5.0000 credits" in lines
+    assert any(
+        line.startswith("  monthly cap  100.0000 credits; 0.0000 reloaded in") for line in lines
+    )
+    settings = _read(client, tenant)
+    assert (settings["threshold"], settings["package"], settings["monthly_cap"]) == (
+        "5.0000",
+        "pkg_10",
+        "100.0000",
+    )
+
+    # `--monthly-cap none` removes the cap and keeps the rest; off keeps every setting
+    uncapped = _cli(api_url, tenant, "on", "--monthly-cap", "none")
+    assert uncapped.exit_code == 0, uncapped.output
+    assert "  monthly cap  none; " in uncapped.output
+    off = _cli(api_url, tenant, "off")
+    assert off.exit_code == 0, off.output
+    assert off.output.startswith("Auto-reload off: off")
+    settings = _read(client, tenant)
+    assert (settings["enabled"], settings["threshold"], settings["monthly_cap"]) == (
+        False,
+        "5.0000",
+        None,
+    )
+
+
+def test_a_bad_setting_is_named_and_a_refused_reload_shows_why(
+    client: TestClient, stack: Stack, tenant: Tenant, stripe_sim: Billing, api_url: str
+) -> None:
+    # Given a card that saves fine and is declined on every later charge (30 credits)
+    _save_card(client, stack, tenant, stripe_sim, SAVED_THEN_DECLINED)
+    wrong = _cli(api_url, tenant, "on", "--threshold", "-3", "--package", "pkg_10")
+    assert wrong.exit_code == 1 and "param: threshold" in wrong.output
+    wrong = _cli(api_url, tenant, "on", "--threshold", "5", "--package", "custom")
+    assert wrong.exit_code == 1 and "param: package" in wrong.output
+    assert _read(client, tenant)["enabled"] is False
+
+    # When the threshold is above the balance: it says it charges now, the reload under way
+    now = _cli(api_url, tenant, "on", "--threshold", "40", "--package", "pkg_10")
+    assert now.exit_code == 0, now.output
+    assert now.output.startswith("Auto-reload on: pending")
+    assert "Charging now: the balance is already below the threshold." in now.output
+    assert "  pending      reload 1 since " in now.output
+
+    # Then the card is refused: show says so, with the bank's reason
+    _apply(stack, stripe_sim)
+    shown = _cli(api_url, tenant, "show")
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.startswith("Auto-reload on: failed"), shown.output
+    assert "  pending" not in shown.output
+    failure = _read(client, tenant)["last_failure"]
+    assert f"  last failure reload 1 at {failure['at']}: card_declined" in shown.output

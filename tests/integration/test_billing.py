@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -179,6 +180,58 @@ def test_a_checkout_is_a_stripe_session_with_our_ids_on_the_payment(
     assert _checkout(client, tenant, package="pkg_50", save_card=True)["id"] == first["id"]
     # No credits yet: they come only from the webhook
     assert _stripe_entries(client, tenant) == []
+
+
+def test_a_customer_gone_at_stripe_is_replaced_and_its_payments_still_count(
+    client: TestClient, stack: Stack, tenant: Tenant, stripe_sim: Billing
+) -> None:
+    # Given a purchase with a card saved, then the account's customer deleted at Stripe
+    # (its webhooks are stored and queued, not applied yet)
+    _buy(client, tenant, stripe_sim, "pkg_10", save_card=True)
+    first_customer = billing_store.customer_of(tenant.account_id)
+    assert first_customer is not None
+    stripe_sim.client.v1.customers.delete(first_customer)
+    assert billing_service.saved_card(tenant.account_id) is None  # nothing left to charge
+    # When the account starts a checkout: a new customer is made and kept, no 502
+    session = _checkout(client, tenant, package="pkg_50")
+    customer = billing_store.customer_of(tenant.account_id)
+    assert customer is not None and customer != first_customer
+    state = stripe_sim.sim.state
+    assert state.objects["checkout.session"][session["id"]]["customer"] == customer
+    assert list(state.objects["customer"]) == [customer]
+    # And once (a second checkout, and a second replacement of the same gone one, find it)
+    assert _checkout(client, tenant, package="pkg_100")["id"] != session["id"]
+    assert billing_service.ensure_customer(tenant.account_id, missing=first_customer) == customer
+    assert billing_store.customer_of(tenant.account_id) == customer
+    assert len(state.objects["customer"]) == 1
+    # When that one is gone too and eight checkouts find it so at once: one replacement
+    stripe_sim.client.v1.customers.delete(customer)
+    start = threading.Barrier(8)
+    answers: list[str] = []
+
+    def replace() -> None:
+        start.wait()
+        answers.append(billing_service.ensure_customer(tenant.account_id, missing=customer))
+
+    threads = [threading.Thread(target=replace) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (third,) = set(answers)
+    assert billing_store.customer_of(tenant.account_id) == third
+    assert list(state.objects["customer"]) == [third]
+    assert billing_store.customers_of(tenant.account_id) == {first_customer, customer, third}
+    # Then the payments made with the gone customers are still the account's (applied after
+    # their replacement, granted once each)
+    assert stripe_sim.sim.pay(session["id"], VISA)["result"] == "paid"
+    stripe_sim.settle()
+    billing_queue.drain(stack)
+    assert _stripe_entries(client, tenant) == [
+        ("bonus", "5.0000"),
+        ("purchase", "100.0000"),
+        ("purchase", "20.0000"),
+    ]
 
 
 # ----------------------------------------------------------------------------- granting once
@@ -401,6 +454,67 @@ def test_partial_refunds_take_back_their_share_once_each(
     assert _balance(tenant) == Decimal(10)
     payment = client.get("/v1/credits/payments", headers=tenant.headers).json()["data"][0]
     assert (payment["status"], payment["refunded_cents"]) == ("refunded", 10000)
+
+
+def test_a_refund_that_fails_afterwards_gives_the_credits_back_once(
+    client: TestClient, stack: Stack, tenant: Tenant, stripe_sim: Billing
+) -> None:
+    # Given $25 of the $100 package refunded (55 of its 220 credits taken back)
+    intent = _buy(client, tenant, stripe_sim, "pkg_100")
+    refund = stripe_sim.client.v1.refunds.create(params={"payment_intent": intent, "amount": 2500})
+    stripe_sim.settle()
+    billing_queue.drain(stack)
+    assert _balance(tenant) == Decimal(10 + 220 - 55)
+    # When that refund fails afterwards (the buyer's card is gone): Stripe's three events about
+    # it, each sent three times (the simulator's default), in reverse order
+    failed = httpx.post(
+        f"{stripe_sim.sim.url}/_sim/refunds/{refund.id}/fail",
+        data={"failure_reason": "lost_or_stolen_card"},
+        headers={"Authorization": f"Bearer {stripe_sim.sim.secret_key}"},
+    )
+    assert failed.status_code == 200 and failed.json()["status"] == "failed", failed.text
+    stripe_sim.settle()
+    billing_queue.drain(stack)
+    # Then the 55 credits come back once: the refund's entry and its failure's cancel out
+    assert _balance(tenant) == Decimal(10 + 220)
+    assert _stripe_entries(client, tenant) == [
+        ("bonus", "20.0000"),
+        ("payment_refund", "-55.0000"),
+        ("payment_refund", "55.0000"),
+        ("purchase", "200.0000"),
+    ]
+    back = [e for e in _ledger(client, tenant) if e["idempotency_key"].endswith(":failed")]
+    assert [(e["reference"], e["amount"]) for e in back] == [(refund.id, "55.0000")]
+    payment = client.get("/v1/credits/payments", headers=tenant.headers).json()["data"][0]
+    assert (payment["status"], payment["refunded_cents"]) == ("succeeded", 0)
+    # And again, any number of times (a replay of every event, another refund's webhook)
+    assert billing_service.apply_refunds(str(refund.charge)).endswith("1 failed and given back")
+    assert _balance(tenant) == Decimal(10 + 220)
+    # A refund already failed cannot fail again
+    again = httpx.post(
+        f"{stripe_sim.sim.url}/_sim/refunds/{refund.id}/fail",
+        headers={"Authorization": f"Bearer {stripe_sim.sim.secret_key}"},
+    )
+    assert again.status_code == 400
+
+
+def test_a_refund_seen_only_once_it_failed_moves_nothing_in_the_end(
+    client: TestClient, stack: Stack, tenant: Tenant, quiet_sim: Billing
+) -> None:
+    # Given a purchase granted, and a refund of it that failed before any of its events came
+    intent = _buy(client, tenant, quiet_sim, "pkg_50")
+    assert billing_service.grant_payment(intent).granted
+    refund = quiet_sim.client.v1.refunds.create(params={"payment_intent": intent})
+    quiet_sim.sim.state.fail_refund(refund.id, "expired_or_canceled_card")
+    # When only the failure's event arrives
+    (event,) = _events_of(quiet_sim, refund.id, "refund.failed")
+    assert _deliver(quiet_sim, event) == 200
+    billing_queue.drain(stack)
+    # Then the credits were taken and given back, once each: the balance is as it was
+    assert _balance(tenant) == Decimal(10 + 105)
+    kinds = _stripe_entries(client, tenant)
+    assert kinds.count(("payment_refund", "-105.0000")) == 1
+    assert kinds.count(("payment_refund", "105.0000")) == 1
 
 
 def test_a_refund_after_the_credits_were_spent_leaves_the_balance_negative(

@@ -132,6 +132,29 @@ def test_a_clean_state_has_no_difference_in_the_route_and_the_cli(
     assert verdict.startswith("No differences")
 
 
+def test_a_refund_that_failed_is_owed_nothing_once_its_credits_came_back(
+    client: TestClient, stack: Stack, tenant: Tenant, admin: dict[str, str], quiet_sim: Billing
+) -> None:
+    # Given a purchase whose partial refund failed afterwards, every event applied
+    intent = _buy(client, tenant, quiet_sim, "pkg_50")
+    refund = quiet_sim.client.v1.refunds.create(params={"payment_intent": intent, "amount": 1000})
+    quiet_sim.sim.state.fail_refund(refund.id, "unknown")
+    _deliver_everything_so_far(quiet_sim, stack)
+    # Then it is counted and nothing differs (not a missing_refund: it took and gave back)
+    report = client.get(ROUTE, headers=admin).json()
+    assert (report["payments"], report["refunds"], report["differences"]) == (1, 1, [])
+    # When the entry that gave the credits back is lost
+    _delete_entry(tenant.account_id, rules.failed_refund_key(intent, refund.id))
+    # Then that is the difference, named by the refund
+    report = client.get(ROUTE, headers=admin).json()
+    assert [(d["kind"], d["stripe_id"], d["account_id"]) for d in report["differences"]] == [
+        ("missing_refund_return", refund.id, tenant.account_id)
+    ]
+    assert report["differences"][0]["detail"] == (
+        "21.0000 credits taken by a failed refund, not given back"
+    )
+
+
 # ----------------------------------------------------------------------------- every kind
 def test_each_difference_kind_is_reported_with_its_ids(
     client: TestClient,

@@ -1,9 +1,10 @@
-"""`talkturo billing`: buy credits, and reconcile Stripe with the ledger.
+"""`talkturo billing`: buy credits, auto-reload, and reconcile Stripe with the ledger.
 
 `buy` starts a Checkout through the API and prints its payment page; on the local platform it
 can also click through the Stripe simulator's page for you (`--pay`: it posts the page's own
 form with a test card, as a browser would), then waits for the credits to arrive through the
-webhook and shows them. `reconcile` (an operator command) lists Stripe's payments, refunds and
+webhook and shows them. `auto-reload` shows and changes the auto-reload settings (GET and PATCH
+/v1/credits/auto-reload). `reconcile` (an operator command) lists Stripe's payments, refunds and
 disputes against the ledger and exits 1 when anything differs.
 """
 
@@ -111,6 +112,96 @@ def _click_through(url: str, card: str) -> None:
         if answer.status_code not in (200, 303):
             raise click.ClickException(f"the payment page answered {answer.status_code}")
     click.echo(f"Paid with test card {card}; waiting for Stripe's webhook…")
+
+
+AUTO_RELOAD = "/v1/credits/auto-reload"
+
+
+@billing.group("auto-reload", context_settings=CONTEXT)
+def auto_reload() -> None:
+    """Show auto-reload, or turn it on or off."""
+
+
+@auto_reload.command("show", context_settings=CONTEXT)
+@_api_options
+def show_auto_reload(api_url: str, api_key: str) -> None:
+    """The settings, the state and the reload under way or the last refusal."""
+    click.echo(render_auto_reload(_request(api_url, api_key, "GET", AUTO_RELOAD)))
+
+
+@auto_reload.command("on", context_settings=CONTEXT)
+@click.option("--threshold", help="Credits: usage that takes the balance below this reloads.")
+@click.option("--package", help="What a reload buys: a package id (pkg_10, pkg_50, …).")
+@click.option(
+    "--monthly-cap",
+    help="Most credits reloads may buy in a calendar month (UTC); `none`: no cap.",
+)
+@_api_options
+def auto_reload_on(
+    threshold: str | None,
+    package: str | None,
+    monthly_cap: str | None,
+    api_url: str,
+    api_key: str,
+) -> None:
+    """Turn auto-reload on (or arm again a failed, waiting or capped one); the settings not
+    given stay as they were."""
+    changes: dict[str, Any] = {"enabled": True}
+    if threshold is not None:
+        changes["threshold"] = threshold
+    if package is not None:
+        changes["package"] = package
+    if monthly_cap is not None:  # numbers stay text: the API checks them and names the field
+        changes["monthly_cap"] = None if monthly_cap.lower() == "none" else monthly_cap
+    answer = _request(api_url, api_key, "PATCH", AUTO_RELOAD, json=changes)
+    click.echo(render_auto_reload(answer))
+
+
+@auto_reload.command("off", context_settings=CONTEXT)
+@_api_options
+def auto_reload_off(api_url: str, api_key: str) -> None:
+    """Turn auto-reload off (the settings are kept for next time)."""
+    answer = _request(api_url, api_key, "PATCH", AUTO_RELOAD, json={"enabled": False})
+    click.echo(render_auto_reload(answer))
+
+
+def render_auto_reload(settings: dict[str, Any]) -> str:
+    """GET /v1/credits/auto-reload's answer, in a few lines."""
+    lines = [
+        f"Auto-reload {'on' if settings['enabled'] else 'off'}: {settings['state']} "
+        f"({settings['state_message']})"
+    ]
+    if settings.get("charging_now"):
+        lines.append("Charging now: the balance is already below the threshold.")
+    if settings["package"] is not None:
+        price = settings["package_amount_cents"] or 0
+        lines.append(
+            f"  package      {settings['package']}: {settings['package_credits']} credits "
+            f"for ${price / 100:,.2f}"
+        )
+    if settings["threshold"] is not None:
+        lines.append(f"  threshold    {settings['threshold']} credits")
+    cap = settings["monthly_cap"]
+    lines.append(
+        f"  monthly cap  {cap + ' credits' if cap is not None else 'none'}; "
+        f"{settings['reloaded_this_month']} reloaded in {settings['month'] or 'this month'}"
+    )
+    lines.append(f"  reloads      {settings['reloads']}")
+    pending = settings["pending"]
+    if pending is not None:
+        paid = f", payment {pending['payment_id']}" if pending["payment_id"] else ""
+        lines.append(
+            f"  pending      reload {pending['sequence']} since {pending['since']}: "
+            f"{pending['credits']} credits{paid}"
+        )
+    failure = settings["last_failure"]
+    if failure is not None:
+        decline = f" ({failure['decline_code']})" if failure["decline_code"] else ""
+        lines.append(
+            f"  last failure reload {failure['sequence']} at {failure['at']}: "
+            f"{failure['code']}{decline}: {failure['message']}"
+        )
+    return "\n".join(lines)
 
 
 @billing.command("reconcile", context_settings=CONTEXT)

@@ -54,6 +54,11 @@ class BillingNotConfigured(BillingError):
     code = "billing_not_configured"
 
 
+class CustomerMissing(BillingError):
+    """Stripe no longer knows the customer we kept (deleted at Stripe, or the key now is
+    another Stripe account's): the caller makes a new one."""
+
+
 class PaymentFailed(BillingError):
     """An off-session payment was refused: `failure_code` is Stripe's (card_declined,
     authentication_required …), `decline_code` the bank's reason when there is one."""
@@ -363,6 +368,8 @@ def _error(what: str, error: stripe.StripeError) -> BillingError:
     )
     if isinstance(error, stripe.AuthenticationError):
         return BillingNotConfigured(f"the payment provider refused our key ({what})")
+    if error.code == "resource_missing" and getattr(error, "param", None) == "customer":
+        return CustomerMissing(f"the payment provider no longer knows the customer ({what})")
     return BillingError(f"the payment provider could not {what}; try again", detail=str(error))
 
 

@@ -38,7 +38,9 @@ GRANTING_EVENTS = frozenset(
         "payment_intent.succeeded",
     }
 )
-REFUND_EVENTS = frozenset({"charge.refunded", "charge.refund.updated", "refund.updated"})
+REFUND_EVENTS = frozenset(
+    {"charge.refunded", "charge.refund.updated", "refund.updated", "refund.failed"}
+)
 DISPUTE_EVENTS = frozenset(
     {
         "charge.dispute.created",
@@ -228,6 +230,11 @@ def bonus_key(payment_intent_id: str) -> str:
 
 def refund_key(payment_intent_id: str, refund_id: str) -> str:
     return f"stripe:{payment_intent_id}:refund:{refund_id}"
+
+
+def failed_refund_key(payment_intent_id: str, refund_id: str) -> str:
+    """The entry that gives back what a refund took, once that refund failed."""
+    return f"{refund_key(payment_intent_id, refund_id)}:failed"
 
 
 def dispute_key(payment_intent_id: str, dispute_id: str, step: Literal["opened", "won"]) -> str:

@@ -15,11 +15,11 @@ EntryKind = Literal[
 ]
 
 # The sign each kind must carry; adjustments go either way, and so do disputes (credits taken
-# back when a payment is disputed, given back when the dispute is won). A `refund` gives
-# credits back to the account (an operator's); a `payment_refund` takes back the credits of a
-# payment Stripe refunded.
+# back when a payment is disputed, given back when the dispute is won) and payment refunds
+# (a `payment_refund` takes back the credits of a payment Stripe refunded, and gives them back
+# when that refund later fails). A `refund` gives credits back to the account (an operator's).
 CREDITING: frozenset[str] = frozenset({"purchase", "bonus", "refund", "grant"})
-DEBITING: frozenset[str] = frozenset({"usage", "payment_refund"})
+DEBITING: frozenset[str] = frozenset({"usage"})
 
 # No one entry moves more (a bound well inside what the ledger's decimals can hold exactly).
 MAX_ENTRY_CREDITS = Decimal(1_000_000)

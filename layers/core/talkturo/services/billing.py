@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from talkturo.billing.factory import get_gateway
-from talkturo.billing.gateway import PaymentFailed
+from talkturo.billing.gateway import CustomerMissing, PaymentFailed
 from talkturo.config import get_settings
 from talkturo.domain import billing as rules
 from talkturo.domain.billing import (
@@ -69,28 +69,39 @@ def purchase_for(package: str | None, amount_cents: int | None) -> Purchase:
 
 
 # ----------------------------------------------------------------------------- customers
-def ensure_customer(account_id: str) -> str:
+def ensure_customer(account_id: str, *, missing: str | None = None) -> str:
     """The account's Stripe customer, created once (our deterministic idempotency key makes a
-    concurrent second creation answer the same customer) and kept."""
+    concurrent second creation answer the same customer) and kept. `missing`: the kept one
+    that Stripe answered it no longer knows (deleted there, or the key is another Stripe
+    account's): a new one is created and kept instead, once however many ask at once."""
     kept = store.customer_of(account_id)
-    if kept:
+    if kept and kept != missing:
         return kept
     account = accounts.get_account(account_id)
+    # The first customer's key would answer the missing one again (Stripe keeps a key 24 h).
+    key = f"talkturo:customer:{account_id}" + (f":replacing:{kept}" if kept else "")
     customer = get_gateway().create_customer(
-        account_id,
-        name=account.name,
-        email=account.email,
-        idempotency_key=f"talkturo:customer:{account_id}",
+        account_id, name=account.name, email=account.email, idempotency_key=key
     )
+    if kept:
+        logger.warning(
+            "the account's Stripe customer is gone at Stripe; a new one is kept",
+            extra={"account_id": account_id, "missing": kept, "customer": customer.id},
+        )
+        return store.replace_customer(account_id, kept, customer.id)
     return store.keep_customer(account_id, customer.id)
 
 
 def saved_card(account_id: str) -> SavedCard | None:
-    """The card saved for off-session payments (at a checkout with save_card), if any."""
+    """The card saved for off-session payments (at a checkout with save_card), if any: none
+    when Stripe no longer knows the account's customer."""
     customer = store.customer_of(account_id)
     if not customer:
         return None
-    cards = get_gateway().saved_cards(customer)
+    try:
+        cards = get_gateway().saved_cards(customer)
+    except CustomerMissing:
+        return None
     return cards[0] if cards else None
 
 
@@ -152,16 +163,25 @@ def start_checkout(
         (p.name for p in rules.get_packages().packages if p.id == purchase.package),
         f"{purchase.total:.4f}".rstrip("0").rstrip(".") + " credits",
     )
-    session_id, url, expires = get_gateway().create_checkout_session(
-        account_id=account_id,
-        customer_id=customer,
-        purchase=purchase,
-        description=f"Talkturo: {description}",
-        success_url=body.success_url or _return_url("success", called_at),
-        cancel_url=body.cancel_url or _return_url("cancel", called_at),
-        save_card=body.save_card,
-        idempotency_key=stripe_key,
-    )
+
+    def create(customer_id: str) -> tuple[str, str, int | None]:
+        return get_gateway().create_checkout_session(
+            account_id=account_id,
+            customer_id=customer_id,
+            purchase=purchase,
+            description=f"Talkturo: {description}",
+            success_url=body.success_url or _return_url("success", called_at),
+            cancel_url=body.cancel_url or _return_url("cancel", called_at),
+            save_card=body.save_card,
+            idempotency_key=stripe_key,
+        )
+
+    try:
+        session_id, url, expires = create(customer)
+    except CustomerMissing:
+        # A key is bound to its parameters: the session for the new customer needs its own.
+        stripe_key += ":customer-replaced"
+        session_id, url, expires = create(ensure_customer(account_id, missing=customer))
     return CheckoutSession(
         id=session_id,
         url=url,
@@ -211,8 +231,8 @@ def grant_payment(payment_intent_id: str) -> Grant:
     except NotFound:
         logger.warning("a payment names an unknown account", extra={"payment_intent": intent.id})
         return Grant(payment_intent_id, False, "no such account", account_id)
-    kept_customer = store.customer_of(account_id)
-    if kept_customer and intent.customer and intent.customer != kept_customer:
+    customers = store.customers_of(account_id)
+    if customers and intent.customer and intent.customer not in customers:
         logger.warning(
             "a payment's customer is not the account's; no credits granted",
             extra={"payment_intent": intent.id, "account_id": account_id},
@@ -257,7 +277,9 @@ def grant_payment(payment_intent_id: str) -> Grant:
 # ----------------------------------------------------------------------------- refunds, disputes
 def apply_refunds(charge_id: str) -> str:
     """Take back, pro rata and bonus included, the credits of each refund of a charge, once per
-    refund id (charge.refunded comes on every partial refund; its amount is cumulative)."""
+    refund id (charge.refunded comes on every partial refund; its amount is cumulative). A
+    refund that failed afterwards (its money never reached the buyer) gives them back, once:
+    both entries are written whatever was seen before, so they cancel out in any order."""
     gateway = get_gateway()
     charge = gateway.charge(charge_id)
     if not charge.payment_intent:
@@ -265,13 +287,15 @@ def apply_refunds(charge_id: str) -> str:
     grant = grant_payment(charge.payment_intent)  # a refund that arrives first still counts
     if not grant.granted or grant.purchase is None or grant.account_id is None:
         return f"no credits to take back: {grant.reason}"
-    taken = 0
-    refunded = 0
+    taken = returned = refunded = 0
+    seen = False
     for refund in gateway.refunds_of_charge(charge.id):
-        if refund.status != "succeeded":
-            continue
-        refunded += refund.amount
+        if refund.status not in ("succeeded", "failed"):
+            continue  # pending or requires_action: nothing moved yet
+        seen = True
         share = rules.pro_rata(grant.purchase.total, refund.amount, grant.amount_cents)
+        if refund.status == "succeeded":
+            refunded += refund.amount
         if share <= 0:
             continue
         credits.record(
@@ -284,14 +308,27 @@ def apply_refunds(charge_id: str) -> str:
             allow_negative_balance=True,
         )
         taken += 1
-    status: Literal["succeeded", "partially_refunded", "refunded"] = (
+        if refund.status == "failed":
+            credits.record(
+                grant.account_id,
+                "payment_refund",
+                share,
+                idempotency_key=rules.failed_refund_key(charge.payment_intent, refund.id),
+                description=f"Stripe refund of ${refund.amount / 100:,.2f} failed: given back",
+                reference=refund.id,
+            )
+            returned += 1
+    status: Literal["succeeded", "partially_refunded", "refunded", "disputed"] = (
         "refunded" if refunded >= grant.amount_cents else "partially_refunded"
     )
-    if refunded:
+    if seen and not refunded:  # every refund failed: the payment is as before its refunds
+        recorded = store.get_payment(grant.account_id, charge.payment_intent)
+        status = "disputed" if recorded and recorded.disputed_cents else "succeeded"
+    if seen:
         store.update_payment(
             grant.account_id, charge.payment_intent, refunded_cents=refunded, status=status
         )
-    return f"{taken} refund(s) applied"
+    return f"{taken} refund(s) applied, {returned} failed and given back"
 
 
 def apply_dispute(dispute_id: str) -> str:
@@ -383,7 +420,9 @@ def payments(account_id: str, *, limit: int, starting_after: str | None) -> Page
 # ----------------------------------------------------------------------------- reconciliation
 @dataclass
 class Difference:
-    kind: str  # missing_grant, amount_mismatch, missing_refund, missing_dispute, unknown_payment
+    # missing_grant, amount_mismatch, missing_refund, missing_refund_return, missing_dispute,
+    # unknown_payment
+    kind: str
     stripe_id: str
     account_id: str | None
     detail: str
@@ -447,7 +486,7 @@ def reconcile(since: datetime, until: datetime | None = None) -> Reconciliation:
         report.payments += 1
         _check_payment(report, intent)
     for refund in gateway.refunds_since(start):
-        if refund.status != "succeeded" or not refund.payment_intent:
+        if refund.status not in ("succeeded", "failed") or not refund.payment_intent:
             continue
         intent = intents.get(refund.payment_intent) or gateway.payment_intent(refund.payment_intent)
         if not intent.account_id:
@@ -457,6 +496,19 @@ def reconcile(since: datetime, until: datetime | None = None) -> Reconciliation:
         if expected is None:  # its payment granted nothing (reported as amount_mismatch)
             continue
         found = _entry_amount(intent.account_id, rules.refund_key(intent.id, refund.id))
+        if refund.status == "failed":
+            # Nothing owed in the end: what it took (if anything) must have been given back.
+            back = _entry_amount(intent.account_id, rules.failed_refund_key(intent.id, refund.id))
+            if found is not None and back != expected:
+                report.differences.append(
+                    Difference(
+                        "missing_refund_return",
+                        refund.id,
+                        intent.account_id,
+                        f"{expected} credits taken by a failed refund, not given back",
+                    )
+                )
+            continue
         if found is None:
             report.differences.append(
                 Difference("missing_refund", refund.id, intent.account_id, f"{expected} credits")

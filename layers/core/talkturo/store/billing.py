@@ -1,7 +1,8 @@
 """Billing items: each account's Stripe customer, the Stripe events received, and the payments
 that bought credits (docs/data-model.md).
 
-- StripeCustomerItem  PK=A#<acct>                SK=STRIPE#CUSTOMER   created once, kept
+- StripeCustomerItem  PK=A#<acct>                SK=STRIPE#CUSTOMER   created once, kept;
+  replaced (conditionally, the old id kept in `former_ids`) when Stripe no longer knows it
 - StripeEventItem     PK=STRIPE#EVENT#<evt id>   SK=EVENT             the verified body, stored
   once per event id (a conditional put); `applied_at` once the worker applied it; expires
   after 90 days (Stripe retries a delivery for up to 3 days)
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from pynamodb.attributes import UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.attributes import ListAttribute, UnicodeAttribute, UTCDateTimeAttribute
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from talkturo.domain.billing import Payment
@@ -27,6 +28,8 @@ EVENT_DAYS = 90
 
 class StripeCustomerItem(Item):
     customer_id = UnicodeAttribute()
+    # Customers this one replaced: their payments are still the account's.
+    former_ids: ListAttribute[str] = ListAttribute(null=True)
 
 
 class StripeEventItem(Item):
@@ -53,6 +56,39 @@ def customer_of(account_id: str) -> str | None:
     except DoesNotExist:
         return None
     return item.customer_id
+
+
+def customers_of(account_id: str) -> set[str]:
+    """Every Stripe customer the account has had: the kept one and those it replaced."""
+    connection()
+    try:
+        item = StripeCustomerItem.get(keys.account(account_id), "STRIPE#CUSTOMER")
+    except DoesNotExist:
+        return set()
+    return {item.customer_id, *(item.former_ids or [])}
+
+
+def replace_customer(account_id: str, missing_id: str, customer_id: str) -> str:
+    """Keep `customer_id` instead of `missing_id` (which Stripe no longer knows), only if the
+    account still keeps `missing_id`: of replacements at once the first wins, its id is
+    answered."""
+    connection()
+    item = StripeCustomerItem(keys.account(account_id), "STRIPE#CUSTOMER", customer_id=missing_id)
+    try:
+        item.update(
+            actions=[
+                StripeCustomerItem.customer_id.set(customer_id),
+                StripeCustomerItem.former_ids.set(
+                    (StripeCustomerItem.former_ids | []).append([missing_id])
+                ),
+            ],
+            condition=StripeCustomerItem.customer_id == missing_id,
+        )
+    except UpdateError as error:
+        if not _conditional_failed(error):
+            raise
+        return customer_of(account_id) or customer_id
+    return customer_id
 
 
 def keep_customer(account_id: str, customer_id: str) -> str:

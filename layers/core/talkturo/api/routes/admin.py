@@ -139,8 +139,8 @@ def _fresh_key() -> str:
 
 class Difference(BaseModel):
     kind: str = Field(
-        description="missing_grant, amount_mismatch, missing_refund, missing_dispute or "
-        "unknown_payment."
+        description="missing_grant, amount_mismatch, missing_refund, missing_refund_return, "
+        "missing_dispute or unknown_payment."
     )
     stripe_id: str
     account_id: str | None = None

@@ -36,6 +36,7 @@ class StripeApp:
             ("POST", "/v1/customers", self.create_customer, True),
             ("GET", "/v1/customers", self.list_("customer"), False),
             ("GET", "/v1/customers/{id}", self.get_("customer"), False),
+            ("DELETE", "/v1/customers/{id}", self.delete_customer, False),
             ("POST", "/v1/checkout/sessions", self.create_session, True),
             ("GET", "/v1/checkout/sessions", self.list_("checkout.session"), False),
             ("GET", "/v1/checkout/sessions/{id}", self.get_("checkout.session"), False),
@@ -59,6 +60,7 @@ class StripeApp:
             # The simulator's own controls (not Stripe's API).
             ("POST", "/_sim/disputes", self.sim_dispute, False),
             ("POST", "/_sim/disputes/{id}/close", self.sim_close_dispute, False),
+            ("POST", "/_sim/refunds/{id}/fail", self.sim_fail_refund, False),
             ("POST", "/_sim/switches", self.sim_switches, False),
         ]
         routes = [
@@ -142,9 +144,15 @@ class StripeApp:
         keep = _matching(params, ("charge", "payment_intent"))
         return self.state.page("refund", params, request.url.path, keep)
 
+    def delete_customer(self, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+        return self.state.delete_customer(request.path_params["id"])
+
     def list_methods(self, request: Request, params: dict[str, Any]) -> dict[str, Any]:
         customer = request.path_params.get("id") or params.get("customer")
         wanted_type = params.get("type")
+        if customer is not None:
+            with self.state.lock:
+                self.state.get("customer", customer, "customer")  # Stripe: resource_missing
 
         def keep(method: dict[str, Any]) -> bool:
             return (
@@ -198,6 +206,10 @@ class StripeApp:
         if outcome not in ("won", "lost"):
             raise StripeApiError(400, "outcome must be won or lost.", param="outcome")
         return public(self.state.close_dispute(request.path_params["id"], outcome))
+
+    def sim_fail_refund(self, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+        reason = str(params.get("failure_reason") or "expired_or_canceled_card")
+        return public(self.state.fail_refund(request.path_params["id"], reason))
 
     def sim_switches(self, request: Request, params: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -234,6 +234,17 @@ class StripeState:
             }
             return self.put(customer)
 
+    def delete_customer(self, customer_id: str) -> dict[str, Any]:
+        """As in Stripe's dashboard or API: gone for good; later requests naming it are
+        resource_missing (its saved cards can no longer be charged)."""
+        with self.lock:
+            self.get("customer", customer_id)
+            del self.objects["customer"][customer_id]
+            for method in self.objects["payment_method"].values():
+                if method.get("customer") == customer_id:
+                    method["customer"] = None
+        return {"id": customer_id, "object": "customer", "deleted": True}
+
     # ------------------------------------------------------------------------- checkout
     def create_checkout_session(self, params: dict[str, Any]) -> dict[str, Any]:
         if params.get("mode") != "payment":
@@ -707,6 +718,36 @@ class StripeState:
                 [
                     self.event("refund.created", refund),
                     self.event("charge.refunded", charge, **previous),
+                ]
+            )
+            return refund
+
+    REFUND_FAILURE_REASONS = ("lost_or_stolen_card", "expired_or_canceled_card", "unknown")
+
+    def fail_refund(self, refund_id: str, reason: str) -> dict[str, Any]:
+        """A succeeded refund fails afterwards, as Stripe's do when the card can no longer take
+        the money: the refund turns `failed` with its `failure_reason`, the amount counts as
+        not refunded on the charge again, and Stripe's events for it go out."""
+        if reason not in self.REFUND_FAILURE_REASONS:
+            raise StripeApiError(
+                400, f"failure_reason must be one of {self.REFUND_FAILURE_REASONS}."
+            )
+        with self.lock:
+            refund = self.get("refund", refund_id)
+            if refund["status"] != "succeeded":
+                raise StripeApiError(400, f"Refund {refund_id} is {refund['status']}.")
+            charge = self.get("charge", refund["charge"], "charge")
+            refund["status"] = "failed"
+            refund["failure_reason"] = reason
+            refund["failure_balance_transaction"] = new_id("txn_")
+            charge["amount_refunded"] -= refund["amount"]
+            charge["refunded"] = False
+            previous = {"status": "succeeded", "failure_reason": None}
+            self.announce(
+                [
+                    self.event("charge.refund.updated", refund, **previous),
+                    self.event("refund.updated", refund, **previous),
+                    self.event("refund.failed", refund, **previous),
                 ]
             )
             return refund
