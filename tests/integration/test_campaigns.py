@@ -370,6 +370,99 @@ def test_dials_never_exceed_the_limit_even_with_racing_dispatches(
     ).status_code in (200, 404, 405)
 
 
+def test_a_round_claims_its_free_slots_side_by_side_and_fills_every_one(
+    client: TestClient,
+    stack: Stack,
+    tenant: Tenant,
+    line: Any,
+    carrier: FakeCarrier,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    limit = 10
+    contacts(client, tenant, 16)
+    made = create(client, tenant, line.assistant_id, max_concurrent_calls=limit)
+    pump(stack)
+    action(client, tenant, made["id"], "start")  # its kick stays queued: the test dispatches
+    # The head of the queue is marked DNC after launch: those claims skip, others take their place.
+    head = campaign_store.due(tenant.account_id, made["id"], utcnow(), 3)
+    for skipped, _ in head:
+        answer = client.patch(
+            f"/v1/contacts/{skipped.contact_id}", json={"do_not_call": True}, headers=tenant.headers
+        )
+        assert answer.status_code == 200
+    # Every claim waits until `limit` claims are under way at once: claims made one after
+    # another would never get there (the barrier breaks and the claims raise).
+    together = threading.Barrier(limit, timeout=30)
+    real_claim = campaign_store.claim
+
+    def claim(account_id: str, **fields: Any) -> bool:
+        together.wait()
+        return real_claim(account_id, **fields)
+
+    monkeypatch.setattr(campaign_store, "claim", claim)
+
+    assert campaigns.dispatch(tenant.account_id, made["id"]) == limit
+
+    monkeypatch.setattr(campaign_store, "claim", real_claim)
+    pump(stack)
+    assert len(carrier.placed) == limit
+    assert len(set(call_ids(carrier))) == limit
+    counters = campaign_store.counters(tenant.account_id, made["id"])
+    assert counters.in_flight == limit
+    shown = read(client, tenant, made["id"])
+    assert shown["counts"]["queued"] + shown["counts"]["calling"] == limit
+    assert shown["counts"]["skipped"] == 3 and shown["counts"]["pending"] == 3
+    dialled = {calls.get(tenant.account_id, c).contact_id for c in call_ids(carrier)}
+    assert not dialled & {skipped.contact_id for skipped, _ in head}
+
+
+def test_rounds_racing_without_the_turn_never_claim_above_the_limit(
+    client: TestClient, stack: Stack, tenant: Tenant, line: Any, carrier: FakeCarrier
+) -> None:
+    """Rounds run at once (the turn left out), each claiming side by side: only the admission
+    counter stands between them and the limit."""
+    limit = 6
+    contacts(client, tenant, 20)
+    made = create(client, tenant, line.assistant_id, max_concurrent_calls=limit)
+    pump(stack)
+    action(client, tenant, made["id"], "start")
+    placed: list[int] = []
+    start = threading.Barrier(4, timeout=30)
+
+    def race() -> None:
+        start.wait()
+        placed.append(campaigns._fill(tenant.account_id, made["id"], None, {}))
+
+    threads = [threading.Thread(target=race) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(placed) == limit
+    counters = campaign_store.counters(tenant.account_id, made["id"])
+    assert counters.in_flight == limit
+    pump(stack)
+    assert len(carrier.placed) == limit
+
+
+def test_dials_racing_for_the_pace_each_get_their_own_moment(tenant: Tenant) -> None:
+    now_ms = campaigns._now_ms()
+    interval = 1000
+    moments: list[int] = []
+    start = threading.Barrier(8, timeout=30)
+
+    def reserve() -> None:
+        start.wait()
+        moments.append(campaign_store.reserve_dial_time(tenant.account_id, now_ms, interval))
+
+    threads = [threading.Thread(target=reserve) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(moments) == [now_ms + n * interval for n in range(8)]
+
+
 def test_a_dispatch_asked_for_while_another_runs_makes_that_one_run_once_more(
     client: TestClient,
     stack: Stack,

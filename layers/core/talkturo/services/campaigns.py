@@ -19,7 +19,9 @@ is dialled; a call still open keeps its slot a while longer.
 from __future__ import annotations
 
 import math
+import threading
 import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -648,10 +650,12 @@ class _Run:
         self.assistant = kept["assistant"]
         self.window = campaign.call_window.rule()
         self.next_wake: datetime | None = None
+        self._waking = threading.Lock()  # the round's claims run side by side
 
     def wake_at(self, moment: datetime) -> None:
-        if self.next_wake is None or moment < self.next_wake:
-            self.next_wake = moment
+        with self._waking:
+            if self.next_wake is None or moment < self.next_wake:
+                self.next_wake = moment
 
 
 def dispatch(account_id: str, campaign_id: str, campaign: Campaign | None = None) -> int:
@@ -719,18 +723,8 @@ def _fill(
                 return 0
             if cap == "wait":  # the calls in flight may reach the cap; their ends dispatch again
                 return 0
-        for member, version in due:
-            assert run is not None
-            try:
-                outcome = _try_dial(run, member, version)
-            except store.Full:
-                break
-            if outcome == "placed":
-                placed += 1
-                if placed >= free:
-                    break
-            elif outcome == "stop":
-                break
+        if run is not None:
+            placed = _claim_side_by_side(run, due, free)
         wake = run.next_wake if run is not None else None
         if placed < free:
             head = store.queue_head(account_id, campaign_id, 1)
@@ -740,6 +734,49 @@ def _fill(
             _wake_dispatch(account_id, campaign_id, wake)
     if placed == 0:
         _complete_if_done(account_id, campaign, counters)
+    return placed
+
+
+def _claim_side_by_side(run: _Run, due: list[tuple[CampaignContact, int]], free: int) -> int:
+    """Claim due contacts for up to `free` slots, as many claims at once as slots are still to
+    fill (a contact skipped makes room for the next one); the number of calls placed.
+
+    Each claim is the same conditional transaction it would be one after another: the admission
+    counter, not this, holds the limit. A round never has more claims under way than free
+    slots, so none is wasted on a full campaign; all of them have ended when this returns."""
+    placed = 0
+    stopped = False
+    failure: BaseException | None = None
+    waiting = iter(due)
+    running: set[Future[str]] = set()
+    with ThreadPoolExecutor(max_workers=free, thread_name_prefix="claim") as pool:
+
+        def launch() -> None:
+            while not stopped and placed + len(running) < free:
+                candidate = next(waiting, None)
+                if candidate is None:
+                    return
+                running.add(pool.submit(_try_dial, run, *candidate))
+
+        launch()
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for claim in finished:
+                running.discard(claim)
+                error = claim.exception()
+                if error is not None:  # Full ends the round; others are raised once all ended
+                    stopped = True
+                    if not isinstance(error, store.Full):
+                        failure = failure or error
+                    continue
+                outcome = claim.result()
+                if outcome == "placed":
+                    placed += 1
+                elif outcome == "stop":
+                    stopped = True
+            launch()
+    if failure is not None:
+        raise failure
     return placed
 
 
