@@ -370,6 +370,34 @@ def test_dials_never_exceed_the_limit_even_with_racing_dispatches(
     ).status_code in (200, 404, 405)
 
 
+def launched(
+    client: TestClient, stack: Stack, tenant: Tenant, line: Any, count: int, limit: int
+) -> str:
+    """A running campaign of `count` contacts at `limit` calls; its kick stays queued."""
+    contacts(client, tenant, count)
+    made = create(client, tenant, line.assistant_id, max_concurrent_calls=limit)
+    pump(stack)
+    action(client, tenant, made["id"], "start")
+    return str(made["id"])
+
+
+def all_at_once(work: Any, count: int) -> list[Any]:
+    """`work()` in `count` threads let go together; what each returned."""
+    results: list[Any] = []
+    go = threading.Barrier(count, timeout=30)
+
+    def run() -> None:
+        go.wait()
+        results.append(work())
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
 def test_a_round_claims_its_free_slots_side_by_side_and_fills_every_one(
     client: TestClient,
     stack: Stack,
@@ -379,12 +407,9 @@ def test_a_round_claims_its_free_slots_side_by_side_and_fills_every_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     limit = 10
-    contacts(client, tenant, 16)
-    made = create(client, tenant, line.assistant_id, max_concurrent_calls=limit)
-    pump(stack)
-    action(client, tenant, made["id"], "start")  # its kick stays queued: the test dispatches
+    campaign_id = launched(client, stack, tenant, line, 16, limit)
     # The head of the queue is marked DNC after launch: those claims skip, others take their place.
-    head = campaign_store.due(tenant.account_id, made["id"], utcnow(), 3)
+    head = campaign_store.due(tenant.account_id, campaign_id, utcnow(), 3)
     for skipped, _ in head:
         answer = client.patch(
             f"/v1/contacts/{skipped.contact_id}", json={"do_not_call": True}, headers=tenant.headers
@@ -401,15 +426,14 @@ def test_a_round_claims_its_free_slots_side_by_side_and_fills_every_one(
 
     monkeypatch.setattr(campaign_store, "claim", claim)
 
-    assert campaigns.dispatch(tenant.account_id, made["id"]) == limit
+    assert campaigns.dispatch(tenant.account_id, campaign_id) == limit
 
     monkeypatch.setattr(campaign_store, "claim", real_claim)
     pump(stack)
     assert len(carrier.placed) == limit
     assert len(set(call_ids(carrier))) == limit
-    counters = campaign_store.counters(tenant.account_id, made["id"])
-    assert counters.in_flight == limit
-    shown = read(client, tenant, made["id"])
+    assert campaign_store.counters(tenant.account_id, campaign_id).in_flight == limit
+    shown = read(client, tenant, campaign_id)
     assert shown["counts"]["queued"] + shown["counts"]["calling"] == limit
     assert shown["counts"]["skipped"] == 3 and shown["counts"]["pending"] == 3
     dialled = {calls.get(tenant.account_id, c).contact_id for c in call_ids(carrier)}
@@ -422,25 +446,12 @@ def test_rounds_racing_without_the_turn_never_claim_above_the_limit(
     """Rounds run at once (the turn left out), each claiming side by side: only the admission
     counter stands between them and the limit."""
     limit = 6
-    contacts(client, tenant, 20)
-    made = create(client, tenant, line.assistant_id, max_concurrent_calls=limit)
-    pump(stack)
-    action(client, tenant, made["id"], "start")
-    placed: list[int] = []
-    start = threading.Barrier(4, timeout=30)
+    campaign_id = launched(client, stack, tenant, line, 20, limit)
 
-    def race() -> None:
-        start.wait()
-        placed.append(campaigns._fill(tenant.account_id, made["id"], None, {}))
+    placed = all_at_once(lambda: campaigns._fill(tenant.account_id, campaign_id, None, {}), 4)
 
-    threads = [threading.Thread(target=race) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
     assert sum(placed) == limit
-    counters = campaign_store.counters(tenant.account_id, made["id"])
-    assert counters.in_flight == limit
+    assert campaign_store.counters(tenant.account_id, campaign_id).in_flight == limit
     pump(stack)
     assert len(carrier.placed) == limit
 
@@ -448,18 +459,11 @@ def test_rounds_racing_without_the_turn_never_claim_above_the_limit(
 def test_dials_racing_for_the_pace_each_get_their_own_moment(tenant: Tenant) -> None:
     now_ms = campaigns._now_ms()
     interval = 1000
-    moments: list[int] = []
-    start = threading.Barrier(8, timeout=30)
 
-    def reserve() -> None:
-        start.wait()
-        moments.append(campaign_store.reserve_dial_time(tenant.account_id, now_ms, interval))
+    moments = all_at_once(
+        lambda: campaign_store.reserve_dial_time(tenant.account_id, now_ms, interval), 8
+    )
 
-    threads = [threading.Thread(target=reserve) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
     assert sorted(moments) == [now_ms + n * interval for n in range(8)]
 
 
