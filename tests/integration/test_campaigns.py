@@ -467,6 +467,52 @@ def test_dials_racing_for_the_pace_each_get_their_own_moment(tenant: Tenant) -> 
     assert sorted(moments) == [now_ms + n * interval for n in range(8)]
 
 
+def test_a_call_s_end_refills_its_slot_in_the_carrier_s_callback(
+    client: TestClient, stack: Stack, tenant: Tenant, line: Any, carrier: FakeCarrier
+) -> None:
+    campaign_id = launched(client, stack, tenant, line, 3, 1)
+    pump(stack)
+    (first,) = call_ids(carrier)
+
+    end(tenant, first, "completed")
+
+    # No campaign job was needed: the callback gave the slot back and claimed the next contact.
+    assert _campaign_worker.deliver_waiting(stack, strict=True) == []
+    dial_queue.drain(stack)
+    assert len(carrier.placed) == 2
+    assert campaign_store.counters(tenant.account_id, campaign_id).in_flight == 1
+    ended = calls.get(tenant.account_id, first).contact_id
+    assert member(client, tenant, campaign_id, ended)["state"] == "completed"
+
+
+def test_a_call_end_the_callback_cannot_apply_is_left_to_the_campaign_queue(
+    client: TestClient,
+    stack: Stack,
+    tenant: Tenant,
+    line: Any,
+    carrier: FakeCarrier,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    campaign_id = launched(client, stack, tenant, line, 2, 1)
+    pump(stack)
+    (first,) = call_ids(carrier)
+    real_dispatch = campaigns.dispatch
+
+    def broken(*args: Any, **options: Any) -> int:
+        raise campaign_store.Contention  # after the slot was given back: the kick refills
+
+    monkeypatch.setattr(campaigns, "dispatch", broken)
+    end(tenant, first, "completed")
+    assert len(carrier.placed) == 1
+    monkeypatch.setattr(campaigns, "dispatch", real_dispatch)
+
+    pump(stack)
+    assert len(carrier.placed) == 2
+    assert campaign_store.counters(tenant.account_id, campaign_id).in_flight == 1
+    ended = calls.get(tenant.account_id, first).contact_id
+    assert member(client, tenant, campaign_id, ended)["state"] == "completed"
+
+
 def test_a_dispatch_asked_for_while_another_runs_makes_that_one_run_once_more(
     client: TestClient,
     stack: Stack,

@@ -435,8 +435,11 @@ def record_event(
     if after.campaign_id:
         if event.status == "ended":
             # The carrier's own final word frees the call's campaign slot (a voice session
-            # ends the call in the record a moment before the carrier has hung up).
-            _tell_campaign(account_id, after, final=True)
+            # ends the call in the record a moment before the carrier has hung up), and the
+            # slot is refilled here, in the carrier's callback.
+            from talkturo.services import campaigns
+
+            campaigns.end_call(account_id, after)
         elif event.status == "in_progress" and not was_answered:
             _tell_campaign(account_id, after, final=False)  # its contact is now `calling`
         elif event.answered_by is not None and not was_open:

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.exceptions import PynamoDBException
 
 from talkturo import queues, workflows
 from talkturo.config import get_settings
@@ -65,6 +66,7 @@ from talkturo.store import campaigns as store
 from talkturo.store import companies as company_store
 from talkturo.store import contacts as contact_store
 from talkturo.store import numbers as number_store
+from talkturo.store.transact import Contention
 
 BUILD_PAGE = 200
 # A deleted campaign's contacts are removed this many per job.
@@ -81,6 +83,8 @@ ATTEMPTS = 5
 # dispatch asked again and again runs this many rounds, then hands on to a job of its own.
 TURN_LEASE_MS = 30_000
 TURN_ROUNDS = 10
+# A call's end handled in the carrier's status callback runs at most this many rounds there.
+INLINE_ROUNDS = 2
 
 
 # --------------------------------------------------------------------------- reads
@@ -658,9 +662,16 @@ class _Run:
                 self.next_wake = moment
 
 
-def dispatch(account_id: str, campaign_id: str, campaign: Campaign | None = None) -> int:
+def dispatch(
+    account_id: str,
+    campaign_id: str,
+    campaign: Campaign | None = None,
+    *,
+    rounds: int = TURN_ROUNDS,
+) -> int:
     """Fill the campaign's free slots with due contacts; the number of calls placed.
-    (`campaign`: the campaign as just read, to save reading it again.)
+    (`campaign`: the campaign as just read, to save reading it again; `rounds`: how many
+    rounds it runs for dispatches asked of it before handing on to a job.)
 
     One dispatch of a campaign runs at a time (its turn, a conditional write with a lease):
     dispatches racing for the same free slots would claim the same due contacts and lose all
@@ -674,7 +685,7 @@ def dispatch(account_id: str, campaign_id: str, campaign: Campaign | None = None
     placed = 0
     kept: dict[str, Any] = {}
     try:
-        for _ in range(TURN_ROUNDS):
+        for _ in range(rounds):
             placed += _fill(account_id, campaign_id, campaign, kept)
             campaign = None  # read afresh in the next round
             seen = store.end_turn(account_id, campaign_id, token, seen, _now_ms(), TURN_LEASE_MS)
@@ -960,9 +971,38 @@ def notify_call(account_id: str, call: CallRecord, *, final: bool = False) -> No
         logger.exception("campaign not told of its call", extra={"id": call.id})
 
 
-def call_changed(account_id: str, campaign_id: str, call_id: str, *, final: bool = False) -> None:
+def end_call(account_id: str, call: CallRecord) -> None:
+    """The carrier says a campaign call is over: give its slot back and refill it here, in the
+    carrier's status callback, with no queue between the end and the refill. The callback
+    answers the carrier soon: a dispatch asked for again meanwhile hands on to a job after
+    INLINE_ROUNDS. What fails here is left to the campaign queue (its job applies the end
+    exactly once; the kick refills a slot given back before the failure); if the queue fails
+    too, the tick sweeps the slot."""
+    if not call.campaign_id:
+        return
+    try:
+        call_changed(account_id, call.campaign_id, call.id, final=True, rounds=INLINE_ROUNDS)
+    except NotFound:
+        return
+    except (PynamoDBException, BotoCoreError, ClientError, Conflict, Contention, RuntimeError):
+        logger.exception("campaign call end left to the queue", extra={"id": call.id})
+        notify_call(account_id, call, final=True)
+        try:
+            _kick(account_id, call.campaign_id)
+        except (BotoCoreError, ClientError, RuntimeError):
+            logger.exception("campaign not kicked after a call end", extra={"id": call.id})
+
+
+def call_changed(
+    account_id: str,
+    campaign_id: str,
+    call_id: str,
+    *,
+    final: bool = False,
+    rounds: int = TURN_ROUNDS,
+) -> None:
     """Apply what a campaign call's record now says to its contact; refill the slot it frees
-    once the carrier reports the call over (`final`)."""
+    once the carrier reports the call over (`final`; `rounds`: see dispatch)."""
     try:
         call = call_store.get(account_id, call_id)
     except NotFound:
@@ -991,7 +1031,7 @@ def call_changed(account_id: str, campaign_id: str, call_id: str, *, final: bool
             _correct_outcome(account_id, campaign, member, version, call)
         return
     if _apply_end(account_id, member, version, call):
-        dispatch(account_id, campaign_id)  # read again: the end moved its counters
+        dispatch(account_id, campaign_id, rounds=rounds)  # read again: the end moved its counters
 
 
 def _ended_member(campaign: Campaign, member: CampaignContact, call: CallRecord) -> CampaignContact:
