@@ -467,6 +467,16 @@ def test_dials_racing_for_the_pace_each_get_their_own_moment(tenant: Tenant) -> 
     assert sorted(moments) == [now_ms + n * interval for n in range(8)]
 
 
+def refilled_after(
+    client: TestClient, tenant: Tenant, carrier: FakeCarrier, campaign_id: str, ended: str
+) -> None:
+    """The one-slot campaign's call `ended` is applied and the next contact is being called."""
+    assert len(carrier.placed) == 2
+    assert campaign_store.counters(tenant.account_id, campaign_id).in_flight == 1
+    contact_id = calls.get(tenant.account_id, ended).contact_id
+    assert member(client, tenant, campaign_id, contact_id)["state"] == "completed"
+
+
 def test_a_call_s_end_refills_its_slot_in_the_carrier_s_callback(
     client: TestClient, stack: Stack, tenant: Tenant, line: Any, carrier: FakeCarrier
 ) -> None:
@@ -479,10 +489,7 @@ def test_a_call_s_end_refills_its_slot_in_the_carrier_s_callback(
     # No campaign job was needed: the callback gave the slot back and claimed the next contact.
     assert _campaign_worker.deliver_waiting(stack, strict=True) == []
     dial_queue.drain(stack)
-    assert len(carrier.placed) == 2
-    assert campaign_store.counters(tenant.account_id, campaign_id).in_flight == 1
-    ended = calls.get(tenant.account_id, first).contact_id
-    assert member(client, tenant, campaign_id, ended)["state"] == "completed"
+    refilled_after(client, tenant, carrier, campaign_id, first)
 
 
 def test_a_call_end_the_callback_cannot_apply_is_left_to_the_campaign_queue(
@@ -507,10 +514,7 @@ def test_a_call_end_the_callback_cannot_apply_is_left_to_the_campaign_queue(
     monkeypatch.setattr(campaigns, "dispatch", real_dispatch)
 
     pump(stack)
-    assert len(carrier.placed) == 2
-    assert campaign_store.counters(tenant.account_id, campaign_id).in_flight == 1
-    ended = calls.get(tenant.account_id, first).contact_id
-    assert member(client, tenant, campaign_id, ended)["state"] == "completed"
+    refilled_after(client, tenant, carrier, campaign_id, first)
 
 
 def test_a_dispatch_asked_for_while_another_runs_makes_that_one_run_once_more(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from typing import Any
@@ -644,11 +645,13 @@ class _Run:
     def __init__(self, account_id: str, campaign: Campaign, kept: dict[str, Any]) -> None:
         self.account_id = account_id
         self.campaign = campaign
-        if not kept:
-            held = [number for number, _ in number_store.all_of(account_id)]
-            kept["numbers"] = {n.id: n.phone_number for n in held if n.status == "active"}
-            kept["lines"] = dialing.lines_of(account_id, held)
-            kept["assistant"] = assistants.get_record(account_id, campaign.assistant_id)
+        if not kept:  # the assistant is read beside the numbers and the dialing settings
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kept") as pool:
+                assistant = pool.submit(assistants.get_record, account_id, campaign.assistant_id)
+                held = [number for number, _ in number_store.all_of(account_id)]
+                kept["numbers"] = {n.id: n.phone_number for n in held if n.status == "active"}
+                kept["lines"] = dialing.lines_of(account_id, held)
+                kept["assistant"] = assistant.result()
         self.numbers: dict[str, str] = kept["numbers"]
         self.lines = kept["lines"]
         self.assistant = kept["assistant"]
@@ -715,17 +718,27 @@ def _fill(
             return 0
     if campaign.status != "running":
         return 0
-    counters = store.counters(account_id, campaign_id)
+    # The counters and the due head are read at once (the head as long as the campaign's limit
+    # allows, then cut to its free slots); with someone due, the balance beside what the
+    # dispatch keeps. Each is a request the freed slot would wait on one after another.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="round") as pool:
+        heading = pool.submit(
+            store.due, account_id, campaign_id, utcnow(), campaign.max_concurrent_calls + READ_AHEAD
+        )
+        counters = store.counters(account_id, campaign_id)
+        due_head = heading.result()
     free = campaign.max_concurrent_calls - counters.in_flight
     placed = 0
     if free > 0:
-        due = store.due(account_id, campaign_id, utcnow(), free + READ_AHEAD)
+        due = due_head[: free + READ_AHEAD]
         run: _Run | None = None
         if due:
-            if not _has_credits(account_id):
-                _move(account_id, campaign_id, "pause", reason="no_credits", quiet=True)
-                return 0
-            run = _Run(account_id, campaign, kept)
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="round") as pool:
+                funded = pool.submit(_has_credits, account_id)
+                run = _Run(account_id, campaign, kept)
+                if not funded.result():
+                    _move(account_id, campaign_id, "pause", reason="no_credits", quiet=True)
+                    return 0
             cap = campaign_budgets.cap_check(
                 account_id, campaign, counters.in_flight, run.assistant
             )
@@ -981,7 +994,9 @@ def end_call(account_id: str, call: CallRecord) -> None:
     if not call.campaign_id:
         return
     try:
-        call_changed(account_id, call.campaign_id, call.id, final=True, rounds=INLINE_ROUNDS)
+        call_changed(
+            account_id, call.campaign_id, call.id, final=True, rounds=INLINE_ROUNDS, call=call
+        )
     except NotFound:
         return
     except (PynamoDBException, BotoCoreError, ClientError, Conflict, Contention, RuntimeError):
@@ -1000,13 +1015,16 @@ def call_changed(
     *,
     final: bool = False,
     rounds: int = TURN_ROUNDS,
+    call: CallRecord | None = None,
 ) -> None:
     """Apply what a campaign call's record now says to its contact; refill the slot it frees
-    once the carrier reports the call over (`final`; `rounds`: see dispatch)."""
-    try:
-        call = call_store.get(account_id, call_id)
-    except NotFound:
-        return
+    once the carrier reports the call over (`final`; `rounds`: see dispatch; `call`: the
+    record as just written, to save reading it again)."""
+    if call is None:
+        try:
+            call = call_store.get(account_id, call_id)
+        except NotFound:
+            return
     if call.contact_id is None:
         return
     try:
@@ -1030,8 +1048,13 @@ def call_changed(
             campaign, _ = store.get(account_id, campaign_id)
             _correct_outcome(account_id, campaign, member, version, call)
         return
-    if _apply_end(account_id, member, version, call):
-        dispatch(account_id, campaign_id, rounds=rounds)  # read again: the end moved its counters
+    _apply_end(
+        account_id,
+        member,
+        version,
+        call,
+        refill=lambda campaign: dispatch(account_id, campaign_id, campaign, rounds=rounds),
+    )
 
 
 def _ended_member(campaign: Campaign, member: CampaignContact, call: CallRecord) -> CampaignContact:
@@ -1060,8 +1083,17 @@ def _ended_member(campaign: Campaign, member: CampaignContact, call: CallRecord)
     )
 
 
-def _apply_end(account_id: str, member: CampaignContact, version: int, call: CallRecord) -> bool:
+def _apply_end(
+    account_id: str,
+    member: CampaignContact,
+    version: int,
+    call: CallRecord,
+    *,
+    refill: Callable[[Campaign], object] | None = None,
+) -> bool:
     """Give the call's slot back and move its contact; True when this did (exactly once).
+    `refill`, given the campaign as read here, is run once the slot is free, before the
+    contact's next attempt is scheduled (the freed slot waits on nothing else).
 
     When the slot was given back already, a corrected outcome (a late answering-machine verdict
     turning `answered` into `voicemail`) still moves the contact and the outcome counts."""
@@ -1083,8 +1115,12 @@ def _apply_end(account_id: str, member: CampaignContact, version: int, call: Cal
                 return False
             continue
         if released:
-            if after.next_attempt_at is not None:
-                _wake_dispatch(account_id, campaign.id, after.next_attempt_at)
+            try:
+                if refill is not None:
+                    refill(campaign)
+            finally:
+                if after.next_attempt_at is not None:
+                    _wake_dispatch(account_id, campaign.id, after.next_attempt_at)
             return True
         _correct_outcome(account_id, campaign, member, version, call)
         return False
