@@ -370,6 +370,153 @@ def test_dials_never_exceed_the_limit_even_with_racing_dispatches(
     ).status_code in (200, 404, 405)
 
 
+def launched(
+    client: TestClient, stack: Stack, tenant: Tenant, line: Any, count: int, limit: int
+) -> str:
+    """A running campaign of `count` contacts at `limit` calls; its kick stays queued."""
+    contacts(client, tenant, count)
+    made = create(client, tenant, line.assistant_id, max_concurrent_calls=limit)
+    pump(stack)
+    action(client, tenant, made["id"], "start")
+    return str(made["id"])
+
+
+def all_at_once(work: Any, count: int) -> list[Any]:
+    """`work()` in `count` threads let go together; what each returned."""
+    results: list[Any] = []
+    go = threading.Barrier(count, timeout=30)
+
+    def run() -> None:
+        go.wait()
+        results.append(work())
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_a_round_claims_its_free_slots_side_by_side_and_fills_every_one(
+    client: TestClient,
+    stack: Stack,
+    tenant: Tenant,
+    line: Any,
+    carrier: FakeCarrier,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    limit = 10
+    campaign_id = launched(client, stack, tenant, line, 16, limit)
+    # The head of the queue is marked DNC after launch: those claims skip, others take their place.
+    head = campaign_store.due(tenant.account_id, campaign_id, utcnow(), 3)
+    for skipped, _ in head:
+        answer = client.patch(
+            f"/v1/contacts/{skipped.contact_id}", json={"do_not_call": True}, headers=tenant.headers
+        )
+        assert answer.status_code == 200
+    # Every claim waits until `limit` claims are under way at once: claims made one after
+    # another would never get there (the barrier breaks and the claims raise).
+    together = threading.Barrier(limit, timeout=30)
+    real_claim = campaign_store.claim
+
+    def claim(account_id: str, **fields: Any) -> bool:
+        together.wait()
+        return real_claim(account_id, **fields)
+
+    monkeypatch.setattr(campaign_store, "claim", claim)
+
+    assert campaigns.dispatch(tenant.account_id, campaign_id) == limit
+
+    monkeypatch.setattr(campaign_store, "claim", real_claim)
+    pump(stack)
+    assert len(carrier.placed) == limit
+    assert len(set(call_ids(carrier))) == limit
+    assert campaign_store.counters(tenant.account_id, campaign_id).in_flight == limit
+    shown = read(client, tenant, campaign_id)
+    assert shown["counts"]["queued"] + shown["counts"]["calling"] == limit
+    assert shown["counts"]["skipped"] == 3 and shown["counts"]["pending"] == 3
+    dialled = {calls.get(tenant.account_id, c).contact_id for c in call_ids(carrier)}
+    assert not dialled & {skipped.contact_id for skipped, _ in head}
+
+
+def test_rounds_racing_without_the_turn_never_claim_above_the_limit(
+    client: TestClient, stack: Stack, tenant: Tenant, line: Any, carrier: FakeCarrier
+) -> None:
+    """Rounds run at once (the turn left out), each claiming side by side: only the admission
+    counter stands between them and the limit."""
+    limit = 6
+    campaign_id = launched(client, stack, tenant, line, 20, limit)
+
+    placed = all_at_once(lambda: campaigns._fill(tenant.account_id, campaign_id, None, {}), 4)
+
+    assert sum(placed) == limit
+    assert campaign_store.counters(tenant.account_id, campaign_id).in_flight == limit
+    pump(stack)
+    assert len(carrier.placed) == limit
+
+
+def test_dials_racing_for_the_pace_each_get_their_own_moment(tenant: Tenant) -> None:
+    now_ms = campaigns._now_ms()
+    interval = 1000
+
+    moments = all_at_once(
+        lambda: campaign_store.reserve_dial_time(tenant.account_id, now_ms, interval), 8
+    )
+
+    assert sorted(moments) == [now_ms + n * interval for n in range(8)]
+
+
+def refilled_after(
+    client: TestClient, tenant: Tenant, carrier: FakeCarrier, campaign_id: str, ended: str
+) -> None:
+    """The one-slot campaign's call `ended` is applied and the next contact is being called."""
+    assert len(carrier.placed) == 2
+    assert campaign_store.counters(tenant.account_id, campaign_id).in_flight == 1
+    contact_id = calls.get(tenant.account_id, ended).contact_id
+    assert member(client, tenant, campaign_id, contact_id)["state"] == "completed"
+
+
+def test_a_call_s_end_refills_its_slot_in_the_carrier_s_callback(
+    client: TestClient, stack: Stack, tenant: Tenant, line: Any, carrier: FakeCarrier
+) -> None:
+    campaign_id = launched(client, stack, tenant, line, 3, 1)
+    pump(stack)
+    (first,) = call_ids(carrier)
+
+    end(tenant, first, "completed")
+
+    # No campaign job was needed: the callback gave the slot back and claimed the next contact.
+    assert _campaign_worker.deliver_waiting(stack, strict=True) == []
+    dial_queue.drain(stack)
+    refilled_after(client, tenant, carrier, campaign_id, first)
+
+
+def test_a_call_end_the_callback_cannot_apply_is_left_to_the_campaign_queue(
+    client: TestClient,
+    stack: Stack,
+    tenant: Tenant,
+    line: Any,
+    carrier: FakeCarrier,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    campaign_id = launched(client, stack, tenant, line, 2, 1)
+    pump(stack)
+    (first,) = call_ids(carrier)
+    real_dispatch = campaigns.dispatch
+
+    def broken(*args: Any, **options: Any) -> int:
+        raise campaign_store.Contention  # after the slot was given back: the kick refills
+
+    monkeypatch.setattr(campaigns, "dispatch", broken)
+    end(tenant, first, "completed")
+    assert len(carrier.placed) == 1
+    monkeypatch.setattr(campaigns, "dispatch", real_dispatch)
+
+    pump(stack)
+    refilled_after(client, tenant, carrier, campaign_id, first)
+
+
 def test_a_dispatch_asked_for_while_another_runs_makes_that_one_run_once_more(
     client: TestClient,
     stack: Stack,

@@ -102,10 +102,17 @@ def test_every_function_knows_the_machine_and_only_the_schedulers_start_it() -> 
     }
     send = {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["CampaignQueue", "QueueName"]}}}
     resources = template["Resources"]
-    for name in ("ApiFunction", "CampaignFunction", "CampaignTickFunction"):
+    dial = {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["DialQueue", "QueueName"]}}}
+    # The carrier's callbacks refill a campaign call's slot as it ends: they dispatch.
+    for name in (
+        "ApiFunction",
+        "CampaignFunction",
+        "CampaignTickFunction",
+        "CarrierWebhooksFunction",
+    ):
         policies = resources[name]["Properties"]["Policies"]
-        assert start in policies and send in policies, name
+        assert start in policies and send in policies and dial in policies, name
     # These only tell the engine that a campaign call ended.
-    for name in ("CarrierWebhooksFunction", "DialerFunction", "CallTimeoutFunction"):
+    for name in ("DialerFunction", "CallTimeoutFunction"):
         policies = resources[name]["Properties"]["Policies"]
         assert send in policies and start not in policies, name

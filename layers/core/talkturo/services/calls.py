@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -430,18 +431,34 @@ def record_event(
         after = change(account_id, call_id, move)
     except NotFound:
         return None
-    if was_open and after.status == "ended":
-        queue_post_call(account_id, call_id, delay_seconds=POST_CALL_DELAY_SECONDS)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="post-call") as pool:
+        # Queued beside the campaign's part below: a freed campaign slot does not wait on it.
+        post_call = (
+            pool.submit(queue_post_call, account_id, call_id, delay_seconds=POST_CALL_DELAY_SECONDS)
+            if was_open and after.status == "ended"
+            else None
+        )
+        _tell_campaign_of_event(account_id, after, event, was_open, was_answered)
+    if post_call is not None:
+        post_call.result()  # its failure is the callback's, as before
+    return after
+
+
+def _tell_campaign_of_event(
+    account_id: str, after: CallRecord, event: CallEvent, was_open: bool, was_answered: bool
+) -> None:
     if after.campaign_id:
         if event.status == "ended":
             # The carrier's own final word frees the call's campaign slot (a voice session
-            # ends the call in the record a moment before the carrier has hung up).
-            _tell_campaign(account_id, after, final=True)
+            # ends the call in the record a moment before the carrier has hung up), and the
+            # slot is refilled here, in the carrier's callback.
+            from talkturo.services import campaigns
+
+            campaigns.end_call(account_id, after)
         elif event.status == "in_progress" and not was_answered:
             _tell_campaign(account_id, after, final=False)  # its contact is now `calling`
         elif event.answered_by is not None and not was_open:
             _tell_campaign(account_id, after, final=False)  # a verdict after the end
-    return after
 
 
 def _tell_campaign(account_id: str, record: CallRecord, *, final: bool) -> None:

@@ -19,11 +19,15 @@ is dialled; a call still open keeps its slot a while longer.
 from __future__ import annotations
 
 import math
+import threading
 import uuid
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.exceptions import PynamoDBException
 
 from talkturo import queues, workflows
 from talkturo.config import get_settings
@@ -63,6 +67,7 @@ from talkturo.store import campaigns as store
 from talkturo.store import companies as company_store
 from talkturo.store import contacts as contact_store
 from talkturo.store import numbers as number_store
+from talkturo.store.transact import Contention
 
 BUILD_PAGE = 200
 # A deleted campaign's contacts are removed this many per job.
@@ -79,6 +84,8 @@ ATTEMPTS = 5
 # dispatch asked again and again runs this many rounds, then hands on to a job of its own.
 TURN_LEASE_MS = 30_000
 TURN_ROUNDS = 10
+# A call's end handled in the carrier's status callback runs at most this many rounds there.
+INLINE_ROUNDS = 2
 
 
 # --------------------------------------------------------------------------- reads
@@ -638,25 +645,36 @@ class _Run:
     def __init__(self, account_id: str, campaign: Campaign, kept: dict[str, Any]) -> None:
         self.account_id = account_id
         self.campaign = campaign
-        if not kept:
-            held = [number for number, _ in number_store.all_of(account_id)]
-            kept["numbers"] = {n.id: n.phone_number for n in held if n.status == "active"}
-            kept["lines"] = dialing.lines_of(account_id, held)
-            kept["assistant"] = assistants.get_record(account_id, campaign.assistant_id)
+        if not kept:  # the assistant is read beside the numbers and the dialing settings
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kept") as pool:
+                assistant = pool.submit(assistants.get_record, account_id, campaign.assistant_id)
+                held = [number for number, _ in number_store.all_of(account_id)]
+                kept["numbers"] = {n.id: n.phone_number for n in held if n.status == "active"}
+                kept["lines"] = dialing.lines_of(account_id, held)
+                kept["assistant"] = assistant.result()
         self.numbers: dict[str, str] = kept["numbers"]
         self.lines = kept["lines"]
         self.assistant = kept["assistant"]
         self.window = campaign.call_window.rule()
         self.next_wake: datetime | None = None
+        self._waking = threading.Lock()  # the round's claims run side by side
 
     def wake_at(self, moment: datetime) -> None:
-        if self.next_wake is None or moment < self.next_wake:
-            self.next_wake = moment
+        with self._waking:
+            if self.next_wake is None or moment < self.next_wake:
+                self.next_wake = moment
 
 
-def dispatch(account_id: str, campaign_id: str, campaign: Campaign | None = None) -> int:
+def dispatch(
+    account_id: str,
+    campaign_id: str,
+    campaign: Campaign | None = None,
+    *,
+    rounds: int = TURN_ROUNDS,
+) -> int:
     """Fill the campaign's free slots with due contacts; the number of calls placed.
-    (`campaign`: the campaign as just read, to save reading it again.)
+    (`campaign`: the campaign as just read, to save reading it again; `rounds`: how many
+    rounds it runs for dispatches asked of it before handing on to a job.)
 
     One dispatch of a campaign runs at a time (its turn, a conditional write with a lease):
     dispatches racing for the same free slots would claim the same due contacts and lose all
@@ -670,7 +688,7 @@ def dispatch(account_id: str, campaign_id: str, campaign: Campaign | None = None
     placed = 0
     kept: dict[str, Any] = {}
     try:
-        for _ in range(TURN_ROUNDS):
+        for _ in range(rounds):
             placed += _fill(account_id, campaign_id, campaign, kept)
             campaign = None  # read afresh in the next round
             seen = store.end_turn(account_id, campaign_id, token, seen, _now_ms(), TURN_LEASE_MS)
@@ -700,17 +718,27 @@ def _fill(
             return 0
     if campaign.status != "running":
         return 0
-    counters = store.counters(account_id, campaign_id)
+    # The counters and the due head are read at once (the head as long as the campaign's limit
+    # allows, then cut to its free slots); with someone due, the balance beside what the
+    # dispatch keeps. Each is a request the freed slot would wait on one after another.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="round") as pool:
+        heading = pool.submit(
+            store.due, account_id, campaign_id, utcnow(), campaign.max_concurrent_calls + READ_AHEAD
+        )
+        counters = store.counters(account_id, campaign_id)
+        due_head = heading.result()
     free = campaign.max_concurrent_calls - counters.in_flight
     placed = 0
     if free > 0:
-        due = store.due(account_id, campaign_id, utcnow(), free + READ_AHEAD)
+        due = due_head[: free + READ_AHEAD]
         run: _Run | None = None
         if due:
-            if not _has_credits(account_id):
-                _move(account_id, campaign_id, "pause", reason="no_credits", quiet=True)
-                return 0
-            run = _Run(account_id, campaign, kept)
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="round") as pool:
+                funded = pool.submit(_has_credits, account_id)
+                run = _Run(account_id, campaign, kept)
+                if not funded.result():
+                    _move(account_id, campaign_id, "pause", reason="no_credits", quiet=True)
+                    return 0
             cap = campaign_budgets.cap_check(
                 account_id, campaign, counters.in_flight, run.assistant
             )
@@ -719,18 +747,8 @@ def _fill(
                 return 0
             if cap == "wait":  # the calls in flight may reach the cap; their ends dispatch again
                 return 0
-        for member, version in due:
-            assert run is not None
-            try:
-                outcome = _try_dial(run, member, version)
-            except store.Full:
-                break
-            if outcome == "placed":
-                placed += 1
-                if placed >= free:
-                    break
-            elif outcome == "stop":
-                break
+        if run is not None:
+            placed = _claim_side_by_side(run, due, free)
         wake = run.next_wake if run is not None else None
         if placed < free:
             head = store.queue_head(account_id, campaign_id, 1)
@@ -740,6 +758,49 @@ def _fill(
             _wake_dispatch(account_id, campaign_id, wake)
     if placed == 0:
         _complete_if_done(account_id, campaign, counters)
+    return placed
+
+
+def _claim_side_by_side(run: _Run, due: list[tuple[CampaignContact, int]], free: int) -> int:
+    """Claim due contacts for up to `free` slots, as many claims at once as slots are still to
+    fill (a contact skipped makes room for the next one); the number of calls placed.
+
+    Each claim is the same conditional transaction it would be one after another: the admission
+    counter, not this, holds the limit. A round never has more claims under way than free
+    slots, so none is wasted on a full campaign; all of them have ended when this returns."""
+    placed = 0
+    stopped = False
+    failure: BaseException | None = None
+    waiting = iter(due)
+    running: set[Future[str]] = set()
+    with ThreadPoolExecutor(max_workers=free, thread_name_prefix="claim") as pool:
+
+        def launch() -> None:
+            while not stopped and placed + len(running) < free:
+                candidate = next(waiting, None)
+                if candidate is None:
+                    return
+                running.add(pool.submit(_try_dial, run, *candidate))
+
+        launch()
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for claim in finished:
+                running.discard(claim)
+                error = claim.exception()
+                if error is not None:  # Full ends the round; others are raised once all ended
+                    stopped = True
+                    if not isinstance(error, store.Full):
+                        failure = failure or error
+                    continue
+                outcome = claim.result()
+                if outcome == "placed":
+                    placed += 1
+                elif outcome == "stop":
+                    stopped = True
+            launch()
+    if failure is not None:
+        raise failure
     return placed
 
 
@@ -923,13 +984,47 @@ def notify_call(account_id: str, call: CallRecord, *, final: bool = False) -> No
         logger.exception("campaign not told of its call", extra={"id": call.id})
 
 
-def call_changed(account_id: str, campaign_id: str, call_id: str, *, final: bool = False) -> None:
-    """Apply what a campaign call's record now says to its contact; refill the slot it frees
-    once the carrier reports the call over (`final`)."""
+def end_call(account_id: str, call: CallRecord) -> None:
+    """The carrier says a campaign call is over: give its slot back and refill it here, in the
+    carrier's status callback, with no queue between the end and the refill. The callback
+    answers the carrier soon: a dispatch asked for again meanwhile hands on to a job after
+    INLINE_ROUNDS. What fails here is left to the campaign queue (its job applies the end
+    exactly once; the kick refills a slot given back before the failure); if the queue fails
+    too, the tick sweeps the slot."""
+    if not call.campaign_id:
+        return
     try:
-        call = call_store.get(account_id, call_id)
+        call_changed(
+            account_id, call.campaign_id, call.id, final=True, rounds=INLINE_ROUNDS, call=call
+        )
     except NotFound:
         return
+    except (PynamoDBException, BotoCoreError, ClientError, Conflict, Contention, RuntimeError):
+        logger.exception("campaign call end left to the queue", extra={"id": call.id})
+        notify_call(account_id, call, final=True)
+        try:
+            _kick(account_id, call.campaign_id)
+        except (BotoCoreError, ClientError, RuntimeError):
+            logger.exception("campaign not kicked after a call end", extra={"id": call.id})
+
+
+def call_changed(
+    account_id: str,
+    campaign_id: str,
+    call_id: str,
+    *,
+    final: bool = False,
+    rounds: int = TURN_ROUNDS,
+    call: CallRecord | None = None,
+) -> None:
+    """Apply what a campaign call's record now says to its contact; refill the slot it frees
+    once the carrier reports the call over (`final`; `rounds`: see dispatch; `call`: the
+    record as just written, to save reading it again)."""
+    if call is None:
+        try:
+            call = call_store.get(account_id, call_id)
+        except NotFound:
+            return
     if call.contact_id is None:
         return
     try:
@@ -953,8 +1048,13 @@ def call_changed(account_id: str, campaign_id: str, call_id: str, *, final: bool
             campaign, _ = store.get(account_id, campaign_id)
             _correct_outcome(account_id, campaign, member, version, call)
         return
-    if _apply_end(account_id, member, version, call):
-        dispatch(account_id, campaign_id)  # read again: the end moved its counters
+    _apply_end(
+        account_id,
+        member,
+        version,
+        call,
+        refill=lambda campaign: dispatch(account_id, campaign_id, campaign, rounds=rounds),
+    )
 
 
 def _ended_member(campaign: Campaign, member: CampaignContact, call: CallRecord) -> CampaignContact:
@@ -983,8 +1083,17 @@ def _ended_member(campaign: Campaign, member: CampaignContact, call: CallRecord)
     )
 
 
-def _apply_end(account_id: str, member: CampaignContact, version: int, call: CallRecord) -> bool:
+def _apply_end(
+    account_id: str,
+    member: CampaignContact,
+    version: int,
+    call: CallRecord,
+    *,
+    refill: Callable[[Campaign], object] | None = None,
+) -> bool:
     """Give the call's slot back and move its contact; True when this did (exactly once).
+    `refill`, given the campaign as read here, is run once the slot is free, before the
+    contact's next attempt is scheduled (the freed slot waits on nothing else).
 
     When the slot was given back already, a corrected outcome (a late answering-machine verdict
     turning `answered` into `voicemail`) still moves the contact and the outcome counts."""
@@ -1006,8 +1115,12 @@ def _apply_end(account_id: str, member: CampaignContact, version: int, call: Cal
                 return False
             continue
         if released:
-            if after.next_attempt_at is not None:
-                _wake_dispatch(account_id, campaign.id, after.next_attempt_at)
+            try:
+                if refill is not None:
+                    refill(campaign)
+            finally:
+                if after.next_attempt_at is not None:
+                    _wake_dispatch(account_id, campaign.id, after.next_attempt_at)
             return True
         _correct_outcome(account_id, campaign, member, version, call)
         return False
