@@ -42,7 +42,7 @@ voice: $(STAMP)  ## provider adapters against their fakes, and conversations thr
 e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
 
-bench: $(STAMP)  ## print the figures: API cold start, DynamoDB calls per request, platform at size, voice service, campaigns, event delivery, extraction on the golden set, hang-up to call.analyzed, Stripe webhook to credits, auto-reload, offline speech
+bench: $(STAMP)  ## print the figures: API cold start, DynamoDB calls per request, platform at size, voice service, campaigns, event delivery, extraction on the golden set, hang-up to call.analyzed, Stripe webhook to credits, auto-reload, offline speech, spoken emails
 	$(BIN)/python -m benchmarks
 
 clean:
