@@ -340,6 +340,7 @@ class ExpectationResult(BaseModel):
 
 class ScenarioResult(BaseModel):
     name: str
+    index: int = Field(description="The scenario's place in the suite, from 0.")
     status: ScenarioStatus
     call_id: str | None = Field(
         default=None, description="GET /v1/calls/{id} (transcript, recording) has the call."
@@ -351,6 +352,9 @@ class ScenarioResult(BaseModel):
     billed_seconds: int = 0
     turn_latencies_ms: list[int] = Field(default_factory=list)
     recording_available: bool = False
+    credits_charged: Credits = Field(
+        default=Decimal(0), description="Its test minutes beyond the daily free allowance."
+    )
     error: str | None = None
 
 
@@ -384,6 +388,7 @@ class ScenarioJob(BaseModel):
     """One queue message: one scenario of one run."""
 
     account_id: str
+    assistant_id: str
     run_id: str
     index: int
 
@@ -403,7 +408,11 @@ _NOT_BEHAVIOUR = frozenset({"name", "description"})
 
 def fingerprint(config: AssistantConfig) -> str:
     """A stable hash of the assistant's behaviour: prompt, models, voice, tools, telephony …"""
-    data = config.model_dump(mode="json", exclude=set(_NOT_BEHAVIOUR))
+    from talkturo.domain.assistants import AssistantConfig
+
+    # Only the configuration: a record's ids, links and timestamps change nothing on a call.
+    fields = set(AssistantConfig.model_fields) - _NOT_BEHAVIOUR
+    data = config.model_dump(mode="json", include=fields)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
