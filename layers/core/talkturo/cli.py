@@ -215,6 +215,7 @@ DEAD_LETTER_QUEUES = (
     "campaign",
     "event",
     "billing",
+    "test_run",
     "unknown",
 )
 

@@ -126,7 +126,7 @@ def delete_suite(account_id: str, assistant_id: str, suite_id: str) -> None:
     connection()
     try:
         SuiteItem(keys.account(account_id), _suite_sk(assistant_id, suite_id)).delete(
-            condition=SuiteItem.pk.exists()
+            condition=SuiteItem.pk.exists(), add_version_condition=False
         )
     except DeleteError as error:
         if _conditional_failed(error):
