@@ -18,6 +18,7 @@ from talkturo.local.template import Stack
 from talkturo.services import credits
 from talkturo.services import test_runs as service
 from tests.conftest import Tenant
+from tests.fake_carrier import FakeCarrier
 from tests.integration import calls_setup
 from tests.integration.dead_letter_queue import Redrive
 from tests.integration.lambda_worker import SqsWorker
@@ -276,3 +277,90 @@ def test_test_minutes_beyond_the_daily_allowance_are_charged_on_the_ledger(
     entries = client.get("/v1/credits/ledger", headers=tenant.headers).json()["data"]
     charged = [e for e in entries if e["reference"] == run["id"]]
     assert len(charged) == 2 and all("test minutes" in e["description"] for e in charged)
+
+
+# --------------------------------------------------------------------------- campaign gating
+
+
+def test_a_campaign_that_requires_passing_tests_starts_only_after_a_run_of_this_configuration(
+    client: TestClient,
+    stack: Stack,
+    tenant: Tenant,
+    carrier: FakeCarrier,
+    engine: FakeEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.integration.test_campaigns import action, contacts, create, pump, read
+
+    monkeypatch.setenv("TALKTURO_DIAL_CALLS_PER_SECOND", "100")
+    config.get_settings.cache_clear()
+    line = calls_setup.line(client, stack, tenant, "+14155550140")
+    contacts(client, tenant, 2)
+    first = create(client, tenant, line.assistant_id, require_passing_tests=True)
+    second = create(client, tenant, line.assistant_id, require_passing_tests=True)
+    assert first["require_passing_tests"] is True
+    pump(stack)
+    # Without a passing run: refused, naming why
+    refused = action(client, tenant, first["id"], "start")
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert (error["code"], error["param"]) == ("passing_tests_required", "require_passing_tests")
+    # A failing run does not open the gate; a passing one does
+    _run(client, tenant, line.assistant_id, {"suite": FAILING})
+    worker.deliver_waiting(stack, strict=True)
+    assert action(client, tenant, first["id"], "start").status_code == 409
+    _run(client, tenant, line.assistant_id, {"suite": PASSING})
+    worker.deliver_waiting(stack, strict=True)
+    started = action(client, tenant, first["id"], "start")
+    assert started.status_code == 200 and started.json()["status"] == "running"
+    # Changing the assistant's behaviour asks for a new passing run
+    changed = client.patch(
+        f"/v1/assistants/{line.assistant_id}",
+        json={"system_prompt": "You are a different assistant now."},
+        headers=tenant.headers,
+    )
+    assert changed.status_code == 200, changed.text
+    again = action(client, tenant, second["id"], "start")
+    assert again.status_code == 409 and read(client, tenant, second["id"])["status"] == "draft"
+
+
+def test_a_scheduled_start_waits_while_the_assistant_changed_since_its_passing_run(
+    client: TestClient,
+    stack: Stack,
+    tenant: Tenant,
+    carrier: FakeCarrier,
+    engine: FakeEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import timedelta
+
+    from talkturo.domain.common import utcnow
+    from talkturo.services import campaigns
+    from tests.integration.test_campaigns import action, contacts, create, pump, read
+
+    line = calls_setup.line(client, stack, tenant, "+14155550140")
+    contacts(client, tenant, 1)
+    at = utcnow() + timedelta(hours=2)
+    made = create(
+        client,
+        tenant,
+        line.assistant_id,
+        require_passing_tests=True,
+        scheduled_start_at=at.isoformat(),
+    )
+    pump(stack)
+    _run(client, tenant, line.assistant_id, {"suite": PASSING})
+    worker.deliver_waiting(stack, strict=True)
+    assert action(client, tenant, made["id"], "start").json()["status"] == "scheduled"
+    # The assistant changes before the start time comes
+    client.patch(
+        f"/v1/assistants/{line.assistant_id}",
+        json={"first_message": "Hello there, a new greeting."},
+        headers=tenant.headers,
+    )
+    monkeypatch.setattr(campaigns, "utcnow", lambda: at + timedelta(seconds=1))
+    campaigns.tick(at + timedelta(seconds=1))
+    pump(stack)
+    held = read(client, tenant, made["id"])
+    assert held["status"] == "scheduled" and "passing test run" in held["status_reason"]
+    assert carrier.placed == []
