@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
-from talkturo.cli_campaigns import CONTEXT, DEFAULT_API_URL
+from talkturo.cli_campaigns import CONTEXT, _api_options
 
 FINAL = ("passed", "failed", "error")
 POLL_SECONDS = 1.0
@@ -137,19 +137,7 @@ def _assistant_id(client: Any, assistant: str) -> str:
     help="Seconds to wait for the run to finish.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the finished run as JSON instead.")
-@click.option(
-    "--api-key",
-    envvar="TALKTURO_API_KEY",
-    required=True,
-    help="An API key of the account [env: TALKTURO_API_KEY].",
-)
-@click.option(
-    "--api-url",
-    envvar="TALKTURO_API_URL",
-    default=DEFAULT_API_URL,
-    show_default=True,
-    help="Base URL of the API [env: TALKTURO_API_URL].",
-)
+@_api_options
 def suite_command(
     assistant: str, suite: Path, timeout: float, as_json: bool, api_key: str, api_url: str
 ) -> None:

@@ -229,23 +229,30 @@ def list_runs(
     )
 
 
-def start_scenario(
-    account_id: str, assistant_id: str, run_id: str, result: ScenarioResult, index: int
-) -> bool:
-    """Mark the scenario running (and the run, if it was queued); False when it has already
-    reported (a redelivered message: nothing to do)."""
+def _write_result(account_id: str, run_id: str, index: int, result: ScenarioResult) -> bool:
+    """Write the scenario's result unless it is final already (False: it was, nothing written)."""
     connection()
     try:
         ScenarioItem(
             _scenario_pk(account_id, run_id),
             f"{index:03d}",
             doc=result.model_dump_json(),
-            status="running",
+            status=result.status,
         ).save(condition=ScenarioItem.pk.does_not_exist() | (ScenarioItem.status == "running"))
     except PutError as error:
         if _conditional_failed(error):
             return False
         raise
+    return True
+
+
+def start_scenario(
+    account_id: str, assistant_id: str, run_id: str, result: ScenarioResult, index: int
+) -> bool:
+    """Mark the scenario running (and the run, if it was queued); False when it has already
+    reported (a redelivered message: nothing to do)."""
+    if not _write_result(account_id, run_id, index, result):
+        return False
     try:
         RunItem(keys.account(account_id), _run_sk(assistant_id, run_id)).update(
             actions=[RunItem.status.set("running")], condition=RunItem.status == "queued"
@@ -262,18 +269,8 @@ def finish_scenario(
     """Write the scenario's final result once and count it in the run; the run after it, or
     None when the scenario had reported already (nothing counted)."""
     assert result.status in FINAL
-    connection()
-    try:
-        ScenarioItem(
-            _scenario_pk(account_id, run_id),
-            f"{index:03d}",
-            doc=result.model_dump_json(),
-            status=result.status,
-        ).save(condition=ScenarioItem.pk.does_not_exist() | (ScenarioItem.status == "running"))
-    except PutError as error:
-        if _conditional_failed(error):
-            return None
-        raise
+    if not _write_result(account_id, run_id, index, result):
+        return None
     counter = {"passed": RunItem.passed, "failed": RunItem.failed, "error": RunItem.errored}[
         result.status
     ]
