@@ -63,10 +63,12 @@ class FakeEngine:
         self.fail_with: Exception | None = None
 
     def __call__(self, account_id: str, assistant_id: str, script: Any, **options: Any) -> Any:
-        self.calls.append({"account_id": account_id, "assistant_id": assistant_id, **options})
+        first = next(step.text for step in script.steps if step.kind == "say")
+        self.calls.append(
+            {"account_id": account_id, "assistant_id": assistant_id, "first": first, **options}
+        )
         if self.fail_with is not None:
             raise self.fail_with
-        first = next(step.text for step in script.steps if step.kind == "say")
         transcript = _said("Hello, I'm an AI assistant.", first, "You are booked for Friday.")
         transcript.insert(
             2,
@@ -364,3 +366,34 @@ def test_a_scheduled_start_waits_while_the_assistant_changed_since_its_passing_r
     held = read(client, tenant, made["id"])
     assert held["status"] == "scheduled" and "passing test run" in held["status_reason"]
     assert carrier.placed == []
+
+
+def test_a_persona_caller_speaks_the_lines_its_model_wrote(
+    client: TestClient,
+    tenant: Tenant,
+    stack: Stack,
+    engine: FakeEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a model for the assistant's provider, which writes the persona's lines
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-used")
+    asked: list[Any] = []
+
+    def writer(assistant: Any, persona: Any) -> str:
+        asked.append(persona.goal)
+        return "Caller: I want to book for Friday\nThanks, goodbye."
+
+    monkeypatch.setattr(service, "persona_writer", writer)
+    assistant_id = calls_setup.assistant(client, tenant)
+    suite = {
+        "name": "personas",
+        "scenarios": [
+            {"name": "p", "persona": {"goal": "book for Friday"}, "expect": {"said": ["booked"]}}
+        ],
+    }
+    run = _run(client, tenant, assistant_id, {"suite": suite})
+    worker.deliver_waiting(stack, strict=True)
+    done = _get(client, tenant, assistant_id, run["id"])
+    assert done["status"] == "passed" and asked == ["book for Friday"]
+    assert engine.calls[0]["scenario"] == "p"
+    assert engine.calls[0]["first"] == "I want to book for Friday"  # the speaker's name dropped

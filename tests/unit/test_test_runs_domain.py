@@ -16,6 +16,9 @@ from talkturo.domain.test_runs import (
     evaluate,
     load_suite,
     matches,
+    persona_lines,
+    persona_prompt,
+    persona_script,
     run_status,
     value_matches,
 )
@@ -252,3 +255,19 @@ def test_a_run_is_over_when_its_last_scenario_reports() -> None:
     assert run_status(run.model_copy(update={"completed": 3, "passed": 3})) == "passed"
     assert run_status(run.model_copy(update={"completed": 3, "failed": 1})) == "failed"
     assert run_status(run.model_copy(update={"completed": 3, "errored": 1})) == "error"
+
+
+def test_a_persona_s_lines_are_cleaned_and_become_a_script() -> None:
+    text = (
+        '1. "Hi, I need a cleaning."\n\nCaller: Is Friday possible?\n- Thanks, goodbye.\n4) extra'
+    )
+    lines = persona_lines(text, max_turns=3)
+    assert lines == ["Hi, I need a cleaning.", "Is Friday possible?", "Thanks, goodbye."]
+    scenario = Scenario.model_validate(
+        {"name": "p", "direction": "outbound", "persona": {"goal": "book"}}
+    )
+    script = persona_script(scenario, lines)
+    kinds = [step.kind for step in script.steps]
+    assert kinds[0] == "say" and kinds[-1] == "hang_up"  # an outbound callee answers first
+    assert [s.text for s in script.steps if s.kind == "say"][1:] == lines
+    assert "book" in persona_prompt(scenario.persona)  # type: ignore[arg-type]

@@ -305,6 +305,50 @@ def load_suite(text: str) -> SuiteBody:
         raise SuiteError("invalid suite: " + _error_text(exc)) from None
 
 
+# --------------------------------------------------------------------------- persona callers
+
+PERSONA_SYSTEM_PROMPT = """You write what a caller says on a phone call to a business's voice \
+assistant, for a test. You are the caller, never the assistant.
+Who you are: {persona}
+What you want: {goal}
+Write the caller's lines in the order they are spoken, at most {max_turns}, one per line: \
+short spoken sentences, no names of speakers, no stage directions, no quotes, no numbering. \
+The assistant answers between your lines. Pursue the goal; end with a goodbye."""
+
+_LINE_NOISE = re.compile(r"^\s*(?:[-*•]|\d+[.)]|caller\s*:|me\s*:)\s*", re.IGNORECASE)
+
+
+def persona_prompt(persona: Persona) -> str:
+    return PERSONA_SYSTEM_PROMPT.format(
+        persona=persona.persona or "an ordinary customer",
+        goal=persona.goal,
+        max_turns=persona.max_turns,
+    )
+
+
+def persona_lines(text: str, max_turns: int) -> list[str]:
+    """The caller's lines from the model's answer: one a line, list marks and speaker names
+    dropped, quotes stripped, at most `max_turns`."""
+    lines = []
+    for raw in text.splitlines():
+        line = _LINE_NOISE.sub("", raw).strip().strip('"\u201c\u201d').strip()
+        if line:
+            lines.append(line[:2000])
+    return lines[:max_turns]
+
+
+def persona_script(scenario: Scenario, lines: list[str]) -> Script:
+    """A caller script that speaks the persona's lines, each after the assistant has spoken
+    and paused, then hangs up."""
+    steps: list[Any] = []
+    if scenario.direction == "outbound":
+        steps.append({"say": "Hello?"})
+    for line in lines:
+        steps += [{"wait_for_silence": {"seconds": 1.2, "timeout": 30}}, {"say": line}]
+    steps += [{"wait_for_silence": {"seconds": 1.2, "timeout": 30}}, "hang_up"]
+    return parse_script({"name": scenario.name, "max_seconds": 600, "steps": steps})
+
+
 # --------------------------------------------------------------------------- runs
 
 

@@ -22,6 +22,7 @@ from talkturo.domain.common import Page, quantize_credits, utcnow
 from talkturo.domain.test_runs import (
     MAX_SCENARIOS,
     Observed,
+    Persona,
     Scenario,
     ScenarioJob,
     ScenarioResult,
@@ -34,6 +35,9 @@ from talkturo.domain.test_runs import (
     TestSuiteUpdate,
     evaluate,
     fingerprint,
+    persona_lines,
+    persona_prompt,
+    persona_script,
 )
 from talkturo.errors import InvalidRequest, NotFound
 from talkturo.ids import has_prefix, new_id
@@ -44,9 +48,8 @@ from talkturo.store import test_runs as store
 MAX_SUITE_BYTES = 200_000
 # 1 credit = 1 minute (SPEC §7): test minutes beyond the free allowance cost the same.
 TEST_CREDITS_PER_MINUTE = Decimal(1)
-PERSONA_UNSUPPORTED = (
-    "persona callers are not played yet on this platform; use a scripted caller (`caller`)"
-)
+PERSONA_NO_MODEL = "no language model is configured any more to play the persona caller"
+PERSONA_NO_LINES = "the language model wrote no caller lines for the persona"
 
 
 class Observation(Observed, Protocol):
@@ -73,9 +76,11 @@ class Observation(Observed, Protocol):
 
 CallRunner = Callable[..., Observation]
 AnalysisFinder = Callable[[str, str], AnalysisResult | None]
-# Tests put a fake engine (and a fake analysis lookup) here.
+PersonaWriter = Callable[[AssistantRecord, Persona], str]
+# Tests put a fake engine (and a fake analysis lookup, a fake persona writer) here.
 call_runner: CallRunner | None = None
 analysis_finder: AnalysisFinder | None = None
+persona_writer: PersonaWriter | None = None
 
 
 def _runner() -> CallRunner:
@@ -290,11 +295,22 @@ def run_scenario(job: ScenarioJob) -> None:
 def _play(account_id: str, run: TestRun, scenario: Scenario, index: int) -> ScenarioResult:
     base = ScenarioResult(name=scenario.name, index=index, status="error")
     if scenario.persona is not None:
-        return base.model_copy(update={"error": PERSONA_UNSUPPORTED})
+        assistant = _assistant(account_id, run.assistant_id)
+        if persona_writer is None and not model_configured(assistant):
+            return base.model_copy(update={"error": PERSONA_NO_MODEL})
+        lines = persona_lines(
+            (persona_writer or _write_persona)(assistant, scenario.persona),
+            scenario.persona.max_turns,
+        )
+        if not lines:
+            return base.model_copy(update={"error": PERSONA_NO_LINES})
+        script = persona_script(scenario, lines)
+    else:
+        script = scenario.script()
     observation = _runner()(
         account_id,
         run.assistant_id,
-        scenario.script(),
+        script,
         test_run_id=run.id,
         scenario=scenario.name,
         direction=scenario.direction,
@@ -319,6 +335,38 @@ def _play(account_id: str, run: TestRun, scenario: Scenario, index: int) -> Scen
     results = evaluate(scenario, observation, analysis)
     status = "passed" if all(r.passed for r in results) else "failed"
     return played.model_copy(update={"status": status, "expectations": results})
+
+
+def _write_persona(assistant: AssistantRecord, persona: Persona) -> str:
+    """The persona's lines, written by the assistant's own model provider (or the local
+    OpenAI-compatible server) before the call."""
+    import asyncio
+
+    from talkturo.provider_keys import provider_env
+    from talkturo.voice.providers.base import ChatMessage, ChatRequest, TextDelta
+    from talkturo.voice.providers.registry import Providers
+
+    async def write() -> str:
+        model = Providers(provider_env()).language_model(assistant.llm.provider)
+        request = ChatRequest(
+            model=assistant.llm.model,
+            system_prompt=persona_prompt(persona),
+            messages=(ChatMessage(role="user", text="Write the caller's lines now."),),
+            temperature=0.8,
+            max_tokens=800,
+        )
+        parts = []
+        try:
+            async for event in model.stream(request):
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+        finally:
+            close = getattr(model, "aclose", None)
+            if close is not None:
+                await close()
+        return "".join(parts)
+
+    return asyncio.run(write())
 
 
 def _analysis(account_id: str, call_id: str) -> AnalysisResult | None:
