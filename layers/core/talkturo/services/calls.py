@@ -337,8 +337,6 @@ def dial(job: DialJob, carrier: Carrier | None = None) -> None:
     """Place the call at the carrier, once: a conditional write claims the dial first, so a
     redelivered message never dials twice. A carrier refusal ends the call as failed; a
     retryable carrier error gives the claim back and raises (the message comes back)."""
-    from talkturo.carrier.base import CarrierError
-
     try:
         record = store.get(job.account_id, job.call_id)
     except NotFound:
@@ -351,15 +349,37 @@ def dial(job: DialJob, carrier: Carrier | None = None) -> None:
         wait = (job.not_before - utcnow()).total_seconds()
         if 0 < wait <= 1:
             time.sleep(wait)
+    _place(job, record, None, carrier)
+
+
+def dial_claimed(
+    account_id: str, record: CallRecord, assistant: AssistantRecord, carrier: Carrier | None = None
+) -> None:
+    """Place a call a campaign has just claimed, in the worker that claimed it: no queue hop
+    before the carrier, and no reading again of the record and assistant it holds. The dial job
+    queued beside the claim is the backstop (a crash here, a retryable carrier error): it finds
+    the call dialled and does nothing, or dials it once."""
+    _place(DialJob(account_id=account_id, call_id=record.id), record, assistant, carrier)
+
+
+def _place(
+    job: DialJob,
+    record: CallRecord,
+    assistant: AssistantRecord | None,
+    carrier: Carrier | None,
+) -> None:
+    from talkturo.carrier.base import CarrierError
+
     claim = utcnow().isoformat()
     if not store.claim_dial(job.account_id, job.call_id, claim):
         logger.info("call already dialed", extra={"id": job.call_id})
         return
-    try:
-        assistant = assistants.get_record(job.account_id, record.assistant_id)
-    except NotFound:
-        _end_failed(job.account_id, job.call_id, "the assistant was deleted before dialing")
-        return
+    if assistant is None:
+        try:
+            assistant = assistants.get_record(job.account_id, record.assistant_id)
+        except NotFound:
+            _end_failed(job.account_id, job.call_id, "the assistant was deleted before dialing")
+            return
     if record.contact_id and _now_do_not_call(job.account_id, record.contact_id):
         # Marked between the call's creation (or a campaign's claim) and this moment.
         _end_failed(
