@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from talkturo.simcaller import audio
 from talkturo.simcaller.scripts import (
@@ -42,6 +42,9 @@ from talkturo.simcaller.scripts import (
     WaitForSilence,
     WaitSeconds,
 )
+
+if TYPE_CHECKING:
+    from talkturo.voice.providers.base import Synthesizer
 
 logger = logging.getLogger("talkturo.simcaller")
 
@@ -63,6 +66,8 @@ class PartyRecord:
     cleared: list[dict[str, Any]] = field(default_factory=list)
     protocol_errors: list[str] = field(default_factory=list)
     streams: list[dict[str, Any]] = field(default_factory=list)
+    # When the server's audio started playing after a pause (stream seconds): replies' starts.
+    heard_onsets: list[float] = field(default_factory=list)
 
     def as_dict(self, *, with_audio: bool = False) -> dict[str, Any]:
         result = {
@@ -76,6 +81,7 @@ class PartyRecord:
             "cleared": self.cleared,
             "protocol_errors": self.protocol_errors,
             "streams": self.streams,
+            "heard_onsets": self.heard_onsets,
         }
         if with_audio:
             result["heard_audio"] = base64.b64encode(bytes(self.heard_audio)).decode()
@@ -83,19 +89,30 @@ class PartyRecord:
 
 
 class ScriptCursor:
-    """A party's script and how far it got (steps go on across the call's streams)."""
+    """A party's script and how far it got (steps go on across the call's streams).
 
-    def __init__(self, script: Script, engine: audio.Engine = "auto") -> None:
+    Lines are spoken by `voice` (the platform's text-to-speech, see simcaller.voice) when one
+    is given and the script names no engine of its own; else by the offline engines."""
+
+    def __init__(
+        self, script: Script, engine: audio.Engine = "auto", voice: Synthesizer | None = None
+    ) -> None:
         self.script = script
         self.engine: audio.Engine = script.tts or engine
+        self.voice = voice if script.tts is None else None
         self.position = 0
         self._speech: dict[str, audio.Speech] = {}
 
     async def speech(self, text: str) -> audio.Speech:
         if text not in self._speech:
-            self._speech[text] = await asyncio.to_thread(
-                audio.speak, text, self.script.voice, self.engine
-            )
+            if self.voice is not None:
+                from talkturo.simcaller.voice import synthesize
+
+                self._speech[text] = await synthesize(self.voice, text)
+            else:
+                self._speech[text] = await asyncio.to_thread(
+                    audio.speak, text, self.script.voice, self.engine
+                )
         return self._speech[text]
 
 
@@ -145,6 +162,7 @@ class MediaStream:
         self._started = 0.0
         self._last_heard = 0.0  # monotonic time the last server audio played
         self._heard_frames = 0
+        self._heard_last_frame = False
         self._server_closed = asyncio.Event()
         self._ws: Any = None
         self._log: dict[str, Any] = {}
@@ -265,6 +283,7 @@ class MediaStream:
                     )
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), 2.0)
+            self._log["close"] = {"code": ws.close_code, "reason": ws.close_reason}
             self._log["outcome"] = outcome
             self._log["ended_at"] = self.now()
             self._log["chunks_sent"] = self._chunk
@@ -324,8 +343,11 @@ class MediaStream:
             else:
                 self._playout[0] = head[len(take) :]
         if played:
+            if self._heard_frames == 0 or not self._heard_last_frame:
+                self.record.heard_onsets.append(self.now())
             self._last_heard = time.monotonic()
             self._heard_frames += 1
+        self._heard_last_frame = played
 
     def _echo(self, name: str, *, cleared: bool) -> None:
         self._control.append(self._message("mark", {"mark": {"name": name}}))
