@@ -8,6 +8,7 @@ the audio of many calls and never waits on I/O itself.
 from __future__ import annotations
 
 import asyncio
+import math
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -199,16 +200,28 @@ class TestCallServices(SessionServices):
     async def transfer(
         self, context: CallContext, tool: TransferCallTool, name: str, brief: str
     ) -> None:
+        from talkturo.domain.calls import apply
         from talkturo.services import calls
 
         def simulated(record: CallRecord) -> CallRecord:
-            return record.model_copy(
+            """Put through at once; the call ends here, as the carrier would report it."""
+            moved = record.model_copy(
                 update={
                     "transferred_to": name,
                     "transfer_status": "completed",
                     "transfer_mode": tool.config.mode,
                 }
             )
+            now = utcnow()
+            answered = record.answered_at or now
+            end = CallEvent(
+                at=now,
+                status="ended",
+                outcome="answered",
+                ended_reason="transferred",
+                duration_seconds=math.ceil((now - answered).total_seconds()),
+            )
+            return apply(moved, end) or moved
 
         await asyncio.to_thread(calls.change, context.account_id, context.call.id, simulated)
 
@@ -220,32 +233,3 @@ class TestCallServices(SessionServices):
 
     def opt_out_note(self, contact_id: str | None) -> str:
         return "a test call marks no contact do-not-call"
-
-    async def close(
-        self,
-        context: CallContext,
-        *,
-        stream_sid: str,
-        charge: Decimal,
-        billed_seconds: int,
-        recorded: bool,
-        bookings: list[Booking],
-        end: CallEvent | None,
-    ) -> None:
-        if end is None:  # transferred: no carrier will report the end, the session does
-            end = CallEvent(
-                at=utcnow(),
-                status="ended",
-                outcome="answered",
-                ended_reason="transferred",
-                duration_seconds=billed_seconds,
-            )
-        await super().close(
-            context,
-            stream_sid=stream_sid,
-            charge=charge,
-            billed_seconds=billed_seconds,
-            recorded=recorded,
-            bookings=bookings,
-            end=end,
-        )
