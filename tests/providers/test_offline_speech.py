@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 import pytest
 
 from talkturo.audio import FRAME_BYTES, SAMPLE_RATE, frames, is_silent, rms, silence
-from talkturo.local.carrier_sim import audio as sim_audio
-from talkturo.local.carrier_sim.media import ScriptCursor
-from talkturo.local.carrier_sim.scripts import parse_script
+from talkturo.simcaller import audio as sim_audio
+from talkturo.simcaller.media import ScriptCursor
+from talkturo.simcaller.scripts import parse_script
 from talkturo.voice.providers import registry
 from talkturo.voice.providers.base import (
     ProviderError,
