@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from talkturo.audio import FRAME_BYTES, frames, is_silent, silence
-from talkturo.local.carrier_sim.audio import espeak_available, speak
+from talkturo.simcaller.audio import espeak_available, speak
 from talkturo.voice.chunker import Chunker
 from talkturo.voice.providers.base import TranscriberOptions, Transcript, VoiceOptions
 from talkturo.voice.providers.stt import whisper

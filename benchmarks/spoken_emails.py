@@ -21,7 +21,7 @@ import yaml
 from talkturo.analysis import analyze
 from talkturo.domain.analysis import AnalysisConfig, AnalysisContext, AnalysisModel
 from talkturo.domain.calls import TranscriptMessage
-from talkturo.local.carrier_sim.audio import Engine, speak
+from talkturo.simcaller.audio import Engine, speak
 from talkturo.voice.providers.registry import Providers
 
 CASES = Path(__file__).resolve().parent.parent / "tests" / "data" / "spoken_emails.yaml"
@@ -85,7 +85,7 @@ async def evaluate(voice: Engine, transcriber: str) -> Score:
 
 
 def run() -> None:
-    from talkturo.local.carrier_sim.audio import espeak_available
+    from talkturo.simcaller.audio import espeak_available
 
     voices: list[Engine] = ["piper"] + (["espeak-ng"] if espeak_available() else [])
     print(f"\nSpoken emails through the offline analysis ({len(cases())} phrasings)")

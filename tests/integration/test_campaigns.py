@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from talkturo import config
-from talkturo.domain.calls import CallEvent, event_of_twilio
+from talkturo.domain.calls import CallEvent, DialJob, event_of_twilio
 from talkturo.domain.common import utcnow
 from talkturo.local.template import Stack
 from talkturo.services import calls, campaigns, credits
@@ -758,9 +758,13 @@ def test_a_crash_between_claim_and_dial_dials_once_and_keeps_no_slot(
         real_send(url, message, **options)
 
     monkeypatch.setattr(campaigns.queues, "send", lost_dials)
+    # The worker dies after the claim: neither its own dial nor the backstop job happen.
+    real_dial_now = campaigns._dial_now
+    monkeypatch.setattr(campaigns, "_dial_now", lambda *args: None)
     pump(stack)
     assert carrier.placed == []
     monkeypatch.setattr(campaigns.queues, "send", real_send)
+    monkeypatch.setattr(campaigns, "_dial_now", real_dial_now)
     later = utcnow() + campaigns.LEASE + timedelta(seconds=1)
     campaigns.tick(later)
     campaigns.tick(later + campaigns.LEASE + timedelta(seconds=1))
@@ -870,14 +874,39 @@ def test_a_scheduled_campaign_waits_for_its_start_and_the_tick_starts_it(
     assert len(carrier.placed) == 1
 
 
-def test_a_contact_marked_dnc_between_claim_and_dial_is_not_dialled(
+def test_a_claimed_call_is_dialled_by_the_claiming_worker_and_its_backstop_does_nothing(
     client: TestClient, stack: Stack, tenant: Tenant, line: Any, carrier: FakeCarrier
+) -> None:
+    contacts(client, tenant, 1)
+    made = create(client, tenant, line.assistant_id)
+    pump(stack)
+    action(client, tenant, made["id"], "start")
+    # Only the campaign queue is served: the call reaches the carrier without a dial job.
+    for _ in range(10):
+        if not _campaign_worker.deliver_waiting(stack, strict=True):
+            break
+    assert len(carrier.placed) == 1
+    assert dial_queue.drain(stack) == []  # the backstop waits its delay on the queue
+    (claimed,) = call_ids(carrier)
+    backstop = DialJob(account_id=tenant.account_id, call_id=claimed).model_dump_json()
+    assert dial_queue.invoke(stack, backstop) == {"batchItemFailures": []}
+    assert len(carrier.placed) == 1  # it found the call dialled
+
+
+def test_a_contact_marked_dnc_between_claim_and_dial_is_not_dialled(
+    client: TestClient,
+    stack: Stack,
+    tenant: Tenant,
+    line: Any,
+    carrier: FakeCarrier,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     people = contacts(client, tenant, 1)
     made = create(client, tenant, line.assistant_id)
     pump(stack)
     action(client, tenant, made["id"], "start")
-    # The claim happens (the call is recorded) but the dial job has not run yet.
+    # The claim happens (the call is recorded) but the worker stops before dialling it.
+    monkeypatch.setattr(campaigns, "_dial_now", lambda *args: None)
     for _ in range(10):
         if not _campaign_worker.deliver_waiting(stack, strict=True):
             break
@@ -885,6 +914,9 @@ def test_a_contact_marked_dnc_between_claim_and_dial_is_not_dialled(
         tenant.account_id, limit=10, starting_after=None, campaign_id=made["id"]
     ).data
     client.patch(f"/v1/contacts/{people[0]}", json={"do_not_call": True}, headers=tenant.headers)
+    # The backstop dial job arrives: the dialer reads the contact again.
+    backstop = DialJob(account_id=tenant.account_id, call_id=claimed.id).model_dump_json()
+    assert dial_queue.invoke(stack, backstop) == {"batchItemFailures": []}
     pump(stack)
     assert carrier.placed == []
     ended = calls.get(tenant.account_id, claimed.id)

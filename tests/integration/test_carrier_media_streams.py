@@ -27,7 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from twilio.request_validator import RequestValidator
 
 from talkturo.local.carrier_sim import CarrierSimulator
-from talkturo.local.carrier_sim.audio import (
+from talkturo.simcaller.audio import (
     FRAME_BYTES,
     beep,
     is_silent,
@@ -35,7 +35,7 @@ from talkturo.local.carrier_sim.audio import (
     synthetic_speech,
     tone,
 )
-from talkturo.local.carrier_sim.scripts import load_script
+from talkturo.simcaller.scripts import load_script
 from tests.asgi_server import served
 
 pytestmark = pytest.mark.integration

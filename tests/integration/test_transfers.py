@@ -42,9 +42,9 @@ from talkturo.domain.common import utcnow
 from talkturo.domain.dialing import Destination
 from talkturo.errors import InvalidRequest
 from talkturo.local.carrier_sim import CarrierSimulator
-from talkturo.local.carrier_sim.scripts import load_script
 from talkturo.local.template import Stack
 from talkturo.services import calls, transfers
+from talkturo.simcaller.scripts import load_script
 from talkturo.store import calls as call_store
 from talkturo.webhooks.asgi import create_webhook_app, with_carrier_webhooks
 from tests.asgi_server import served

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 import pytest
 
 from talkturo.audio import FRAME_BYTES, SAMPLE_RATE, frames, is_silent, rms, silence
-from talkturo.local.carrier_sim import audio as sim_audio
-from talkturo.local.carrier_sim.media import ScriptCursor
-from talkturo.local.carrier_sim.scripts import parse_script
+from talkturo.simcaller import audio as sim_audio
+from talkturo.simcaller.media import ScriptCursor
+from talkturo.simcaller.scripts import parse_script
 from talkturo.voice.providers import registry
 from talkturo.voice.providers.base import (
     ProviderError,
@@ -67,11 +67,13 @@ class CountedDecoding:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.audio: list[bytes] = []
+        self.beams: list[int] = []
         real = whisper.transcribe
 
-        def counted(mulaw: bytes) -> str:
+        def counted(mulaw: bytes, beam_size: int = whisper.FINAL_BEAM_SIZE) -> str:
             self.audio.append(mulaw)
-            return real(mulaw)
+            self.beams.append(beam_size)
+            return real(mulaw, beam_size)
 
         monkeypatch.setattr(whisper, "transcribe", counted)
 
@@ -79,8 +81,9 @@ class CountedDecoding:
 # =========================================================================== transcriber
 @needs_speech
 def test_a_piper_utterance_is_transcribed_with_interims_then_one_final(
-    models: None, said: Callable[[str], bytes]
+    models: None, said: Callable[[str], bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    decoded = CountedDecoding(monkeypatch)
     spoken = said("I would like to book an appointment for tomorrow morning at nine.")
     half = len(spoken) // 2 // FRAME_BYTES * FRAME_BYTES
 
@@ -115,6 +118,9 @@ def test_a_piper_utterance_is_transcribed_with_interims_then_one_final(
     # interims come between the start and the final, never after it
     assert events[-1] == final
     assert all(isinstance(e, Transcript) and not e.final for e in events[1:-1])
+    # Interims decode greedily; the decoding that became final searched with the beam
+    assert whisper.INTERIM_BEAM_SIZE in decoded.beams
+    assert decoded.beams[-1] == whisper.FINAL_BEAM_SIZE
 
 
 @needs_speech
@@ -136,6 +142,7 @@ def test_the_final_reuses_the_decoding_started_in_the_pause(
     assert "order" in final.text.lower()
     # One decoding of the speech: the speculative one, 200 ms into the silence, was final.
     assert len(decoded.audio) == 1
+    assert decoded.beams == [whisper.FINAL_BEAM_SIZE]
 
 
 @needs_speech
@@ -201,7 +208,7 @@ def test_silence_gives_no_events_and_a_wordless_segment_an_utterance_end(
 
     assert run(scenario(silence(2.0))) == []
     # When Whisper hears no words in a segment, the turn ends without text
-    monkeypatch.setattr(whisper, "transcribe", lambda mulaw: "")
+    monkeypatch.setattr(whisper, "transcribe", lambda mulaw, beam_size=1: "")
     burst = sim_audio.synthetic_speech("mm")
     assert run(scenario(silence(0.2) + burst + silence(0.8))) == [SpeechStarted(), UtteranceEnd()]
 
@@ -210,7 +217,7 @@ def test_silence_gives_no_events_and_a_wordless_segment_an_utterance_end(
 def test_a_decoding_failure_is_a_provider_error(
     models: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(mulaw: bytes) -> str:
+    def broken(mulaw: bytes, beam_size: int = 1) -> str:
         raise RuntimeError("encode failed")
 
     monkeypatch.setattr(whisper, "transcribe", broken)

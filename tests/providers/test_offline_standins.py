@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import pytest
 
 from talkturo.audio import FRAME_BYTES, SAMPLE_RATE, frames, is_silent, rms, silence
-from talkturo.local.carrier_sim.audio import speak, synthetic_speech
+from talkturo.simcaller.audio import speak, synthetic_speech
 from talkturo.voice.providers import registry
 from talkturo.voice.providers.base import (
     ChatMessage,

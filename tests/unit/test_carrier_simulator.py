@@ -18,8 +18,11 @@ from phonenumbers import PhoneNumberType
 from twilio.request_validator import RequestValidator
 
 from talkturo.domain.telephony import COUNTRIES
-from talkturo.local.carrier_sim import audio, twiml
-from talkturo.local.carrier_sim.audio import (
+from talkturo.local.carrier_sim import twiml
+from talkturo.local.carrier_sim.inventory import build_inventory
+from talkturo.local.carrier_sim.network import Network
+from talkturo.simcaller import audio
+from talkturo.simcaller.audio import (
     FRAME_BYTES,
     SILENCE_BYTE,
     beep,
@@ -28,9 +31,7 @@ from talkturo.local.carrier_sim.audio import (
     silence,
     synthetic_speech,
 )
-from talkturo.local.carrier_sim.inventory import build_inventory
-from talkturo.local.carrier_sim.network import Network
-from talkturo.local.carrier_sim.scripts import (
+from talkturo.simcaller.scripts import (
     HangUp,
     Interrupt,
     Press,

@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from talkturo.domain.common import utcnow
-from talkturo.local.carrier_sim.scripts import parse_script
 from talkturo.local.template import Stack
 from talkturo.services import credits
+from talkturo.simcaller.scripts import parse_script
 from talkturo.store import auto_reload as reload_store
 from talkturo.voice.session import SessionSettings
 from tests.conftest import Tenant

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from talkturo.domain.common import quantize_credits
-from talkturo.local.carrier_sim.scripts import parse_script
 from talkturo.local.template import Stack
+from talkturo.simcaller.scripts import parse_script
 from talkturo.voice.context import CallContext
 from talkturo.voice.providers.scripted import ScriptedModel, ScriptedTranscriber, ToneVoice
 from talkturo.voice.session import CallProviders, SessionServices, SessionSettings

@@ -13,8 +13,8 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
 from talkturo import audio
-from talkturo.local.carrier_sim.scripts import parse_script
 from talkturo.local.template import Stack
+from talkturo.simcaller.scripts import parse_script
 from tests.conftest import Tenant
 from tests.integration import calls_setup
 from tests.voice.harness import VoiceNetwork, voice_network, wait_for_call_record

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from talkturo.domain.assistant_tools import DEFAULT_OPT_OUT_CONFIRMATION
-from talkturo.local.carrier_sim.scripts import parse_script
 from talkturo.local.template import Stack
+from talkturo.simcaller.scripts import parse_script
 from talkturo.voice.providers.scripted import tool
 from tests.conftest import Tenant
 from tests.integration import dial_queue

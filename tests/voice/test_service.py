@@ -58,7 +58,7 @@ def test_a_provider_without_a_key_fails_the_call_with_the_missing_key_named(
 def test_draining_takes_no_new_calls_and_lets_the_live_one_finish(
     client: TestClient, stack: Stack, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from talkturo.local.carrier_sim.scripts import parse_script
+    from talkturo.simcaller.scripts import parse_script
 
     with voice_network(stack, monkeypatch) as net:
         line = _line(client, stack, tenant, first_message="Hi.")

@@ -429,7 +429,7 @@ def call_dial(
     auth_token: str,
 ) -> None:
     """A simulated caller dials a number; prints the call's progress and what it heard."""
-    from talkturo.local.carrier_sim.scripts import ScriptError, read_script
+    from talkturo.simcaller.scripts import ScriptError, read_script
 
     body: dict[str, Any] = {"to": to}
     if from_:
@@ -531,7 +531,7 @@ def call_callee(
     auth_token: str,
 ) -> None:
     """Set how simulated numbers behave when the platform calls them (each NUMBER alike)."""
-    from talkturo.local.carrier_sim.scripts import ScriptError, read_script
+    from talkturo.simcaller.scripts import ScriptError, read_script
 
     body: dict[str, Any] = {}
     if not reset:

@@ -105,6 +105,13 @@ class Settings(BaseModel):
     voice_token_secret: str = Field(default="", alias="VOICE_TOKEN_SECRET", repr=False)
 
     @property
+    def knows_public_url(self) -> bool:
+        """Whether PUBLIC_BASE_URL is set here (not the default): the carrier's callbacks can be
+        named, so this process may place calls itself. On AWS the carrier webhooks' function
+        cannot name its own API: without an explicit public URL it leaves dials to the dialer."""
+        return "public_base_url" in self.model_fields_set
+
+    @property
     def voice_stream_url(self) -> str:
         return (self.voice_service_url or LOCAL_VOICE_SERVICE_URL).rstrip("/") + "/media"
 

@@ -66,6 +66,11 @@ TWILIO_STATUS: dict[str, tuple[CallStatus, CallOutcome | None, EndedReason | Non
 # How long past its maximum duration (plus ringing) a call may stay open before the timeout
 # closer ends it: the carrier's final callback is late, not lost, until then.
 RING_ALLOWANCE_SECONDS = 120
+# A test call's from/to: placeholders in the +1 555 01xx range kept for fiction (nothing is
+# dialled), and no phone number record of the account.
+TEST_CALLER_NUMBER = "+15550100001"
+TEST_ASSISTANT_NUMBER = "+15550100002"
+TEST_PHONE_NUMBER_ID = "test"
 TIMEOUT_MARGIN_SECONDS = 300
 
 
@@ -192,6 +197,18 @@ class Call(BaseModel):
         description="The latest post-call analysis in brief (GET /v1/calls/{id}/analysis has "
         "it whole).",
     )
+    test_run_id: str | None = Field(
+        default=None,
+        description="Set on a test call: the assistant's test run it belongs to. A test call "
+        "reaches no carrier and no phone (a simulated caller talks to the assistant), draws no "
+        "credits and is left out of call listings unless asked for.",
+    )
+    scenario: str | None = Field(default=None, description="A test call's scenario name.")
+    test_seconds: int = Field(
+        default=0,
+        description="A test call's connected seconds, metered as test minutes instead of "
+        "credits (its billed_seconds stay 0).",
+    )
 
 
 PRIVATE_FIELDS = frozenset(
@@ -234,6 +251,11 @@ class CallRecord(Call):
 
     def public(self) -> Call:
         return Call.model_validate(self.model_dump(exclude=set(PRIVATE_FIELDS)))
+
+    @property
+    def is_test(self) -> bool:
+        """A test call (services.test_calls): simulated caller, no carrier, no credits."""
+        return self.test_run_id is not None
 
     @property
     def deadline(self) -> datetime:

@@ -89,7 +89,10 @@ def _end_announced(record: CallRecord) -> bool:
 
 def announce(account_id: str, before: CallRecord, after: CallRecord) -> None:
     """`call.started` when the call is answered, `call.ended` (with its transcript) when it is
-    over; each once per call (keyed on the call id)."""
+    over; each once per call (keyed on the call id). A test call announces nothing: the
+    customer's event subscribers hear of real calls only."""
+    if after.is_test:
+        return
     if after.status == "in_progress" and before.status not in ("in_progress", "ended"):
         events.emit(
             account_id,
@@ -183,7 +186,11 @@ def list_calls(
     outcome: CallOutcome | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
+    test_run_id: str | None = None,
+    include_tests: bool = False,
 ) -> Page[Call]:
+    """Newest first; test calls (services.test_calls) only when asked for: `include_tests`, or
+    the calls of one test run by `test_run_id`."""
     if created_after and created_before and created_after > created_before:
         raise InvalidRequest("created_after must be before created_before", param="created_after")
     filters = {
@@ -195,6 +202,7 @@ def list_calls(
             ("campaign_id", campaign_id),
             ("direction", direction),
             ("outcome", outcome),
+            ("test_run_id", test_run_id),
         )
         if value is not None
     }
@@ -205,6 +213,7 @@ def list_calls(
         filters=filters,
         sk_after=_ulid_bound(created_after, low=True) if created_after else None,
         sk_before=_ulid_bound(created_before, low=False) if created_before else None,
+        include_tests=include_tests,
     )
     return Page[Call](
         data=[r.public() for r in records], has_more=cursor is not None, next_cursor=cursor
@@ -337,8 +346,6 @@ def dial(job: DialJob, carrier: Carrier | None = None) -> None:
     """Place the call at the carrier, once: a conditional write claims the dial first, so a
     redelivered message never dials twice. A carrier refusal ends the call as failed; a
     retryable carrier error gives the claim back and raises (the message comes back)."""
-    from talkturo.carrier.base import CarrierError
-
     try:
         record = store.get(job.account_id, job.call_id)
     except NotFound:
@@ -351,15 +358,37 @@ def dial(job: DialJob, carrier: Carrier | None = None) -> None:
         wait = (job.not_before - utcnow()).total_seconds()
         if 0 < wait <= 1:
             time.sleep(wait)
+    _place(job, record, None, carrier)
+
+
+def dial_claimed(
+    account_id: str, record: CallRecord, assistant: AssistantRecord, carrier: Carrier | None = None
+) -> None:
+    """Place a call a campaign has just claimed, in the worker that claimed it: no queue hop
+    before the carrier, and no reading again of the record and assistant it holds. The dial job
+    queued beside the claim is the backstop (a crash here, a retryable carrier error): it finds
+    the call dialled and does nothing, or dials it once."""
+    _place(DialJob(account_id=account_id, call_id=record.id), record, assistant, carrier)
+
+
+def _place(
+    job: DialJob,
+    record: CallRecord,
+    assistant: AssistantRecord | None,
+    carrier: Carrier | None,
+) -> None:
+    from talkturo.carrier.base import CarrierError
+
     claim = utcnow().isoformat()
     if not store.claim_dial(job.account_id, job.call_id, claim):
         logger.info("call already dialed", extra={"id": job.call_id})
         return
-    try:
-        assistant = assistants.get_record(job.account_id, record.assistant_id)
-    except NotFound:
-        _end_failed(job.account_id, job.call_id, "the assistant was deleted before dialing")
-        return
+    if assistant is None:
+        try:
+            assistant = assistants.get_record(job.account_id, record.assistant_id)
+        except NotFound:
+            _end_failed(job.account_id, job.call_id, "the assistant was deleted before dialing")
+            return
     if record.contact_id and _now_do_not_call(job.account_id, record.contact_id):
         # Marked between the call's creation (or a campaign's claim) and this moment.
         _end_failed(
@@ -435,7 +464,7 @@ def record_event(
         # Queued beside the campaign's part below: a freed campaign slot does not wait on it.
         post_call = (
             pool.submit(queue_post_call, account_id, call_id, delay_seconds=POST_CALL_DELAY_SECONDS)
-            if was_open and after.status == "ended"
+            if was_open and after.status == "ended" and not after.is_test
             else None
         )
         _tell_campaign_of_event(account_id, after, event, was_open, was_answered)
@@ -701,11 +730,14 @@ def close_session(
         charges = {**record.session_charges, stream_sid: charge}
         seconds = {**record.session_seconds, stream_sid: billed_seconds}
         known = {b.id for b in record.bookings}
+        connected = sum(seconds.values())
         changes: dict[str, object] = {
             "session_charges": charges,
             "credits_charged": sum(charges.values(), Decimal(0)),
             "session_seconds": seconds,
-            "billed_seconds": sum(seconds.values()),
+            # A test call's seconds are test minutes, not billed ones (it drew no credits).
+            "billed_seconds": 0 if record.is_test else connected,
+            "test_seconds": connected if record.is_test else 0,
             "transcript_available": True,
             "settled_by": "voice_session",
             "bookings": [*record.bookings, *(b for b in bookings if b.id not in known)],
@@ -720,7 +752,7 @@ def close_session(
         return changed
 
     after = change(account_id, call_id, update)
-    if after.status == "ended":
+    if after.status == "ended" and not after.is_test:  # a test call's caller reads it at once
         queue_post_call(account_id, call_id)
     return after
 

@@ -86,6 +86,9 @@ TURN_LEASE_MS = 30_000
 TURN_ROUNDS = 10
 # A call's end handled in the carrier's status callback runs at most this many rounds there.
 INLINE_ROUNDS = 2
+# A claimed call due now is placed by the worker that claimed it; its dial job, queued beside
+# the claim, comes this much later as the backstop (a crash, a retryable carrier error).
+DIAL_BACKSTOP_SECONDS = 30
 
 
 # --------------------------------------------------------------------------- reads
@@ -985,18 +988,36 @@ def _try_dial(run: _Run, member: CampaignContact, version: int) -> str:
         lease_until=now + LEASE,
     ):
         return "skipped"
-    delay = max(0, min(900, math.floor((dial_at - utcnow()).total_seconds())))
+    # Due now (not paced to later): placed here, with the dial job as the backstop.
+    now_due = dial_at <= utcnow() and settings.knows_public_url
+    delay = (
+        DIAL_BACKSTOP_SECONDS
+        if now_due
+        else max(0, min(900, math.floor((dial_at - utcnow()).total_seconds())))
+    )
     job = DialJob(account_id=account_id, call_id=call.id, not_before=dial_at)
     try:
         queues.send(settings.dial_queue_url, job.model_dump(mode="json"), delay_seconds=delay)
     except (BotoCoreError, ClientError, RuntimeError):
         # The call is recorded with its slot: the tick sends the dial job again.
         logger.exception("campaign call could not be queued", extra={"id": call.id})
+    if now_due:
+        _dial_now(account_id, call, run.assistant)
     logger.info(
         "campaign call placed",
         extra={"campaign": campaign.id, "call": call.id, "attempt": attempt},
     )
     return "placed"
+
+
+def _dial_now(account_id: str, call: CallRecord, assistant: Any) -> None:
+    """The claimed call to the carrier from this worker; whatever fails is the backstop's."""
+    from talkturo.services import calls
+
+    try:
+        calls.dial_claimed(account_id, call, assistant)
+    except Exception:  # noqa: BLE001 - the dial job (or the tick's sweep) dials it once
+        logger.exception("campaign call not dialled yet", extra={"id": call.id})
 
 
 # --------------------------------------------------------------------------- call ends

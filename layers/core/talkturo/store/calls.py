@@ -6,7 +6,8 @@ Items (see docs/data-model.md, "Calls"):
   filter attributes `direction`, `outcome`, and `dial_claim` (the dialer's one-time claim).
   GSI1PK=A#<acct>#ASST#<id>, GSI2PK=A#<acct>#PN#<id>, GSI3PK=A#<acct>#CT#<id> (when a contact),
   GSI4PK=A#<acct>#CAMP#<id> (when a campaign); every GSInSK is the call's SK, so each index
-  lists newest first and a time range is a range of the ULID ids.
+  lists newest first and a time range is a range of the ULID ids. A test call also has
+  `test_run_id`: every listing filters on its absence unless test calls are asked for.
 - CallSid  PK=CALLSID#<carrier sid> SK=CALLSID: account and call id; status callbacks of inbound
   calls carry only the CallSid. Written with attribute_not_exists. Never read for a request.
 - Open     PK=OPENCALLS#<deadline hour> SK=<deadline iso>#<acct>#<call id>: written with the
@@ -46,6 +47,7 @@ class CallItem(Document):
     campaign_id = UnicodeAttribute(null=True)
     dial_claim = UnicodeAttribute(null=True)
     post_call_claim = UnicodeAttribute(null=True)
+    test_run_id = UnicodeAttribute(null=True)  # test calls only: listings leave them out
 
 
 class CallSidItem(Item):
@@ -87,6 +89,7 @@ def _fill(item: CallItem, account_id: str, record: CallRecord) -> None:
     item.phone_number_id = record.phone_number_id
     item.contact_id = record.contact_id
     item.campaign_id = record.campaign_id
+    item.test_run_id = record.test_run_id
     own = sk(record.id)
     item.gsi1_pk, item.gsi1_sk = keys.account_scoped(account_id, "ASST", record.assistant_id), own
     item.gsi2_pk, item.gsi2_sk = keys.account_scoped(account_id, "PN", record.phone_number_id), own
@@ -148,9 +151,11 @@ def list_page(
     filters: dict[str, str],
     sk_after: str | None = None,
     sk_before: str | None = None,
+    include_tests: bool = False,
 ) -> tuple[list[CallRecord], str | None]:
     """Newest first. `filters` may hold assistant_id, phone_number_id, contact_id, campaign_id,
-    direction, outcome; the most selective id filter picks the index, the rest filter."""
+    direction, outcome, test_run_id; the most selective id filter picks the index, the rest
+    filter. Test calls are left out unless `include_tests` (or a test_run_id is given)."""
     index: str | None = None
     partition = keys.account(account_id)
     key_attr = CallItem.sk
@@ -165,6 +170,8 @@ def list_page(
     upper = sk(sk_before) if sk_before else PREFIX + "\uffff"
     range_condition = key_attr.between(lower, upper)
     condition: Condition | None = None
+    if not include_tests and not rest.get("test_run_id"):
+        condition = CallItem.test_run_id.does_not_exist()
     for name, value in rest.items():
         if value is None:
             continue

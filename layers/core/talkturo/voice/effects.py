@@ -8,11 +8,13 @@ the audio of many calls and never waits on I/O itself.
 from __future__ import annotations
 
 import asyncio
+import math
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from talkturo.domain.assistant_tools import SchedulingTool, TransferCallTool, WebhookTool
-from talkturo.domain.calls import Booking, CallEvent, TranscriptMessage
+from talkturo.domain.calls import Booking, CallEvent, CallRecord, TranscriptMessage
+from talkturo.domain.common import utcnow
 from talkturo.voice.context import CallContext
 
 if TYPE_CHECKING:
@@ -45,6 +47,10 @@ class SessionServices:
         await asyncio.to_thread(
             calls.record_session_end, context.account_id, context.call.id, event
         )
+
+    def can_transfer(self, context: CallContext) -> bool:
+        """Whether transfer_call can move this call (the carrier must know it)."""
+        return bool(context.call.carrier_sid)
 
     async def hang_up(self, carrier_sid: str) -> None:
         from talkturo.carrier import get_carrier
@@ -111,6 +117,10 @@ class SessionServices:
 
         return await asyncio.to_thread(write)
 
+    def opt_out_note(self, contact_id: str | None) -> str:
+        """What the transcript says the opt-out marked."""
+        return f"contact {contact_id}" if contact_id else "no contact has the caller's number"
+
     async def save(self, context: CallContext, session: CallSession) -> None:
         """The transcript and (when enabled) the recording, once the call is over."""
         from talkturo.services import calls
@@ -163,3 +173,63 @@ class SessionServices:
             bookings=bookings,
             end=end,
         )
+
+
+class TestCallServices(SessionServices):
+    """A test call's side effects (services.test_calls): no carrier, no credits, no contact.
+
+    - credits: none drawn (the context's rate is 0 for a test call; `charge` refuses to write);
+      the connected seconds are recorded as the call's test seconds (`calls.close_session`);
+    - transfer_call: simulated, nothing is dialled: the record says `transferred_to` the
+      destination and the call ends `transferred`;
+    - opt-out: the test call is marked `opted_out`; no contact is marked do-not-call;
+    - the assistant's webhook and scheduling tools run as on a real call: they are the
+      customer's own systems, and a test that skipped them would not test the assistant.
+    """
+
+    def charge(self, account_id: str, amount: Decimal, key: str, allow_negative: bool) -> None:
+        if amount > 0:
+            raise RuntimeError("a test call draws no credits")
+
+    def can_transfer(self, context: CallContext) -> bool:
+        return True
+
+    async def hang_up(self, carrier_sid: str) -> None:
+        return None  # no carrier call: the session ending closes the stream
+
+    async def transfer(
+        self, context: CallContext, tool: TransferCallTool, name: str, brief: str
+    ) -> None:
+        from talkturo.domain.calls import apply
+        from talkturo.services import calls
+
+        def simulated(record: CallRecord) -> CallRecord:
+            """Put through at once; the call ends here, as the carrier would report it."""
+            moved = record.model_copy(
+                update={
+                    "transferred_to": name,
+                    "transfer_status": "completed",
+                    "transfer_mode": tool.config.mode,
+                }
+            )
+            now = utcnow()
+            answered = record.answered_at or now
+            end = CallEvent(
+                at=now,
+                status="ended",
+                outcome="answered",
+                ended_reason="transferred",
+                duration_seconds=math.ceil((now - answered).total_seconds()),
+            )
+            return apply(moved, end) or moved
+
+        await asyncio.to_thread(calls.change, context.account_id, context.call.id, simulated)
+
+    async def opt_out(self, context: CallContext, detail: str) -> str | None:
+        from talkturo.services import calls
+
+        await asyncio.to_thread(calls.mark_opted_out, context.account_id, context.call.id)
+        return None
+
+    def opt_out_note(self, contact_id: str | None) -> str:
+        return "a test call marks no contact do-not-call"

@@ -6,7 +6,9 @@
   checked against the URL as the carrier called it (the public `VOICE_SERVICE_URL` + path, no
   parameters), keyed with the carrier's auth token: 403 otherwise. Then the stream's `start`
   message must carry a token (a <Parameter> of the TwiML) signed by the platform, naming the
-  call; the call's context is loaded and a `CallSession` runs until the call ends.
+  call; the call's context is loaded and a `CallSession` runs until the call ends. A test
+  call's stream (its record has a `test_run_id`; services.test_calls) comes from a simulated
+  caller, not the carrier: its session runs with `TestCallServices`.
 
 On SIGTERM the service stops taking new streams and waits for live calls to finish (at most
 `VOICE_DRAIN_SECONDS`), then exits.
@@ -29,6 +31,7 @@ from talkturo.config import LOCAL_VOICE_PORT, get_settings
 from talkturo.logs import logger
 from talkturo.voice import protocol
 from talkturo.voice.context import CallContext, load_context
+from talkturo.voice.effects import TestCallServices
 from talkturo.voice.providers.base import ProviderError, VoiceOptions
 from talkturo.voice.providers.registry import Providers, warm_up_offline_speech
 from talkturo.voice.session import CallProviders, CallSession, SessionServices, SessionSettings
@@ -49,6 +52,8 @@ class ServiceOptions:
     public_url: str  # the service's base URL as the carrier calls it (ws:// or wss://)
     provider_env: Callable[[], dict[str, str]] = field(default=lambda: dict(os.environ))
     services: SessionServices = field(default_factory=SessionServices)
+    # A test call's (services.test_calls): no carrier, no credits, no contact marked.
+    test_services: SessionServices = field(default_factory=TestCallServices)
     settings: SessionSettings = field(default_factory=SessionSettings)
     build_providers: Callable[[CallContext, dict[str, str]], CallProviders] | None = None
     # (account id, call id) → the call's context; blocking (run in a worker thread).
@@ -156,7 +161,7 @@ class VoiceService:
             logger.warning("media stream for an ended or other call", extra={"id": call_id})
             await connection.close(1008, "not this call")
             return
-        if not call.carrier_sid and start.call_sid:
+        if not call.carrier_sid and start.call_sid and not call.is_test:
             context.call = call.model_copy(update={"carrier_sid": start.call_sid})
         build = self.options.build_providers or build_providers
         try:
@@ -173,7 +178,7 @@ class VoiceService:
             send=connection.send,
             receive=connection,
             providers=providers,
-            services=self.options.services,
+            services=self.options.test_services if call.is_test else self.options.services,
             settings=self.options.settings,
             resume=resume,
         )

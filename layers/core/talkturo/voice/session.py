@@ -655,7 +655,7 @@ class CallSession:
             intro = self.context.render(tool.config.warm_intro or "")
             brief = f"{intro} {await self._summary()}".strip()
         await self.playout.idle.wait()  # let the caller hear "transferring you"
-        if not self.context.call.carrier_sid:
+        if not self.services.can_transfer(self.context):
             return {"error": "the call cannot be transferred (no carrier call)"}
         # The transcript is saved before the carrier moves the call: a transfer that fails
         # comes back as a new media stream, whose session continues this transcript.
@@ -698,7 +698,7 @@ class CallSession:
             logger.exception("the opt-out could not be saved", extra={"id": self.context.call.id})
             return
         self._opt_out_saved = True
-        marked = f"contact {contact_id}" if contact_id else "no contact has the caller's number"
+        marked = self.services.opt_out_note(contact_id)
         self.transcript.system(f"opted out ({self._opt_out_detail}): {marked}", self.now())
 
     async def _confirm_opt_out(self, opting: asyncio.Task[None]) -> None:

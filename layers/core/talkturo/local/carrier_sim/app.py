@@ -64,8 +64,8 @@ from talkturo.local.carrier_sim.network import (
     parse_behaviour,
     rfc2822,
 )
-from talkturo.local.carrier_sim.scripts import ScriptError, parse_script
 from talkturo.local.carrier_sim.twiml import SEND_DIGITS
+from talkturo.simcaller.scripts import ScriptError, parse_script
 
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_PAGE_SIZE = 1000

@@ -21,9 +21,9 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from talkturo.local.carrier_sim import audio
-from talkturo.local.carrier_sim.media import DIGIT_GAP_SECONDS, PartyRecord, ScriptCursor
-from talkturo.local.carrier_sim.scripts import (
+from talkturo.simcaller import audio
+from talkturo.simcaller.media import DIGIT_GAP_SECONDS, PartyRecord, ScriptCursor
+from talkturo.simcaller.scripts import (
     HangUp,
     Interrupt,
     Press,

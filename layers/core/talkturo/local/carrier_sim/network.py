@@ -45,13 +45,13 @@ import httpx
 import phonenumbers
 from twilio.request_validator import RequestValidator
 
-from talkturo.local.carrier_sim import audio
 from talkturo.local.carrier_sim import twiml as tw
-from talkturo.local.carrier_sim.audio import Engine
 from talkturo.local.carrier_sim.bridge import ConferenceRoom, Member, Room
 from talkturo.local.carrier_sim.inventory import OfferedNumber, build_inventory
-from talkturo.local.carrier_sim.media import PartyRecord, ScriptCursor, run_stream
-from talkturo.local.carrier_sim.scripts import (
+from talkturo.simcaller import audio
+from talkturo.simcaller.audio import Engine
+from talkturo.simcaller.media import PartyRecord, ScriptCursor, run_stream
+from talkturo.simcaller.scripts import (
     DEFAULT_CALLEE,
     DEFAULT_CALLER,
     DEFAULT_GREETING,

@@ -31,10 +31,10 @@ from concurrent.futures import Future
 from typing import Any
 
 from talkturo.local.carrier_sim.app import CarrierApp
-from talkturo.local.carrier_sim.audio import Engine
 from talkturo.local.carrier_sim.network import Callee, Network, parse_behaviour
-from talkturo.local.carrier_sim.scripts import Script
 from talkturo.local.serving import http_url, listening_socket, wait_until_started
+from talkturo.simcaller.audio import Engine
+from talkturo.simcaller.scripts import Script
 
 STARTS_WITHIN_SECONDS = 15.0
 

@@ -20,7 +20,10 @@ How a stream works:
 
 Decoding: the segment is upsampled to 16 kHz float, turned into log-mel features by
 faster-whisper's feature extractor, encoded over a window as long as the segment (at least
-10 s, at most Whisper's 30 s) and decoded greedily (beam 1) without timestamps. faster-whisper's
+10 s, at most Whisper's 30 s) and decoded without timestamps: with a beam of 5 for what becomes
+a final transcript (the speculative and the final decodings), greedily (beam 1) for interims.
+The beam costs ~40 ms of CPU a segment and takes the word error rate on the benchmark's set
+from 10.2% to 7.7% (espeak-ng's robotic voice gains most: 18.7% to 13.4%). faster-whisper's
 own `transcribe` always encodes a full 30 s window, which costs ~1 s of CPU even for "yes";
 a 10 s window costs ~0.3 s and, with repeated 3-grams blocked and the length bounded by the
 audio's, gives the same words on phone-quality speech (`make bench`, "Offline speech").
@@ -59,6 +62,8 @@ TOKENS_PER_SECOND = 12  # generous for speech (~3-4 tokens a second): bounds a r
 NO_SPEECH_ABOVE = 0.6
 UNLIKELY_BELOW = -1.0  # the decoded tokens' mean log probability
 NO_REPEAT_NGRAM = 3
+FINAL_BEAM_SIZE = 5
+INTERIM_BEAM_SIZE = 1  # an interim is soon replaced: speed over the last word
 
 JobKind = Literal["started", "interim", "speculate", "final", "stop"]
 
@@ -118,7 +123,7 @@ def load() -> _Loaded:
         return _loaded
 
 
-def transcribe(mulaw: bytes) -> str:
+def transcribe(mulaw: bytes, beam_size: int = FINAL_BEAM_SIZE) -> str:
     """The words of one segment of 8 kHz mu-law ("" when Whisper hears none). Blocking."""
     import numpy as np
     from faster_whisper.transcribe import get_ctranslate2_storage
@@ -142,7 +147,7 @@ def transcribe(mulaw: bytes) -> str:
     (result,) = model.model.generate(
         encoded,
         [loaded.prompt],
-        beam_size=1,
+        beam_size=beam_size,
         max_length=len(loaded.prompt) + 8 + round(seconds * TOKENS_PER_SECOND),
         suppress_blank=True,
         suppress_tokens=[-1],
@@ -249,8 +254,8 @@ class WhisperStream(SegmentedStream):
         self._work.put_nowait(job)
 
     # ------------------------------------------------------------------ decoding (worker thread)
-    async def _transcribe(self, audio: bytes) -> str:
-        return await self._run(transcribe, audio)  # looked up here: tests count the calls
+    async def _transcribe(self, audio: bytes, beam_size: int = FINAL_BEAM_SIZE) -> str:
+        return await self._run(transcribe, audio, beam_size)  # looked up here: tests count calls
 
     async def _decode_loop(self) -> None:
         interim = ""
@@ -265,7 +270,7 @@ class WhisperStream(SegmentedStream):
                     elif job.kind == "interim":
                         if job.segment != self._segment_number or not self._work.empty():
                             continue  # stale: the segment ended, or more urgent work waits
-                        text = await self._transcribe(job.audio)
+                        text = await self._transcribe(job.audio, INTERIM_BEAM_SIZE)
                         if text and text != interim and job.segment == self._segment_number:
                             interim = text
                             self._events.put_nowait(Transcript(text, final=False))

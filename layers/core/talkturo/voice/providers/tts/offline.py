@@ -171,7 +171,7 @@ class EspeakSynthesizer:
                 "espeak-ng is not installed (apt-get install espeak-ng); the offline voice "
                 "plays synthetic tone bursts instead of speech"
             )
-        from talkturo.local.carrier_sim.audio import synthetic_speech
+        from talkturo.simcaller.audio import synthetic_speech
 
         audio = await asyncio.to_thread(synthetic_speech, text)
         for start in range(0, len(audio), FALLBACK_CHUNK_BYTES):
