@@ -3,6 +3,6 @@
 
 from __future__ import annotations
 
-from talkturo.local.carrier_sim.scripts import Script, ScriptError, parse_script
+from talkturo.simcaller.scripts import Script, ScriptError, parse_script
 
 __all__ = ["Script", "ScriptError", "parse_script"]
