@@ -397,3 +397,51 @@ def test_a_persona_caller_speaks_the_lines_its_model_wrote(
     assert done["status"] == "passed" and asked == ["book for Friday"]
     assert engine.calls[0]["scenario"] == "p"
     assert engine.calls[0]["first"] == "I want to book for Friday"  # the speaker's name dropped
+
+
+def test_scenarios_run_side_by_side_at_most_four_at_once(
+    client: TestClient, tenant: Tenant, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from talkturo.local.runner import SqsRunner
+
+    # Given an engine whose calls last until the test lets them end
+    gate = threading.Condition()
+    release = threading.Event()
+    active = peak = 0
+
+    def blocking(account_id: str, assistant_id: str, script: Any, **options: Any) -> Any:
+        nonlocal active, peak
+        with gate:
+            active += 1
+            peak = max(peak, active)
+            gate.notify_all()
+        release.wait(timeout=60)
+        with gate:
+            active -= 1
+        return FakeObservation(call_id="call_x", transcript=_said("Hello."))
+
+    monkeypatch.setattr(service, "call_runner", blocking)
+    assistant_id = calls_setup.assistant(client, tenant)
+    scenarios = [_scenario(f"s{i}", "Hi", ended_reason="assistant_ended") for i in range(6)]
+    run = _run(client, tenant, assistant_id, {"suite": {"name": "six", "scenarios": scenarios}})
+    # When the local runner works the queue as Lambda's poller would
+    runner = SqsRunner(stack)
+    runner.start()
+    try:
+        with gate:
+            assert gate.wait_for(lambda: active == 4, timeout=60), f"{active} calls at once"
+        release.set()
+        done = {}
+        for _ in range(600):  # the last reports arrive in a moment: wait on the run's status
+            done = _get(client, tenant, assistant_id, run["id"])
+            if done["status"] == "passed":
+                break
+            release.wait(0.1)
+    finally:
+        release.set()
+        runner.stop()
+    # Then four ran side by side, never more (the event source's MaximumConcurrency)
+    assert peak == 4
+    assert (done["status"], done["passed"]) == ("passed", 6)
