@@ -271,3 +271,13 @@ def test_a_persona_s_lines_are_cleaned_and_become_a_script() -> None:
     assert kinds[0] == "say" and kinds[-1] == "hang_up"  # an outbound callee answers first
     assert [s.text for s in script.steps if s.kind == "say"][1:] == lines
     assert "book" in persona_prompt(scenario.persona)  # type: ignore[arg-type]
+
+
+def test_a_tool_result_without_its_call_still_counts_as_called() -> None:
+    result = _msg("tool", '{"ok": true}', 100, 100, tool_call_id="t9", name="transfer_call")
+    (called,) = evaluate(
+        _scenario(tools_called=[{"name": "transfer_call"}]), Observation([*CALL, result]), None
+    )
+    assert called.passed and called.lines[0].index == len(CALL)
+    # a result whose call is shown counts once, with the call's arguments
+    assert len(_one({"tools_not_called": ["book_meeting"]}).lines) == 1

@@ -479,20 +479,28 @@ class Observed(Protocol):
 
 def _line(index: int, message: TranscriptMessage) -> TranscriptLine:
     text = message.text
-    if not text and message.tool_calls:
-        text = ", ".join(
+    if message.tool_calls:
+        calls = ", ".join(
             f"{call.name}({json.dumps(call.arguments, sort_keys=True)})"
             for call in message.tool_calls
         )
+        text = f"{text} → {calls}" if text else calls
     return TranscriptLine(index=index, role=message.role, text=text, start_ms=message.start_ms)
 
 
 def _tool_calls(messages: Sequence[TranscriptMessage]) -> list[tuple[int, str, dict[str, Any]]]:
+    """(line, tool, arguments) of every tool call: the assistant's calls, and the results of
+    calls the transcript does not show being made (arguments unknown)."""
     found = []
+    made: set[str] = set()
     for index, message in enumerate(messages):
         for call in message.tool_calls or []:
             found.append((index, call.name, dict(call.arguments)))
-    return found
+            made.add(call.id)
+    for index, message in enumerate(messages):
+        if message.role == "tool" and message.name and message.tool_call_id not in made:
+            found.append((index, message.name, {}))
+    return sorted(found, key=lambda item: item[0])
 
 
 def _check_tool_called(

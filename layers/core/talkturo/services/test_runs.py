@@ -329,10 +329,17 @@ def _play(account_id: str, run: TestRun, scenario: Scenario, index: int) -> Scen
     )
     if observation.error:
         return played.model_copy(update={"error": observation.error})
-    analysis = None
+    analysis, why = None, ""
     if scenario.expect.needs_analysis() and observation.call_id:
-        analysis = _analysis(account_id, observation.call_id)
+        analysis, why = _analysis(account_id, observation.call_id)
     results = evaluate(scenario, observation, analysis)
+    if analysis is None and why:
+        results = [
+            r.model_copy(update={"detail": f"no analysis of the call: {why}"})
+            if r.kind in ("extracted_fields", "success")
+            else r
+            for r in results
+        ]
     status = "passed" if all(r.passed for r in results) else "failed"
     return played.model_copy(update={"status": status, "expectations": results})
 
@@ -369,22 +376,22 @@ def _write_persona(assistant: AssistantRecord, persona: Persona) -> str:
     return asyncio.run(write())
 
 
-def _analysis(account_id: str, call_id: str) -> AnalysisResult | None:
+def _analysis(account_id: str, call_id: str) -> tuple[AnalysisResult | None, str]:
     """The test call's analysis, made here (test calls get no post-call job; nothing of it is
-    written to the CRM). A model that cannot answer leaves it out: the expectations that need
-    it fail, saying so."""
+    written to the CRM), or why there is none: a model that cannot answer leaves it out, and
+    the expectations that need it fail, saying so."""
     if analysis_finder is not None:
-        return analysis_finder(account_id, call_id)
+        return analysis_finder(account_id, call_id), ""
     from talkturo.services import post_call
     from talkturo.voice.providers.base import ProviderError
 
     try:
-        return post_call.analysis_only(account_id, call_id)
+        return post_call.analysis_only(account_id, call_id), ""
     except ProviderError as error:
         if error.retryable:
             raise  # the scenario's message comes back later
         logger.warning("test call not analysed", extra={"id": call_id, "why": str(error)})
-        return None
+        return None, str(error)[:300]
 
 
 def _report(account_id: str, run: TestRun, index: int, result: ScenarioResult) -> None:
