@@ -279,6 +279,13 @@ def test_test_minutes_beyond_the_daily_allowance_are_charged_on_the_ledger(
     entries = client.get("/v1/credits/ledger", headers=tenant.headers).json()["data"]
     charged = [e for e in entries if e["reference"] == run["id"]]
     assert len(charged) == 2 and all("test minutes" in e["description"] for e in charged)
+    # And with the allowance used and no credits left, no further run
+    balance = credits.balance(tenant.account_id).balance
+    credits.record(tenant.account_id, "adjustment", -balance, idempotency_key="empty it")
+    refused = client.post(
+        f"/v1/assistants/{assistant_id}/test-runs", json={"suite": PASSING}, headers=tenant.headers
+    )
+    assert refused.status_code == 402, refused.text
 
 
 # --------------------------------------------------------------------------- campaign gating

@@ -39,7 +39,7 @@ from talkturo.domain.test_runs import (
     persona_prompt,
     persona_script,
 )
-from talkturo.errors import InvalidRequest, NotFound
+from talkturo.errors import InsufficientCredits, InvalidRequest, NotFound
 from talkturo.ids import has_prefix, new_id
 from talkturo.logs import logger
 from talkturo.store import test_runs as store
@@ -201,6 +201,20 @@ def _check_contacts(account_id: str, suite: SuiteBody, param: str) -> None:
             ) from None
 
 
+def _check_allowance(account_id: str) -> None:
+    """Beyond today's free test minutes a run is paid in credits: none left, no run (402)."""
+    from talkturo.services import credits
+
+    allowance = get_settings().test_minutes_free_per_day * 60
+    if seconds_tested_today(account_id) < allowance:
+        return
+    if credits.balance(account_id).balance <= 0:
+        raise InsufficientCredits(
+            f"today's {allowance // 60} free test minutes are used and the account has no "
+            "credits left; buy credits or test again tomorrow (UTC)"
+        )
+
+
 def create_run(account_id: str, assistant_id: str, request: TestRunCreate) -> TestRun:
     """Queue one message per scenario (202): the workers run them in parallel, bounded."""
     assistant = _assistant(account_id, assistant_id)
@@ -214,6 +228,7 @@ def create_run(account_id: str, assistant_id: str, request: TestRunCreate) -> Te
         _check_size(suite, param)
     _check_personas(assistant, suite, param)
     _check_contacts(account_id, suite, param)
+    _check_allowance(account_id)
     url = get_settings().test_run_queue_url
     run = TestRun(
         id=new_id("test_run"),

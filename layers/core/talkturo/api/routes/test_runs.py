@@ -71,7 +71,7 @@ def delete_suite(caller: Caller, assistant_id: str, suite_id: str) -> TestSuiteD
 
 @router.post(
     RUNS,
-    responses=errors_at(404, 409),
+    responses=errors_at(402, 404, 409),
     response_model=TestRun,
     status_code=202,
     summary="Run a test suite (stored or inline): one simulated call per scenario, in parallel",
