@@ -452,3 +452,17 @@ def test_scenarios_run_side_by_side_at_most_four_at_once(
     # Then four ran side by side, never more (the event source's MaximumConcurrency)
     assert peak == 4
     assert (done["status"], done["passed"]) == ("passed", 6)
+
+
+def test_a_scenario_whose_contact_is_gone_ends_in_error_at_once(
+    client: TestClient, tenant: Tenant, stack: Stack, engine: FakeEngine
+) -> None:
+    from talkturo.errors import NotFound
+
+    assistant_id = calls_setup.assistant(client, tenant)
+    one = {**PASSING, "scenarios": PASSING["scenarios"][:1]}
+    run = _run(client, tenant, assistant_id, {"suite": one})
+    engine.fail_with = NotFound("no such contact", param="contact_id")
+    worker.deliver_waiting(stack, strict=True)  # handled: not delivered again
+    done = _get(client, tenant, assistant_id, run["id"])
+    assert (done["status"], done["results"][0]["error"]) == ("error", "no such contact")

@@ -1,5 +1,5 @@
-"""The simulated caller's script format, from the one place the rest of the code imports it
-(the carrier simulator owns it; docs/carrier.md, "Scripts")."""
+"""The simulated caller's script format (talkturo.simcaller, docs/carrier.md "Scripts"), from the
+one place the test runs import it: should the format move again, only this line changes."""
 
 from __future__ import annotations
 

@@ -20,7 +20,6 @@ from talkturo.domain.analysis import AnalysisResult
 from talkturo.domain.assistants import AssistantRecord
 from talkturo.domain.common import Page, quantize_credits, utcnow
 from talkturo.domain.test_runs import (
-    MAX_SCENARIOS,
     Observed,
     Persona,
     Scenario,
@@ -242,7 +241,6 @@ def create_run(account_id: str, assistant_id: str, request: TestRunCreate) -> Te
     )
     body = SuiteBody.model_validate(suite.model_dump(include={"name", "description", "scenarios"}))
     store.create_run(account_id, run, body)
-    assert len(body.scenarios) <= MAX_SCENARIOS
     for index in range(len(body.scenarios)):
         queues.send(
             url,
@@ -322,15 +320,18 @@ def _play(account_id: str, run: TestRun, scenario: Scenario, index: int) -> Scen
         script = persona_script(scenario, lines)
     else:
         script = scenario.script()
-    observation = _runner()(
-        account_id,
-        run.assistant_id,
-        script,
-        test_run_id=run.id,
-        scenario=scenario.name,
-        direction=scenario.direction,
-        contact_id=scenario.contact_id,
-    )
+    try:
+        observation = _runner()(
+            account_id,
+            run.assistant_id,
+            script,
+            test_run_id=run.id,
+            scenario=scenario.name,
+            direction=scenario.direction,
+            contact_id=scenario.contact_id,
+        )
+    except NotFound as gone:  # the assistant or the contact was deleted since: no retry helps
+        return base.model_copy(update={"error": gone.message})
     played = base.model_copy(
         update={
             "call_id": observation.call_id,
