@@ -268,8 +268,8 @@ def test_a_persona_s_lines_are_cleaned_and_become_a_script() -> None:
     )
     script = persona_script(scenario, lines)
     kinds = [step.kind for step in script.steps]
-    assert kinds[0] == "say" and kinds[-1] == "hang_up"  # an outbound callee answers first
-    assert [s.text for s in script.steps if s.kind == "say"][1:] == lines
+    assert kinds[0] == "wait_for_silence" and kinds[-1] == "hang_up"  # the opener first
+    assert [s.text for s in script.steps if s.kind == "say"] == lines
     assert "book" in persona_prompt(scenario.persona)  # type: ignore[arg-type]
 
 

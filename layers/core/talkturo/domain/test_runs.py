@@ -339,10 +339,8 @@ def persona_lines(text: str, max_turns: int) -> list[str]:
 
 def persona_script(scenario: Scenario, lines: list[str]) -> Script:
     """A caller script that speaks the persona's lines, each after the assistant has spoken
-    and paused, then hangs up."""
+    and paused, then hangs up (the first line after the assistant's opener, either way)."""
     steps: list[Any] = []
-    if scenario.direction == "outbound":
-        steps.append({"say": "Hello?"})
     for line in lines:
         steps += [{"wait_for_silence": {"seconds": 1.2, "timeout": 30}}, {"say": line}]
     steps += [{"wait_for_silence": {"seconds": 1.2, "timeout": 30}}, "hang_up"]
