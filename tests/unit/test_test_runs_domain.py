@@ -127,8 +127,9 @@ def test_tools_not_called_pass_and_fail() -> None:
 
 def test_said_checks_only_the_assistants_lines() -> None:
     assert _one({"said": ["I'm an AI"]}).lines[0].index == 0
-    # the caller said it, the assistant did not
-    assert not _one({"said": ["jane@example.com"]}).passed
+    # the caller said it, the assistant did not: what the assistant said is shown
+    missed = _one({"said": ["jane@example.com"]})
+    assert not missed.passed and [line.index for line in missed.lines] == [0, 4, 6]
 
 
 def test_never_said_fails_with_the_lines_that_said_it() -> None:

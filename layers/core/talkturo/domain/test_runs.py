@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 MAX_SCENARIOS = 50
 MAX_PATTERN_CHARS = 500
+# A failed `said` shows what the assistant said instead, this many lines at most.
+MAX_LINES_SHOWN = 8
 Direction = Literal["inbound", "outbound"]
 ExpectationKind = Literal[
     "tools_called",
@@ -551,19 +553,25 @@ def _assistant_lines(messages: Sequence[TranscriptMessage]) -> list[tuple[int, T
 def _check_said(
     pattern: str, messages: Sequence[TranscriptMessage], *, never: bool
 ) -> ExpectationResult:
-    hits = [(i, m) for i, m in _assistant_lines(messages) if matches(pattern, m.text)]
+    spoken = _assistant_lines(messages)
+    hits = [(i, m) for i, m in spoken if matches(pattern, m.text)]
     kind: ExpectationKind = "never_said" if never else "said"
+    shown = hits
     if never:
         detail = f"said {len(hits)} time(s)" if hits else "never said"
+    elif hits:
+        detail = "said"
     else:
-        detail = "said" if hits else "the assistant never said it"
+        # Nothing matched: what the assistant did say decided it.
+        detail = "the assistant never said it; it said:" if spoken else "the assistant said nothing"
+        shown = spoken[:MAX_LINES_SHOWN]
     return ExpectationResult(
         kind=kind,
         passed=not hits if never else bool(hits),
         expected=pattern,
         actual=len(hits),
         detail=detail,
-        lines=[_line(i, m) for i, m in hits],
+        lines=[_line(i, m) for i, m in shown],
     )
 
 
