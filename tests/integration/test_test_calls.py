@@ -125,6 +125,8 @@ def test_the_caller_saying_goodbye_ends_the_call_and_nothing_is_charged(
     tools = [m.name for m in seen.transcript if m.role == "tool"]
     assert tools == ["end_call"], seen.transcript
     assert _spoken(seen)[-1] == ("assistant", "Goodbye from Ada.")
+    # The session ended the call and closed the stream (the caller was still on the line).
+    assert seen.caller["streams"][0]["outcome"] == "server_closed"
     # The caller heard the greeting, then a reply after its words: one latency per line said.
     assert seen.caller["heard_audio_seconds"] > 1 and not seen.caller["protocol_errors"]
     assert len(seen.turn_latencies_ms) == 1 and 0 < seen.turn_latencies_ms[0] < 5000
