@@ -22,6 +22,7 @@ DEAD_LETTER_QUEUES = {
     "DialQueue": "DialDeadLetterQueue",
     "PostCallQueue": "PostCallDeadLetterQueue",
     "CampaignQueue": "CampaignDeadLetterQueue",
+    "TestRunQueue": "TestRunDeadLetterQueue",
 }
 
 

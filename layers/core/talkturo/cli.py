@@ -215,6 +215,7 @@ DEAD_LETTER_QUEUES = (
     "campaign",
     "event",
     "billing",
+    "test_run",
     "unknown",
 )
 
@@ -647,10 +648,12 @@ def _register() -> None:
     from talkturo.cli_billing import billing
     from talkturo.cli_campaigns import campaigns
     from talkturo.cli_events import events
+    from talkturo.cli_test_runs import suite_command
 
     main.add_command(billing)
     main.add_command(campaigns)
     main.add_command(events)
+    main.add_command(suite_command)
 
 
 _register()

@@ -30,6 +30,12 @@ class Settings(BaseModel):
     campaign_queue_url: str = Field(default="", alias="CAMPAIGN_QUEUE_URL")
     # Customer events: one message per (event, endpoint) to try now or within seconds.
     event_queue_url: str = Field(default="", alias="EVENT_QUEUE_URL")
+    # Assistant test runs: one message per scenario (docs/test-runs.md), and the test minutes
+    # an account runs free each UTC day before they are charged as credits.
+    test_run_queue_url: str = Field(default="", alias="TEST_RUN_QUEUE_URL")
+    test_minutes_free_per_day: int = Field(
+        default=30, ge=0, le=100_000, alias="TALKTURO_TEST_MINUTES_FREE_PER_DAY"
+    )
     # `credits.low` is sent when a charge takes the balance below this (once per drop).
     credits_low_threshold: str = Field(default="5", alias="TALKTURO_CREDITS_LOW_THRESHOLD")
     # The campaign engine's waits (talkturo.workflows), and a factor on every campaign retry
@@ -59,6 +65,7 @@ class Settings(BaseModel):
     )
     campaign_dead_letter_queue_url: str = Field(default="", alias="CAMPAIGN_DEAD_LETTER_QUEUE_URL")
     event_dead_letter_queue_url: str = Field(default="", alias="EVENT_DEAD_LETTER_QUEUE_URL")
+    test_run_dead_letter_queue_url: str = Field(default="", alias="TEST_RUN_DEAD_LETTER_QUEUE_URL")
     # Where the carrier reaches this deployment's webhooks (/carrier/voice, /carrier/status).
     public_base_url: str = Field(default="http://127.0.0.1:8000", alias="PUBLIC_BASE_URL")
     aws_region: str = Field(default="us-east-1", alias="AWS_REGION")

@@ -23,6 +23,8 @@ PREFIXES = {
     "webhook_endpoint": "whe",
     "event": "evt",
     "webhook_delivery": "dlv",
+    "test_suite": "tsuite",
+    "test_run": "trun",
 }
 
 

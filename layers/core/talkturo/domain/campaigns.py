@@ -204,6 +204,11 @@ class _Settings(Resource):
     ai_disclosure: bool | None = Field(
         default=None, description="The assistant says it is an AI in its first message."
     )
+    require_passing_tests: bool | None = Field(
+        default=None,
+        description="Start only when a test run of the assistant's current configuration "
+        "passed (docs/test-runs.md); changing the assistant asks for a new passing run.",
+    )
     credit_cap: Decimal | None = Field(
         default=None,
         gt=0,
@@ -255,6 +260,7 @@ class Campaign(BaseModel):
     max_attempts: int = 3
     retry: Retry = Field(default_factory=Retry)
     ai_disclosure: bool = True
+    require_passing_tests: bool = False
     credit_cap: Credits | None = Field(
         default=None, description="Pauses the campaign when its calls have spent this much."
     )

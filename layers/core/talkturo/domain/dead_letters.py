@@ -22,6 +22,7 @@ DeadLetterQueue = Literal[
     "campaign",
     "event",
     "billing",
+    "test_run",
     "unknown",
 ]
 QUEUES: tuple[DeadLetterQueue, ...] = (
@@ -32,6 +33,7 @@ QUEUES: tuple[DeadLetterQueue, ...] = (
     "campaign",
     "event",
     "billing",
+    "test_run",
 )
 DeadLetterAction = Literal["ended", "already_ended", "recorded"]
 

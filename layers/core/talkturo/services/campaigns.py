@@ -355,6 +355,26 @@ def _check_cap(account_id: str, campaign: Campaign, action: str) -> None:
         )
 
 
+NO_PASSING_RUN = (
+    "the campaign requires a passing test run of its assistant's current configuration, and "
+    "there is none (the assistant changed since, or no run passed): run its test suite "
+    "(POST /v1/assistants/{id}/test-runs), or set require_passing_tests to false"
+)
+
+
+def _tests_pass(account_id: str, campaign: Campaign, assistant: Any) -> bool:
+    if not campaign.require_passing_tests:
+        return True
+    from talkturo.services import test_runs
+
+    return test_runs.has_passing_run(account_id, assistant) is not None
+
+
+def _check_tests(account_id: str, campaign: Campaign, assistant: Any) -> None:
+    if not _tests_pass(account_id, campaign, assistant):
+        raise Conflict(NO_PASSING_RUN, param="require_passing_tests", code="passing_tests_required")
+
+
 def _move(
     account_id: str,
     campaign_id: str,
@@ -426,6 +446,7 @@ def start(account_id: str, campaign_id: str) -> Campaign:
         )
     assistant = assistants.outbound_record(account_id, campaign.assistant_id)
     _rotation(account_id, assistant, campaign.phone_number_ids)
+    _check_tests(account_id, campaign, assistant)
     if not _has_credits(account_id):
         raise InsufficientCredits("the account has no credits left; buy credits to start")
     _check_cap(account_id, campaign, "start")
@@ -537,8 +558,25 @@ def start_scheduled(account_id: str, campaign_id: str) -> None:
         return
     if campaign.scheduled_start_at and campaign.scheduled_start_at > utcnow():
         return  # rescheduled later: its own wake comes then
+    if not _tests_pass(
+        account_id, campaign, assistants.get_record(account_id, campaign.assistant_id)
+    ):
+        # Stays scheduled, saying why; the tick tries again each minute until a run passes.
+        _hold(account_id, campaign_id, NO_PASSING_RUN)
+        return
     if _move(account_id, campaign_id, "start", quiet=True) is not None:
         dispatch(account_id, campaign_id)
+
+
+def _hold(account_id: str, campaign_id: str, reason: str) -> None:
+    campaign, version = store.get(account_id, campaign_id)
+    if campaign.status != "scheduled" or campaign.status_reason == reason:
+        return
+    logger.info("scheduled campaign held", extra={"id": campaign_id, "reason": reason})
+    try:
+        store.save(account_id, campaign.model_copy(update={"status_reason": reason}), version)
+    except Conflict:
+        return  # changed meanwhile: the next tick looks again
 
 
 # --------------------------------------------------------------------------- the audience

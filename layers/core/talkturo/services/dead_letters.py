@@ -28,6 +28,7 @@ from talkturo.domain.dead_letters import (
 )
 from talkturo.domain.events import DeliveryJob
 from talkturo.domain.numbers import ProvisionJob
+from talkturo.domain.test_runs import ScenarioJob
 from talkturo.errors import NotFound
 from talkturo.logs import logger
 from talkturo.services import calls, contact_imports, numbers
@@ -42,6 +43,7 @@ JOB_TYPES: dict[str, type[BaseModel]] = {
     "campaign": CampaignJobRef,
     "event": DeliveryJob,
     "billing": BillingJob,
+    "test_run": ScenarioJob,
 }
 AUDIENCE_LOST = (
     "the campaign's audience could not be built (audience_status failed; a campaign already "
@@ -62,6 +64,7 @@ BILLING_JOB_LOST = (
     "the Stripe event could not be applied (recorded; `talkturo billing reconcile` shows what "
     "it left undone, and applying it again is safe)"
 )
+TEST_SCENARIO_LOST = "the test scenario could not be played after repeated attempts"
 RELOAD_JOB_LOST = "the auto-reload could not be charged after repeated attempts"
 EVENT_JOB_LOST = (
     "the delivery attempt did not run (recorded; the delivery stays pending and the event "
@@ -99,6 +102,7 @@ def queue_of(source_arn: str) -> DeadLetterQueue:
         "campaign": settings.campaign_dead_letter_queue_url,
         "event": settings.event_dead_letter_queue_url,
         "billing": settings.billing_event_dead_letter_queue_url,
+        "test_run": settings.test_run_dead_letter_queue_url,
     }
     name = source_arn.rsplit(":", 1)[-1]
     for queue, url in urls.items():
@@ -195,6 +199,16 @@ def _end(queue: DeadLetterQueue, body: str) -> Outcome:
             job=job.campaign_id,
             action="recorded",
             reason=PURGE_LOST if job.type == "purge" else CAMPAIGN_JOB_LOST.format(kind=job.type),
+        )
+    if isinstance(job, ScenarioJob):
+        from talkturo.services import test_runs
+
+        counted = test_runs.fail_scenario(job, TEST_SCENARIO_LOST)
+        return Outcome(
+            account_id=job.account_id,
+            job=f"{job.run_id} scenario {job.index}",
+            action="ended" if counted is not None else "already_ended",
+            reason=TEST_SCENARIO_LOST if counted is not None else "the scenario had reported",
         )
     if isinstance(job, DeliveryJob):
         return Outcome(

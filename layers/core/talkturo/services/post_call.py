@@ -207,6 +207,21 @@ def _context(account_id: str, record: CallRecord, assistant: AssistantRecord) ->
     )
 
 
+def analysis_only(account_id: str, call_id: str) -> AnalysisResult:
+    """The analysis of an ended call with the assistant's current configuration, computed and
+    returned only: nothing is written on the call or the CRM (a test run judges its test calls
+    this way; they get no post-call job). Raises ProviderError when the model cannot answer."""
+    record = store.get(account_id, call_id)
+    assistant = assistants.get_record(account_id, record.assistant_id)
+    config, _ = effective_config(assistant)
+    messages = (
+        calls_service.get_transcript_messages(account_id, record.id)
+        if record.transcript_available
+        else []
+    )
+    return _run_engine(config, messages, _context(account_id, record, assistant))
+
+
 def _run_engine(
     config: AnalysisConfig, messages: list[TranscriptMessage], context: AnalysisContext
 ) -> AnalysisResult:

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from talkturo.api.deps import Caller, IdempotencyKey, Paging
 from talkturo.api.idempotency import create_once
 from talkturo.api.openapi import errors_at
+from talkturo.api.routes import test_runs as test_runs_routes
 from talkturo.domain.assistants import (
     Assistant,
     AssistantClone,
@@ -122,3 +123,7 @@ def clone_assistant(
         body={"name": name},
         work=lambda: assistants.clone_assistant(caller.account_id, assistant_id, name),
     )
+
+
+# An assistant's test suites and test runs live under its path (docs/test-runs.md).
+router.include_router(test_runs_routes.router)
