@@ -524,7 +524,7 @@ def test_image_functions_are_built_from_the_workers_image_with_their_own_handler
     instructions = _instructions(dockerfile)
     functions = _functions().items()
     images = {k: r for k, r in functions if r["Properties"].get("PackageType") == "Image"}
-    assert "PostCallFunction" in images
+    assert {"PostCallFunction", "TestRunsFunction"} <= set(images)
     for logical_id, resource in images.items():
         props, metadata = resource["Properties"], resource["Metadata"]
         assert "Runtime" not in props and "Layers" not in props and "Handler" not in props
@@ -545,7 +545,8 @@ def test_image_functions_are_built_from_the_workers_image_with_their_own_handler
     assert json.loads(_arguments(instructions, "CMD")[-1]) == ["app.handler"]
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    for source in ("pyproject.toml", "README.md", "layers/core/talkturo", "functions/post_call"):
+    folders = [f"functions/{r['Metadata']['DockerBuildArgs']['FUNCTION']}" for r in images.values()]
+    for source in ("pyproject.toml", "README.md", "layers/core/talkturo", *folders):
         assert not _ignored(source, patterns), f"{source} is needed by the image build"
 
 
