@@ -407,7 +407,7 @@ def _platform() -> Iterator[dict[str, str]]:
     port = _free_port()
     api_key = "tk_bench_campaign_0123456789abcdef"
     command = [sys.executable, "-m", "talkturo.cli", "dev", "--port", str(port)]
-    for option in ("--aws-port", "--carrier-port", "--voice-port"):
+    for option in ("--aws-port", "--carrier-port", "--stripe-port", "--voice-port"):
         command += [option, str(_free_port())]
     data = tempfile.TemporaryDirectory(prefix="talkturo-bench-campaign-")
     log_path = Path(data.name) / "dev.log"

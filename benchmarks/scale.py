@@ -62,7 +62,7 @@ def _platform() -> Iterator[Platform]:
     port = _free_port()
     api_key = "tk_bench_" + secrets.token_hex(16)
     command = [sys.executable, "-m", "talkturo.cli", "dev", "--port", str(port)]
-    for option in ("--aws-port", "--carrier-port", "--voice-port"):
+    for option in ("--aws-port", "--carrier-port", "--stripe-port", "--voice-port"):
         command += [option, str(_free_port())]
     # A data folder of its own: the figures are for an empty platform, whatever a previous run
     # (or the user's own `talkturo dev`) left in the default one.

@@ -26,9 +26,9 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord) -> None:
-    from talkturo.services import test_runs
+    from talkturo.services import test_run_play
 
-    test_runs.run_scenario(ScenarioJob.model_validate_json(record.body))
+    test_run_play.run_scenario(ScenarioJob.model_validate_json(record.body))
 
 
 @logger.inject_lambda_context

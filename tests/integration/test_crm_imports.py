@@ -543,6 +543,36 @@ def test_new_contacts_are_written_several_to_a_transaction(
     assert acme["contact_count"] == 60
 
 
+def test_a_company_created_after_the_chunk_read_its_names_is_joined_not_doubled(
+    client: TestClient, tenant: Tenant, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from talkturo.store import companies as company_store
+
+    find = company_store.find_by_names
+    made: list[str] = []
+
+    def created_meanwhile(account_id: str, names: Any) -> dict[str, str]:
+        found = find(account_id, names)
+        if not made:
+            # Someone else creates Acme once the chunk has read that no company has its name
+            answer = client.post("/v1/companies", json={"name": "Acme"}, headers=tenant.headers)
+            assert answer.status_code == 201, answer.json()
+            made.append(answer.json()["id"])
+        return found
+
+    monkeypatch.setattr(company_store, "find_by_names", created_meanwhile)
+    # Given two rows at Acme, unknown when the chunk reads its companies
+    job = started(client, tenant, "first_name,company\nAda,Acme\nBob,acme\n")
+    # When it is imported
+    import_queue.drain(stack)
+    # Then both joined the Acme created meanwhile (the import's own creation was refused)
+    done = job_of(client, tenant, job)
+    assert (done["created"], done["failed"], done["created_companies"]) == (2, 0, 0)
+    (acme,) = client.get("/v1/companies", headers=tenant.headers).json()["data"]
+    assert acme["id"] == made[0] and acme["contact_count"] == 2
+    assert {c["company_id"] for c in contacts_of(client, tenant)} == {made[0]}
+
+
 def test_a_refused_batch_is_done_row_by_row(
     client: TestClient, tenant: Tenant, stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -124,6 +125,8 @@ def test_the_caller_saying_goodbye_ends_the_call_and_nothing_is_charged(
     tools = [m.name for m in seen.transcript if m.role == "tool"]
     assert tools == ["end_call"], seen.transcript
     assert _spoken(seen)[-1] == ("assistant", "Goodbye from Ada.")
+    # The session ended the call and closed the stream (the caller was still on the line).
+    assert seen.caller["streams"][0]["outcome"] == "server_closed"
     # The caller heard the greeting, then a reply after its words: one latency per line said.
     assert seen.caller["heard_audio_seconds"] > 1 and not seen.caller["protocol_errors"]
     assert len(seen.turn_latencies_ms) == 1 and 0 < seen.turn_latencies_ms[0] < 5000
@@ -139,7 +142,7 @@ def test_the_caller_saying_goodbye_ends_the_call_and_nothing_is_charged(
     # Readable by id like any call; not in the listings.
     got = client.get(f"/v1/calls/{seen.call_id}", headers=tenant.headers).json()
     assert got["test_run_id"] == "trun_1" and got["scenario"] == "says goodbye"
-    assert got["credits_charged"] == "0" or float(got["credits_charged"]) == 0
+    assert Decimal(str(got["credits_charged"])) == 0
     assert got["billed_seconds"] == 0 and got["test_seconds"] == seen.billed_seconds
     assert got["metrics"]["caller_turns"] == 1
     listed = client.get("/v1/calls", headers=tenant.headers).json()["data"]

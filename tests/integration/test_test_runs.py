@@ -16,6 +16,7 @@ from talkturo import config
 from talkturo.domain.calls import TranscriptMessage, TranscriptToolCall
 from talkturo.local.template import Stack
 from talkturo.services import credits
+from talkturo.services import test_run_play as play
 from talkturo.services import test_runs as service
 from tests.conftest import Tenant
 from tests.fake_carrier import FakeCarrier
@@ -85,8 +86,8 @@ class FakeEngine:
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEngine]:
     fake = FakeEngine()
-    monkeypatch.setattr(service, "call_runner", fake)
-    monkeypatch.setattr(service, "analysis_finder", lambda account_id, call_id: None)
+    monkeypatch.setattr(play, "call_runner", fake)
+    monkeypatch.setattr(play, "analysis_finder", lambda account_id, call_id: None)
     yield fake
 
 
@@ -390,7 +391,7 @@ def test_a_persona_caller_speaks_the_lines_its_model_wrote(
         asked.append(persona.goal)
         return "Caller: I want to book for Friday\nThanks, goodbye."
 
-    monkeypatch.setattr(service, "persona_writer", writer)
+    monkeypatch.setattr(play, "persona_writer", writer)
     assistant_id = calls_setup.assistant(client, tenant)
     suite = {
         "name": "personas",
@@ -429,7 +430,7 @@ def test_scenarios_run_side_by_side_at_most_four_at_once(
             active -= 1
         return FakeObservation(call_id="call_x", transcript=_said("Hello."))
 
-    monkeypatch.setattr(service, "call_runner", blocking)
+    monkeypatch.setattr(play, "call_runner", blocking)
     assistant_id = calls_setup.assistant(client, tenant)
     scenarios = [_scenario(f"s{i}", "Hi", ended_reason="assistant_ended") for i in range(6)]
     run = _run(client, tenant, assistant_id, {"suite": {"name": "six", "scenarios": scenarios}})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import importlib.util
 import json
@@ -426,6 +427,134 @@ def test_the_local_platform_creates_the_post_call_queue_and_skips_the_container_
 
 
 # --------------------------------------------------------------------------- the Lambda layer
+
+
+def _layer_files() -> list[str]:
+    """The files the layer's recipe selects (./config.py, ./services/calls.py …), run as written
+    without its copy step."""
+    makefile = (ROOT / "layers/core/Makefile").read_text().replace("\\\n", " ")
+    (copy_line,) = [line for line in makefile.splitlines() if "find . -name" in line]
+    selection = copy_line.strip().split("| xargs")[0]
+    done = subprocess.run(
+        ["/bin/sh", "-c", selection],
+        cwd=ROOT / "layers/core",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout.split()
+
+
+def _module_file(name: str) -> Path | None:
+    path = ROOT / "layers/core" / Path(*name.split("."))
+    for candidate in (path / "__init__.py", path.with_suffix(".py")):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _imported(path: Path, name: str) -> set[str]:
+    """The talkturo modules a file imports anywhere (lazy imports inside functions too, and
+    names given to importlib as strings), with their parent packages."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, *([module] if module else [])])
+            found.add(module)
+            found.update(f"{module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found.add(node.value)  # importlib's names; anything else is no module below
+    modules = {m for m in found if m.startswith("talkturo") and _module_file(m) is not None}
+    return {".".join(m.split(".")[:i]) for m in modules for i in range(1, m.count(".") + 2)}
+
+
+def _reached(app: Path) -> set[str]:
+    todo = sorted(_imported(app, "app"))
+    if app.parent.name == "api":  # the API imports its route modules by their short names
+        todo += [f"talkturo.api.routes.{p.stem}" for p in (ROOT / _ROUTES).glob("*.py")]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += sorted(_imported(_module_file(name), name) - seen)  # type: ignore[arg-type]
+    return seen
+
+
+_ROUTES = "layers/core/talkturo/api/routes"
+
+
+def _functions() -> dict[str, dict[str, Any]]:
+    return {
+        logical_id: resource
+        for logical_id, resource in _resources().items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def test_every_zip_function_reaches_only_what_its_layer_holds() -> None:
+    layer = set(_layer_files())
+    zips = {k: r for k, r in _functions().items() if r["Properties"].get("PackageType") != "Image"}
+    assert zips
+    for logical_id, resource in zips.items():
+        props = resource["Properties"]
+        assert props["Runtime"] == "python3.11", logical_id
+        assert props["Layers"] == [{"Ref": "CoreLayer"}], logical_id
+        app = ROOT / props["CodeUri"] / "app.py"
+        missing = []
+        for name in sorted(_reached(app)):
+            module_file = _module_file(name)
+            assert module_file is not None
+            relative = "./" + str(module_file.relative_to(ROOT / "layers/core/talkturo"))
+            if relative not in layer:
+                missing.append(name)
+        # A module the layer leaves out fails on AWS only, at the import (docs/deploy.md).
+        assert not missing, f"{logical_id} imports what its layer leaves out: {missing}"
+
+
+def test_image_functions_are_built_from_the_workers_image_with_their_own_handler() -> None:
+    dockerfile = ROOT / "functions/Dockerfile"
+    instructions = _instructions(dockerfile)
+    functions = _functions().items()
+    images = {k: r for k, r in functions if r["Properties"].get("PackageType") == "Image"}
+    assert {"PostCallFunction", "TestRunsFunction"} <= set(images)
+    for logical_id, resource in images.items():
+        props, metadata = resource["Properties"], resource["Metadata"]
+        assert "Runtime" not in props and "Layers" not in props and "Handler" not in props
+        assert metadata["Dockerfile"] == "functions/Dockerfile" and metadata["DockerContext"] == "."
+        folder = ROOT / "functions" / metadata["DockerBuildArgs"]["FUNCTION"]
+        assert props["ImageConfig"]["Command"] == ["app.handler"], logical_id
+        assert (folder / "app.py").exists(), logical_id
+        # The local platform runs the same folder and handler.
+        function = load_template_stack_function(logical_id)
+        assert function == (folder, "app.handler")
+    assert _arguments(instructions, "FROM") == ["public.ecr.aws/lambda/python:3.11"]
+    runs = _arguments(instructions, "RUN")
+    assert any('pip install --no-cache-dir ".[voice]"' in run for run in runs)
+    assert any("compileall" in run for run in runs)
+    assert "functions/${FUNCTION}/app.py ${LAMBDA_TASK_ROOT}/app.py" in _arguments(
+        instructions, "COPY"
+    )
+    assert json.loads(_arguments(instructions, "CMD")[-1]) == ["app.handler"]
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    folders = [f"functions/{r['Metadata']['DockerBuildArgs']['FUNCTION']}" for r in images.values()]
+    for source in ("pyproject.toml", "README.md", "layers/core/talkturo", *folders):
+        assert not _ignored(source, patterns), f"{source} is needed by the image build"
+
+
+def load_template_stack_function(logical_id: str) -> tuple[Path, str]:
+    from talkturo.local import template
+
+    resource = _functions()[logical_id]
+    return template._code_of(logical_id, resource)
 
 
 def test_the_layer_build_leaves_out_the_voice_service() -> None:

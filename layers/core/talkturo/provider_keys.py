@@ -10,6 +10,27 @@ from typing import Any
 
 from talkturo.logs import logger
 
+# The environment variable (or key of the providers' secret) holding each provider's API key.
+KEY_NAMES: dict[str, str] = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "google": "GEMINI_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "qwen": "DASHSCOPE_API_KEY",
+    "kimi": "MOONSHOT_API_KEY",
+    "dashscope": "DASHSCOPE_API_KEY",
+    "deepgram": "DEEPGRAM_API_KEY",
+    "assemblyai": "ASSEMBLYAI_API_KEY",
+    "cartesia": "CARTESIA_API_KEY",
+    "elevenlabs": "ELEVENLABS_API_KEY",
+}
+
+
+def provider_key(env: dict[str, str], provider: str) -> str | None:
+    """The provider's API key in `env`, if one is given."""
+    name = KEY_NAMES.get(provider)
+    return (env.get(name) or None) if name else None
+
 
 def provider_env() -> dict[str, str]:
     """The environment, with the secret's keys added where the environment has none."""

@@ -184,10 +184,11 @@ def provision(
             for event in props.get("Events", {}).values()
             if event["Type"] == "SQS"
         ]
+        code_dir, handler = _code_of(logical_id, resource)
         stack.functions[logical_id] = Function(
             logical_id=logical_id,
-            code_dir=PROJECT_ROOT / props["CodeUri"],
-            handler=props["Handler"],
+            code_dir=code_dir,
+            handler=handler,
             environment=env,
             sqs_sources=[source.queue for source in sqs_events],
             sqs_events=sqs_events,
@@ -200,6 +201,23 @@ def provision(
             memory_mb=int(props.get("MemorySize", function_globals.get("MemorySize", 128))),
         )
     return stack
+
+
+def _code_of(logical_id: str, resource: dict[str, Any]) -> tuple[Path, str]:
+    """Where a function's code is and its handler: a zip function's CodeUri and Handler; an
+    image function's folder (the FUNCTION its image is built with) and its image's command."""
+    props = resource["Properties"]
+    if props.get("PackageType") != "Image":
+        return PROJECT_ROOT / props["CodeUri"], props["Handler"]
+    try:
+        folder = resource["Metadata"]["DockerBuildArgs"]["FUNCTION"]
+        (handler,) = props["ImageConfig"]["Command"]
+    except (KeyError, ValueError):
+        raise ValueError(
+            f"{logical_id}: an image function names its folder (Metadata.DockerBuildArgs."
+            "FUNCTION) and its handler (ImageConfig.Command)"
+        ) from None
+    return PROJECT_ROOT / "functions" / folder, handler
 
 
 def _max_concurrency(properties: dict[str, Any]) -> int | None:

@@ -88,12 +88,13 @@ def find_named(account_id: str, name: str) -> Company | None:
         return None  # deleted since the guard was read
 
 
-def find_or_create(account_id: str, name: str) -> tuple[Company, bool]:
+def find_or_create(account_id: str, name: str, *, absent: bool = False) -> tuple[Company, bool]:
     """The account's company with this name (ignoring case and spacing), created when there is
-    none; and whether it was created."""
+    none; and whether it was created. `absent`: the name was just read and is free, so the
+    creation is tried first (its name guard refuses it if the name was taken since)."""
     data = CompanyCreate(name=name)
-    for _ in range(3):
-        found = store.find_by_name(account_id, data.name)
+    for attempt in range(3):
+        found = None if absent and not attempt else store.find_by_name(account_id, data.name)
         if found is not None:
             try:
                 return store.get(account_id, found), False

@@ -103,7 +103,8 @@ class Lookups:
         company = self.company_named(name)
         if company is not None:
             return company, False
-        company, created = companies.find_or_create(self.account_id, name)
+        # Read just now and not found: create it first, as the name guard keeps it once.
+        company, created = companies.find_or_create(self.account_id, name, absent=True)
         self._named[name_key(name)] = self._companies[company.id] = company
         return company, created
 

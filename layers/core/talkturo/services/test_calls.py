@@ -175,6 +175,7 @@ async def _converse(
     account_id: str, record: CallRecord, script: Script, party: PartyRecord, *, limit: float
 ) -> str | None:
     """The caller's side of the call, then the wait for the session to save; the error."""
+    from talkturo.provider_keys import provider_env
     from talkturo.simcaller.voice import caller_voice
     from talkturo.voice.providers.base import ProviderError
     from talkturo.webhooks.carrier import voice_token_secret
@@ -188,7 +189,7 @@ async def _converse(
             assistant = await asyncio.to_thread(
                 assistants.get_record, account_id, record.assistant_id
             )
-            voice = caller_voice(assistant)
+            voice = caller_voice(assistant, provider_env())  # the keys the voice service has
         except ProviderError as error:
             return f"the caller's voice is not available: {error}"
     ended = asyncio.Event()

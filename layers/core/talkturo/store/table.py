@@ -14,6 +14,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from talkturo.config import get_settings
+from talkturo.store import wire
 
 
 class _Gsi(GlobalSecondaryIndex[Any]):
@@ -116,6 +117,9 @@ def connection() -> TableConnection:
         Item.Meta.region = settings.aws_region
         Item._connection = None
         _configured_for = wanted
+        table = Item._get_connection()
+        wire.streamline(table.connection.client)
+        return table
     return Item._get_connection()
 
 

@@ -25,6 +25,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from talkturo.provider_keys import KEY_NAMES, provider_key
 from talkturo.voice.providers.base import (
     LanguageModel,
     ProviderError,
@@ -33,19 +34,6 @@ from talkturo.voice.providers.base import (
     VoiceOptions,
 )
 
-KEY_NAMES: dict[str, str] = {
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "google": "GEMINI_API_KEY",
-    "deepseek": "DEEPSEEK_API_KEY",
-    "qwen": "DASHSCOPE_API_KEY",
-    "kimi": "MOONSHOT_API_KEY",
-    "dashscope": "DASHSCOPE_API_KEY",
-    "deepgram": "DEEPGRAM_API_KEY",
-    "assemblyai": "ASSEMBLYAI_API_KEY",
-    "cartesia": "CARTESIA_API_KEY",
-    "elevenlabs": "ELEVENLABS_API_KEY",
-}
 # OpenAI-compatible endpoints the providers document (used through the openai SDK).
 OPENAI_COMPATIBLE_BASE_URLS: dict[str, str | None] = {
     "openai": None,  # the SDK's own default
@@ -90,8 +78,7 @@ class Providers:
 
     # ------------------------------------------------------------------ helpers
     def key(self, provider: str) -> str | None:
-        name = KEY_NAMES.get(provider)
-        return self.env.get(name) or None if name else None
+        return provider_key(self.env, provider)
 
     def base_url(self, provider: str) -> str | None:
         return self.env.get(f"{provider.upper()}_BASE_URL") or None
