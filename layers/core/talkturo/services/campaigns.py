@@ -18,6 +18,7 @@ is dialled; a call still open keeps its slot a while longer.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import threading
 import uuid
@@ -699,6 +700,15 @@ class _Run:
         self.window = campaign.call_window.rule()
         self.next_wake: datetime | None = None
         self._waking = threading.Lock()  # the round's claims run side by side
+        self._dials: list[Future[None]] = kept.setdefault("dials", [])
+
+    def dial_soon(self, call: CallRecord) -> None:
+        """Place the claimed call beside the round; the dispatch waits for it once it has given
+        its turn back (a Lambda invocation must not end with a dial still under way)."""
+        context = contextvars.copy_context()  # the worker's log tags go along
+        self._dials.append(
+            _dialing.submit(context.run, _dial_now, self.account_id, call, self.assistant)
+        )
 
     def wake_at(self, moment: datetime) -> None:
         with self._waking:
@@ -738,6 +748,8 @@ def dispatch(
     except BaseException:
         store.drop_turn(account_id, campaign_id, token)
         raise
+    finally:
+        wait(kept.get("dials", []))  # after the turn is given back: the next round goes on
     # Asked again after every round: the next rounds run in a job of their own.
     store.drop_turn(account_id, campaign_id, token)
     _kick(account_id, campaign_id)
@@ -1002,12 +1014,17 @@ def _try_dial(run: _Run, member: CampaignContact, version: int) -> str:
         # The call is recorded with its slot: the tick sends the dial job again.
         logger.exception("campaign call could not be queued", extra={"id": call.id})
     if now_due:
-        _dial_now(account_id, call, run.assistant)
+        run.dial_soon(call)
     logger.info(
         "campaign call placed",
         extra={"campaign": campaign.id, "call": call.id, "attempt": attempt},
     )
     return "placed"
+
+
+# Claimed calls on their way to the carrier, beside the rounds that claimed them (a round does
+# not wait on the carrier, so the ends asking for the next round do not either).
+_dialing = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dial")
 
 
 def _dial_now(account_id: str, call: CallRecord, assistant: Any) -> None:
