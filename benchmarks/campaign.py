@@ -149,12 +149,18 @@ class Network:
 
 class ReadCounter:
     """DynamoDB reads made by each dispatch round (campaigns._fill; a dispatch runs one or more
-    rounds, one asked for while another runs none), thread-local."""
+    rounds, one asked for while another runs none): the round's own thread's, and those of the
+    threads it reads and claims with ("round", "kept", "claim"); one campaign runs one round at
+    a time (its turn), so those threads' reads are that round's. The claimed calls' dials
+    ("dial" threads, beside the round) are not the round's."""
+
+    HELPERS = ("round", "kept", "claim")
 
     READS = {"GetItem", "Query", "BatchGetItem", "Scan"}
 
     def __init__(self) -> None:
         self.local = threading.local()
+        self.helper_reads = 0  # reads of the round's helper threads
         self.per_dispatch: list[int] = []
         self.seconds: list[float] = []
         self.lock = threading.Lock()
@@ -169,19 +175,25 @@ class ReadCounter:
         original_run = campaigns._fill
 
         def counting(self: Any, operation: str, kwargs: dict[str, Any]) -> Any:
-            if operation in counter.READS and getattr(counter.local, "reads", None) is not None:
-                counter.local.reads += 1
+            if operation in counter.READS:
+                if getattr(counter.local, "reads", None) is not None:
+                    counter.local.reads += 1
+                elif threading.current_thread().name.startswith(counter.HELPERS):
+                    with counter.lock:
+                        counter.helper_reads += 1
             return original_dispatch(self, operation, kwargs)
 
         def measured(account_id: str, campaign_id: str, campaign: Any, kept: Any) -> int:
             outer = getattr(counter.local, "reads", None)
             counter.local.reads = 0
+            with counter.lock:
+                counter.helper_reads = 0
             began = time.perf_counter()
             try:
                 return original_run(account_id, campaign_id, campaign, kept)
             finally:
                 with counter.lock:
-                    counter.per_dispatch.append(counter.local.reads)
+                    counter.per_dispatch.append(counter.local.reads + counter.helper_reads)
                     counter.seconds.append(time.perf_counter() - began)
                 counter.local.reads = outer
 
