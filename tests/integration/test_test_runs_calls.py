@@ -206,3 +206,33 @@ def test_a_persona_caller_answers_what_it_heard_the_assistant_say(
     assert ear.opened == 3  # one transcription per caller turn, the last before hanging up
     (call,) = voice.contexts
     assert call.call.scenario == "books a table"
+
+
+def test_a_persona_whose_model_fails_ends_the_scenario_in_error_saying_why(
+    client: TestClient,
+    tenant: Tenant,
+    stack: Stack,
+    voice: Voice,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from talkturo.services import test_run_play as play
+    from talkturo.simcaller import voice as caller
+    from talkturo.voice.providers.base import ProviderError, TranscriberOptions
+    from talkturo.voice.providers.scripted import ScriptedTranscriber, ToneVoice
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-used")
+    ear = (ScriptedTranscriber(lines=["Hi"], final_delay=0.1), TranscriberOptions("m", "en"))
+    monkeypatch.setattr(caller, "caller_ear", lambda assistant, env=None: ear)
+    monkeypatch.setattr(caller, "caller_voice", lambda assistant, env=None: ToneVoice())
+
+    async def persona(assistant: Any, prompt: str, turns: list[Any]) -> str:
+        raise ProviderError("openai", "rate limited")
+
+    monkeypatch.setattr(play, "persona_writer", persona)
+    assistant_id = _assistant(client, tenant, first_message="Hi.")
+    scenario = {"name": "p", "persona": {"goal": "book"}, "expect": {"said": ["Hi"]}}
+    run = _played(client, tenant, stack, assistant_id, {"name": "p", "scenarios": [scenario]})
+    (result,) = run["results"]
+    assert result["status"] == "error", result
+    assert result["error"].startswith("the persona caller's next line failed:"), result
+    assert "rate limited" in result["error"]

@@ -197,6 +197,7 @@ async def _converse(
     token = tokens.sign(claims, voice_token_secret())
     voice = None
     ear = None
+    broke: list[str] = []  # why the caller's ear or its next line failed: the call's error
     if script.tts is None or next_line is not None:
         assistant = await asyncio.to_thread(assistants.get_record, account_id, record.assistant_id)
     if script.tts is None:
@@ -211,7 +212,22 @@ async def _converse(
             return f"the caller's transcriber is not available: {error}"
 
         async def ear(heard: bytes) -> str:
-            return await caller.transcribe(transcriber, options, heard)
+            try:
+                return await caller.transcribe(transcriber, options, heard)
+            except ProviderError as error:
+                broke.append(f"the caller's transcriber failed: {error}")
+                return ""
+
+        write = next_line
+
+        async def next_line(heard: str) -> str | None:
+            if broke:
+                return None  # hang up: the turn cannot be written
+            try:
+                return await write(heard)
+            except Exception as error:  # noqa: BLE001 - the call's error, the caller hangs up
+                broke.append(f"the persona caller's next line failed: {error}")
+                return None
 
     ended = asyncio.Event()
     stream = MediaStream(
@@ -249,6 +265,8 @@ async def _converse(
     saved = await asyncio.to_thread(_wait_for_close, account_id, record.id)
     if timed_out:
         return f"the test call did not end within {limit:g} s"
+    if broke:
+        return broke[0]
     if not saved:
         reason = (log.get("close") or {}).get("reason") or "no reason given"
         return f"the voice service did not take the call or did not close it ({reason})"
