@@ -63,7 +63,7 @@ class PartyRecord:
     """What the simulated party (caller or callee) said and heard during a call."""
 
     said: list[dict[str, Any]] = field(default_factory=list)  # {"text", "engine", "seconds"…}
-    heard: list[dict[str, Any]] = field(default_factory=list)  # <Say> texts, streams, verbs
+    heard: list[dict[str, Any]] = field(default_factory=list)  # <Say> texts, streams, turns…
     heard_audio: bytearray = field(default_factory=bytearray)  # the server's audio, played out
     marks: list[dict[str, Any]] = field(default_factory=list)  # echoed marks
     dtmf: list[str] = field(default_factory=list)
