@@ -10,6 +10,7 @@ import pytest
 from talkturo.domain.analysis import AnalysisResult, Evidence, ExtractedValue, SuccessEvaluation
 from talkturo.domain.calls import TranscriptMessage, TranscriptToolCall
 from talkturo.domain.test_runs import (
+    LastLine,
     Persona,
     PersonaTurns,
     Scenario,
@@ -270,8 +271,9 @@ def test_a_persona_s_replies_are_cleaned_and_its_turns_end_at_the_marker() -> No
         "Hi, I need a cleaning. Is Friday possible?"
     )
     assert turns.hear("Friday at ten works.")
-    # The line before the marker is said; the caller hangs up at its next turn
-    assert turns.answer("Great, thanks, goodbye. [Hang up]") == "Great, thanks, goodbye."
+    # The line before the marker is the last: said, then no more turns
+    last = turns.answer("Great, thanks, goodbye. [Hang up]")
+    assert last == "Great, thanks, goodbye." and isinstance(last, LastLine)
     assert not turns.hear("Goodbye!")
     assert [role for role, _ in turns.messages] == ["user", "assistant"] * 2
     assert "[hang up]" in persona_prompt(scenario.persona)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from talkturo.domain.analysis import normalise_words
 from talkturo.domain.common import Credits, Name, Resource
-from talkturo.domain.simcaller import ScriptError, parse_script
+from talkturo.domain.simcaller import LastLine, ScriptError, parse_script
 
 if TYPE_CHECKING:
     from talkturo.domain.analysis import AnalysisResult
@@ -352,7 +352,7 @@ class PersonaTurns:
 
     def answer(self, reply: str) -> str | None:
         """The caller's line from the model's reply (None: hang up now); a line with the
-        marker is said, and the caller hangs up at its next turn."""
+        marker is the last (`LastLine`): said, then the caller listens once and hangs up."""
         marker = reply.lower().find(PERSONA_HANG_UP)
         if marker >= 0:
             self.done = True
@@ -367,12 +367,12 @@ class PersonaTurns:
             return None
         self.lines += 1
         self.messages.append(("assistant", line))
-        return line
+        return LastLine(line) if self.done else line
 
 
 def persona_script(name: str, persona: Persona) -> Script:
     """The caller script of a persona: its lines written turn by turn (`converse`), then a last
-    listen and the hang-up."""
+    listen (to the answer to its last line) and the hang-up."""
     steps: list[Any] = [
         {"converse": {"max_turns": persona.max_turns, "seconds": 1.2, "timeout": 30}},
         {"wait_for_silence": {"seconds": 1.2, "timeout": 30}},

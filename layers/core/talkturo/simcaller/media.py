@@ -37,6 +37,7 @@ from talkturo.simcaller.scripts import (
     Converse,
     HangUp,
     Interrupt,
+    LastLine,
     Press,
     Say,
     Script,
@@ -497,6 +498,8 @@ class MediaStream:
             if line is None:
                 return False
             await self._speak(line)
+            if isinstance(line, LastLine):
+                break
         return True
 
     async def _sleep(self, seconds: float) -> None:

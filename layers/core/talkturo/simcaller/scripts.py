@@ -87,7 +87,8 @@ class WaitSeconds(_Step):
 
 class Converse(_Step):
     """Up to `max_turns` times: wait as `wait_for_silence` does, then say the line the party's
-    `next_line` callback writes from what was heard since the party last spoke (None: hang up).
+    `next_line` callback writes from what was heard since the party last spoke (None: hang up;
+    a `LastLine`: said, and the step is over).
 
     Only a party given a callback converses (a test run's persona caller); without one the step
     does nothing."""
@@ -96,6 +97,13 @@ class Converse(_Step):
     max_turns: Annotated[int, Field(ge=1, le=50)] = 10
     seconds: Annotated[float, Field(gt=0, le=60)] = 1.2
     timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+
+class LastLine(str):
+    """A `next_line` answer said as the party's last written line: the `converse` step ends
+    after it (the script's next steps run), nothing more is transcribed."""
+
+    __slots__ = ()
 
 
 class HangUp(_Step):
