@@ -10,6 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from talkturo.local.template import Stack
+from talkturo.services import test_run_play as play
+from talkturo.voice.providers.base import ProviderError, TranscriberOptions
+from talkturo.voice.providers.scripted import ScriptedTranscriber, ToneVoice
 from tests.conftest import Tenant
 from tests.integration.lambda_worker import SqsWorker
 from tests.integration.test_test_calls import TRANSFER, Voice, voice  # noqa: F401 - the fixture
@@ -154,6 +157,19 @@ def test_success_and_extracted_fields_are_judged_on_an_analysis_of_the_test_call
     assert client.get("/v1/contacts", headers=tenant.headers).json()["data"] == []
 
 
+def _persona_hears(monkeypatch: pytest.MonkeyPatch, *lines: str) -> ScriptedTranscriber:
+    """A model key for the persona, the caller's ear a transcriber that writes `lines`, one an
+    utterance heard, and its voice the tone voice; the ear is returned."""
+    from talkturo.simcaller import voice as caller
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-used")
+    ear = ScriptedTranscriber(lines=list(lines), final_delay=0.1, default_line="")
+    options = TranscriberOptions(model="m", language="en")
+    monkeypatch.setattr(caller, "caller_ear", lambda assistant, env=None: (ear, options))
+    monkeypatch.setattr(caller, "caller_voice", lambda assistant, env=None: ToneVoice())
+    return ear
+
+
 def test_a_persona_caller_answers_what_it_heard_the_assistant_say(
     client: TestClient,
     tenant: Tenant,
@@ -161,20 +177,9 @@ def test_a_persona_caller_answers_what_it_heard_the_assistant_say(
     voice: Voice,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from talkturo.services import test_run_play as play
-    from talkturo.simcaller import voice as caller
-    from talkturo.voice.providers.base import TranscriberOptions
-    from talkturo.voice.providers.scripted import ScriptedTranscriber, ToneVoice
-
     # Given a model for the persona (a fake that answers by what the caller heard), the
     # caller's ear a transcriber that writes what it hears, utterance by utterance
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-used")
-    ear = ScriptedTranscriber(
-        lines=["Hi this is Ada", "Which day would you like"], final_delay=0.1, default_line=""
-    )
-    options = TranscriberOptions(model="m", language="en")
-    monkeypatch.setattr(caller, "caller_ear", lambda assistant, env=None: (ear, options))
-    monkeypatch.setattr(caller, "caller_voice", lambda assistant, env=None: ToneVoice())
+    ear = _persona_hears(monkeypatch, "Hi this is Ada", "Which day would you like")
     asked: list[list[Any]] = []
 
     async def persona(assistant: Any, prompt: str, turns: list[Any]) -> str:
@@ -215,15 +220,7 @@ def test_a_persona_whose_model_fails_ends_the_scenario_in_error_saying_why(
     voice: Voice,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from talkturo.services import test_run_play as play
-    from talkturo.simcaller import voice as caller
-    from talkturo.voice.providers.base import ProviderError, TranscriberOptions
-    from talkturo.voice.providers.scripted import ScriptedTranscriber, ToneVoice
-
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-used")
-    ear = (ScriptedTranscriber(lines=["Hi"], final_delay=0.1), TranscriberOptions("m", "en"))
-    monkeypatch.setattr(caller, "caller_ear", lambda assistant, env=None: ear)
-    monkeypatch.setattr(caller, "caller_voice", lambda assistant, env=None: ToneVoice())
+    _persona_hears(monkeypatch, "Hi")
 
     async def persona(assistant: Any, prompt: str, turns: list[Any]) -> str:
         raise ProviderError("openai", "rate limited")
