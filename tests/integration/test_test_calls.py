@@ -272,3 +272,38 @@ def test_a_call_that_does_not_end_in_time_is_an_error(
     assert seen.ended_reason == "error"
     # The session still saved what was said before the stream stopped.
     assert [role for role, _ in _spoken(seen)] == ["assistant"]
+
+
+def test_a_conversing_caller_says_at_most_max_turns_lines_then_goes_on_with_its_script(
+    client: TestClient, tenant: Tenant, voice: Voice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from talkturo.simcaller import voice as caller
+    from talkturo.voice.providers.base import TranscriberOptions
+
+    # Given a caller whose next line is always there, heard through a transcriber
+    ear = ScriptedTranscriber(lines=["Hi this is Ada"], final_delay=0.1, default_line="More")
+    options = TranscriberOptions(model="m", language="en")
+    monkeypatch.setattr(caller, "caller_ear", lambda assistant, env=None: (ear, options))
+    heard: list[str] = []
+
+    async def next_line(text: str) -> str | None:
+        heard.append(text)
+        return f"Line {len(heard)}"
+
+    assistant_id = _assistant(client, tenant, first_message="Hi, this is Ada.")
+    steps = [{"converse": {"max_turns": 2, "seconds": 0.5}}, {"say": "Bye"}, "hang_up"]
+    script = parse_script({"tts": "synthetic", "steps": steps})
+    seen = run_test_call(
+        tenant.account_id,
+        assistant_id,
+        script,
+        test_run_id="trun_1",
+        scenario="converses",
+        next_line=next_line,
+    )
+    assert seen.error is None, seen.error
+    # Two lines written from what was heard (the greeting, then the reply), then the script's own
+    assert heard == ["Hi this is Ada", "More"]
+    assert [line["text"] for line in seen.caller["said"]] == ["Line 1", "Line 2", "Bye"]
+    transcribed = [h["transcribed"] for h in seen.caller["heard"] if "transcribed" in h]
+    assert transcribed == heard and seen.ended_reason == "caller_hung_up"

@@ -3,6 +3,7 @@ replaced by a fake that reports observations (the engine has its own tests)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -64,7 +65,11 @@ class FakeEngine:
         self.fail_with: Exception | None = None
 
     def __call__(self, account_id: str, assistant_id: str, script: Any, **options: Any) -> Any:
-        first = next(step.text for step in script.steps if step.kind == "say")
+        next_line = options.pop("next_line", None)
+        if next_line is not None:  # a persona: its first line, answering the greeting
+            first = asyncio.run(next_line("Hello, I'm an AI assistant."))
+        else:
+            first = next(step.text for step in script.steps if step.kind == "say")
         self.calls.append(
             {"account_id": account_id, "assistant_id": assistant_id, "first": first, **options}
         )
@@ -376,7 +381,7 @@ def test_a_scheduled_start_waits_while_the_assistant_changed_since_its_passing_r
     assert carrier.placed == []
 
 
-def test_a_persona_caller_speaks_the_lines_its_model_wrote(
+def test_a_persona_caller_answers_what_the_assistant_said(
     client: TestClient,
     tenant: Tenant,
     stack: Stack,
@@ -387,9 +392,9 @@ def test_a_persona_caller_speaks_the_lines_its_model_wrote(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-used")
     asked: list[Any] = []
 
-    def writer(assistant: Any, persona: Any) -> str:
-        asked.append(persona.goal)
-        return "Caller: I want to book for Friday\nThanks, goodbye."
+    async def writer(assistant: Any, prompt: str, turns: list[Any]) -> str:
+        asked.append((prompt, turns))
+        return "Caller: I want to book for Friday"
 
     monkeypatch.setattr(play, "persona_writer", writer)
     assistant_id = calls_setup.assistant(client, tenant)
@@ -402,7 +407,9 @@ def test_a_persona_caller_speaks_the_lines_its_model_wrote(
     run = _run(client, tenant, assistant_id, {"suite": suite})
     worker.deliver_waiting(stack, strict=True)
     done = _get(client, tenant, assistant_id, run["id"])
-    assert done["status"] == "passed" and asked == ["book for Friday"]
+    assert done["status"] == "passed"
+    ((prompt, turns),) = asked
+    assert "book for Friday" in prompt and turns == [("user", "Hello, I'm an AI assistant.")]
     assert engine.calls[0]["scenario"] == "p"
     assert engine.calls[0]["first"] == "I want to book for Friday"  # the speaker's name dropped
 

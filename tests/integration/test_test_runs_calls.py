@@ -10,6 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from talkturo.local.template import Stack
+from talkturo.services import test_run_play as play
+from talkturo.voice.providers.base import ProviderError, TranscriberOptions
+from talkturo.voice.providers.scripted import ScriptedTranscriber, ToneVoice
 from tests.conftest import Tenant
 from tests.integration.lambda_worker import SqsWorker
 from tests.integration.test_test_calls import TRANSFER, Voice, voice  # noqa: F401 - the fixture
@@ -152,3 +155,81 @@ def test_success_and_extracted_fields_are_judged_on_an_analysis_of_the_test_call
     assert not verdicts["success"]["detail"].startswith("no analysis"), verdicts["success"]
     # Nothing of it was written to the CRM: the test call has no contact, and none was made
     assert client.get("/v1/contacts", headers=tenant.headers).json()["data"] == []
+
+
+def _persona_hears(monkeypatch: pytest.MonkeyPatch, *lines: str) -> ScriptedTranscriber:
+    """A model key for the persona, the caller's ear a transcriber that writes `lines`, one an
+    utterance heard, and its voice the tone voice; the ear is returned."""
+    from talkturo.simcaller import voice as caller
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-used")
+    ear = ScriptedTranscriber(lines=list(lines), final_delay=0.1, default_line="")
+    options = TranscriberOptions(model="m", language="en")
+    monkeypatch.setattr(caller, "caller_ear", lambda assistant, env=None: (ear, options))
+    monkeypatch.setattr(caller, "caller_voice", lambda assistant, env=None: ToneVoice())
+    return ear
+
+
+def test_a_persona_caller_answers_what_it_heard_the_assistant_say(
+    client: TestClient,
+    tenant: Tenant,
+    stack: Stack,
+    voice: Voice,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a model for the persona (a fake that answers by what the caller heard), the
+    # caller's ear a transcriber that writes what it hears, utterance by utterance
+    ear = _persona_hears(monkeypatch, "Hi this is Ada", "Which day would you like")
+    asked: list[list[Any]] = []
+
+    async def persona(assistant: Any, prompt: str, turns: list[Any]) -> str:
+        asked.append(turns)
+        heard = turns[-1][1]
+        if "Ada" in heard:
+            return "I want to book a table"
+        if "which day" in heard.lower():
+            return "Friday please [hang up]"
+        return "Hello, is anyone there?"
+
+    monkeypatch.setattr(play, "persona_writer", persona)
+    voice.lines = ["I want to book a table", "Friday please"]
+    assistant_id = _assistant(client, tenant, first_message="Hi, this is Ada.")
+    scenario = {
+        "name": "books a table",
+        "persona": {"goal": "book a table for Friday", "max_turns": 4},
+        "expect": {"said": ["this is Ada"], "ended_reason": "caller_hung_up"},
+    }
+    run = _played(client, tenant, stack, assistant_id, {"name": "p", "scenarios": [scenario]})
+    assert run["status"] == "passed", (run["results"], asked)
+    # Each line was written from the assistant's words the caller heard, transcribed: the
+    # greeting first, the assistant's answer to the first line next; then the caller hung up
+    assert [turns[-1] for turns in asked] == [
+        ("user", "Hi this is Ada"),
+        ("user", "Which day would you like"),
+    ]
+    assert asked[1][:2] == [("user", "Hi this is Ada"), ("assistant", "I want to book a table")]
+    assert ear.opened == 2  # one transcription per line written; the last answer only heard
+    (call,) = voice.contexts
+    assert call.call.scenario == "books a table"
+
+
+def test_a_persona_whose_model_fails_ends_the_scenario_in_error_saying_why(
+    client: TestClient,
+    tenant: Tenant,
+    stack: Stack,
+    voice: Voice,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _persona_hears(monkeypatch, "Hi")
+
+    async def persona(assistant: Any, prompt: str, turns: list[Any]) -> str:
+        raise ProviderError("openai", "rate limited")
+
+    monkeypatch.setattr(play, "persona_writer", persona)
+    assistant_id = _assistant(client, tenant, first_message="Hi.")
+    scenario = {"name": "p", "persona": {"goal": "book"}, "expect": {"said": ["Hi"]}}
+    run = _played(client, tenant, stack, assistant_id, {"name": "p", "scenarios": [scenario]})
+    (result,) = run["results"]
+    assert result["status"] == "error", result
+    assert result["error"].startswith("the persona caller's next line failed:"), result
+    assert "rate limited" in result["error"]

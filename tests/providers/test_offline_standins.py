@@ -731,3 +731,16 @@ def test_the_offline_voice_is_understood_by_the_offline_transcriber() -> None:
 
     finals = [e for e in run(scenario()) if isinstance(e, Transcript) and e.final]
     assert [f.text for f in finals] == ["hello world"]
+
+
+@needs_espeak
+def test_a_conversing_caller_s_ear_gives_the_text_of_what_it_heard() -> None:
+    from talkturo.simcaller.voice import transcribe
+
+    speech = speak("I would like to book an appointment for tomorrow", engine="espeak-ng")
+    # Heard audio as a caller keeps it: the words, then nothing (no trailing silence needed)
+    heard = without_trailing_silence(speech.audio)
+    text = run(transcribe(PocketsphinxTranscriber(), OPTIONS, heard, settle=1.0))
+    assert "appointment" in text.split() and "tomorrow" in text.split(), text
+    # Silence heard is no words
+    assert run(transcribe(PocketsphinxTranscriber(), OPTIONS, silence(1.0), settle=0.5)) == ""

@@ -10,13 +10,15 @@ import pytest
 from talkturo.domain.analysis import AnalysisResult, Evidence, ExtractedValue, SuccessEvaluation
 from talkturo.domain.calls import TranscriptMessage, TranscriptToolCall
 from talkturo.domain.test_runs import (
+    LastLine,
+    Persona,
+    PersonaTurns,
     Scenario,
     SuiteError,
     TestRun,
     evaluate,
     load_suite,
     matches,
-    persona_lines,
     persona_prompt,
     persona_script,
     run_status,
@@ -258,20 +260,37 @@ def test_a_run_is_over_when_its_last_scenario_reports() -> None:
     assert run_status(run.model_copy(update={"completed": 3, "errored": 1})) == "error"
 
 
-def test_a_persona_s_lines_are_cleaned_and_become_a_script() -> None:
-    text = (
-        '1. "Hi, I need a cleaning."\n\nCaller: Is Friday possible?\n- Thanks, goodbye.\n4) extra'
-    )
-    lines = persona_lines(text, max_turns=3)
-    assert lines == ["Hi, I need a cleaning.", "Is Friday possible?", "Thanks, goodbye."]
+def test_a_persona_s_replies_are_cleaned_and_its_turns_end_at_the_marker() -> None:
     scenario = Scenario.model_validate(
-        {"name": "p", "direction": "outbound", "persona": {"goal": "book"}}
+        {"name": "p", "direction": "outbound", "persona": {"goal": "book", "max_turns": 5}}
     )
-    script = persona_script(scenario, lines)
+    assert scenario.persona is not None
+    turns = PersonaTurns(scenario.persona)
+    assert turns.hear("  ") and turns.messages == [("user", "(silence)")]
+    assert turns.answer('Caller: "Hi, I need a cleaning."\n\nIs Friday possible?') == (
+        "Hi, I need a cleaning. Is Friday possible?"
+    )
+    assert turns.hear("Friday at ten works.")
+    # The line before the marker is the last: said, then no more turns
+    last = turns.answer("Great, thanks, goodbye. [Hang up]")
+    assert last == "Great, thanks, goodbye." and isinstance(last, LastLine)
+    assert not turns.hear("Goodbye!")
+    assert [role for role, _ in turns.messages] == ["user", "assistant"] * 2
+    assert "[hang up]" in persona_prompt(scenario.persona)
+    script = persona_script(scenario.name, scenario.persona)
     kinds = [step.kind for step in script.steps]
-    assert kinds[0] == "wait_for_silence" and kinds[-1] == "hang_up"  # the opener first
-    assert [s.text for s in script.steps if s.kind == "say"] == lines
-    assert "book" in persona_prompt(scenario.persona)  # type: ignore[arg-type]
+    assert kinds == ["converse", "wait_for_silence", "hang_up"]
+    assert script.steps[0].max_turns == 5  # type: ignore[union-attr]
+
+
+def test_a_persona_stops_at_max_turns_or_an_empty_reply() -> None:
+    capped = PersonaTurns(Persona(goal="g", max_turns=2))
+    for _ in range(2):
+        assert capped.hear("Yes?") and capped.answer("More, please.") == "More, please."
+    assert not capped.hear("Anything else?") and capped.lines == 2
+    silent = PersonaTurns(Persona(goal="g"))
+    assert silent.hear("Hello") and silent.answer(" \n ") is None
+    assert not silent.hear("Hello?")
 
 
 def test_a_tool_result_without_its_call_still_counts_as_called() -> None:

@@ -3,6 +3,6 @@ one place the test runs import it: should the format move again, only this line 
 
 from __future__ import annotations
 
-from talkturo.simcaller.scripts import Script, ScriptError, parse_script
+from talkturo.simcaller.scripts import LastLine, Script, ScriptError, parse_script
 
-__all__ = ["Script", "ScriptError", "parse_script"]
+__all__ = ["LastLine", "Script", "ScriptError", "parse_script"]

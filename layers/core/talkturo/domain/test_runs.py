@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from talkturo.domain.analysis import normalise_words
 from talkturo.domain.common import Credits, Name, Resource
-from talkturo.domain.simcaller import ScriptError, parse_script
+from talkturo.domain.simcaller import LastLine, ScriptError, parse_script
 
 if TYPE_CHECKING:
     from talkturo.domain.analysis import AnalysisResult
@@ -309,13 +309,16 @@ def load_suite(text: str) -> SuiteBody:
 
 # --------------------------------------------------------------------------- persona callers
 
-PERSONA_SYSTEM_PROMPT = """You write what a caller says on a phone call to a business's voice \
-assistant, for a test. You are the caller, never the assistant.
+PERSONA_HANG_UP = "[hang up]"
+PERSONA_SYSTEM_PROMPT = """You are the caller on a phone call to a business's voice assistant, \
+for a test. You are the caller, never the assistant.
 Who you are: {persona}
 What you want: {goal}
-Write the caller's lines in the order they are spoken, at most {max_turns}, one per line: \
-short spoken sentences, no names of speakers, no stage directions, no quotes, no numbering. \
-The assistant answers between your lines. Pursue the goal; end with a goodbye."""
+Each user message is what the assistant just said, transcribed from the call (it may have \
+errors; "(silence)" when it said nothing). Answer with what you say next, as spoken: one or \
+two short sentences, no names of speakers, no stage directions, no quotes. Pursue the goal; \
+you have at most {max_turns} turns. When the goal is reached or cannot be, say goodbye and end \
+that reply with {hang_up}"""
 
 _LINE_NOISE = re.compile(r"^\s*(?:[-*•]|\d+[.)]|caller\s*:|me\s*:)\s*", re.IGNORECASE)
 
@@ -325,28 +328,57 @@ def persona_prompt(persona: Persona) -> str:
         persona=persona.persona or "an ordinary customer",
         goal=persona.goal,
         max_turns=persona.max_turns,
+        hang_up=PERSONA_HANG_UP,
     )
 
 
-def persona_lines(text: str, max_turns: int) -> list[str]:
-    """The caller's lines from the model's answer: one a line, list marks and speaker names
-    dropped, quotes stripped, at most `max_turns`."""
-    lines = []
-    for raw in text.splitlines():
-        line = _LINE_NOISE.sub("", raw).strip().strip('"\u201c\u201d').strip()
-        if line:
-            lines.append(line[:2000])
-    return lines[:max_turns]
+class PersonaTurns:
+    """A persona caller's conversation so far, as the model sees it: what the assistant said
+    (user turns) and the caller's lines (assistant turns). Ends at the hang-up marker, an empty
+    reply or `max_turns` lines."""
+
+    def __init__(self, persona: Persona) -> None:
+        self.persona = persona
+        self.messages: list[tuple[Literal["user", "assistant"], str]] = []
+        self.lines = 0
+        self.done = False
+
+    def hear(self, text: str) -> bool:
+        """What the assistant said; False when the caller has nothing more to say."""
+        if self.done or self.lines >= self.persona.max_turns:
+            return False
+        self.messages.append(("user", text.strip() or "(silence)"))
+        return True
+
+    def answer(self, reply: str) -> str | None:
+        """The caller's line from the model's reply (None: hang up now); a line with the
+        marker is the last (`LastLine`): said, then the caller listens once and hangs up."""
+        marker = reply.lower().find(PERSONA_HANG_UP)
+        if marker >= 0:
+            self.done = True
+            reply = reply[:marker]
+        parts = (
+            _LINE_NOISE.sub("", raw).strip().strip('"\u201c\u201d').strip()
+            for raw in reply.splitlines()
+        )
+        line = " ".join(part for part in parts if part)[:2000]
+        if not line:
+            self.done = True
+            return None
+        self.lines += 1
+        self.messages.append(("assistant", line))
+        return LastLine(line) if self.done else line
 
 
-def persona_script(scenario: Scenario, lines: list[str]) -> Script:
-    """A caller script that speaks the persona's lines, each after the assistant has spoken
-    and paused, then hangs up (the first line after the assistant's opener, either way)."""
-    steps: list[Any] = []
-    for line in lines:
-        steps += [{"wait_for_silence": {"seconds": 1.2, "timeout": 30}}, {"say": line}]
-    steps += [{"wait_for_silence": {"seconds": 1.2, "timeout": 30}}, "hang_up"]
-    return parse_script({"name": scenario.name, "max_seconds": 600, "steps": steps})
+def persona_script(name: str, persona: Persona) -> Script:
+    """The caller script of a persona: its lines written turn by turn (`converse`), then a last
+    listen (to the answer to its last line) and the hang-up."""
+    steps: list[Any] = [
+        {"converse": {"max_turns": persona.max_turns, "seconds": 1.2, "timeout": 30}},
+        {"wait_for_silence": {"seconds": 1.2, "timeout": 30}},
+        "hang_up",
+    ]
+    return parse_script({"name": name, "max_seconds": 600, "steps": steps})
 
 
 # --------------------------------------------------------------------------- runs

@@ -4,8 +4,11 @@
 `scenario`, placeholder numbers, docs/voice.md "Test calls"), connects to the voice service's
 `/media` WebSocket exactly as the carrier does (a signed token in the start message's
 parameters, X-Twilio-Signature on the upgrade when the service checks one) and plays the
-caller's script through `simcaller.media.MediaStream`. The voice session runs as for a real
-call, with `TestCallServices`: no credits, transfers simulated, no contact marked do-not-call.
+caller's script through `simcaller.media.MediaStream`. A `next_line` callback (a persona
+caller) writes the lines of the script's `converse` steps from what the caller heard, made text
+by the assistant's transcriber (simcaller.voice.transcribe); it is awaited on the call's loop.
+The voice session runs as for a real call, with `TestCallServices`: no credits, transfers
+simulated, no contact marked do-not-call.
 
 Blocking, with its own event loop on its own thread: safe to call from an SQS worker thread (or
 from code that has an event loop running). However the call goes, it returns; a voice service
@@ -37,7 +40,7 @@ from talkturo.domain.common import utcnow
 from talkturo.ids import new_id
 from talkturo.logs import logger
 from talkturo.services import assistants, calls
-from talkturo.simcaller.media import MediaStream, Outcome, PartyRecord, ScriptCursor
+from talkturo.simcaller.media import MediaStream, NextLine, Outcome, PartyRecord, ScriptCursor
 from talkturo.simcaller.scripts import Script
 from talkturo.store import calls as call_store
 from talkturo.store import contacts as contact_store
@@ -80,6 +83,7 @@ def run_test_call(
     direction: Literal["inbound", "outbound"] = "inbound",
     contact_id: str | None = None,
     timeout_seconds: float = 600,
+    next_line: NextLine | None = None,
 ) -> TestCallObservation:
     """One test call of the assistant, driven by `script`; blocks until it is over.
 
@@ -99,7 +103,9 @@ def run_test_call(
     def run() -> None:
         try:
             outcome["error"] = asyncio.run(
-                _converse(account_id, record, script, party, limit=timeout_seconds)
+                _converse(
+                    account_id, record, script, party, limit=timeout_seconds, next_line=next_line
+                )
             )
         except BaseException as error:  # noqa: BLE001 - reported as the observation's error
             logger.exception("test call broke", extra={"id": record.id})
@@ -172,11 +178,17 @@ def _stream_headers(url: str) -> dict[str, str]:
 
 
 async def _converse(
-    account_id: str, record: CallRecord, script: Script, party: PartyRecord, *, limit: float
+    account_id: str,
+    record: CallRecord,
+    script: Script,
+    party: PartyRecord,
+    *,
+    limit: float,
+    next_line: NextLine | None = None,
 ) -> str | None:
     """The caller's side of the call, then the wait for the session to save; the error."""
     from talkturo.provider_keys import provider_env
-    from talkturo.simcaller.voice import caller_voice
+    from talkturo.simcaller import voice as caller
     from talkturo.voice.providers.base import ProviderError
     from talkturo.webhooks.carrier import voice_token_secret
 
@@ -184,21 +196,46 @@ async def _converse(
     claims = {"call": record.id, "account": account_id, "assistant": record.assistant_id}
     token = tokens.sign(claims, voice_token_secret())
     voice = None
+    ear = None
+    broke: list[str] = []  # why the caller's ear or its next line failed: the call's error
+    if script.tts is None or next_line is not None:
+        assistant = await asyncio.to_thread(assistants.get_record, account_id, record.assistant_id)
     if script.tts is None:
         try:
-            assistant = await asyncio.to_thread(
-                assistants.get_record, account_id, record.assistant_id
-            )
-            voice = caller_voice(assistant, provider_env())  # the keys the voice service has
+            voice = caller.caller_voice(assistant, provider_env())  # the voice service's keys
         except ProviderError as error:
             return f"the caller's voice is not available: {error}"
+    if next_line is not None:
+        try:
+            transcriber, options = caller.caller_ear(assistant, provider_env())
+        except ProviderError as error:
+            return f"the caller's transcriber is not available: {error}"
+
+        async def ear(heard: bytes) -> str:
+            try:
+                return await caller.transcribe(transcriber, options, heard)
+            except ProviderError as error:
+                broke.append(f"the caller's transcriber failed: {error}")
+                return ""
+
+        write = next_line
+
+        async def next_line(heard: str) -> str | None:
+            if broke:
+                return None  # hang up: the turn cannot be written
+            try:
+                return await write(heard)
+            except Exception as error:  # noqa: BLE001 - the call's error, the caller hangs up
+                broke.append(f"the persona caller's next line failed: {error}")
+                return None
+
     ended = asyncio.Event()
     stream = MediaStream(
         url=url,
         parameters={"token": token},
         account_sid="test",
         call_sid="",  # no carrier call
-        cursor=ScriptCursor(script, voice=voice),
+        cursor=ScriptCursor(script, voice=voice, next_line=next_line, ear=ear),
         record=party,
         ended=ended,
         headers=_stream_headers(url),
@@ -228,6 +265,8 @@ async def _converse(
     saved = await asyncio.to_thread(_wait_for_close, account_id, record.id)
     if timed_out:
         return f"the test call did not end within {limit:g} s"
+    if broke:
+        return broke[0]
     if not saved:
         reason = (log.get("close") or {}).get("reason") or "no reason given"
         return f"the voice service did not take the call or did not close it ({reason})"

@@ -1,10 +1,10 @@
 """One scenario of an assistant test run played and judged: the test-run worker's part of
 test runs (services.test_runs holds the suites, the runs and their counting).
 
-Apart from the rest because it reaches the providers' SDKs (the persona's lines written by the
-assistant's model, the judging analysis, the simulated caller's voice): only the test-run
-worker, an image function with the `voice` extra, imports it; the API and the zip functions,
-whose layer leaves the voice package out, never do.
+Apart from the rest because it reaches the providers' SDKs (the persona's lines written turn by
+turn by the assistant's model, the judging analysis, the simulated caller's voice and ear): only
+the test-run worker, an image function with the `voice` extra, imports it; the API and the zip
+functions, whose layer leaves the voice package out, never do.
 
 The call itself is the test-call engine's (`services.test_calls.run_test_call`): one blocking
 call to the assistant's voice service, which reports what happened. It is looked up when a
@@ -13,20 +13,20 @@ scenario runs (`call_runner` replaces it in tests).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Literal, Protocol
 
 from talkturo.domain.analysis import AnalysisResult
 from talkturo.domain.assistants import AssistantRecord
 from talkturo.domain.test_runs import (
     Observed,
     Persona,
+    PersonaTurns,
     Scenario,
     ScenarioJob,
     ScenarioResult,
     TestRun,
     evaluate,
-    persona_lines,
     persona_prompt,
     persona_script,
 )
@@ -36,7 +36,6 @@ from talkturo.services import test_runs
 from talkturo.store import test_runs as store
 
 PERSONA_NO_MODEL = "no language model is configured any more to play the persona caller"
-PERSONA_NO_LINES = "the language model wrote no caller lines for the persona"
 
 
 class Observation(Observed, Protocol):
@@ -63,8 +62,10 @@ class Observation(Observed, Protocol):
 
 CallRunner = Callable[..., Observation]
 AnalysisFinder = Callable[[str, str], AnalysisResult | None]
-PersonaWriter = Callable[[AssistantRecord, Persona], str]
-# Tests put a fake engine (and a fake analysis lookup, a fake persona writer) here.
+Turn = tuple[Literal["user", "assistant"], str]
+# The persona's next reply: (assistant, system prompt, the conversation so far) -> the text.
+PersonaWriter = Callable[[AssistantRecord, str, list[Turn]], Awaitable[str]]
+# Tests put a fake engine (and a fake analysis lookup, a fake persona model) here.
 call_runner: CallRunner | None = None
 analysis_finder: AnalysisFinder | None = None
 persona_writer: PersonaWriter | None = None
@@ -97,19 +98,16 @@ def run_scenario(job: ScenarioJob) -> None:
 
 def _play(account_id: str, run: TestRun, scenario: Scenario, index: int) -> ScenarioResult:
     base = ScenarioResult(name=scenario.name, index=index, status="error")
+    next_line = None
     if scenario.persona is not None:
         assistant = test_runs._assistant(account_id, run.assistant_id)
         if persona_writer is None and not test_runs.model_configured(assistant):
             return base.model_copy(update={"error": PERSONA_NO_MODEL})
-        lines = persona_lines(
-            (persona_writer or _write_persona)(assistant, scenario.persona),
-            scenario.persona.max_turns,
-        )
-        if not lines:
-            return base.model_copy(update={"error": PERSONA_NO_LINES})
-        script = persona_script(scenario, lines)
+        script = persona_script(scenario.name, scenario.persona)
+        next_line = _persona_caller(assistant, scenario.persona)
     else:
         script = scenario.script()
+    options = {} if next_line is None else {"next_line": next_line}
     try:
         observation = _runner()(
             account_id,
@@ -119,6 +117,7 @@ def _play(account_id: str, run: TestRun, scenario: Scenario, index: int) -> Scen
             scenario=scenario.name,
             direction=scenario.direction,
             contact_id=scenario.contact_id,
+            **options,
         )
     except NotFound as gone:  # the assistant or the contact was deleted since: no retry helps
         return base.model_copy(update={"error": gone.message})
@@ -150,36 +149,48 @@ def _play(account_id: str, run: TestRun, scenario: Scenario, index: int) -> Scen
     return played.model_copy(update={"status": status, "expectations": results})
 
 
-def _write_persona(assistant: AssistantRecord, persona: Persona) -> str:
-    """The persona's lines, written by the assistant's own model provider (or the local
-    OpenAI-compatible server) before the call."""
-    import asyncio
+def _persona_caller(
+    assistant: AssistantRecord, persona: Persona
+) -> Callable[[str], Awaitable[str | None]]:
+    """The persona's `next_line`: one model request per caller turn, from the conversation so
+    far (what the assistant said, as the caller's transcriber heard it); None hangs up."""
+    turns = PersonaTurns(persona)
+    write = persona_writer or _write_persona
+    prompt = persona_prompt(persona)
 
+    async def next_line(heard: str) -> str | None:
+        if not turns.hear(heard):
+            return None
+        return turns.answer(await write(assistant, prompt, list(turns.messages)))
+
+    return next_line
+
+
+async def _write_persona(assistant: AssistantRecord, prompt: str, turns: list[Turn]) -> str:
+    """The persona's next reply, by the assistant's own model provider (or the local
+    OpenAI-compatible server)."""
     from talkturo.provider_keys import provider_env
     from talkturo.voice.providers.base import ChatMessage, ChatRequest, TextDelta
     from talkturo.voice.providers.registry import Providers
 
-    async def write() -> str:
-        model = Providers(provider_env()).language_model(assistant.llm.provider)
-        request = ChatRequest(
-            model=assistant.llm.model,
-            system_prompt=persona_prompt(persona),
-            messages=(ChatMessage(role="user", text="Write the caller's lines now."),),
-            temperature=0.8,
-            max_tokens=800,
-        )
-        parts = []
-        try:
-            async for event in model.stream(request):
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-        finally:
-            close = getattr(model, "aclose", None)
-            if close is not None:
-                await close()
-        return "".join(parts)
-
-    return asyncio.run(write())
+    model = Providers(provider_env()).language_model(assistant.llm.provider)
+    request = ChatRequest(
+        model=assistant.llm.model,
+        system_prompt=prompt,
+        messages=tuple(ChatMessage(role=role, text=text) for role, text in turns),
+        temperature=0.8,
+        max_tokens=200,
+    )
+    parts = []
+    try:
+        async for event in model.stream(request):
+            if isinstance(event, TextDelta):
+                parts.append(event.text)
+    finally:
+        close = getattr(model, "aclose", None)
+        if close is not None:
+            await close()
+    return "".join(parts)
 
 
 def _analysis(account_id: str, call_id: str) -> tuple[AnalysisResult | None, str]:

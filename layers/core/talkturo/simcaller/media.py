@@ -34,8 +34,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from talkturo.simcaller import audio
 from talkturo.simcaller.scripts import (
+    Converse,
     HangUp,
     Interrupt,
+    LastLine,
     Press,
     Say,
     Script,
@@ -51,6 +53,10 @@ logger = logging.getLogger("talkturo.simcaller")
 CONNECT_TIMEOUT_SECONDS = 10.0
 DIGIT_GAP_SECONDS = 0.1
 Outcome = Literal["caller_hung_up", "server_closed", "call_ended", "connect_failed"]
+# What a conversing party says next, given the text of what it heard (None: it hangs up).
+NextLine = Callable[[str], Awaitable[str | None]]
+# The text of heard audio (8 kHz mu-law), e.g. simcaller.voice.transcribe with a transcriber.
+Ear = Callable[[bytes], Awaitable[str]]
 
 
 @dataclass
@@ -58,7 +64,7 @@ class PartyRecord:
     """What the simulated party (caller or callee) said and heard during a call."""
 
     said: list[dict[str, Any]] = field(default_factory=list)  # {"text", "engine", "seconds"…}
-    heard: list[dict[str, Any]] = field(default_factory=list)  # <Say> texts, streams, verbs
+    heard: list[dict[str, Any]] = field(default_factory=list)  # <Say> texts, streams, turns…
     heard_audio: bytearray = field(default_factory=bytearray)  # the server's audio, played out
     marks: list[dict[str, Any]] = field(default_factory=list)  # echoed marks
     dtmf: list[str] = field(default_factory=list)
@@ -92,15 +98,25 @@ class ScriptCursor:
     """A party's script and how far it got (steps go on across the call's streams).
 
     Lines are spoken by `voice` (the platform's text-to-speech, see simcaller.voice) when one
-    is given and the script names no engine of its own; else by the offline engines."""
+    is given and the script names no engine of its own; else by the offline engines.
+    `converse` steps ask `next_line` for each line, with what `ear` made of the audio heard."""
 
     def __init__(
-        self, script: Script, engine: audio.Engine = "auto", voice: Synthesizer | None = None
+        self,
+        script: Script,
+        engine: audio.Engine = "auto",
+        voice: Synthesizer | None = None,
+        *,
+        next_line: NextLine | None = None,
+        ear: Ear | None = None,
     ) -> None:
         self.script = script
         self.engine: audio.Engine = script.tts or engine
         self.voice = voice if script.tts is None else None
+        self.next_line = next_line
+        self.ear = ear
         self.position = 0
+        self.heard_from = 0  # where in the heard audio the party last started speaking
         self._speech: dict[str, audio.Speech] = {}
 
     async def speech(self, text: str) -> audio.Speech:
@@ -411,6 +427,7 @@ class MediaStream:
             "over_audio": self._playing(),
         }
         self.record.said.append(entry)
+        self.cursor.heard_from = len(self.record.heard_audio)
         self._outgoing.extend(speech.audio)
         self._outgoing.extend(audio.silence(0.2))
         await self._until(lambda: not self._outgoing, None)
@@ -423,6 +440,10 @@ class MediaStream:
             self.cursor.position += 1
             if isinstance(step, HangUp):
                 return
+            if isinstance(step, Converse):
+                if not await self._converse(step):
+                    return
+                continue
             await self._step(step)
         # Done talking: stay on the line until the other side ends the call.
         await asyncio.Event().wait()
@@ -446,17 +467,40 @@ class MediaStream:
         elif isinstance(step, WaitSeconds):
             await self._sleep(step.seconds)
         elif isinstance(step, WaitForSilence):
-            start_frames = self._heard_frames
-            quiet = step.seconds * self.scale
+            await self._wait_for_silence(step.seconds, step.timeout)
 
-            def silent_after_speech() -> bool:
-                return (
-                    self._heard_frames > start_frames
-                    and not self._playing()
-                    and time.monotonic() - self._last_heard >= quiet
-                )
+    async def _wait_for_silence(self, seconds: float, within: float) -> None:
+        start_frames = self._heard_frames
+        quiet = seconds * self.scale
 
-            await self._until(silent_after_speech, step.timeout)
+        def silent_after_speech() -> bool:
+            return (
+                self._heard_frames > start_frames
+                and not self._playing()
+                and time.monotonic() - self._last_heard >= quiet
+            )
+
+        await self._until(silent_after_speech, within)
+
+    async def _converse(self, step: Converse) -> bool:
+        """Lines written from what was heard, turn by turn; False when the party hangs up.
+        The callbacks are awaited on this task: the media clock goes on meanwhile."""
+        next_line, ear = self.cursor.next_line, self.cursor.ear
+        if next_line is None:
+            return True
+        for _ in range(step.max_turns):
+            await self._wait_for_silence(step.seconds, step.timeout)
+            heard = bytes(self.record.heard_audio[self.cursor.heard_from :])
+            self.cursor.heard_from = len(self.record.heard_audio)
+            text = await ear(heard) if ear is not None and heard else ""
+            self.record.heard.append({"transcribed": text, "at": self.now()})
+            line = await next_line(text)
+            if line is None:
+                return False
+            await self._speak(line)
+            if isinstance(line, LastLine):
+                break
+        return True
 
     async def _sleep(self, seconds: float) -> None:
         await self._until(lambda: False, seconds)

@@ -13,6 +13,7 @@ A script is YAML or JSON (docs/carrier.md, "Scripts"):
       - wait_seconds: 2
       - press: "1#"                        # DTMF keys
       - interrupt: "Sorry, one more thing"  # talk over the other side's audio
+      - converse: 5                          # lines written at run time (see `Converse`)
       - hang_up
 
 Steps run while the call is connected to a media stream (`<Connect><Stream>`); a script that
@@ -84,17 +85,39 @@ class WaitSeconds(_Step):
     seconds: Annotated[float, Field(ge=0, le=3600)]
 
 
+class Converse(_Step):
+    """Up to `max_turns` times: wait as `wait_for_silence` does, then say the line the party's
+    `next_line` callback writes from what was heard since the party last spoke (None: hang up;
+    a `LastLine`: said, and the step is over).
+
+    Only a party given a callback converses (a test run's persona caller); without one the step
+    does nothing."""
+
+    kind: Literal["converse"] = "converse"
+    max_turns: Annotated[int, Field(ge=1, le=50)] = 10
+    seconds: Annotated[float, Field(gt=0, le=60)] = 1.2
+    timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+
+class LastLine(str):
+    """A `next_line` answer said as the party's last written line: the `converse` step ends
+    after it (the script's next steps run), nothing more is transcribed."""
+
+    __slots__ = ()
+
+
 class HangUp(_Step):
     kind: Literal["hang_up"] = "hang_up"
 
 
-Step = Say | Interrupt | Press | WaitForSilence | WaitSeconds | HangUp
+Step = Say | Interrupt | Press | WaitForSilence | WaitSeconds | Converse | HangUp
 _BY_KIND: dict[str, type[_Step]] = {
     "say": Say,
     "interrupt": Interrupt,
     "press": Press,
     "wait_for_silence": WaitForSilence,
     "wait_seconds": WaitSeconds,
+    "converse": Converse,
     "hang_up": HangUp,
 }
 _SHORT_FIELD = {
@@ -103,6 +126,7 @@ _SHORT_FIELD = {
     "press": "digits",
     "wait_for_silence": "seconds",
     "wait_seconds": "seconds",
+    "converse": "max_turns",
 }
 
 
