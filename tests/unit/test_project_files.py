@@ -558,19 +558,7 @@ def load_template_stack_function(logical_id: str) -> tuple[Path, str]:
 
 
 def test_the_layer_build_leaves_out_the_voice_service() -> None:
-    makefile = (ROOT / "layers/core/Makefile").read_text().replace("\\\n", " ")
-    (copy_line,) = [line for line in makefile.splitlines() if "find . -name" in line]
-    # The recipe's file selection, run as written, without its copy step.
-    selection = copy_line.strip().split("| xargs")[0]
-    done = subprocess.run(
-        ["/bin/sh", "-c", selection],
-        cwd=ROOT / "layers/core",
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    files = done.stdout.split()
+    files = _layer_files()
 
     assert (ROOT / "layers/core/talkturo/voice/__main__.py").exists()
     assert "./config.py" in files and "./audio.py" in files
