@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -44,6 +45,7 @@ def owned(client: TestClient, tenant: Tenant) -> Iterator[dict[str, str]]:
     company = create("/v1/companies", json={"name": "Acme"})
     call = _inbound_call(tenant)
     endpoint = create("/v1/webhook-endpoints", json={"url": "https://hooks.example.com/events"})
+    assistant = create("/v1/assistants", json={"template": "custom"})
     yield {
         "endpoint_id": endpoint,
         "delivery_id": _delivery(tenant, endpoint),
@@ -63,7 +65,8 @@ def owned(client: TestClient, tenant: Tenant) -> Iterator[dict[str, str]]:
             content=b"first_name,phone\nBob,+14155550102\n",
             headers={"Content-Type": "text/csv"},
         ),
-        "assistant_id": create("/v1/assistants", json={"template": "custom"}),
+        "assistant_id": assistant,
+        "suite_id": create(f"/v1/assistants/{assistant}/test-suites", json=SUITE),
         "key_id": create("/v1/api-keys", json={"name": "second"}),
         "phone_number_id": create("/v1/phone-numbers", json={"phone_number": "+14155550140"}),
         "run_id": _analysis_run(tenant),
@@ -145,6 +148,14 @@ def test_every_route_needs_an_api_key(client: TestClient) -> None:
         assert answer.status_code == 401, f"{method} {path}: {answer.status_code}"
 
 
+SUITE = {"name": "basics", "scenarios": [{"name": "hangs up", "caller": ["hang_up"]}]}
+# Routes whose body has required fields: a valid one (a string: {name: the owned object's id}).
+VALID_BODIES: dict[tuple[str, str], dict[str, Any] | str] = {
+    ("POST", "/v1/assistants/{assistant_id}/test-suites"): SUITE,
+    ("POST", "/v1/assistants/{assistant_id}/test-runs"): "suite_id",
+}
+
+
 def test_another_accounts_objects_are_404_on_every_route(
     client: TestClient, tenant: Tenant, other_tenant: Tenant, owned: dict[str, str]
 ) -> None:
@@ -156,13 +167,12 @@ def test_another_accounts_objects_are_404_on_every_route(
         unknown = set(names) - owned.keys()
         assert not unknown, f"{method} {path}: add an object for {unknown} to the fixture"
         concrete = path.format(**owned)
-        # When the other account aims at this account's object
-        answer = client.request(
-            method,
-            concrete,
-            headers=other_tenant.headers,
-            json={} if method in ("POST", "PATCH", "PUT") else None,
-        )
+        # When the other account aims at this account's object (with a body the route takes:
+        # an invalid one is refused before anything is looked up, which tells nothing either)
+        body = VALID_BODIES.get((method, path), {}) if method in ("POST", "PATCH", "PUT") else None
+        if isinstance(body, str):
+            body = {body: owned[body]}
+        answer = client.request(method, concrete, headers=other_tenant.headers, json=body)
         # Then it does not exist for them
         assert answer.status_code == 404, f"{method} {path}: {answer.status_code} {answer.text}"
         checked += 1
@@ -173,6 +183,7 @@ def test_another_accounts_objects_are_404_on_every_route(
         ("contact_id", "/v1/contacts/{}"),
         ("field_id", "/v1/custom-fields/{}"),
         ("assistant_id", "/v1/assistants/{}"),
+        ("suite_id", f"/v1/assistants/{owned['assistant_id']}/test-suites/{{}}"),
         ("import_id", "/v1/contact-imports/{}"),
         ("phone_number_id", "/v1/phone-numbers/{}"),
         ("call_id", "/v1/calls/{}"),
