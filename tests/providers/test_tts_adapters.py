@@ -27,7 +27,7 @@ from tests.providers.fake_tts_servers import (
     FakeOpenAI,
 )
 
-WAIT = 5.0
+WAIT = 15.0  # only a failing test waits it out; a loaded CI machine is slow
 TEXT = "Thanks for calling Acme, how can I help?"
 F = TypeVar("F", bound=Fake)
 
