@@ -335,6 +335,9 @@ def test_a_queue_with_maximum_concurrency_works_that_many_batches_at_once(
     function.sqs_events = [
         SqsEventSource(queue="WorkQueue", batch_size=1, max_concurrency=3),
     ]
+    # Messages in flight stay hidden here (the shared queue's visibility is 0): otherwise, on a
+    # slow machine, a poller takes a message again before its first batch has deleted it.
+    made.sqs.set_queue_attributes(QueueUrl=made.queue_url, Attributes={"VisibilityTimeout": "60"})
     runner = SqsRunner(made.runner._stack, sqs_client=made.sqs)
     for n in range(3):
         made.send(n=n)
