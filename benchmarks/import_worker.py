@@ -1,14 +1,15 @@
 """The contact-import worker alone: the emulator in this process, no `talkturo dev` around it.
 
-`python -m benchmarks.import_worker [--rows N] [--update] [--profile] [--apart]`: imports N
-contacts (3,000 by default, `benchmarks.scale`'s CSV) chunk by chunk through the import service,
-as the worker's Lambda does, and prints the rate and the CPU a row (this process's and, with the
-emulator in this process, the emulator's share of it). `--update` imports the same file a second
-time (every row then updates its contact) and times that too; `--profile` runs the import under
-cProfile and prints its top functions; `--apart` runs the emulator in a process of its own, as
-`talkturo dev` does (the CPU a row then counts both processes). What `benchmarks.scale`
-measures end to end, without the HTTP, queue and snapshot around it: where the worker's own
-time goes.
+`python -m benchmarks.import_worker [--rows N] [--update] [--profile] [--apart] [--workers N]`:
+imports N contacts (3,000 by default, `benchmarks.scale`'s CSV) through the import service, as
+the worker's Lambda does, and prints the rate and the CPU a row (this process's and, with the
+emulator in this process, the emulator's share of it). `--update` imports the same file a
+second time (every row then updates its contact) and times that too; `--profile` runs the
+import under cProfile and prints its top functions; `--apart` runs the emulator in a process of
+its own, as `talkturo dev` does (the CPU a row then counts both processes); `--workers N` works
+N of the chunks the upload queued at once (`talkturo dev`'s import queue works 2). What
+`benchmarks.scale` measures end to end, without the HTTP, queue and snapshot around it: where
+the worker's own time goes.
 """
 
 from __future__ import annotations
@@ -37,17 +38,30 @@ def _cpu(child: int | None) -> float:
 
 
 def _import(
-    account_id: str, raw: bytes, child: int | None = None
+    account_id: str, raw: bytes, child: int | None = None, workers: int = 1
 ) -> tuple[float, float, dict[str, int]]:
-    from talkturo.domain.contact_imports import CHUNK_ROWS, ImportChunk
+    """Upload, then work the chunks it queued (`workers` at a time) until the job is done."""
+    from talkturo.config import get_settings
+    from talkturo.domain.contact_imports import ImportChunk
     from talkturo.services import contact_imports
 
+    sqs = boto3.client("sqs")
+    url = get_settings().contact_import_queue_url
     started, cpu = time.perf_counter(), _cpu(child)
     job = contact_imports.start(account_id, raw, "text/csv")
-    for row in range(0, job.total_rows, CHUNK_ROWS):
-        contact_imports.process_chunk(
-            ImportChunk(account_id=account_id, import_id=job.id, start_row=row)
-        )
+
+    def work() -> None:
+        while contact_imports.get(account_id, job.id).status not in ("completed", "failed"):
+            answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=1)
+            for message in answer.get("Messages", []):
+                contact_imports.process_chunk(ImportChunk.model_validate_json(message["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     seconds, cpu = time.perf_counter() - started, _cpu(child) - cpu
     done = contact_imports.get(account_id, job.id)
     assert done.status == "completed", done
@@ -96,6 +110,9 @@ def main() -> None:
     parser.add_argument("--update", action="store_true", help="import the same file again")
     parser.add_argument("--profile", action="store_true", help="under cProfile")
     parser.add_argument("--apart", action="store_true", help="the emulator in a process of its own")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="chunks worked at once (talkturo dev: 2)"
+    )
     options = parser.parse_args()
     if options.apart and options.profile:
         parser.error("--profile profiles the emulator in this process: not with --apart")
@@ -126,7 +143,7 @@ def main() -> None:
             if profile is not None:
                 profile.enable()
             served_before = emulator.seconds if emulator is not None else 0.0
-            seconds, cpu, counts = _import(account.id, raw, child)
+            seconds, cpu, counts = _import(account.id, raw, child, options.workers)
             if profile is not None:
                 profile.disable()
             share = " (both processes)" if child is not None else ""

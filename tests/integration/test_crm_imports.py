@@ -105,7 +105,10 @@ def test_an_import_creates_contacts_and_reports_bad_rows(
 
     # When the worker drains the queue
     handled = import_queue.drain(stack)
-    assert handled == [{"account_id": tenant.account_id, "import_id": job["id"], "start_row": 0}]
+    # (one chunk, reading its rows from where the header ends)
+    assert [(m["import_id"], m["start_row"], m["after_row"]) for m in handled] == [
+        (job["id"], 0, 1)
+    ]
 
     # Then the counters add up
     done = job_of(client, tenant, job)
@@ -305,8 +308,8 @@ def test_a_redelivered_message_changes_nothing(
 def test_a_chunk_redone_after_a_crash_applies_no_row_twice(
     client: TestClient, tenant: Tenant, stack: Stack
 ) -> None:
-    from talkturo.store.contact_imports import ContactImportItem
-    from talkturo.store.keys import account
+    from talkturo.store.contact_imports import ContactImportItem, ImportChunkItem
+    from talkturo.store.keys import account, account_scoped
 
     # Given an import of a row with a phone, a bad row, and a row without phone (nothing to
     # match it by)
@@ -318,6 +321,7 @@ def test_a_chunk_redone_after_a_crash_applies_no_row_twice(
     first = job_of(client, tenant, job)
     # When the chunk's rows landed but its counters did not (a crash in between)
     item.save()
+    ImportChunkItem(account_scoped(tenant.account_id, "IMP", job["id"]), "PART#0000000").delete()
     assert job_of(client, tenant, job)["status"] == "pending"
     import_queue.invoke(stack, [json.dumps(message)])
     # Then doing the chunk again counts every row once and creates nobody twice
@@ -341,21 +345,26 @@ def test_a_large_file_goes_through_in_chunks_with_progress(
     job = started(client, tenant, "\n".join(lines) + "\n")
     assert job["total_rows"] == 450
 
-    # When the worker takes one message at a time / Then progress shows between chunks
+    # When the worker takes the chunks (all queued at the upload) in any order, one at a time
+    messages = import_queue.receive(stack)
+    assert sorted(json.loads(body)["start_row"] for body, _ in messages) == [0, 200, 400]
     progress = []
-    for _ in range(10):
-        handled = import_queue.step(stack)
-        if not handled:
-            break
-        assert len(handled) == 1
+    for body, _ in sorted(messages, key=lambda m: -json.loads(m[0])["start_row"]):
+        import_queue.invoke(stack, [body])
         state = job_of(client, tenant, job)
         progress.append(
-            (handled[0]["start_row"], state["status"], state["processed_rows"], state["failed"])
+            (
+                json.loads(body)["start_row"],
+                state["status"],
+                state["processed_rows"],
+                state["failed"],
+            )
         )
+    # Then progress shows as each lands, and the last one completes the job
     assert progress == [
-        (0, "processing", 200, 20),
-        (200, "processing", 400, 40),
-        (400, "completed", 450, 45),
+        (400, "processing", 50, 5),
+        (200, "processing", 250, 25),
+        (0, "completed", 450, 45),
     ]
     done = job_of(client, tenant, job)
     assert (done["created"], done["updated"], done["created_companies"]) == (405, 0, 3)
@@ -689,3 +698,46 @@ def test_a_contact_changed_since_it_was_read_is_updated_row_by_row(
     now = client.get(f"/v1/contacts/{second['id']}", headers=tenant.headers).json()
     assert (now["first_name"], now["job_title"]) == ("R1", "CTO")
     assert sorted(c["first_name"] for c in contacts_of(client, tenant)) == ["R0", "R1", "R2"]
+
+
+def test_rows_sharing_a_phone_across_chunks_apply_in_file_order_whatever_runs_first(
+    client: TestClient, tenant: Tenant, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from talkturo.services import contact_imports
+
+    # Given chunks of 2 rows, and one number in chunks 1 and 3 (written two ways), the later
+    # row saying only a new first name
+    monkeypatch.setattr(contact_imports, "CHUNK_ROWS", 2)
+    job = started(
+        client,
+        tenant,
+        "first_name,email,phone\n"
+        "Old,old@example.com,+1 415 555 0101\n"
+        "Ann,,+14155550102\n"
+        "Bo,,\n"
+        "Cy,,+14155550103\n"
+        "New,,(415) 555-0101\n"
+        "Di,,\n",
+    )
+    messages = import_queue.receive(stack)
+    chunks = {json.loads(body)["start_row"]: body for body, _ in messages}
+    assert sorted(chunks) == [0, 2, 4]
+    # When the chunks run last first: they leave the shared number's rows to the tail
+    for start in (4, 2, 0):
+        import_queue.invoke(stack, [chunks[start]])
+    assert job_of(client, tenant, job)["processed_rows"] == 4
+    # And the tail, queued once every chunk landed, does them in file order
+    (tail,) = import_queue.receive(stack)
+    assert json.loads(tail[0])["tail"] == 0
+    import_queue.invoke(stack, [tail[0]])
+
+    # Then the later row won, over the earlier one's values
+    done = job_of(client, tenant, job)
+    assert done["status"] == "completed"
+    assert (done["processed_rows"], done["created"], done["updated"]) == (6, 5, 1)
+    (shared,) = [c for c in contacts_of(client, tenant) if c["phone"] == "+14155550101"]
+    assert (shared["first_name"], shared["email"]) == ("New", "old@example.com")
+    # And a tail delivered again changes nothing
+    import_queue.invoke(stack, [tail[0]])
+    assert job_of(client, tenant, job) == done
+    assert import_queue.receive(stack) == []

@@ -15,6 +15,7 @@ from talkturo.domain.contact_imports import (
     RowErrorDetail,
     column_name,
     map_columns,
+    read_chunks,
     read_csv,
     read_records,
     reported_values,
@@ -184,6 +185,13 @@ def test_reading_chunk_by_chunk_gives_the_records_of_reading_it_whole(
     for start in range(0, len(whole.records) + 1, size):
         found, _ = read_records(raw, skip=start, limit=size)
         assert _rows(found.records) == _rows(whole.records[start : start + size])
+    # And the starts the upload finds for its chunks read each chunk alike, on its own
+    planned, starts = read_chunks(raw, size)
+    assert _rows(planned.records) == _rows(whole.records)
+    assert len(starts) == -(-len(whole.records) // size)
+    for index, begin in enumerate(starts):
+        found, _ = read_records(raw, resume=begin, limit=size)
+        assert _rows(found.records) == _rows(whole.records[index * size : (index + 1) * size])
 
 
 def test_row_values_keep_non_empty_cells_in_api_shape() -> None:

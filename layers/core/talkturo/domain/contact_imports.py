@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -114,11 +114,29 @@ class ImportRowError(BaseModel):
 
 
 class ImportChunk(BaseModel):
-    """The queue message: process the rows of one import from `start_row` (0 = first record)."""
+    """The queue message: process the rows of one chunk of an import.
+
+    The upload queues every chunk at once, so chunks run side by side: chunk `start_row` (the
+    index of its first record, 0 = the first) reads its records from `offset`, after the
+    record of spreadsheet row `after_row`, and leaves the rows in `deferred` to the tail. The
+    tail (`tail` = its part, 0 first) does those rows in file order once every other chunk is
+    done: rows sharing a phone number across chunks, which must apply in file order (the later
+    row wins). A message without `offset` reads from the file's start, passing over `start_row`
+    records."""
 
     account_id: str
     import_id: str
     start_row: int = Field(ge=0)
+    offset: int | None = Field(default=None, ge=0)
+    after_row: int | None = Field(default=None, ge=1)
+    deferred: list[int] = Field(default_factory=list)
+    tail: int | None = Field(default=None, ge=0)
+
+    @property
+    def resume(self) -> Resume | None:
+        if self.offset is None or self.after_row is None:
+            return None
+        return Resume(offset=self.offset, row=self.after_row)
 
 
 class CsvProblem(ValueError):
@@ -200,9 +218,39 @@ def read_records(
     over `skip` records), at most `limit` of them; and where the record after them starts
     (None when there is nothing more to read). The records are the very ones `read_csv` gives
     (`read_csv(raw).records[skip : skip + limit]`), as are their row numbers."""
+    parsed, text, delimiter, first = _header(raw)
+    for record, after in _records(text, delimiter, resume or first):
+        if skip:
+            skip -= 1
+        else:
+            parsed.records.append(record)
+        if after is None:
+            return parsed, None
+        if limit is not None and len(parsed.records) >= limit:
+            return parsed, after
+    return parsed, None
+
+
+def read_chunks(raw: bytes, size: int) -> tuple[CsvFile, list[Resume]]:
+    """`read_csv`'s header and records, and where each chunk of `size` records starts: what
+    `read_records(raw, resume=starts[i], limit=size)` reads is records[i * size : (i + 1) *
+    size]. One reading of the file, at the upload, so that each chunk reads only its own."""
+    parsed, text, delimiter, first = _header(raw)
+    starts: list[Resume] = []
+    before: Resume | None = first
+    for record, after in _records(text, delimiter, first):
+        if len(parsed.records) % size == 0 and before is not None:
+            starts.append(before)
+        parsed.records.append(record)
+        before = after
+    return parsed, starts
+
+
+def _header(raw: bytes) -> tuple[CsvFile, str, str, Resume]:
+    """The file's header (its first record, wherever reading starts), its text and delimiter,
+    and where its first record starts."""
     text = decode(raw)
     delimiter = _delimiter(text)
-    # The header is the file's first record, wherever reading starts.
     header_lines = _Lines(text, 0)
     try:
         header = next(csv.reader(header_lines, delimiter=delimiter, strict=True), None)
@@ -211,34 +259,32 @@ def read_records(
     if header is None or not any(cell.strip() for cell in header):
         raise CsvProblem("the first row must name the columns")
     parsed = CsvFile(header=[cell.strip() for cell in header])
-    lines = _Lines(text, resume.offset if resume else header_lines.offset)
+    return parsed, text, delimiter, Resume(offset=header_lines.offset, row=1)
+
+
+def _records(text: str, delimiter: str, start: Resume) -> Iterator[tuple[Record, Resume | None]]:
+    """The non-empty records from `start` on, each with where reading goes on after it (None
+    after a record the parser cannot tell the end of: nothing after it is read)."""
+    lines = _Lines(text, start.offset)
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
-    row = resume.row if resume else 1
-    while limit is None or len(parsed.records) < limit:
+    row = start.row
+    while True:
         row += 1
         try:
             cells = next(reader)
         except StopIteration:
-            return parsed, None
+            return
         except csv.Error as error:
             problem, read_on = _unreadable(error)
             record = Record(row=row, cells=["".join(lines.taken)], problem=problem)
             lines.taken.clear()
-            if skip:
-                skip -= 1
-            else:
-                parsed.records.append(record)
+            yield record, Resume(offset=lines.offset, row=row) if read_on else None
             if not read_on:
-                return parsed, None
+                return
             continue
         lines.taken.clear()
-        if not any(cell.strip() for cell in cells):
-            continue
-        if skip:
-            skip -= 1
-        else:
-            parsed.records.append(Record(row=row, cells=cells))
-    return parsed, Resume(offset=lines.offset, row=row)
+        if any(cell.strip() for cell in cells):
+            yield Record(row=row, cells=cells), Resume(offset=lines.offset, row=row)
 
 
 class _Lines:
@@ -318,6 +364,39 @@ def row_values(header: list[str], cells: list[str], columns: list[ImportColumn])
         else:
             values[column.field] = cell
     return values
+
+
+# Where a phone cell's number ends: an extension, a pause, a list of numbers.
+_PHONE_END = re.compile(r"[A-Za-z#,;*]")
+
+
+def phone_key(cell: str) -> str | None:
+    """What cells naming one number share, whatever their format: its last 8 digits before
+    any extension. Different numbers may share one too (their rows then wait for the tail,
+    which costs time, not correctness)."""
+    number = _PHONE_END.split(cell, 1)[0]
+    digits = "".join(c for c in number if c.isdigit())
+    return digits[-8:] or None
+
+
+def tail_rows(parsed: CsvFile, columns: list[ImportColumn], size: int) -> list[int]:
+    """The rows left to the tail, in file order: those whose phone (by `phone_key`) is in more
+    than one chunk of `size` records. Chunks run side by side; these rows must apply in file
+    order, as each updates the contact the one before it created or changed."""
+    phone = next((c.header for c in columns if c.field == "phone"), None)
+    if phone is None:
+        return []
+    index = parsed.header.index(phone)
+    keyed: list[tuple[int, str]] = []
+    chunks: dict[str, set[int]] = {}
+    for position, record in enumerate(parsed.records):
+        if record.problem or index >= len(record.cells):
+            continue
+        key = phone_key(record.cells[index])
+        if key:
+            keyed.append((record.row, key))
+            chunks.setdefault(key, set()).add(position // size)
+    return [row for row, key in keyed if len(chunks[key]) > 1]
 
 
 def reported_values(header: list[str], cells: list[str]) -> dict[str, str]:

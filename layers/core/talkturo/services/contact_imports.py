@@ -1,16 +1,22 @@
-"""CSV import of contacts: accept a file, then work through it chunk by chunk from a queue.
+"""CSV import of contacts: accept a file, then work through it in chunks from a queue.
 
 The upload is checked at once (size, encoding, a header Talkturo understands), kept in the
-files bucket, and answered with a pending job. The worker takes one chunk per queue message:
-each row goes through the same service as `POST /v1/contacts` (a row whose phone matches an
-existing contact updates it with the row's non-empty cells, never lifting do-not-call). A row
-is checked whole before anything of it is written, its company included; a bad row lands in
-the report and never stops the others. The chunk's counters land once (guarded by the job's
-`next_row`), then the next chunk is queued or the job completed.
+files bucket, and answered with a pending job. The file is read once there, to count its rows
+and find where each chunk of `CHUNK_ROWS` records starts; every chunk is then queued at once,
+and the queue's worker takes them side by side, one per message. Each row goes through the
+same service as `POST /v1/contacts` (a row whose phone matches an existing contact updates it
+with the row's non-empty cells, never lifting do-not-call). A row is checked whole before
+anything of it is written, its company included; a bad row lands in the report and never stops
+the others. A chunk's counters land once (its chunk item, written with the job's additions);
+the last chunk to land completes the job.
 
-A chunk that keeps failing counts its failed attempts on the job; when its message lands in the
-dead-letter queue, `fail_dead_chunk` ends the import `failed` with that reason and the rows done
-so far (docs/crm.md, "When an import cannot finish").
+Rows sharing a phone number across chunks must apply in file order (the later row wins, as
+each updates the contact the one before it created or changed): their chunks leave them to the
+tail, which does them in file order, part after part, once every other chunk landed.
+
+A chunk that keeps failing counts its failed attempts on its chunk item; when its message lands
+in the dead-letter queue, `fail_dead_chunk` ends the import `failed` with that reason and the
+rows done so far (docs/crm.md, "When an import cannot finish").
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from talkturo.domain.contact_imports import (
     CHUNK_ROWS,
     MAX_BYTES,
     ContactImport,
+    CsvFile,
     CsvProblem,
     ImportChunk,
     ImportColumn,
@@ -39,10 +46,12 @@ from talkturo.domain.contact_imports import (
     Record,
     RowErrorDetail,
     map_columns,
+    read_chunks,
     read_csv,
     read_records,
     reported_values,
     row_values,
+    tail_rows,
 )
 from talkturo.domain.contacts import Contact, ContactCreate, ContactUpdate
 from talkturo.domain.dead_letters import Outcome
@@ -80,7 +89,7 @@ def fingerprint(raw: bytes) -> str:
 def start(
     account_id: str, raw: bytes, content_type: str | None, *, size: int | None = None
 ) -> ContactImport:
-    """Check the file, keep it, and queue its first chunk; the job answers at once.
+    """Check the file, keep it, and queue its chunks; the job answers at once.
 
     `size` is the whole upload's, when `raw` holds only its start (a file over the limit)."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
@@ -96,7 +105,7 @@ def start(
             param="file",
         )
     try:
-        parsed = read_csv(raw)
+        parsed, starts = read_chunks(raw, CHUNK_ROWS)
     except CsvProblem as problem:
         raise InvalidRequest(str(problem), param="file") from None
     keys = [field.key for field in custom_fields.definitions(account_id, "contact")]
@@ -109,6 +118,7 @@ def start(
         )
     if not parsed.records:
         raise InvalidRequest("the file has a header but no rows", param="file")
+    deferred = set(tail_rows(parsed, columns, CHUNK_ROWS))
     now = utcnow()
     job = ContactImport(
         id=new_id("contact_import"),
@@ -120,11 +130,29 @@ def start(
         created_at=now,
         updated_at=now,
     )
+    chunks = [
+        ImportChunk(
+            account_id=account_id,
+            import_id=job.id,
+            start_row=index * CHUNK_ROWS,
+            offset=begin.offset,
+            after_row=begin.row,
+            deferred=[
+                r.row
+                for r in parsed.records[index * CHUNK_ROWS : (index + 1) * CHUNK_ROWS]
+                if r.row in deferred
+            ],
+        )
+        for index, begin in enumerate(starts)
+    ]
     files.put(file_key(account_id, job.id), raw, "text/csv")
-    store.create(account_id, job)
+    store.create(account_id, job, parts=len(chunks), tails=math.ceil(len(deferred) / CHUNK_ROWS))
     try:
-        _queue(account_id, job.id, 0)
-    except (BotoCoreError, ClientError):
+        queues.send_all(
+            get_settings().contact_import_queue_url,
+            [c.model_dump(exclude_defaults=True) for c in chunks],
+        )
+    except (BotoCoreError, ClientError, queues.NotQueued):
         _fail(account_id, job, "the import could not be queued; upload the file again")
         raise
     return job
@@ -149,12 +177,6 @@ def row_errors(
     return Page[ImportRowError](data=data, has_more=cursor is not None, next_cursor=cursor)
 
 
-def _queue(account_id: str, import_id: str, row: int) -> None:
-    chunk = ImportChunk(account_id=account_id, import_id=import_id, start_row=row)
-    queues.send(get_settings().contact_import_queue_url, chunk.model_dump())
-    store.mark_queued(account_id, import_id, row)
-
-
 def _fail(account_id: str, job: ContactImport, reason: str) -> None:
     now = utcnow()
     failed = job.model_copy(
@@ -163,26 +185,28 @@ def _fail(account_id: str, job: ContactImport, reason: str) -> None:
     store.save_job(account_id, failed)
 
 
+def _key(chunk: ImportChunk) -> str:
+    return store.part_key(chunk.start_row, chunk.tail)
+
+
 def process_chunk(chunk: ImportChunk) -> None:
     """Import the rows of one chunk; a message for a chunk already done changes nothing.
 
-    A failure is counted on the job (what its dead letter will report) and raised again, so the
-    message comes back.
+    A failure is counted on the chunk (what its dead letter will report) and raised again, so
+    the message comes back.
     """
     try:
         _process_chunk(chunk)
     except Exception as error:
         try:
-            store.note_failure(
-                chunk.account_id, chunk.import_id, chunk.start_row, type(error).__name__
-            )
+            store.note_failure(chunk.account_id, chunk.import_id, _key(chunk), type(error).__name__)
         except PynamoDBException:  # the chunk's own error is the one to raise
             logger.exception("could not count a failed chunk", extra={"import": chunk.import_id})
         raise
 
 
 def _process_chunk(chunk: ImportChunk) -> None:
-    account_id, import_id, start_row = chunk.account_id, chunk.import_id, chunk.start_row
+    account_id, import_id = chunk.account_id, chunk.import_id
     try:
         state = store.progress(account_id, import_id)
     except NotFound:
@@ -191,14 +215,22 @@ def _process_chunk(chunk: ImportChunk) -> None:
     job = state.job
     if job.status in ("completed", "failed"):
         return
-    if state.next_row != start_row:
-        if state.next_row > start_row and state.queued_row < state.next_row:
-            # This chunk was done but its successor never queued (a crash in between).
-            _queue(account_id, import_id, state.next_row)
+    if state.legacy:
+        _fail(
+            account_id, job, "the import was left unfinished by an upgrade; upload the file again"
+        )
+        return
+    key = _key(chunk)
+    was = store.part(account_id, import_id, key)
+    if was.landed == "done":
+        _after(account_id, import_id, chunk)  # landed, but what comes next may not have
         return
     if job.status == "pending":
         job = job.model_copy(update={"status": "processing", "updated_at": utcnow()})
-        if not store.save_job(account_id, job):
+        if (
+            not store.start_processing(account_id, job)
+            and store.progress(account_id, import_id).dead
+        ):
             return  # a dead letter ended the import meanwhile
 
     raw = files.read(file_key(account_id, import_id))
@@ -206,97 +238,117 @@ def _process_chunk(chunk: ImportChunk) -> None:
         _fail(account_id, job, "the uploaded file is no longer available")
         return
     try:
-        # Only this chunk's records: from where the chunk before it ended, when it said.
-        if state.resume is not None:
-            parsed, resume = read_records(raw, resume=state.resume, limit=CHUNK_ROWS)
-        else:
-            parsed, resume = read_records(raw, skip=start_row, limit=CHUNK_ROWS)
+        header, records = _records_of(raw, chunk, job)
     except CsvProblem as problem:
         _fail(account_id, job, str(problem))
         return
-    records = parsed.records
-    done = (
-        store.finished_rows(account_id, import_id, records[0].row, records[-1].row)
-        if records
-        else {}
-    )
+    done = _done(account_id, chunk, records)
     tally: Counter[str] = Counter()
     lookups = contacts.Lookups(account_id)
-    _prefetch(lookups, parsed.header, [r for r in records if r.row not in done], job.columns)
-    batch = _Batch(account_id, import_id, parsed.header, job.columns, lookups, tally)
+    _prefetch(lookups, header, [r for r in records if r.row not in done], job.columns)
+    batch = _Batch(account_id, import_id, header, job.columns, lookups, tally)
     for record in records:
         outcome = done.get(record.row)
         if outcome is None:
             outcome = _import_row(
-                account_id, import_id, parsed.header, record, job.columns, lookups, tally, batch
+                account_id, import_id, header, record, job.columns, lookups, tally, batch
             )
         if outcome is not None:
             tally[outcome] += 1
     batch.flush()
 
-    next_row = start_row + len(records)
-    now = utcnow()
-    finished = next_row >= job.total_rows
-    job = _counted(job, len(records), tally).model_copy(
-        update={
-            "status": "completed" if finished else "processing",
-            "updated_at": now,
-            "completed_at": now if finished else None,
-        }
-    )
-    if not store.advance(account_id, job, start_row=start_row, next_row=next_row, resume=resume):
-        _land_after_dead_letter(account_id, job, start_row=start_row, next_row=next_row)
-        return  # or another delivery of this message got there first
+    counts = _counts(len(records), tally)
+    if not store.land(account_id, import_id, key, counts, was=was):
+        # Another delivery got there first; or a dead letter ended the import as this one
+        # ran, with what the chunk had done by then: its whole count replaces that one.
+        now = store.part(account_id, import_id, key)
+        if now.landed != "dead" or was.landed == "dead":
+            return
+        if not store.land(account_id, import_id, key, counts, was=now):
+            return
     logger.info(
         "contact import chunk done",
-        extra={"import_id": import_id, "start_row": start_row, "rows": len(records)},
+        extra={"import_id": import_id, "start_row": chunk.start_row, "rows": len(records)},
     )
-    if not finished:
-        _queue(account_id, import_id, next_row)
+    _after(account_id, import_id, chunk)
 
 
-def _counted(job: ContactImport, rows: int, tally: Counter[str]) -> ContactImport:
-    """The job with the outcomes of `rows` more rows added to its counters."""
-    return job.model_copy(
-        update={
-            "processed_rows": job.processed_rows + rows,
-            "created": job.created + tally["created"],
-            "updated": job.updated + tally["updated"],
-            "failed": job.failed + tally["failed"],
-            "created_companies": job.created_companies + tally["company"],
-        }
-    )
+def _records_of(
+    raw: bytes, chunk: ImportChunk, job: ContactImport
+) -> tuple[list[str], list[Record]]:
+    """The header, and the records this chunk does: its own but those left to the tail; for a
+    tail part, its share of those, in file order."""
+    if chunk.tail is not None:
+        parsed = read_csv(raw)
+        rows = set(_tail_part(parsed, job, chunk.tail))
+        return parsed.header, [r for r in parsed.records if r.row in rows]
+    if chunk.resume is not None:
+        parsed, _ = read_records(raw, resume=chunk.resume, limit=CHUNK_ROWS)
+    else:
+        parsed, _ = read_records(raw, skip=chunk.start_row, limit=CHUNK_ROWS)
+    deferred = set(chunk.deferred)
+    return parsed.header, [r for r in parsed.records if r.row not in deferred]
 
 
-def _land_after_dead_letter(
-    account_id: str, job: ContactImport, *, start_row: int, next_row: int
-) -> None:
-    """A dead letter ended the import while this chunk ran: its counters still land (they
-    replace the partial count of this chunk the dead letter made), its status stays failed."""
-    state = store.progress(account_id, job.id)
-    if not state.dead or state.next_row != start_row:
+def _tail_part(parsed: CsvFile, job: ContactImport, part: int) -> list[int]:
+    rows = tail_rows(parsed, job.columns, CHUNK_ROWS)
+    return rows[part * CHUNK_ROWS : (part + 1) * CHUNK_ROWS]
+
+
+def _done(account_id: str, chunk: ImportChunk, records: list[Record]) -> dict[int, str]:
+    """The records of this chunk a delivery before this one did (a crash, a timeout)."""
+    if not records:
+        return {}
+    if chunk.tail is not None:
+        return store.finished_of(account_id, chunk.import_id, (r.row for r in records))
+    mine = {r.row for r in records}
+    found = store.finished_rows(account_id, chunk.import_id, records[0].row, records[-1].row)
+    return {row: outcome for row, outcome in found.items() if row in mine}
+
+
+def _after(account_id: str, import_id: str, chunk: ImportChunk) -> None:
+    """What follows a chunk that landed: the tail's next part queued once every chunk before it
+    landed, or the job completed by the last chunk (whichever delivery sees it first)."""
+    state = store.progress(account_id, import_id)
+    if state.dead or state.job.status in ("completed", "failed"):
         return
-    ended = state.job
-    kept = job.model_copy(
-        update={
-            "status": ended.status,
-            "error": ended.error,
-            "completed_at": ended.completed_at,
-            "updated_at": utcnow(),
-        }
+    total = state.parts + state.tails
+    if state.chunks_done >= total:
+        now = utcnow()
+        finished = state.job.model_copy(
+            update={"status": "completed", "updated_at": now, "completed_at": now}
+        )
+        if store.finish(account_id, finished, chunks=total):
+            logger.info("contact import completed", extra={"import_id": import_id})
+        return
+    # The tail goes part after part; its first part once every chunk of the file landed.
+    following = 0 if chunk.tail is None else chunk.tail + 1
+    if state.tails and state.chunks_done == state.parts + following and following < state.tails:
+        queues.send(
+            get_settings().contact_import_queue_url,
+            ImportChunk(
+                account_id=account_id, import_id=import_id, start_row=0, tail=following
+            ).model_dump(exclude_defaults=True),
+        )
+
+
+def _counts(rows: int, tally: Counter[str]) -> store.Counts:
+    return store.Counts(
+        rows=rows,
+        created=tally["created"],
+        updated=tally["updated"],
+        failed=tally["failed"],
+        companies=tally["company"],
     )
-    if store.advance(account_id, kept, start_row=start_row, next_row=next_row, dead=True):
-        logger.info("chunk counted on a failed import", extra={"import_id": job.id})
 
 
 def fail_dead_chunk(chunk: ImportChunk) -> Outcome:
     """A chunk's message is a dead letter: end the import `failed`, with the reason and the
     counters of every row done, including those of this chunk done before it failed.
 
-    Idempotent: an import already ended, or whose chunk got done after all with the next one
-    queued, is left as it is.
+    Idempotent: an import already ended, or whose chunk got done after all, is left as it is.
     """
-    account_id, import_id, start_row = chunk.account_id, chunk.import_id, chunk.start_row
+    account_id, import_id, key = chunk.account_id, chunk.import_id, _key(chunk)
     for _ in range(3):
         try:
             state = store.progress(account_id, import_id)
@@ -316,57 +368,65 @@ def fail_dead_chunk(chunk: ImportChunk) -> Outcome:
                 reason=f"the import had ended {job.status}"
                 + (f": {job.error}" if job.error else ""),
             )
-        if state.next_row > start_row and state.queued_row >= state.next_row:
+        was = store.part(account_id, import_id, key)
+        if was.landed == "done":
+            _after(account_id, import_id, chunk)
             return Outcome(
                 account_id=account_id,
                 job=import_id,
                 action="recorded",
                 reason="the chunk was done after all; the import goes on",
             )
-        reason = _dead_reason(state, start_row)
+        reason = _dead_reason(state, chunk, was)
+        partial = _partial(account_id, chunk, job)
         now = utcnow()
-        rows, tally = (
-            _partial_tally(account_id, import_id, start_row)
-            if state.next_row == start_row
-            else (0, Counter[str]())
+        counted = store.with_counts(
+            job,
+            store.Counts(
+                rows=job.processed_rows + partial.rows,
+                created=job.created + partial.created,
+                updated=job.updated + partial.updated,
+                failed=job.failed + partial.failed,
+                companies=job.created_companies + partial.companies,
+            ),
         )
-        failed = _counted(job, rows, tally).model_copy(
+        failed = counted.model_copy(
             update={"status": "failed", "error": reason, "updated_at": now, "completed_at": now}
         )
-        if store.fail_dead(account_id, failed, next_row=state.next_row):
+        if store.fail_dead(account_id, failed, key, partial, reason=reason):
             logger.error(
                 "contact import failed: a chunk is a dead letter",
-                extra={"import_id": import_id, "start_row": start_row, "reason": reason},
+                extra={"import_id": import_id, "chunk": key, "reason": reason},
             )
             return Outcome(account_id=account_id, job=import_id, action="ended", reason=reason)
-        # A chunk landed meanwhile: decide again on what it left.
+        # A chunk landed meanwhile, or the import ended: decide again on what it left.
     raise Conflict("the contact import kept changing while it was being failed")
 
 
-def _dead_reason(state: store.Progress, start_row: int) -> str:
-    total = max(1, math.ceil(state.job.total_rows / CHUNK_ROWS))
-    which = f"chunk {start_row // CHUNK_ROWS + 1} of {total}"
-    if state.failing_row == start_row and state.failed_attempts:
-        attempts = state.failed_attempts
+def _dead_reason(state: store.Progress, chunk: ImportChunk, was: store.Part) -> str:
+    if chunk.tail is not None:
+        which = f"part {chunk.tail + 1} of {max(1, state.tails)} of the rows left to the end"
+    else:
+        which = f"chunk {chunk.start_row // CHUNK_ROWS + 1} of {max(1, state.parts)}"
+    if was.failed_attempts:
+        attempts = was.failed_attempts
         plural = "attempt" if attempts == 1 else "attempts"
-        return f"{which} failed after {attempts} {plural}: {state.last_error}"
+        return f"{which} failed after {attempts} {plural}: {was.last_error}"
     # No failure was counted: the worker was stopped (a timeout, a crash) every time.
     return f"{which} never finished: the worker stopped before it could (a timeout or a crash)"
 
 
-def _partial_tally(account_id: str, import_id: str, start_row: int) -> tuple[int, Counter[str]]:
-    """The rows of the chunk done before it failed (their receipts and report items)."""
-    raw = files.read(file_key(account_id, import_id))
+def _partial(account_id: str, chunk: ImportChunk, job: ContactImport) -> store.Counts:
+    """What the rows of the chunk done before it failed came to (their receipts and reports)."""
+    raw = files.read(file_key(account_id, chunk.import_id))
     if raw is None:
-        return 0, Counter()
+        return store.Counts()
     try:
-        records = read_csv(raw).records[start_row : start_row + CHUNK_ROWS]
+        _, records = _records_of(raw, chunk, job)
     except CsvProblem:
-        return 0, Counter()
-    if not records:
-        return 0, Counter()
-    done = store.finished_rows(account_id, import_id, records[0].row, records[-1].row)
-    return len(done), Counter(done.values())
+        return store.Counts()
+    tally = Counter(_done(account_id, chunk, records).values())
+    return _counts(sum(tally.values()), tally)
 
 
 def _prefetch(
