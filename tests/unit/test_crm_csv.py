@@ -15,11 +15,13 @@ from talkturo.domain.contact_imports import (
     RowErrorDetail,
     column_name,
     map_columns,
+    phone_key,
     read_chunks,
     read_csv,
     read_records,
     reported_values,
     row_values,
+    tail_rows,
 )
 
 
@@ -234,3 +236,29 @@ def test_a_row_error_names_its_field_once(field: str | None, message: str, kept:
     # Given a problem whose message may start with its field (as API messages do)
     # When it goes into the row report / Then the field is named in `field` only
     assert RowErrorDetail(field=field, message=message).message == kept
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("+1 415 555 0101", "(415) 555-0101"),
+        ("+14155550101", "415.555.0101 ext. 12"),
+        ("+44 (0)20 7946 0000", "020 7946 0000"),
+    ],
+)
+def test_two_ways_of_writing_one_number_share_a_phone_key(one: str, other: str) -> None:
+    assert phone_key(one) == phone_key(other) is not None
+
+
+def test_rows_whose_phone_is_in_two_chunks_are_left_to_the_tail_in_file_order() -> None:
+    raw = (
+        b"name,phone\n"
+        b"a,+14155550101\nb,+14155550102\n"  # chunk 0
+        b"c,4155550102\nd,\n"  # chunk 1: b's number again
+        b"e,+14155550103\nf,+1 415 555 0103\n"  # chunk 2: twice in one chunk only
+        b"g,(415) 555-0101\n"  # chunk 3: a's number again
+    )
+    parsed = read_csv(raw)
+    columns, _ = map_columns(parsed.header, set())
+    assert tail_rows(parsed, columns, 2) == [2, 3, 4, 8]
+    assert tail_rows(parsed, [c for c in columns if c.field != "phone"], 2) == []
