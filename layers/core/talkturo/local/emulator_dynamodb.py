@@ -519,16 +519,19 @@ def _attribute_values_as_they_are(original: Callable[..., Any]) -> Callable[...,
 
 def _attribute_maps_as_they_are(original: Callable[..., Any]) -> Callable[..., Any]:
     """An item (a map of names to attribute values) whose values are all taken as they are is
-    the map itself: moto would still call its parser twice for every attribute."""
+    the map itself, and so is a map of strings: moto would still call its parser twice for every
+    entry."""
 
     def parse_map(parser: JSONParser, shape: Any, value: Any) -> Any:
-        if (
-            shape.value.name == "AttributeValue"
-            and shape.key.type_name == "string"
-            and isinstance(value, dict)
-            and all(isinstance(name, str) and _taken_as_it_is(one) for name, one in value.items())
-        ):
-            return parser.MAP_TYPE(value)
+        if shape.key.type_name == "string" and isinstance(value, dict):
+            if shape.value.type_name == "string":
+                # Names of a request (ExpressionAttributeNames): moto's parse of a string is
+                # the value itself.
+                return parser.MAP_TYPE(value)
+            if shape.value.name == "AttributeValue" and all(
+                isinstance(name, str) and _taken_as_it_is(one) for name, one in value.items()
+            ):
+                return parser.MAP_TYPE(value)
         return original(parser, shape, value)
 
     return parse_map
@@ -552,6 +555,31 @@ def _empty_keys_only_when_empty(original: Callable[..., Any]) -> Callable[..., A
         original(field_updates, table, custom_error_msg)
 
     return validate
+
+
+def _update_expressions_parsed_once(original: Any) -> Any:
+    """The request handlers parse an update expression only to list the names and values it
+    uses (the backend parses it again for the update itself): a text parsed once is read for
+    that afterwards (what the handlers read of it, they do not change)."""
+    parsed: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    class ParsedOnce(original):
+        @classmethod
+        def make(cls, expression_str: Any) -> Any:
+            if not isinstance(expression_str, str):
+                return original.make(expression_str)
+            with lock:
+                known = parsed.get(expression_str)
+            if known is None:
+                known = original.make(expression_str)  # an error is not kept: moto's each time
+                with lock:
+                    if len(parsed) >= _PARSED_MAX:
+                        parsed.clear()
+                    parsed[expression_str] = known
+            return known
+
+    return ParsedOnce
 
 
 # Parsed conditions: (text, names, values) -> (condition, names used, values used).
@@ -817,8 +845,8 @@ def _plain_item(table: Table, attrs: Any) -> Item | None:
         return None
     if any(sizes.get(name, 0) > RANGE_KEY_MAX_LENGTH for name in table.range_key_names):
         return None
-    hash_value = DynamoType(attrs[hash_name])
-    range_value = DynamoType(attrs[range_name]) if range_name is not None else None
+    hash_value = _scalar_copy(built[hash_name])
+    range_value = _scalar_copy(built[range_name]) if range_name is not None else None
     if hash_value.type != table.hash_key_type:
         return None
     if range_value is not None and range_value.type != table.range_key_type:
@@ -884,6 +912,13 @@ def _typed(table: Table, value: Any) -> tuple[DynamoType, int] | None:
     return typed_value, size
 
 
+def _scalar_copy(value: DynamoType) -> DynamoType:
+    """A value of its own for an item's key (as moto's `DynamoType(...)` of it would be)."""
+    key: DynamoType = DynamoType.__new__(DynamoType)
+    key.type, key.value = value.type, value.value
+    return key
+
+
 def _indexed_after_put(table: Table, item: Item) -> None:
     """What `put_item` keeps in step besides the table (see `_put_indexes_too`)."""
     for lookup in _indexed(table):
@@ -939,6 +974,7 @@ _PATCHES: list[tuple[Any, str, Callable[[Callable[..., Any]], Callable[..., Any]
     (BaseJSONParser, "_parse_structure", _attribute_values_as_they_are),
     (JSONParser, "_parse_map", _attribute_maps_as_they_are),
     (dynamodb_responses, "validate_put_has_empty_keys", _empty_keys_only_when_empty),
+    (dynamodb_responses, "UpdateExpressionParser", _update_expressions_parsed_once),
 ]
 
 
