@@ -544,14 +544,13 @@ def _empty_keys_only_when_empty(original: Callable[..., Any]) -> Callable[..., A
 
     def validate(field_updates: Any, table: Any, custom_error_msg: str | None = None) -> None:
         if table and isinstance(field_updates, dict):
-            plain = all(
-                isinstance(value, dict) and len(value) == 1 for value in field_updates.values()
-            )
-            if plain and not any(
-                ("S" in value or "B" in value) and next(iter(value.values())) == ""
-                for value in field_updates.values()
-            ):
-                return
+            for value in field_updates.values():
+                if not isinstance(value, dict) or len(value) != 1:
+                    break
+                if ("S" in value or "B" in value) and next(iter(value.values())) == "":
+                    break
+            else:
+                return  # no empty value: moto's check would find none
         original(field_updates, table, custom_error_msg)
 
     return validate
@@ -587,13 +586,13 @@ _PARSED_MAX = 4096
 
 
 def _parsed_once(original: Callable[..., Any]) -> Callable[..., Any]:
-    parsed: dict[tuple[str, str, str], tuple[Any, list[str], list[str]]] = {}
+    parsed: dict[tuple[str, Any, str], tuple[Any, list[str], list[str]]] = {}
     lock = threading.Lock()
 
     def parse(parser: ConditionExpressionParser) -> Any:
         try:
             # moto passes no names as None in one place and {} in another: the same parse.
-            names = _canonical(parser.expression_attribute_names)
+            names = _names_key(parser.expression_attribute_names)
             values = _canonical(parser.expression_attribute_values)
         except (TypeError, ValueError):
             return original(parser)
@@ -604,7 +603,8 @@ def _parsed_once(original: Callable[..., Any]) -> Callable[..., Any]:
             # Parsed from a private copy of the values, so the condition kept refers to no
             # request's own dictionaries. A condition that does not parse is not kept: each
             # request gets moto's own error.
-            own = ConditionExpressionParser(key[0], json.loads(names), json.loads(values))
+            own_names = dict(names) if isinstance(names, tuple) else json.loads(names)
+            own = ConditionExpressionParser(key[0], own_names, json.loads(values))
             condition = original(own)
             known = (condition, own.expr_attr_names_found, own.expr_attr_values_found)
             with lock:
@@ -948,10 +948,41 @@ def _strings_cast_at_once(original: Any) -> Any:
     return _Property(cast_value)
 
 
+def _backend_looked_up_once(original: Any) -> Any:
+    """A request's handler looks its backend up (account, then region) for every item of a
+    transaction it checks: once per handler (one a request) and account and region is enough."""
+    look_up = original.fget
+
+    def dynamodb_backend(handler: DynamoHandler) -> Any:
+        key = (handler.current_account, handler.region)
+        known = handler.__dict__.get(_BACKEND)
+        if known is None or known[0] != key:
+            known = (key, look_up(handler))
+            handler.__dict__[_BACKEND] = known
+        return known[1]
+
+    return _Property(dynamodb_backend)
+
+
+_BACKEND = "_talkturo_backend"
+
+
 def _is_index_key(table: Table, name: str) -> bool:
     return any(
         key["AttributeName"] == name for index in table.all_indexes() for key in index.schema
     )
+
+
+def _names_key(mapping: dict[str, Any] | None) -> tuple[tuple[str, str], ...] | str:
+    """The same key for the same names: their pairs in order when all are strings (as they
+    are), their JSON otherwise (a tuple and a text never meet)."""
+    if not mapping:
+        return ()
+    if isinstance(mapping, dict) and all(
+        type(name) is str and type(value) is str for name, value in mapping.items()
+    ):
+        return tuple(sorted(mapping.items()))
+    return _canonical(mapping)
 
 
 def _canonical(mapping: dict[str, Any] | None) -> str:
@@ -961,6 +992,7 @@ def _canonical(mapping: dict[str, Any] | None) -> str:
 
 _PATCHES: list[tuple[Any, str, Callable[[Callable[..., Any]], Callable[..., Any]]]] = [
     (DynamoHandler, "serialized", _plain_json_reads),
+    (DynamoHandler, "dynamodb_backend", _backend_looked_up_once),
     (Table, "query", _query_partition),
     (Table, "all_items", _all_items_or_candidates),
     (Table, "put_item", _put_indexes_too),
