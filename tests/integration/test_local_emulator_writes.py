@@ -1,9 +1,10 @@
 """The emulator's shorter ways through a write answer and store what moto's own ways do.
 
 A transaction's Put built in one walk of its values, an item's attribute map and a request's
-names taken as they came, the empty-key check skipped for items without an empty value, and
-update expressions parsed once for the handlers' checks: each is compared with moto's own way
-on random requests, valid or not.
+names taken as they came, a request's structures read by a plan of their members, the
+empty-key check skipped for items without an empty value, and update expressions parsed once
+for the handlers' checks: each is compared with moto's own way on random requests, valid or
+not.
 """
 
 from __future__ import annotations
@@ -243,12 +244,15 @@ def test_maps_are_read_as_moto_reads_them(
     # When read by the emulator and by moto's own parser, then the two read the same
     as_read = parsed()
     structure, mapping = BaseJSONParser._parse_structure, JSONParser._parse_map
+    planned = JSONParser._parse_structure
     try:
         BaseJSONParser._parse_structure = unpatched(structure)  # type: ignore[method-assign]
+        JSONParser._parse_structure = unpatched(structure)  # type: ignore[method-assign]
         JSONParser._parse_map = unpatched(mapping)  # type: ignore[method-assign]
         by_moto = parsed()
     finally:
         BaseJSONParser._parse_structure = structure  # type: ignore[method-assign]
+        JSONParser._parse_structure = planned  # type: ignore[method-assign]
         JSONParser._parse_map = mapping  # type: ignore[method-assign]
     # (the same types and the same order of keys too)
     assert repr(as_read) == repr(by_moto)

@@ -517,6 +517,39 @@ def _attribute_values_as_they_are(original: Callable[..., Any]) -> Callable[...,
     return parse_structure
 
 
+def _structures_read_by_plan(original: Callable[..., Any]) -> Callable[..., Any]:
+    """moto reads a request's structures (a transaction's every operation) member by member,
+    looking up each member's wire name and its type's reader each time; here each shape's
+    members are listed once, with whether their type has a reader (a string has none: moto
+    takes it as it came)."""
+    plans: dict[tuple[type, int], tuple[Any, list[tuple[str, str, Any, bool]]]] = {}
+
+    def parse_structure(parser: JSONParser, shape: Any, value: Any) -> Any:
+        if shape.name == "AttributeValue" or shape.is_document_type or value is None:
+            return original(parser, shape, value)
+        key = (type(parser), id(shape))
+        known = plans.get(key)
+        if known is None or known[0] is not shape:
+            members = [
+                (
+                    name,
+                    member.serialization.get("name", name),
+                    member,
+                    getattr(type(parser), f"_parse_{member.type_name}", None) is None,
+                )
+                for name, member in shape.members.items()
+            ]
+            known = plans[key] = (shape, members)  # the shape kept: its id stays its own
+        parsed = parser.MAP_TYPE()
+        for name, wire_name, member, as_it_came in known[1]:
+            raw = value.get(wire_name)
+            if raw is not None:
+                parsed[name] = raw if as_it_came else parser._parse_shape(member, raw)
+        return parsed
+
+    return parse_structure
+
+
 def _attribute_maps_as_they_are(original: Callable[..., Any]) -> Callable[..., Any]:
     """An item (a map of names to attribute values) whose values are all taken as they are is
     the map itself, and so is a map of strings: moto would still call its parser twice for every
@@ -1005,6 +1038,7 @@ _PATCHES: list[tuple[Any, str, Callable[[Callable[..., Any]], Callable[..., Any]
     (ConditionExpressionParser, "parse", _parsed_once),
     (BaseJSONParser, "_parse_structure", _attribute_values_as_they_are),
     (JSONParser, "_parse_map", _attribute_maps_as_they_are),
+    (JSONParser, "_parse_structure", _structures_read_by_plan),
     (dynamodb_responses, "validate_put_has_empty_keys", _empty_keys_only_when_empty),
     (dynamodb_responses, "UpdateExpressionParser", _update_expressions_parsed_once),
 ]
