@@ -441,7 +441,7 @@ def test_a_request_is_read_as_moto_reads_it(item: dict[str, Any], values: dict[s
     # Given any request holding attribute values (a transaction's put and update, here)
     import json
 
-    from moto.core.parse import PROTOCOL_PARSERS, BaseJSONParser
+    from moto.core.parse import PROTOCOL_PARSERS, BaseJSONParser, JSONParser
     from moto.core.responses import get_service_model
 
     from talkturo.local import emulator_dynamodb
@@ -476,12 +476,14 @@ def test_a_request_is_read_as_moto_reads_it(item: dict[str, Any], values: dict[s
 
     # When read by the emulator and by moto's own parser, then the two read the same
     as_read = parsed()
-    patched = BaseJSONParser._parse_structure
+    patched, planned = BaseJSONParser._parse_structure, JSONParser._parse_structure
     try:
         BaseJSONParser._parse_structure = unpatched(patched)  # type: ignore[method-assign]
+        JSONParser._parse_structure = unpatched(patched)  # type: ignore[method-assign]
         by_moto = parsed()
     finally:
         BaseJSONParser._parse_structure = patched  # type: ignore[method-assign]
+        JSONParser._parse_structure = planned  # type: ignore[method-assign]
     # (the same types and the same order of keys too: moto reads a value's first type)
     assert repr(as_read) == repr(by_moto)
 

@@ -72,13 +72,16 @@ import inspect
 import json
 import re
 import threading
+import typing
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from moto.core.parse import BaseJSONParser
+import moto.dynamodb.responses as dynamodb_responses
+from moto.core.parse import BaseJSONParser, JSONParser
 from moto.core.responses import ActionResult
 from moto.dynamodb.comparisons import ConditionExpressionParser, get_filter_expression
+from moto.dynamodb.limits import HASH_KEY_MAX_LENGTH, RANGE_KEY_MAX_LENGTH
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
 from moto.dynamodb.models.table import Table
@@ -392,10 +395,7 @@ def _all_items_or_candidates(original: Callable[..., Any]) -> Callable[..., Any]
 def _put_indexes_too(original: Callable[..., Any]) -> Callable[..., Any]:
     def put_item(table: Table, *args: Any, **kwargs: Any) -> Any:
         item = original(table, *args, **kwargs)
-        for lookup in _indexed(table):
-            lookup.add(item)
-        _track_range_key(table, item, present=True)
-        _note_change(table, _primary_key(item))
+        _indexed_after_put(table, item)
         return item
 
     return put_item
@@ -517,18 +517,115 @@ def _attribute_values_as_they_are(original: Callable[..., Any]) -> Callable[...,
     return parse_structure
 
 
+def _structures_read_by_plan(original: Callable[..., Any]) -> Callable[..., Any]:
+    """moto reads a request's structures (a transaction's every operation) member by member,
+    looking up each member's wire name and its type's reader each time; here each shape's
+    members are listed once, with whether their type has a reader (a string has none: moto
+    takes it as it came)."""
+    plans: dict[tuple[type, int], tuple[Any, list[tuple[str, str, Any, bool]]]] = {}
+
+    def parse_structure(parser: JSONParser, shape: Any, value: Any) -> Any:
+        if shape.name == "AttributeValue" or shape.is_document_type or value is None:
+            return original(parser, shape, value)
+        key = (type(parser), id(shape))
+        known = plans.get(key)
+        if known is None or known[0] is not shape:
+            members = [
+                (
+                    name,
+                    member.serialization.get("name", name),
+                    member,
+                    getattr(type(parser), f"_parse_{member.type_name}", None) is None,
+                )
+                for name, member in shape.members.items()
+            ]
+            known = plans[key] = (shape, members)  # the shape kept: its id stays its own
+        parsed = parser.MAP_TYPE()
+        for name, wire_name, member, as_it_came in known[1]:
+            raw = value.get(wire_name)
+            if raw is not None:
+                parsed[name] = raw if as_it_came else parser._parse_shape(member, raw)
+        return parsed
+
+    return parse_structure
+
+
+def _attribute_maps_as_they_are(original: Callable[..., Any]) -> Callable[..., Any]:
+    """An item (a map of names to attribute values) whose values are all taken as they are is
+    the map itself, and so is a map of strings: moto would still call its parser twice for every
+    entry."""
+
+    def parse_map(parser: JSONParser, shape: Any, value: Any) -> Any:
+        if shape.key.type_name == "string" and isinstance(value, dict):
+            if shape.value.type_name == "string":
+                # Names of a request (ExpressionAttributeNames): moto's parse of a string is
+                # the value itself.
+                return parser.MAP_TYPE(value)
+            if shape.value.name == "AttributeValue" and all(
+                isinstance(name, str) and _taken_as_it_is(one) for name, one in value.items()
+            ):
+                return parser.MAP_TYPE(value)
+        return original(parser, shape, value)
+
+    return parse_map
+
+
+def _empty_keys_only_when_empty(original: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's check of a written item's keys lists the table's and its indexes' key attributes
+    each time; it refuses only an empty string or binary value, so an item holding none needs
+    no lists."""
+
+    def validate(field_updates: Any, table: Any, custom_error_msg: str | None = None) -> None:
+        if table and isinstance(field_updates, dict):
+            for value in field_updates.values():
+                if not isinstance(value, dict) or len(value) != 1:
+                    break
+                if ("S" in value or "B" in value) and next(iter(value.values())) == "":
+                    break
+            else:
+                return  # no empty value: moto's check would find none
+        original(field_updates, table, custom_error_msg)
+
+    return validate
+
+
+def _update_expressions_parsed_once(original: Any) -> Any:
+    """The request handlers parse an update expression only to list the names and values it
+    uses (the backend parses it again for the update itself): a text parsed once is read for
+    that afterwards (what the handlers read of it, they do not change)."""
+    parsed: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    class ParsedOnce(original):
+        @classmethod
+        def make(cls, expression_str: Any) -> Any:
+            if not isinstance(expression_str, str):
+                return original.make(expression_str)
+            with lock:
+                known = parsed.get(expression_str)
+            if known is None:
+                known = original.make(expression_str)  # an error is not kept: moto's each time
+                with lock:
+                    if len(parsed) >= _PARSED_MAX:
+                        parsed.clear()
+                    parsed[expression_str] = known
+            return known
+
+    return ParsedOnce
+
+
 # Parsed conditions: (text, names, values) -> (condition, names used, values used).
 _PARSED_MAX = 4096
 
 
 def _parsed_once(original: Callable[..., Any]) -> Callable[..., Any]:
-    parsed: dict[tuple[str, str, str], tuple[Any, list[str], list[str]]] = {}
+    parsed: dict[tuple[str, Any, str], tuple[Any, list[str], list[str]]] = {}
     lock = threading.Lock()
 
     def parse(parser: ConditionExpressionParser) -> Any:
         try:
             # moto passes no names as None in one place and {} in another: the same parse.
-            names = _canonical(parser.expression_attribute_names)
+            names = _names_key(parser.expression_attribute_names)
             values = _canonical(parser.expression_attribute_values)
         except (TypeError, ValueError):
             return original(parser)
@@ -539,7 +636,8 @@ def _parsed_once(original: Callable[..., Any]) -> Callable[..., Any]:
             # Parsed from a private copy of the values, so the condition kept refers to no
             # request's own dictionaries. A condition that does not parse is not kept: each
             # request gets moto's own error.
-            own = ConditionExpressionParser(key[0], json.loads(names), json.loads(values))
+            own_names = dict(names) if isinstance(names, tuple) else json.loads(names)
+            own = ConditionExpressionParser(key[0], own_names, json.loads(values))
             condition = original(own)
             known = (condition, own.expr_attr_names_found, own.expr_attr_values_found)
             with lock:
@@ -646,16 +744,15 @@ def _checked_first(original: Callable[..., Any]) -> Callable[..., Any]:
             return original(backend, transact_items)
         done: list[tuple[Table, DynamoType, DynamoType | None, Item | None]] = []
         try:
-            for operation, table, key, op, before in plan:
+            for operation, table, key, op, before, (hash_value, range_value) in plan:
                 if operation == "ConditionCheck":
                     continue
-                hash_value, range_value = backend.get_keys_value(table, key)
                 # Noted before it is written, so a write that fails half way is undone too
                 # (an update changes its item in place: what it was is a copy).
                 kept = copy.deepcopy(before) if operation == "Update" else before
                 done.append((table, hash_value, range_value, kept))
                 if operation == "Put":
-                    table.put_item(op["Item"], overwrite=True)
+                    _put(table, op["Item"])
                 elif operation == "Delete":
                     backend.delete_item(op["TableName"], key)
                 else:
@@ -678,7 +775,7 @@ def _checked_first(original: Callable[..., Any]) -> Callable[..., Any]:
     return transact_write_items
 
 
-Plan = list[tuple[str, Table, dict[str, Any], dict[str, Any], Item | None]]
+Plan = list[tuple[str, Table, dict[str, Any], dict[str, Any], Item | None, PrimaryKey]]
 
 
 def _plan(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> Plan | None:
@@ -712,7 +809,9 @@ def _plan(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> Pla
             if target in targets:
                 return None
             targets.add(target)
-            current = backend.get_item(op["TableName"], key)
+            # What backend.get_item reads, the key's values kept for the writes.
+            keys = backend.get_keys_value(table, key)
+            current = table.get_item(*keys)
             condition = op.get("ConditionExpression")
             if condition is not None:
                 names, values = (
@@ -721,10 +820,144 @@ def _plan(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> Pla
                 )
                 if not get_filter_expression(condition, names, values).expr(current):
                     return None
-            plan.append((operation, table, key, op, current))
+            plan.append((operation, table, key, op, current, keys))
     except Exception:  # noqa: BLE001 - moto's way says what is wrong
         return None
     return plan
+
+
+# Off in the equivalence test, which compares this way's results with moto's.
+puts_built_here = True
+# Attribute names moto's type check of an item reads as types, at any depth: such items go
+# its way (they are checked in ways the build here does not repeat).
+_TYPE_NAMES = frozenset({"N", "S", "NULL"})
+
+
+def _put(table: Table, attrs: Any) -> None:
+    """A transaction's Put, its condition already checked: moto's `put_item(overwrite=True)`,
+    its item built in one walk of the values when they are plain (moto's way otherwise, with
+    its checks and errors)."""
+    item = _plain_item(table, attrs) if puts_built_here else None
+    if item is None:
+        table.put_item(attrs, overwrite=True)
+        return
+    if item.range_key is not None:
+        table.items[item.hash_key][item.range_key] = item
+    else:
+        table.items[item.hash_key] = item  # type: ignore[assignment]
+    _indexed_after_put(table, item)
+
+
+def _plain_item(table: Table, attrs: Any) -> Item | None:
+    """The item moto's put would store, when every value is plain (no binary, nothing moto's
+    checks refuse), the table has no stream and the item fits; else None.
+
+    moto checks an item's types (a number's text, a null's true), its key types and key sizes,
+    builds each value (`DynamoType`, recursively), then sizes the whole item: here one walk
+    does it all, reading each value once."""
+    if type(attrs) is not dict or table.stream_shard is not None:
+        return None
+    hash_name, range_name = table.hash_key_attr, table.range_key_attr
+    if hash_name not in attrs or (range_name is not None and range_name not in attrs):
+        return None
+    built = LimitedSizeDict()
+    sizes: dict[str, int] = {}
+    total = 0
+    for name, value in attrs.items():
+        if type(name) is not str or name in _TYPE_NAMES:
+            return None
+        typed = _typed(table, value)
+        if typed is None:
+            return None
+        dict.__setitem__(built, name, typed[0])
+        sizes[name] = typed[1]
+        total += bytesize(name) + typed[1]
+    if total > _ITEM_MAX_BYTES:
+        return None
+    if any(sizes.get(name, 0) > HASH_KEY_MAX_LENGTH for name in table.hash_key_names):
+        return None
+    if any(sizes.get(name, 0) > RANGE_KEY_MAX_LENGTH for name in table.range_key_names):
+        return None
+    hash_value = _scalar_copy(built[hash_name])
+    range_value = _scalar_copy(built[range_name]) if range_name is not None else None
+    if hash_value.type != table.hash_key_type:
+        return None
+    if range_value is not None and range_value.type != table.range_key_type:
+        return None
+    item = typing.cast(Item, Item.__new__(Item))  # tracked by moto as its own items are
+    item.hash_key, item.range_key, item.attrs = hash_value, range_value, built
+    return item
+
+
+def _typed(table: Table, value: Any) -> tuple[DynamoType, int] | None:
+    """moto's `DynamoType` of a wire value and its `size()`, or None for a value not plain."""
+    if type(value) is not dict or len(value) != 1:
+        return None
+    ((kind, inner),) = value.items()
+    size = 0
+    if kind == "S" or kind == "N":
+        if type(inner) is not str:
+            return None
+        if kind == "N":
+            try:
+                table._validate_number_type(inner)
+            except Exception:  # noqa: BLE001 - refused: moto's way says how
+                return None
+            size = len(inner)
+        else:
+            size = len(inner.encode("utf-8"))
+    elif kind == "SS" or kind == "NS":
+        if type(inner) is not list or not all(type(one) is str for one in inner):
+            return None
+        size = sum(len(one.encode("utf-8")) if kind == "SS" else len(one) for one in inner)
+    elif kind == "BOOL" or kind == "NULL":
+        if type(inner) is not bool or (kind == "NULL" and inner is not True):
+            return None
+        size = 1
+    elif kind == "L":
+        if type(inner) is not list:
+            return None
+        members = []
+        for one in inner:
+            typed = _typed(table, one)
+            if typed is None:
+                return None
+            members.append(typed[0])
+            size += typed[1]
+        inner = members
+    elif kind == "M":
+        if type(inner) is not dict:
+            return None
+        fields = {}
+        for name, one in inner.items():
+            if type(name) is not str or name in _TYPE_NAMES:
+                return None
+            typed = _typed(table, one)
+            if typed is None:
+                return None
+            fields[name] = typed[0]
+            size += len(name.encode("utf-8")) + typed[1]
+        inner = fields
+    else:
+        return None
+    typed_value: DynamoType = DynamoType.__new__(DynamoType)
+    typed_value.type, typed_value.value = kind, inner
+    return typed_value, size
+
+
+def _scalar_copy(value: DynamoType) -> DynamoType:
+    """A value of its own for an item's key (as moto's `DynamoType(...)` of it would be)."""
+    key: DynamoType = DynamoType.__new__(DynamoType)
+    key.type, key.value = value.type, value.value
+    return key
+
+
+def _indexed_after_put(table: Table, item: Item) -> None:
+    """What `put_item` keeps in step besides the table (see `_put_indexes_too`)."""
+    for lookup in _indexed(table):
+        lookup.add(item)
+    _track_range_key(table, item, present=True)
+    _note_change(table, _primary_key(item))
 
 
 # Types whose value moto casts to itself (its `cast_value` asks five questions to learn it).
@@ -748,10 +981,41 @@ def _strings_cast_at_once(original: Any) -> Any:
     return _Property(cast_value)
 
 
+def _backend_looked_up_once(original: Any) -> Any:
+    """A request's handler looks its backend up (account, then region) for every item of a
+    transaction it checks: once per handler (one a request) and account and region is enough."""
+    look_up = original.fget
+
+    def dynamodb_backend(handler: DynamoHandler) -> Any:
+        key = (handler.current_account, handler.region)
+        known = handler.__dict__.get(_BACKEND)
+        if known is None or known[0] != key:
+            known = (key, look_up(handler))
+            handler.__dict__[_BACKEND] = known
+        return known[1]
+
+    return _Property(dynamodb_backend)
+
+
+_BACKEND = "_talkturo_backend"
+
+
 def _is_index_key(table: Table, name: str) -> bool:
     return any(
         key["AttributeName"] == name for index in table.all_indexes() for key in index.schema
     )
+
+
+def _names_key(mapping: dict[str, Any] | None) -> tuple[tuple[str, str], ...] | str:
+    """The same key for the same names: their pairs in order when all are strings (as they
+    are), their JSON otherwise (a tuple and a text never meet)."""
+    if not mapping:
+        return ()
+    if isinstance(mapping, dict) and all(
+        type(name) is str and type(value) is str for name, value in mapping.items()
+    ):
+        return tuple(sorted(mapping.items()))
+    return _canonical(mapping)
 
 
 def _canonical(mapping: dict[str, Any] | None) -> str:
@@ -759,8 +1023,9 @@ def _canonical(mapping: dict[str, Any] | None) -> str:
     return json.dumps(mapping, sort_keys=True) if mapping else "{}"
 
 
-_PATCHES: list[tuple[type, str, Callable[[Callable[..., Any]], Callable[..., Any]]]] = [
+_PATCHES: list[tuple[Any, str, Callable[[Callable[..., Any]], Callable[..., Any]]]] = [
     (DynamoHandler, "serialized", _plain_json_reads),
+    (DynamoHandler, "dynamodb_backend", _backend_looked_up_once),
     (Table, "query", _query_partition),
     (Table, "all_items", _all_items_or_candidates),
     (Table, "put_item", _put_indexes_too),
@@ -772,6 +1037,10 @@ _PATCHES: list[tuple[type, str, Callable[[Callable[..., Any]], Callable[..., Any
     (Item, "__init__", _sized_once),
     (ConditionExpressionParser, "parse", _parsed_once),
     (BaseJSONParser, "_parse_structure", _attribute_values_as_they_are),
+    (JSONParser, "_parse_map", _attribute_maps_as_they_are),
+    (JSONParser, "_parse_structure", _structures_read_by_plan),
+    (dynamodb_responses, "validate_put_has_empty_keys", _empty_keys_only_when_empty),
+    (dynamodb_responses, "UpdateExpressionParser", _update_expressions_parsed_once),
 ]
 
 
