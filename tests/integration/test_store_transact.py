@@ -21,6 +21,7 @@ from pynamodb.attributes import (
     VersionAttribute,
 )
 from pynamodb.expressions.condition import Condition
+from pynamodb.models import Model as PynamoModel
 
 import talkturo.store
 from talkturo.local.template import Stack
@@ -65,14 +66,18 @@ def _value(attribute: Any) -> st.SearchStrategy[Any]:
 
 
 @st.composite
-def _items(draw: st.DrawFn, model: type[Item]) -> Item:
+def _values(draw: st.DrawFn, model: type[Item]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, attribute in model.get_attributes().items():
         if attribute.is_hash_key or attribute.is_range_key:
             values[name] = draw(st.text(min_size=1, max_size=8))
         elif not attribute.null or draw(st.booleans()):  # an optional one absent or given
             values[name] = draw(_value(attribute))
-    return model(**values)
+    return values
+
+
+def _items(model: type[Item]) -> st.SearchStrategy[Item]:
+    return _values(model).map(lambda values: model(**values))
 
 
 def _conditions(model: type[Item]) -> list[Condition | None]:
@@ -106,6 +111,56 @@ def test_a_put_is_pynamodbs_own(stack: Stack, model: type[Item]) -> None:
         assert list(ours["Item"]) == list(theirs["Item"])  # the same body, key for key
 
     same()
+
+
+# Built once, as the store builds the conditions it gives every item of a kind.
+_KEPT = {model: _conditions(model) for model in MODELS}
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda model: model.__name__)
+def test_a_put_under_a_condition_used_again_is_pynamodbs_own(
+    stack: Stack, model: type[Item]
+) -> None:
+    table.connection()
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(items=st.lists(st.tuples(_items(model), st.integers(0, 2)), min_size=1, max_size=4))
+    def same(items: list[tuple[Item, int]]) -> None:
+        for item, which in items:
+            condition = _KEPT[model][which]
+            ours = put_request(item, condition)
+            assert ours == item.get_save_kwargs_from_instance(condition)
+            # A request changed by whoever sends it leaves the next one as it should be.
+            ours.get("ExpressionAttributeValues", {}).clear()
+            ours.get("ExpressionAttributeNames", {}).clear()
+            assert put_request(item, condition) == item.get_save_kwargs_from_instance(condition)
+
+    same()
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda model: model.__name__)
+def test_an_item_is_built_as_pynamodb_builds_it(model: type[Item]) -> None:
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(values=_values(model), keys_apart=st.booleans(), new=st.booleans())
+    def same(values: dict[str, Any], keys_apart: bool, new: bool) -> None:
+        given = dict(values)
+        keys = (given.pop("pk"), given.pop("sk")) if keys_apart else ()
+        ours = model(*keys, _user_instantiated=new, **given)
+        theirs = model.__new__(model)
+        PynamoModel.__init__(theirs, *keys, _user_instantiated=new, **given)
+        assert vars(ours) == vars(theirs)
+        assert list(ours.attribute_values) == list(theirs.attribute_values)
+
+    same()
+
+
+def test_an_item_refuses_what_pynamodb_refuses() -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        PhoneGuardItem("A#1", "CTPHONE#+14155550100", phone="+14155550100")
+    with pytest.raises(ValueError, match="does not exist"):
+        PynamoModel.__init__(
+            PhoneGuardItem.__new__(PhoneGuardItem), "A#1", "x", phone="+14155550100"
+        )
 
 
 def test_an_item_pynamodb_refuses_is_refused_alike(stack: Stack) -> None:

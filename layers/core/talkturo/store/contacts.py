@@ -79,6 +79,11 @@ class ActivityItem(Item):
     doc = UnicodeAttribute()
 
 
+# The condition that an item does not exist yet, built once: a put's request serializes a
+# condition once per condition object (store/transact.py), and every row writes these.
+_ABSENT = Item.pk.does_not_exist()
+
+
 class ReceiptExists(Exception):
     """The receipt given with a write exists already: the write was done before."""
 
@@ -155,7 +160,7 @@ def _stage(
     elif item is None:
         item = ContactItem(pk, _sk(contact_id))
         _fill(item, account_id, after)
-        writes.put("contact", item, ContactItem.pk.does_not_exist())
+        writes.put("contact", item, _ABSENT)
     else:
         _fill(item, account_id, after)
         writes.put("contact", item)
@@ -173,7 +178,7 @@ def _stage(
             writes.put(
                 "phone",
                 PhoneGuardItem(pk, f"{PHONE_PREFIX}{new_phone}", contact_id=contact_id),
-                PhoneGuardItem.pk.does_not_exist(),
+                _ABSENT,
             )
 
     old_company = before.company_id if before else None
@@ -208,7 +213,7 @@ def _stage(
 
 def _commit(writes: Writes, account_id: str, after: Contact | None, receipt: Item | None) -> None:
     if receipt is not None:
-        writes.put("receipt", receipt, type(receipt).pk.does_not_exist())
+        writes.put("receipt", receipt, _ABSENT)
     try:
         writes.commit()
     except Refused as refused:
@@ -265,7 +270,7 @@ def write_together(account_id: str, entries: Sequence[Together]) -> int:
         one = Writes()
         more = Counter(counts)
         _stage(one, account_id, before, contact, item, more)
-        one.put("receipt", receipt, type(receipt).pk.does_not_exist())
+        one.put("receipt", receipt, _ABSENT)
         if taken and len(writes) + len(one) + len(+more) > MAX_WRITES:
             break
         writes.extend(one)

@@ -168,21 +168,66 @@ def put_request(item: Item, condition: Condition | None = None) -> dict[str, Any
                 return item.get_save_kwargs_from_instance(condition)  # pynamodb says why not
             continue
         written[attribute.attr_name] = {attribute.attr_type: serialized}
+    current = values.get(item._version_attribute_name or "") if version is not None else None
     if version is not None:
-        current = values.get(item._version_attribute_name or "")
-        if current is None:
-            condition &= version.does_not_exist()
-            written[version.attr_name] = {version.attr_type: version.serialize(1)}
-        else:
-            condition &= version == current
-            written[version.attr_name] = {version.attr_type: version.serialize(current + 1)}
+        written[version.attr_name] = {
+            version.attr_type: version.serialize(1 if current is None else current + 1)
+        }
     request: dict[str, Any] = {"TableName": Item._get_connection().table_name, "Item": written}
-    if condition is not None:
-        names: dict[str, str] = {}
-        expression_values: dict[str, Any] = {}
-        request["ConditionExpression"] = condition.serialize(names, expression_values)
+    expression = _expression(condition, version, current)
+    if expression is not None:
+        text, names, expression_values = expression
+        request["ConditionExpression"] = text
         if names:
-            request["ExpressionAttributeNames"] = {v: k for k, v in names.items()}
+            request["ExpressionAttributeNames"] = names
         if expression_values:
             request["ExpressionAttributeValues"] = expression_values
     return request
+
+
+# A put's condition expression, serialized once per condition object and version case: the
+# callers give the same few conditions to every item of a kind (a pynamodb condition is
+# never changed once built), and serializing one walks its paths through pynamodb's name
+# substitution each time. Keyed by the condition's id, kept with the condition so that the
+# id stays its own; cleared when full (conditions built per item would only pass through).
+_Expression = tuple[str, dict[str, str], dict[str, Any]]
+_expressions: dict[tuple[int, bool | None], tuple[Condition | None, _Expression | None]] = {}
+_EXPRESSIONS_MAX = 256
+# The version a versioned item's condition holds in the cached form, replaced by the item's.
+_SOME_VERSION = 0
+
+
+def _expression(
+    condition: Condition | None, version: Attribute[Any] | None, current: Any
+) -> _Expression | None:
+    """`condition` (and the version condition: absent when `current` is None, else equal to
+    it) as pynamodb serializes it: the expression, its names and its values."""
+    case = None if version is None else current is None
+    key = (id(condition), case)
+    cached = _expressions.get(key)
+    if cached is None or cached[0] is not condition:
+        if len(_expressions) >= _EXPRESSIONS_MAX:
+            _expressions.clear()
+        whole = condition
+        if version is not None:
+            whole &= version.does_not_exist() if current is None else version == _SOME_VERSION
+        serialized: _Expression | None = None
+        if whole is not None:
+            names: dict[str, str] = {}
+            expression_values: dict[str, Any] = {}
+            text = whole.serialize(names, expression_values)
+            serialized = (text, {v: k for k, v in names.items()}, expression_values)
+        cached = _expressions[key] = (condition, serialized)
+    serialized = cached[1]
+    if serialized is None:
+        return None
+    # Copies: the request may be changed by its sender, the cached form must stay as it is.
+    text, names, expression_values = serialized
+    if version is None or current is None:
+        return text, dict(names), dict(expression_values)
+    # The version's value is the last placeholder the condition holds (`AND` writes its right
+    # side last): the item's own version there.
+    *others, last = expression_values
+    compared = {name: expression_values[name] for name in others}
+    compared[last] = {version.attr_type: version.serialize(current)}
+    return text, dict(names), compared
