@@ -28,7 +28,7 @@ from talkturo.local.template import Stack
 from talkturo.store import table
 from talkturo.store.contacts import ContactItem, PhoneGuardItem
 from talkturo.store.table import Item
-from talkturo.store.transact import Refused, Writes, put_request
+from talkturo.store.transact import Refused, Writes, put_request, update_request
 
 
 def _models() -> list[type[Item]]:
@@ -161,6 +161,58 @@ def test_an_item_refuses_what_pynamodb_refuses() -> None:
         PynamoModel.__init__(
             PhoneGuardItem.__new__(PhoneGuardItem), "A#1", "x", phone="+14155550100"
         )
+
+
+def _counted(model: type[Item]) -> list[tuple[str, Any]]:
+    """The number attributes an update may add to (the version is pynamodb's to move)."""
+    return [
+        (name, attribute)
+        for name, attribute in model.get_attributes().items()
+        if type(attribute) is NumberAttribute
+        and not (attribute.is_hash_key or attribute.is_range_key)
+    ]
+
+
+COUNTED = [model for model in MODELS if _counted(model)]
+
+
+@pytest.mark.parametrize("model", COUNTED, ids=lambda model: model.__name__)
+def test_an_update_is_pynamodbs_own(stack: Stack, model: type[Item]) -> None:
+    table.connection()
+    attributes = _counted(model)
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        writes=st.lists(
+            st.tuples(
+                st.text(min_size=1, max_size=8),
+                st.text(min_size=1, max_size=8),
+                st.integers(0, len(attributes) - 1),
+                st.integers(min_value=-(10**6), max_value=10**6),
+                st.integers(0, 2),
+                st.booleans(),
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    def same(writes: list[tuple[str, str, int, int, int, bool]]) -> None:
+        for pk, sk, which, delta, kept, add in writes:
+            item = model(pk, sk)
+            attribute = attributes[which][1]
+            condition = _KEPT[model][kept]
+            # Actions of their own each: pynamodb adds a versioned item's increment to them.
+            ours = update_request(
+                item, [attribute.add(delta) if add else attribute.set(delta)], condition
+            )
+            theirs = item.get_update_kwargs_from_instance(
+                [attribute.add(delta) if add else attribute.set(delta)], condition
+            )
+            assert ours == theirs
+            assert list(ours) == list(theirs)
+            ours["ExpressionAttributeValues"].clear()  # changed by its sender: not the next one
+
+    same()
 
 
 def test_an_item_pynamodb_refuses_is_refused_alike(stack: Stack) -> None:

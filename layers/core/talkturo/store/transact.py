@@ -25,7 +25,8 @@ from pynamodb.attributes import (
 )
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import Condition
-from pynamodb.expressions.update import Action
+from pynamodb.expressions.operand import Path, Value
+from pynamodb.expressions.update import Action, AddAction
 
 from talkturo.store.table import Item, connection
 
@@ -90,7 +91,8 @@ class Writes:
         connection()
         labels = [label for label, _ in self._checks + self._deletes + self._puts + self._updates]
         try:
-            # As pynamodb's TransactWrite does, but each put built by `put_request`.
+            # As pynamodb's TransactWrite does, but each put built by `put_request` (and each
+            # update by `update_request`).
             Item._get_connection().connection.transact_write_items(
                 condition_check_items=[
                     model.get_operation_kwargs_from_class(pk, sk, condition)
@@ -102,7 +104,7 @@ class Writes:
                 ],
                 put_items=[put_request(item, condition) for _, (item, condition) in self._puts],
                 update_items=[
-                    item.get_update_kwargs_from_instance(actions, condition)
+                    update_request(item, actions, condition)
                     for _, (item, actions, condition) in self._updates
                 ],
             )
@@ -231,3 +233,60 @@ def _expression(
     compared = {name: expression_values[name] for name in others}
     compared[last] = {version.attr_type: version.serialize(current)}
     return text, dict(names), compared
+
+
+# An update that adds a number to one attribute (a company's contact count, once a row), per
+# item class, attribute and condition object: what pynamodb answers for it, with the key and
+# the number left to fill in (the form and the placeholder of the number), kept with the
+# condition; no form when the update is not of that form after all (pynamodb builds those).
+_Addition = tuple[Condition | None, tuple[dict[str, Any], str] | None]
+_additions: dict[tuple[type[Item], tuple[str, ...], int], _Addition] = {}
+# Stands for the number added while the form is built (never sent).
+_SOME_NUMBER = {"N": "0.5"}
+
+
+def update_request(item: Item, actions: list[Action], condition: Condition | None = None) -> Any:
+    """The Update of a transaction that applies `actions` to `item` under `condition`: what
+    pynamodb's `get_update_kwargs_from_instance(actions, condition)` answers."""
+    model = type(item)
+    action = actions[0] if len(actions) == 1 else None
+    if type(action) is not AddAction or model._version_attribute_name is not None:
+        return item.get_update_kwargs_from_instance(actions, condition)
+    path, value = action.values
+    if not isinstance(path, Path) or not isinstance(value, Value):
+        return item.get_update_kwargs_from_instance(actions, condition)
+    key = (model, tuple(path.path), id(condition))
+    cached = _additions.get(key)
+    if cached is None or cached[0] is not condition:
+        if len(_additions) >= _EXPRESSIONS_MAX:
+            _additions.clear()
+        cached = _additions[key] = (condition, _addition(item, path, condition))
+    hash_value, range_value = item._get_hash_range_key_serialized_values()
+    hash_key, range_key = model._hash_key_attribute(), model._range_key_attribute()
+    addition = cached[1]
+    if addition is None or hash_value is None or range_value is None or range_key is None:
+        return item.get_update_kwargs_from_instance(actions, condition)
+    form, placeholder = addition
+    request = dict(form)
+    request["TableName"] = Item._get_connection().table_name
+    request["Key"] = {
+        hash_key.attr_name: {hash_key.attr_type: hash_value},
+        range_key.attr_name: {range_key.attr_type: range_value},
+    }
+    request["ExpressionAttributeNames"] = dict(form["ExpressionAttributeNames"])
+    values = request["ExpressionAttributeValues"] = dict(form["ExpressionAttributeValues"])
+    values[placeholder] = value.values[0]
+    return request
+
+
+def _addition(
+    item: Item, path: Path, condition: Condition | None
+) -> tuple[dict[str, Any], str] | None:
+    form = item.get_update_kwargs_from_instance(
+        [AddAction(path, Value(dict(_SOME_NUMBER)))], condition
+    )
+    values = form.get("ExpressionAttributeValues", {})
+    placeholders = [name for name, value in values.items() if value == _SOME_NUMBER]
+    if len(placeholders) != 1 or "ExpressionAttributeNames" not in form:
+        return None
+    return form, placeholders[0]
