@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from talkturo.domain.contacts import (
     MAX_TAGS,
@@ -14,6 +16,7 @@ from talkturo.domain.contacts import (
     ContactCreate,
     ContactFilters,
     ContactUpdate,
+    Email,
     normalise_tags,
     resolve_dnc,
     search_prefix,
@@ -198,3 +201,36 @@ def test_a_status_contradicting_the_dnc_filter_matches_nothing() -> None:
     assert ContactFilters(lead_status="qualified", do_not_call=True).impossible
     assert ContactFilters(lead_status="dnc", do_not_call=False).impossible
     assert not ContactFilters(lead_status="dnc", do_not_call=True).impossible
+
+
+def _checked(adapter: TypeAdapter[Any], value: str) -> Any:
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as invalid:
+        return invalid.errors()
+
+
+_EMAILISH = st.one_of(
+    st.emails(),
+    st.emails().map(lambda email: f" {email.upper()} "),
+    st.emails().map(lambda email: f"Some One <{email}>"),
+    st.text(max_size=30),
+    st.text(alphabet='ab@.-_ +<>"\\\n', max_size=20),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_EMAILISH)
+def test_a_contacts_email_is_checked_as_pydantics_email_str(value: str) -> None:
+    # Given any text / When checked as a contact's email, twice (the second answer is the kept
+    # one) / Then what pydantic's EmailStr answers: the same address, or the same errors
+    theirs = _checked(TypeAdapter(EmailStr), value)
+    ours = TypeAdapter(Email)
+    assert _checked(ours, value) == theirs
+    assert _checked(ours, value) == theirs
+
+
+def test_a_contacts_email_is_an_email_in_the_schema() -> None:
+    assert TypeAdapter(Email).json_schema() == TypeAdapter(EmailStr).json_schema()
+    schema = ContactCreate.model_json_schema()["properties"]["email"]
+    assert {"type": "string", "format": "email"} in schema["anyOf"]

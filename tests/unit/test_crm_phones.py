@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from phonenumbers import timezone as number_zones
 
+from talkturo.domain import phones
+from talkturo.domain.accounts import is_timezone
 from talkturo.domain.phones import InvalidPhone, infer_timezone, normalise_phone, phone_digits
 
 
@@ -86,3 +92,49 @@ def test_no_zone_when_unknown(e164: str | None) -> None:
 def test_phone_digits_give_international_and_national_forms() -> None:
     assert phone_digits("+14155550123") == ["14155550123", "4155550123"]
     assert phone_digits("+49301234567") == ["49301234567", "301234567"]
+
+
+def _zone_the_long_way(e164: str, year: int) -> str | None:
+    """`infer_timezone` as it reads a number parsed afresh for it."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return None
+    zones = sorted(
+        zone
+        for zone in number_zones.time_zones_for_number(number)
+        if zone != "Etc/Unknown" and is_timezone(zone)
+    )
+    if not zones or len({phones._offsets(zone, year) for zone in zones}) > 1:
+        return None
+    return zones[0]
+
+
+def _digits_the_long_way(e164: str) -> list[str]:
+    international = e164.lstrip("+")
+    try:
+        national = str(phonenumbers.parse(e164, None).national_number)
+    except phonenumbers.NumberParseException:
+        return [international]
+    return [international] if national == international else [international, national]
+
+
+_E164ISH = st.one_of(
+    st.from_regex(r"\+[1-9][0-9]{6,14}", fullmatch=True),
+    st.sampled_from(["+14155550123", "+18005550199", "+447911123456", "+390612345678"]),
+    st.text(max_size=16),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(e164=_E164ISH, zone_first=st.booleans())
+def test_a_number_parsed_once_answers_as_parsed_each_time(e164: str, zone_first: bool) -> None:
+    # Given a number whose time zone and search digits share one parse, asked in either order
+    # When asked (twice: the second answer comes from what is kept) / Then as parsed afresh
+    for _ in range(2):
+        if zone_first:
+            zone, digits = infer_timezone(e164, year=2026), phone_digits(e164)
+        else:
+            digits, zone = phone_digits(e164), infer_timezone(e164, year=2026)
+        assert zone == (_zone_the_long_way(e164, 2026) if e164 else None)
+        assert digits == _digits_the_long_way(e164)

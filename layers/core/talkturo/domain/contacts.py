@@ -16,9 +16,20 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal, get_args
+from functools import lru_cache
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, EmailStr, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic.networks import validate_email
+from pydantic_core import CoreSchema, core_schema
 
 from talkturo.domain.accounts import is_timezone
 from talkturo.domain.common import Name, Resource
@@ -54,10 +65,42 @@ def normalise_tags(tags: list[str]) -> list[str]:
     return list(seen)
 
 
+@lru_cache(maxsize=4096)
+def _checked_email(value: str) -> str:
+    """pydantic's `EmailStr` check of `value` (its normalised address), the answer kept: a CSV
+    row checks its address twice, as a change and as a new contact. A refusal is not kept,
+    it is raised again each time."""
+    return validate_email(value)[1]
+
+
+class _EmailCheck:
+    """What pydantic's `EmailStr` is (a string checked by `validate_email`, an `email` string
+    in the JSON schema), with the check's answers kept (`_checked_email`)."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, _source: type[Any], _handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            _checked_email, core_schema.str_schema()
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        field_schema = handler(schema)
+        field_schema.update(type="string", format="email")
+        return field_schema
+
+
+Email = Annotated[str, _EmailCheck]
+
+
 class _ContactFields(Resource):
     first_name: Name | None = Field(default=None, max_length=100)
     last_name: Name | None = Field(default=None, max_length=100)
-    email: EmailStr | None = None
+    email: Email | None = None
     phone: str | None = Field(
         default=None,
         max_length=40,

@@ -76,9 +76,16 @@ def infer_timezone(e164: str | None, *, year: int | None = None) -> str | None:
 
 
 @lru_cache(maxsize=_PARSED_MAX)
+def _parsed_e164(e164: str) -> phonenumbers.PhoneNumber:
+    """`phonenumbers.parse(e164, None)`, kept: a new number's time zone and its search digits
+    both read it (neither changes what it answers)."""
+    return phonenumbers.parse(e164, None)
+
+
+@lru_cache(maxsize=_PARSED_MAX)
 def _zone(e164: str, when: int) -> str | None:
     try:
-        number = phonenumbers.parse(e164, None)
+        number = _parsed_e164(e164)
     except phonenumbers.NumberParseException:
         return None
     zones = sorted(
@@ -112,7 +119,7 @@ def phone_digits(e164: str) -> list[str]:
 def _digits(e164: str) -> tuple[str, ...]:
     international = e164.lstrip("+")
     try:
-        national = str(phonenumbers.parse(e164, None).national_number)
+        national = str(_parsed_e164(e164).national_number)
     except phonenumbers.NumberParseException:
         return (international,)
     return (international,) if national == international else (international, national)

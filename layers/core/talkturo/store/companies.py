@@ -47,6 +47,11 @@ class CompanyNameItem(Item):
     company_id = UnicodeAttribute()
 
 
+# Built once: a transaction's update serializes a condition once per condition object
+# (store/transact.py), and every contact write moves a count under it.
+_COUNTED = CompanyCounter.pk.exists()
+
+
 class _Stale(Exception):
     """The company changed between read and write."""
 
@@ -231,5 +236,5 @@ def stage_count(writes: Writes, label: str, account_id: str, company_id: str, de
         label,
         CompanyCounter(keys.account(account_id), company_sk(company_id)),
         [CompanyCounter.contact_count.add(delta)],
-        CompanyCounter.pk.exists(),
+        _COUNTED,
     )

@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from pydantic_core import PydanticSerializationError
 from pynamodb.attributes import UnicodeAttribute, UnicodeSetAttribute
 from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.condition import Condition
@@ -79,6 +80,11 @@ class ActivityItem(Item):
     doc = UnicodeAttribute()
 
 
+# The condition that an item does not exist yet, built once: a put's request serializes a
+# condition once per condition object (store/transact.py), and every row writes these.
+_ABSENT = Item.pk.does_not_exist()
+
+
 class ReceiptExists(Exception):
     """The receipt given with a write exists already: the write was done before."""
 
@@ -112,6 +118,21 @@ def _token_sk(token: str, contact_id: str) -> str:
 
 
 def _doc(contact: Contact) -> str:
+    if not contact.custom:
+        # pydantic's own JSON is the same text when it is all printable ASCII (json.dumps
+        # escapes the rest, DEL too) and there are no custom values (numbers json.dumps may
+        # write otherwise).
+        try:
+            text = contact.model_dump_json(exclude={"company_name"})
+        except PydanticSerializationError:
+            text = ""  # a lone surrogate, say: json.dumps writes it escaped
+        if text.isascii() and "\x7f" not in text and text.endswith("}"):
+            held = json.dumps(contact.status_before_dnc)
+            return f'{text[:-1]},"status_before_dnc":{held}}}'
+    return _doc_the_long_way(contact)
+
+
+def _doc_the_long_way(contact: Contact) -> str:
     data = contact.model_dump(mode="json", exclude={"company_name"})
     data["status_before_dnc"] = contact.status_before_dnc
     return json.dumps(data, separators=(",", ":"))
@@ -121,7 +142,7 @@ def _of(item: ContactItem) -> Contact:
     return Contact.model_validate_json(item.doc)
 
 
-def _fill(item: ContactItem, account_id: str, contact: Contact) -> None:
+def _fill(item: ContactItem, account_id: str, contact: Contact, tokens: set[str]) -> None:
     item.doc = _doc(contact)
     if contact.company_id:
         item.gsi1_pk = company_partition(account_id, contact.company_id)
@@ -131,8 +152,8 @@ def _fill(item: ContactItem, account_id: str, contact: Contact) -> None:
     item.gsi2_pk = status_partition(account_id, contact.lead_status)
     item.gsi2_sk = _sk(contact.id)
     item.tags = set(contact.tags) or None
-    tokens = sorted(search_tokens(contact))
-    item.search = _SEPARATOR + _SEPARATOR.join(tokens) if tokens else None
+    ordered = sorted(tokens)
+    item.search = _SEPARATOR + _SEPARATOR.join(ordered) if ordered else None
 
 
 def _stage(
@@ -149,15 +170,16 @@ def _stage(
     either = after or before
     assert either is not None
     contact_id = either.id
+    new_tokens = search_tokens(after) if after else set()
     if after is None:
         assert item is not None
         writes.delete("contact", item)
     elif item is None:
         item = ContactItem(pk, _sk(contact_id))
-        _fill(item, account_id, after)
-        writes.put("contact", item, ContactItem.pk.does_not_exist())
+        _fill(item, account_id, after, new_tokens)
+        writes.put("contact", item, _ABSENT)
     else:
-        _fill(item, account_id, after)
+        _fill(item, account_id, after, new_tokens)
         writes.put("contact", item)
 
     old_phone = before.phone if before else None
@@ -173,7 +195,7 @@ def _stage(
             writes.put(
                 "phone",
                 PhoneGuardItem(pk, f"{PHONE_PREFIX}{new_phone}", contact_id=contact_id),
-                PhoneGuardItem.pk.does_not_exist(),
+                _ABSENT,
             )
 
     old_company = before.company_id if before else None
@@ -195,7 +217,6 @@ def _stage(
         writes.put("tag", ContactTagItem(tag_partition(account_id, tag), _sk(contact_id)))
 
     old_tokens = search_tokens(before) if before else set()
-    new_tokens = search_tokens(after) if after else set()
     partition = search_partition(account_id)
     for token in sorted(old_tokens - new_tokens):
         writes.delete("token", SearchTokenItem(partition, _token_sk(token, contact_id)))
@@ -208,7 +229,7 @@ def _stage(
 
 def _commit(writes: Writes, account_id: str, after: Contact | None, receipt: Item | None) -> None:
     if receipt is not None:
-        writes.put("receipt", receipt, type(receipt).pk.does_not_exist())
+        writes.put("receipt", receipt, _ABSENT)
     try:
         writes.commit()
     except Refused as refused:
@@ -265,7 +286,7 @@ def write_together(account_id: str, entries: Sequence[Together]) -> int:
         one = Writes()
         more = Counter(counts)
         _stage(one, account_id, before, contact, item, more)
-        one.put("receipt", receipt, type(receipt).pk.does_not_exist())
+        one.put("receipt", receipt, _ABSENT)
         if taken and len(writes) + len(one) + len(+more) > MAX_WRITES:
             break
         writes.extend(one)

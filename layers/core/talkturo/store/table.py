@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute, VersionAttribute
+from pynamodb.attributes import Attribute, NumberAttribute, UnicodeAttribute, VersionAttribute
 from pynamodb.connection import TableConnection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -88,6 +88,27 @@ class Item(Model):
     gsi3 = Gsi3()
     gsi4 = Gsi4()
 
+    def __init__(
+        self,
+        hash_key: Any = None,
+        range_key: Any = None,
+        _user_instantiated: bool = True,
+        **attributes: Any,
+    ) -> None:
+        # What pynamodb's constructor does, value by value through each attribute's descriptor,
+        # done at once for the items where that comes to storing the values given (a CSV
+        # import builds ten or so items a row): no defaults, every attribute given stored as
+        # it is. Any other item is built by pynamodb.
+        stored = _stored_names(type(self))
+        if hash_key is not None and self._hash_keyname is not None:
+            attributes[self._hash_keyname] = hash_key
+        if range_key is not None and self._range_keyname is not None:
+            attributes[self._range_keyname] = range_key
+        if stored is None or not stored.issuperset(attributes):
+            super().__init__(hash_key, range_key, _user_instantiated, **attributes)
+            return
+        self.attribute_values = attributes
+
     @classmethod
     def _get_connection(cls) -> TableConnection:
         # pynamodb gives each model class its own connection (and botocore client); every item
@@ -95,6 +116,34 @@ class Item(Model):
         if cls is not Item:
             return Item._get_connection()
         return super()._get_connection()
+
+
+# Per item class, the attributes whose values its constructor stores as they are given, or None
+# when the constructor does more (a default to set, a discriminator). Keyed by python name,
+# which is how pynamodb's descriptors store them.
+_stored: dict[type[Item], frozenset[str] | None] = {}
+
+
+def _stored_names(model: type[Item]) -> frozenset[str] | None:
+    if model not in _stored:
+        attributes = model.get_attributes()
+        plain = (
+            model._hash_keyname is not None
+            and model._range_keyname is not None
+            and model._get_discriminator_attribute() is None
+        ) and all(
+            attribute.default is None and attribute.default_for_new is None
+            for attribute in attributes.values()
+        )
+        python_names: dict[str, str] = getattr(model, "_dynamo_to_python_attrs", {})
+        names = frozenset(
+            name
+            for name, attribute in attributes.items()
+            if type(attribute).__set__ is Attribute.__set__
+            and python_names.get(attribute.attr_name, attribute.attr_name) == name
+        )
+        _stored[model] = names if plain else None
+    return _stored[model]
 
 
 class Document(Item):

@@ -25,7 +25,8 @@ from pynamodb.attributes import (
 )
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import Condition
-from pynamodb.expressions.update import Action
+from pynamodb.expressions.operand import Path, Value
+from pynamodb.expressions.update import Action, AddAction
 
 from talkturo.store.table import Item, connection
 
@@ -90,7 +91,8 @@ class Writes:
         connection()
         labels = [label for label, _ in self._checks + self._deletes + self._puts + self._updates]
         try:
-            # As pynamodb's TransactWrite does, but each put built by `put_request`.
+            # As pynamodb's TransactWrite does, but each put built by `put_request` (and each
+            # update by `update_request`).
             Item._get_connection().connection.transact_write_items(
                 condition_check_items=[
                     model.get_operation_kwargs_from_class(pk, sk, condition)
@@ -102,7 +104,7 @@ class Writes:
                 ],
                 put_items=[put_request(item, condition) for _, (item, condition) in self._puts],
                 update_items=[
-                    item.get_update_kwargs_from_instance(actions, condition)
+                    update_request(item, actions, condition)
                     for _, (item, actions, condition) in self._updates
                 ],
             )
@@ -168,21 +170,123 @@ def put_request(item: Item, condition: Condition | None = None) -> dict[str, Any
                 return item.get_save_kwargs_from_instance(condition)  # pynamodb says why not
             continue
         written[attribute.attr_name] = {attribute.attr_type: serialized}
+    current = values.get(item._version_attribute_name or "") if version is not None else None
     if version is not None:
-        current = values.get(item._version_attribute_name or "")
-        if current is None:
-            condition &= version.does_not_exist()
-            written[version.attr_name] = {version.attr_type: version.serialize(1)}
-        else:
-            condition &= version == current
-            written[version.attr_name] = {version.attr_type: version.serialize(current + 1)}
+        written[version.attr_name] = {
+            version.attr_type: version.serialize(1 if current is None else current + 1)
+        }
     request: dict[str, Any] = {"TableName": Item._get_connection().table_name, "Item": written}
-    if condition is not None:
-        names: dict[str, str] = {}
-        expression_values: dict[str, Any] = {}
-        request["ConditionExpression"] = condition.serialize(names, expression_values)
+    expression = _expression(condition, version, current)
+    if expression is not None:
+        text, names, expression_values = expression
+        request["ConditionExpression"] = text
         if names:
-            request["ExpressionAttributeNames"] = {v: k for k, v in names.items()}
+            request["ExpressionAttributeNames"] = names
         if expression_values:
             request["ExpressionAttributeValues"] = expression_values
     return request
+
+
+# A put's condition expression, serialized once per condition object and version case: the
+# callers give the same few conditions to every item of a kind (a pynamodb condition is
+# never changed once built), and serializing one walks its paths through pynamodb's name
+# substitution each time. Keyed by the condition's id, kept with the condition so that the
+# id stays its own; cleared when full (conditions built per item would only pass through).
+_Expression = tuple[str, dict[str, str], dict[str, Any]]
+_expressions: dict[tuple[int, bool | None], tuple[Condition | None, _Expression | None]] = {}
+_EXPRESSIONS_MAX = 256
+# The version a versioned item's condition holds in the cached form, replaced by the item's.
+_SOME_VERSION = 0
+
+
+def _expression(
+    condition: Condition | None, version: Attribute[Any] | None, current: Any
+) -> _Expression | None:
+    """`condition` (and the version condition: absent when `current` is None, else equal to
+    it) as pynamodb serializes it: the expression, its names and its values."""
+    case = None if version is None else current is None
+    key = (id(condition), case)
+    cached = _expressions.get(key)
+    if cached is None or cached[0] is not condition:
+        if len(_expressions) >= _EXPRESSIONS_MAX:
+            _expressions.clear()
+        whole = condition
+        if version is not None:
+            whole &= version.does_not_exist() if current is None else version == _SOME_VERSION
+        serialized: _Expression | None = None
+        if whole is not None:
+            names: dict[str, str] = {}
+            expression_values: dict[str, Any] = {}
+            text = whole.serialize(names, expression_values)
+            serialized = (text, {v: k for k, v in names.items()}, expression_values)
+        cached = _expressions[key] = (condition, serialized)
+    serialized = cached[1]
+    if serialized is None:
+        return None
+    # Copies: the request may be changed by its sender, the cached form must stay as it is.
+    text, names, expression_values = serialized
+    if version is None or current is None:
+        return text, dict(names), dict(expression_values)
+    # The version's value is the last placeholder the condition holds (`AND` writes its right
+    # side last): the item's own version there.
+    *others, last = expression_values
+    compared = {name: expression_values[name] for name in others}
+    compared[last] = {version.attr_type: version.serialize(current)}
+    return text, dict(names), compared
+
+
+# An update that adds a number to one attribute (a company's contact count, once a row), per
+# item class, attribute and condition object: what pynamodb answers for it, with the key and
+# the number left to fill in (the form and the placeholder of the number), kept with the
+# condition; no form when the update is not of that form after all (pynamodb builds those).
+_Addition = tuple[Condition | None, tuple[dict[str, Any], str] | None]
+_additions: dict[tuple[type[Item], tuple[str, ...], int], _Addition] = {}
+# Stands for the number added while the form is built (never sent).
+_SOME_NUMBER = {"N": "0.5"}
+
+
+def update_request(item: Item, actions: list[Action], condition: Condition | None = None) -> Any:
+    """The Update of a transaction that applies `actions` to `item` under `condition`: what
+    pynamodb's `get_update_kwargs_from_instance(actions, condition)` answers."""
+    model = type(item)
+    action = actions[0] if len(actions) == 1 else None
+    if type(action) is not AddAction or model._version_attribute_name is not None:
+        return item.get_update_kwargs_from_instance(actions, condition)
+    path, value = action.values
+    if not isinstance(path, Path) or not isinstance(value, Value):
+        return item.get_update_kwargs_from_instance(actions, condition)
+    key = (model, tuple(path.path), id(condition))
+    cached = _additions.get(key)
+    if cached is None or cached[0] is not condition:
+        if len(_additions) >= _EXPRESSIONS_MAX:
+            _additions.clear()
+        cached = _additions[key] = (condition, _addition(item, path, condition))
+    hash_value, range_value = item._get_hash_range_key_serialized_values()
+    hash_key, range_key = model._hash_key_attribute(), model._range_key_attribute()
+    addition = cached[1]
+    if addition is None or hash_value is None or range_value is None or range_key is None:
+        return item.get_update_kwargs_from_instance(actions, condition)
+    form, placeholder = addition
+    request = dict(form)
+    request["TableName"] = Item._get_connection().table_name
+    request["Key"] = {
+        hash_key.attr_name: {hash_key.attr_type: hash_value},
+        range_key.attr_name: {range_key.attr_type: range_value},
+    }
+    request["ExpressionAttributeNames"] = dict(form["ExpressionAttributeNames"])
+    values = request["ExpressionAttributeValues"] = dict(form["ExpressionAttributeValues"])
+    values[placeholder] = value.values[0]
+    return request
+
+
+def _addition(
+    item: Item, path: Path, condition: Condition | None
+) -> tuple[dict[str, Any], str] | None:
+    form = item.get_update_kwargs_from_instance(
+        [AddAction(path, Value(dict(_SOME_NUMBER)))], condition
+    )
+    values = form.get("ExpressionAttributeValues", {})
+    placeholders = [name for name, value in values.items() if value == _SOME_NUMBER]
+    if len(placeholders) != 1 or "ExpressionAttributeNames" not in form:
+        return None
+    return form, placeholders[0]
