@@ -2,8 +2,10 @@
 and the tick that sweeps.
 
 Dispatch is driven by events, not by scanning. It runs when a campaign starts or resumes, when
-one of its calls ends (the freed slot is refilled at once), when a wait ends (a retry delay, a
-window that opens again: a Step Functions wake) and on the minute tick (backstop). Each run
+one of its calls ends and cannot hand its slot over (a call's end first gives its slot straight
+to the next due contact, in one claim transaction, without the dispatch's turn: _hand_over),
+when a wait ends (a retry delay, a window that opens again: a Step Functions wake) and on the
+minute tick (backstop). Each run
 reads the campaign's counters, then only as many due contacts as there are free slots, and
 claims each with one transaction that takes an admission (campaign and account), moves the
 contact to `queued` and records its call; the dial job follows. Every dial is checked at claim
@@ -1185,7 +1187,8 @@ def _apply_end(
     When the slot was given back already, a corrected outcome (a late answering-machine verdict
     turning `answered` into `voicemail`) still moves the contact and the outcome counts."""
     campaign, _ = store.get(account_id, member.campaign_id)
-    if hand_over and campaign.status == "running":
+    # Only a contact still on this call holds its slot (a repeated callback finds it moved on).
+    if hand_over and campaign.status == "running" and member.state in ("queued", "calling"):
         after = _ended_member(campaign, member, call)
         if _hand_over(account_id, campaign, member, version, call, after):
             if after.next_attempt_at is not None:
