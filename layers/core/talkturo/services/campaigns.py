@@ -5,15 +5,15 @@ Dispatch is driven by events, not by scanning. It runs when a campaign starts or
 one of its calls ends and cannot hand its slot over (a call's end first gives its slot straight
 to the next due contact, in one claim transaction, without the dispatch's turn: _hand_over),
 when a wait ends (a retry delay, a window that opens again: a Step Functions wake) and on the
-minute tick (backstop). Each run
-reads the campaign's counters, then only as many due contacts as there are free slots, and
-claims each with one transaction that takes an admission (campaign and account), moves the
-contact to `queued` and records its call; the dial job follows. Every dial is checked at claim
-time: the contact re-read (DNC, phone), attempts left, the call window and the compliance floor
-in the callee's time, credits, the campaign still running.
+minute tick (backstop). Each run reads the campaign's counters, then only as many due contacts
+as there are free slots, and claims each with one transaction that takes an admission (campaign
+and account), moves the contact to `queued` and records its call; the dial job follows. Every
+dial is checked at claim time: the contact re-read (DNC, phone), attempts left, the call window
+and the compliance floor in the callee's time, credits, the campaign still running.
 
 A call's admission is given back exactly once (the slot item is deleted in the transaction that
-moves the contact), when the carrier reports the call over. A slot whose lease runs out is
+moves the contact), or handed over to the next contact once (the same deletion, in its claim),
+when the carrier reports the call over. A slot whose lease runs out is
 looked at by the tick: a call that ended has its end applied; a call never handed to the dialer
 is dialled; a call still open keeps its slot a while longer.
 """
