@@ -1024,10 +1024,10 @@ def _try_dial(
         logger.exception("campaign call could not be queued", extra={"id": call.id})
     if now_due:
         run.dial_soon(call)
-    logger.info(
-        "campaign call placed",
-        extra={"campaign": campaign.id, "call": call.id, "attempt": attempt},
-    )
+    placed = {"campaign": campaign.id, "call": call.id, "attempt": attempt}
+    if handover is not None:  # the ended call whose slot it took
+        placed["slot_of"] = handover.call_id
+    logger.info("campaign call placed", extra=placed)
     return "placed"
 
 
