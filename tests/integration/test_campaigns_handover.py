@@ -369,3 +369,61 @@ def test_a_crash_between_the_handover_claim_and_its_dial_dials_once(
     base.pump(stack)
     assert campaign_store.counters(tenant.account_id, campaign_id).in_flight == 0
     assert base.read(client, tenant, campaign_id)["status"] == "completed"
+
+
+def test_a_handover_never_keeps_a_campaign_above_a_limit_lowered_meanwhile(
+    client: TestClient,
+    stack: Stack,
+    tenant: Tenant,
+    line: Any,
+    carrier: FakeCarrier,
+    handovers: list[str],
+) -> None:
+    campaign_id = base.launched(client, stack, tenant, line, 4, 2)
+    base.pump(stack)
+    first, second = base.call_ids(carrier)
+    # Lowered to one call while paused, both calls still live.
+    assert base.action(client, tenant, campaign_id, "pause").status_code == 200
+    lowered = client.patch(
+        f"/v1/campaigns/{campaign_id}", json={"max_concurrent_calls": 1}, headers=tenant.headers
+    )
+    assert lowered.status_code == 200, lowered.text
+    assert base.action(client, tenant, campaign_id, "resume").status_code == 200
+    base.pump(stack)
+
+    base.end(tenant, first, "completed")
+    base.pump(stack)
+
+    # Two calls held, one allowed: the end gives its slot back instead of handing it over.
+    assert len(handovers) == 1 and len(carrier.placed) == 2
+    assert campaign_store.counters(tenant.account_id, campaign_id).in_flight == 1
+
+    base.end(tenant, second, "completed")
+
+    assert len(handovers) == 2 and len(carrier.placed) == 3
+    assert contact_of(tenant, base.call_ids(carrier)[2]) == handovers[1]
+    assert campaign_store.counters(tenant.account_id, campaign_id).in_flight == 1
+
+
+def test_a_handover_never_keeps_the_account_above_its_cap(
+    client: TestClient,
+    stack: Stack,
+    tenant: Tenant,
+    line: Any,
+    carrier: FakeCarrier,
+    monkeypatch: pytest.MonkeyPatch,
+    handovers: list[str],
+) -> None:
+    campaign_id = base.launched(client, stack, tenant, line, 4, 2)
+    base.pump(stack)
+    first, _ = base.call_ids(carrier)
+    # The account's cap comes down to one call while two are live.
+    monkeypatch.setenv("TALKTURO_CAMPAIGN_ACCOUNT_MAX_CONCURRENT", "1")
+    config.get_settings.cache_clear()
+
+    base.end(tenant, first, "completed")
+    base.pump(stack)
+
+    assert len(handovers) == 1 and len(carrier.placed) == 2
+    assert account_in_flight(tenant.account_id) == 1
+    assert campaign_store.counters(tenant.account_id, campaign_id).in_flight == 1
