@@ -28,3 +28,10 @@ def awake_zone() -> str:
     """A timezone whose clock reads 10:00-19:00 now: inside the floor for hours."""
     now = datetime.now(UTC)
     return next(z for z in ZONES if 10 <= now.astimezone(ZoneInfo(z)).hour < 19)
+
+
+def asleep_zone() -> str:
+    """A timezone whose clock reads 23:00-07:00 now: outside the floor (the zones are never more
+    than 4 hours apart, so one is always in that 8-hour span)."""
+    now = datetime.now(UTC)
+    return next(z for z in ZONES if now.astimezone(ZoneInfo(z)).hour in (23, 0, 1, 2, 3, 4, 5, 6))

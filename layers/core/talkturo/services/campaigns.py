@@ -2,16 +2,18 @@
 and the tick that sweeps.
 
 Dispatch is driven by events, not by scanning. It runs when a campaign starts or resumes, when
-one of its calls ends (the freed slot is refilled at once), when a wait ends (a retry delay, a
-window that opens again: a Step Functions wake) and on the minute tick (backstop). Each run
-reads the campaign's counters, then only as many due contacts as there are free slots, and
-claims each with one transaction that takes an admission (campaign and account), moves the
-contact to `queued` and records its call; the dial job follows. Every dial is checked at claim
-time: the contact re-read (DNC, phone), attempts left, the call window and the compliance floor
-in the callee's time, credits, the campaign still running.
+one of its calls ends and cannot hand its slot over (a call's end first gives its slot straight
+to the next due contact, in one claim transaction, without the dispatch's turn: _hand_over),
+when a wait ends (a retry delay, a window that opens again: a Step Functions wake) and on the
+minute tick (backstop). Each run reads the campaign's counters, then only as many due contacts
+as there are free slots, and claims each with one transaction that takes an admission (campaign
+and account), moves the contact to `queued` and records its call; the dial job follows. Every
+dial is checked at claim time: the contact re-read (DNC, phone), attempts left, the call window
+and the compliance floor in the callee's time, credits, the campaign still running.
 
 A call's admission is given back exactly once (the slot item is deleted in the transaction that
-moves the contact), when the carrier reports the call over. A slot whose lease runs out is
+moves the contact), or handed over to the next contact once (the same deletion, in its claim),
+when the carrier reports the call over. A slot whose lease runs out is
 looked at by the tick: a call that ended has its end applied; a call never handed to the dialer
 is dialled; a call still open keeps its slot a while longer.
 """
@@ -90,6 +92,9 @@ INLINE_ROUNDS = 2
 # A claimed call due now is placed by the worker that claimed it; its dial job, queued beside
 # the claim, comes this much later as the backstop (a crash, a retryable carrier error).
 DIAL_BACKSTOP_SECONDS = 30
+# A call's end handing its slot to the next due contact reads this many of the due head (the
+# first ones may be skipped: DNC, outside their window).
+HANDOVER_HEAD = 3
 
 
 # --------------------------------------------------------------------------- reads
@@ -888,11 +893,14 @@ def _skip(
     store.save_contact(account_id, member, after, version, skipped=reason)
 
 
-def _try_dial(run: _Run, member: CampaignContact, version: int) -> str:
-    """Claim one due contact and place its call: `placed`, `skipped` (not dialled now), or
-    `stop` (nothing more can be dialled in this run). `member` is as the due index holds it:
-    every write below is conditioned on its version, so a contact that moved meanwhile is
-    left alone."""
+def _try_dial(
+    run: _Run, member: CampaignContact, version: int, handover: store.Handover | None = None
+) -> str:
+    """Claim one due contact and place its call: `placed`, `skipped` (not dialled now), `lost`
+    (the claim's transaction was refused: the contact moved meanwhile), or `stop` (nothing more
+    can be dialled in this run). `member` is as the due index holds it: every write below is
+    conditioned on its version, so a contact that moved meanwhile is left alone. `handover`:
+    the claim takes that ended call's slot (see _hand_over)."""
     account_id, campaign = run.account_id, run.campaign
     now = utcnow()
     if member.state != "pending" or not member.next_attempt_at or member.next_attempt_at > now:
@@ -998,8 +1006,9 @@ def _try_dial(run: _Run, member: CampaignContact, version: int) -> str:
         limit=campaign.max_concurrent_calls,
         account_cap=settings.campaign_account_max_concurrent,
         lease_until=now + LEASE,
+        handover=handover,
     ):
-        return "skipped"
+        return "lost"
     # Due now (not paced to later): placed here, with the dial job as the backstop.
     now_due = dial_at <= utcnow() and settings.knows_public_url
     delay = (
@@ -1015,10 +1024,10 @@ def _try_dial(run: _Run, member: CampaignContact, version: int) -> str:
         logger.exception("campaign call could not be queued", extra={"id": call.id})
     if now_due:
         run.dial_soon(call)
-    logger.info(
-        "campaign call placed",
-        extra={"campaign": campaign.id, "call": call.id, "attempt": attempt},
-    )
+    placed = {"campaign": campaign.id, "call": call.id, "attempt": attempt}
+    if handover is not None:  # the ended call whose slot it took
+        placed["slot_of"] = handover.call_id
+    logger.info("campaign call placed", extra=placed)
     return "placed"
 
 
@@ -1130,6 +1139,7 @@ def call_changed(
         version,
         call,
         refill=lambda campaign: dispatch(account_id, campaign_id, campaign, rounds=rounds),
+        hand_over=True,
     )
 
 
@@ -1166,14 +1176,24 @@ def _apply_end(
     call: CallRecord,
     *,
     refill: Callable[[Campaign], object] | None = None,
+    hand_over: bool = False,
 ) -> bool:
     """Give the call's slot back and move its contact; True when this did (exactly once).
     `refill`, given the campaign as read here, is run once the slot is free, before the
-    contact's next attempt is scheduled (the freed slot waits on nothing else).
+    contact's next attempt is scheduled (the freed slot waits on nothing else). `hand_over`:
+    first try to give the slot straight to the next due contact (_hand_over); the slot is given
+    back and `refill` run only when that did not happen.
 
     When the slot was given back already, a corrected outcome (a late answering-machine verdict
     turning `answered` into `voicemail`) still moves the contact and the outcome counts."""
     campaign, _ = store.get(account_id, member.campaign_id)
+    # Only a contact still on this call holds its slot (a repeated callback finds it moved on).
+    if hand_over and campaign.status == "running" and member.state in ("queued", "calling"):
+        after = _ended_member(campaign, member, call)
+        if _hand_over(account_id, campaign, member, version, call, after):
+            if after.next_attempt_at is not None:
+                _wake_dispatch(account_id, campaign.id, after.next_attempt_at)
+            return True
     for _ in range(ATTEMPTS):
         after = _ended_member(campaign, member, call)
         try:
@@ -1201,6 +1221,64 @@ def _apply_end(
         _correct_outcome(account_id, campaign, member, version, call)
         return False
     return False
+
+
+def _hand_over(
+    account_id: str,
+    campaign: Campaign,
+    member: CampaignContact,
+    version: int,
+    call: CallRecord,
+    after: CampaignContact,
+) -> bool:
+    """The ended call's slot claimed for the next due contact, without the dispatch's turn (an
+    end arriving while a round runs would otherwise wait for that round and the next); True
+    when it was, the ended contact moved to `after` in the same transaction.
+
+    The checks are a round's claim's (_try_dial: the contact re-read for DNC and its phone,
+    the dialing rules, attempts, the window and compliance at the moment it rings, pacing), with
+    the credits and the cap read beside the due head. The claim's transaction deletes the ended
+    call's slot and writes the new one, conditioned on both contacts' versions and on the limits
+    as a claim is, so a contact the running round claimed meanwhile fails it: False then (and
+    when nobody is due, or a check stops it), and the end goes the usual way."""
+    kept: dict[str, Any] = {}
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="handover") as pool:
+        heading = pool.submit(store.due, account_id, campaign.id, utcnow(), HANDOVER_HEAD)
+        counting = pool.submit(store.counters, account_id, campaign.id)
+        funded = pool.submit(_has_credits, account_id)
+        run = _Run(account_id, campaign, kept)
+        # The ended contact is not due; an index entry lagging behind it is left out (one
+        # transaction cannot write the same item twice).
+        due = [(m, v) for m, v in heading.result() if m.contact_id != member.contact_id]
+        counters, has_credits = counting.result(), funded.result()
+    if not due or not has_credits:
+        return False
+    # The ended call still counts in the counters read: the cap is judged without it.
+    cap = campaign_budgets.cap_check(account_id, campaign, counters.in_flight - 1, run.assistant)
+    if cap != "dial":
+        return False
+    handover = store.Handover(
+        call_id=call.id,
+        before=member,
+        after=after,
+        version=version,
+        outcome=after.last_outcome,
+    )
+    try:
+        for candidate, candidate_version in due:
+            try:
+                outcome = _try_dial(run, candidate, candidate_version, handover)
+            except store.Full:
+                return False
+            if outcome == "placed":
+                return True
+            if outcome != "skipped":  # lost to someone else, or nothing more to dial now
+                return False
+        return False
+    finally:
+        if run.next_wake is not None:
+            _wake_dispatch(account_id, campaign.id, run.next_wake)
+        wait(kept.get("dials", []))
 
 
 def _correct_outcome(

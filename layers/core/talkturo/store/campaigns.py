@@ -23,6 +23,7 @@ Items (docs/data-model.md, "Campaigns"):
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -412,11 +413,12 @@ def _stage_contact(
     contact: CampaignContact,
     version: int | None,
     condition: Condition | None = None,
+    label: str = "contact",
 ) -> None:
     item = _contact_item(account_id, contact, version)
     if version is None:
         condition = ContactItem.pk.does_not_exist()
-    writes.put("contact", item, condition)
+    writes.put(label, item, condition)
 
 
 def add_contacts(account_id: str, campaign_id: str, contacts: Sequence[CampaignContact]) -> int:
@@ -557,6 +559,18 @@ class Full(Exception):
         self.which = which
 
 
+@dataclass(frozen=True)
+class Handover:
+    """A call just over whose slot a claim takes instead of giving it back: its contact moves
+    from `before` (at `version`) to `after`, its outcome is counted, its slot item goes."""
+
+    call_id: str
+    before: CampaignContact
+    after: CampaignContact
+    version: int
+    outcome: str | None
+
+
 def claim(
     account_id: str,
     *,
@@ -567,21 +581,60 @@ def claim(
     limit: int,
     account_cap: int,
     lease_until: datetime,
+    handover: Handover | None = None,
 ) -> bool:
     """Take one admission (campaign and account), move the contact to `queued` and record its
-    call, all or nothing. False: the contact moved meanwhile; Full: no admission left."""
+    call, all or nothing. False: the contact moved meanwhile (with a `handover`: or the ended
+    call's contact did, or its slot was given back already); Full: no admission left.
+
+    With a `handover` the admission is the ended call's: its slot is deleted and the new one
+    written in the same transaction, so the counters' `in_flight` stay as they are, and the
+    limits are the claim's own read one slot later (at most `limit` with the ended call still
+    counted is below `limit` once it is not)."""
     campaign_id = after.campaign_id
     writes = Writes()
     _stage_contact(writes, account_id, after, version, ContactItem.state == "pending")
-    below = CountersItem.in_flight.does_not_exist() | (CountersItem.in_flight < limit)
-    actions = _moves({before.state: -1, after.state: 1}, in_flight=1)
-    writes.update("counters", CountersItem(*_counters_key(account_id, campaign_id)), actions, below)
-    writes.update(
-        "account",
-        _account_slots(account_id),
-        [AccountSlotsItem.in_flight.add(1)],
-        AccountSlotsItem.in_flight.does_not_exist() | (AccountSlotsItem.in_flight < account_cap),
-    )
+    counts: dict[str, int] = {before.state: -1, after.state: 1}
+    counters_key = _counters_key(account_id, campaign_id)
+    if handover is None:
+        below = CountersItem.in_flight.does_not_exist() | (CountersItem.in_flight < limit)
+        actions = _moves(counts, in_flight=1)
+        writes.update("counters", CountersItem(*counters_key), actions, below)
+        writes.update(
+            "account",
+            _account_slots(account_id),
+            [AccountSlotsItem.in_flight.add(1)],
+            AccountSlotsItem.in_flight.does_not_exist()
+            | (AccountSlotsItem.in_flight < account_cap),
+        )
+    else:
+        ended = handover.before
+        writes.delete(
+            "ended_slot", _slot(account_id, campaign_id, handover.call_id), SlotItem.pk.exists()
+        )
+        _stage_contact(
+            writes,
+            account_id,
+            handover.after,
+            handover.version,
+            ContactItem.state == ended.state,
+            label="ended_contact",
+        )
+        for state, delta in ((ended.state, -1), (handover.after.state, 1)):
+            counts[state] = counts.get(state, 0) + delta
+        outcomes = {handover.outcome: 1} if handover.outcome else None
+        actions = _moves(counts, None, outcomes)
+        writes.update(
+            "counters", CountersItem(*counters_key), actions, CountersItem.in_flight <= limit
+        )
+        account_pk, account_sk = keys.account(account_id), "CAMPSLOTS"
+        writes.check(
+            "account",
+            AccountSlotsItem,
+            account_pk,
+            account_sk,
+            AccountSlotsItem.in_flight <= account_cap,
+        )
     slot = _slot(account_id, campaign_id, call.id)
     slot.contact_id = after.contact_id
     slot.lease_until = _iso(lease_until)
