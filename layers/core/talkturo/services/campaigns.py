@@ -1244,17 +1244,23 @@ def _hand_over(
     kept: dict[str, Any] = {}
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="handover") as pool:
         heading = pool.submit(store.due, account_id, campaign.id, utcnow(), HANDOVER_HEAD)
-        counting = pool.submit(store.counters, account_id, campaign.id)
         funded = pool.submit(_has_credits, account_id)
+        # The calls in flight matter only to a credit cap (the transaction holds the limits).
+        counting = (
+            pool.submit(store.counters, account_id, campaign.id)
+            if campaign.credit_cap is not None
+            else None
+        )
         run = _Run(account_id, campaign, kept)
         # The ended contact is not due; an index entry lagging behind it is left out (one
         # transaction cannot write the same item twice).
         due = [(m, v) for m, v in heading.result() if m.contact_id != member.contact_id]
-        counters, has_credits = counting.result(), funded.result()
+        has_credits = funded.result()
+        in_flight = counting.result().in_flight if counting is not None else 0
     if not due or not has_credits:
         return False
     # The ended call still counts in the counters read: the cap is judged without it.
-    cap = campaign_budgets.cap_check(account_id, campaign, counters.in_flight - 1, run.assistant)
+    cap = campaign_budgets.cap_check(account_id, campaign, in_flight - 1, run.assistant)
     if cap != "dial":
         return False
     handover = store.Handover(
