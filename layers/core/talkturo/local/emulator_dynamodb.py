@@ -861,7 +861,8 @@ def _plain_item(table: Table, attrs: Any) -> Item | None:
     if hash_name not in attrs or (range_name is not None and range_name not in attrs):
         return None
     built = LimitedSizeDict()
-    sizes: dict[str, int] = {}
+    # Values too large for a range key (1,024 bytes) are all a key size check can refuse.
+    large: dict[str, int] = {}
     total = 0
     for name, value in attrs.items():
         if type(name) is not str or name in _TYPE_NAMES:
@@ -870,13 +871,16 @@ def _plain_item(table: Table, attrs: Any) -> Item | None:
         if typed is None:
             return None
         dict.__setitem__(built, name, typed[0])
-        sizes[name] = typed[1]
-        total += bytesize(name) + typed[1]
+        size = typed[1]
+        total += len(name.encode("utf-8")) + size
+        if size > RANGE_KEY_MAX_LENGTH:
+            large[name] = size
     if total > _ITEM_MAX_BYTES:
         return None
-    if any(sizes.get(name, 0) > HASH_KEY_MAX_LENGTH for name in table.hash_key_names):
-        return None
-    if any(sizes.get(name, 0) > RANGE_KEY_MAX_LENGTH for name in table.range_key_names):
+    if large and (
+        any(large.get(name, 0) > HASH_KEY_MAX_LENGTH for name in table.hash_key_names)
+        or any(large.get(name, 0) > RANGE_KEY_MAX_LENGTH for name in table.range_key_names)
+    ):
         return None
     hash_value = _scalar_copy(built[hash_name])
     range_value = _scalar_copy(built[range_name]) if range_name is not None else None
@@ -895,6 +899,10 @@ def _typed(table: Table, value: Any) -> tuple[DynamoType, int] | None:
         return None
     ((kind, inner),) = value.items()
     size = 0
+    if kind == "S" and type(inner) is str:  # most values: at once
+        typed_string: DynamoType = DynamoType.__new__(DynamoType)
+        typed_string.type, typed_string.value = kind, inner
+        return typed_string, len(inner.encode("utf-8"))
     if kind == "S" or kind == "N":
         if type(inner) is not str:
             return None
