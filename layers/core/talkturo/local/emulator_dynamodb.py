@@ -59,6 +59,22 @@ cancellation reasons are its own; a write refused half way is undone, and moto's
 A string's (or binary's, or boolean's) `cast_value`, through which every key lookup hashes and
 compares, is its value: moto asks five questions of its type first.
 
+A transaction's Put (its condition already checked) builds its item in one walk of the values
+when they are plain (no binary; nothing moto's checks refuse: a number's text, a null's true,
+the key types and sizes, the 400 KB limit): moto checks the item's types in one walk, builds
+each value in another, builds the key values again and sizes them apart. Anything else (a
+binary, an attribute named like a type, a value moto refuses, a table with a stream) is put
+by moto's `put_item`, with its errors.
+
+Requests are read with less walking: an item's attribute map whose values are all taken as
+they are, and a map of strings (a request's names), is the map itself; a structure (each
+operation of a transaction) is read by a list of its members made once per shape, a string
+member taken as it came (moto looks up each member's wire name and its type's reader every
+time). The handlers' own checks of a transaction skip moto's empty-key check for an item that
+holds no empty string or binary (the only thing it refuses), parse each update expression
+once per text only to list the names it uses (the backend still parses it for the update),
+and look their backend up once per request instead of once per item.
+
 Condition expressions are parsed once per text, names and values: moto parses each one of a
 transaction's items three times (checking the request, checking the condition, writing the
 item), which was a fifth of a transaction's time. The parsed condition is shared by the
