@@ -577,13 +577,22 @@ def _attribute_maps_as_they_are(original: Callable[..., Any]) -> Callable[..., A
                 # Names of a request (ExpressionAttributeNames): moto's parse of a string is
                 # the value itself.
                 return parser.MAP_TYPE(value)
-            if shape.value.name == "AttributeValue" and all(
-                isinstance(name, str) and _taken_as_it_is(one) for name, one in value.items()
-            ):
+            if shape.value.name == "AttributeValue" and _all_taken_as_they_are(value):
                 return parser.MAP_TYPE(value)
         return original(parser, shape, value)
 
     return parse_map
+
+
+def _all_taken_as_they_are(attributes: dict[Any, Any]) -> bool:
+    for name, value in attributes.items():
+        if type(name) is not str:
+            return False
+        if type(value) is dict and len(value) == 1 and type(value.get("S")) is str:
+            continue  # most values: a string, taken as it is
+        if not _taken_as_it_is(value):
+            return False
+    return True
 
 
 def _empty_keys_only_when_empty(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -826,7 +835,7 @@ def _plan(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> Pla
                 return None
             targets.add(target)
             # What backend.get_item reads, the key's values kept for the writes.
-            keys = backend.get_keys_value(table, key)
+            keys = _key_values(backend, table, key)
             current = table.get_item(*keys)
             condition = op.get("ConditionExpression")
             if condition is not None:
@@ -982,6 +991,30 @@ def _indexed_after_put(table: Table, item: Item) -> None:
         lookup.add(item)
     _track_range_key(table, item, present=True)
     _note_change(table, _primary_key(item))
+
+
+def _key_values(backend: DynamoDBBackend, table: Table, key: Any) -> PrimaryKey:
+    """What moto's `get_keys_value` gives, built at once for string and number keys."""
+    hash_name, range_name = table.hash_key_attr, table.range_key_attr
+    if isinstance(key, dict):
+        hash_given = key.get(hash_name)
+        range_given = key.get(range_name) if range_name is not None else None
+        hash_value = _scalar_key(hash_given)
+        range_value = _scalar_key(range_given) if range_name is not None else None
+        if hash_value is not None and (range_name is None or range_value is not None):
+            return hash_value, range_value
+    return backend.get_keys_value(table, key)
+
+
+def _scalar_key(given: Any) -> DynamoType | None:
+    if type(given) is not dict or len(given) != 1:
+        return None
+    ((kind, inner),) = given.items()
+    if (kind != "S" and kind != "N") or type(inner) is not str:
+        return None
+    value: DynamoType = DynamoType.__new__(DynamoType)
+    value.type, value.value = kind, inner
+    return value
 
 
 # Types whose value moto casts to itself (its `cast_value` asks five questions to learn it).
