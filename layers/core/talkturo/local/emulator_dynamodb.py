@@ -55,6 +55,7 @@ loop too), then writes, each item once: moto reads every item three times, evalu
 condition twice and copies each item for its rollback. Anything but every condition holding (a
 refusal, a repeated item, an invalid request) goes moto's way from the start, so its errors and
 cancellation reasons are its own; a write refused half way is undone, and moto's way answers.
+Its string and number key values are built at once (moto's `get_keys_value` for any other).
 
 A string's (or binary's, or boolean's) `cast_value`, through which every key lookup hashes and
 compares, is its value: moto asks five questions of its type first.
