@@ -55,9 +55,26 @@ loop too), then writes, each item once: moto reads every item three times, evalu
 condition twice and copies each item for its rollback. Anything but every condition holding (a
 refusal, a repeated item, an invalid request) goes moto's way from the start, so its errors and
 cancellation reasons are its own; a write refused half way is undone, and moto's way answers.
+Its string and number key values are built at once (moto's `get_keys_value` for any other).
 
 A string's (or binary's, or boolean's) `cast_value`, through which every key lookup hashes and
 compares, is its value: moto asks five questions of its type first.
+
+A transaction's Put (its condition already checked) builds its item in one walk of the values
+when they are plain (no binary; nothing moto's checks refuse: a number's text, a null's true,
+the key types and sizes, the 400 KB limit): moto checks the item's types in one walk, builds
+each value in another, builds the key values again and sizes them apart. Anything else (a
+binary, an attribute named like a type, a value moto refuses, a table with a stream) is put
+by moto's `put_item`, with its errors.
+
+Requests are read with less walking: an item's attribute map whose values are all taken as
+they are, and a map of strings (a request's names), is the map itself; a structure (each
+operation of a transaction) is read by a list of its members made once per shape, a string
+member taken as it came (moto looks up each member's wire name and its type's reader every
+time). The handlers' own checks of a transaction skip moto's empty-key check for an item that
+holds no empty string or binary (the only thing it refuses), parse each update expression
+once per text only to list the names it uses (the backend still parses it for the update),
+and look their backend up once per request instead of once per item.
 
 Condition expressions are parsed once per text, names and values: moto parses each one of a
 transaction's items three times (checking the request, checking the condition, writing the
@@ -561,13 +578,22 @@ def _attribute_maps_as_they_are(original: Callable[..., Any]) -> Callable[..., A
                 # Names of a request (ExpressionAttributeNames): moto's parse of a string is
                 # the value itself.
                 return parser.MAP_TYPE(value)
-            if shape.value.name == "AttributeValue" and all(
-                isinstance(name, str) and _taken_as_it_is(one) for name, one in value.items()
-            ):
+            if shape.value.name == "AttributeValue" and _all_taken_as_they_are(value):
                 return parser.MAP_TYPE(value)
         return original(parser, shape, value)
 
     return parse_map
+
+
+def _all_taken_as_they_are(attributes: dict[Any, Any]) -> bool:
+    for name, value in attributes.items():
+        if type(name) is not str:
+            return False
+        if type(value) is dict and len(value) == 1 and type(value.get("S")) is str:
+            continue  # most values: a string, taken as it is
+        if not _taken_as_it_is(value):
+            return False
+    return True
 
 
 def _empty_keys_only_when_empty(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -810,7 +836,7 @@ def _plan(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> Pla
                 return None
             targets.add(target)
             # What backend.get_item reads, the key's values kept for the writes.
-            keys = backend.get_keys_value(table, key)
+            keys = _key_values(backend, table, key)
             current = table.get_item(*keys)
             condition = op.get("ConditionExpression")
             if condition is not None:
@@ -861,7 +887,8 @@ def _plain_item(table: Table, attrs: Any) -> Item | None:
     if hash_name not in attrs or (range_name is not None and range_name not in attrs):
         return None
     built = LimitedSizeDict()
-    sizes: dict[str, int] = {}
+    # Values too large for a range key (1,024 bytes) are all a key size check can refuse.
+    large: dict[str, int] = {}
     total = 0
     for name, value in attrs.items():
         if type(name) is not str or name in _TYPE_NAMES:
@@ -870,13 +897,16 @@ def _plain_item(table: Table, attrs: Any) -> Item | None:
         if typed is None:
             return None
         dict.__setitem__(built, name, typed[0])
-        sizes[name] = typed[1]
-        total += bytesize(name) + typed[1]
+        size = typed[1]
+        total += len(name.encode("utf-8")) + size
+        if size > RANGE_KEY_MAX_LENGTH:
+            large[name] = size
     if total > _ITEM_MAX_BYTES:
         return None
-    if any(sizes.get(name, 0) > HASH_KEY_MAX_LENGTH for name in table.hash_key_names):
-        return None
-    if any(sizes.get(name, 0) > RANGE_KEY_MAX_LENGTH for name in table.range_key_names):
+    if large and (
+        any(large.get(name, 0) > HASH_KEY_MAX_LENGTH for name in table.hash_key_names)
+        or any(large.get(name, 0) > RANGE_KEY_MAX_LENGTH for name in table.range_key_names)
+    ):
         return None
     hash_value = _scalar_copy(built[hash_name])
     range_value = _scalar_copy(built[range_name]) if range_name is not None else None
@@ -895,6 +925,10 @@ def _typed(table: Table, value: Any) -> tuple[DynamoType, int] | None:
         return None
     ((kind, inner),) = value.items()
     size = 0
+    if kind == "S" and type(inner) is str:  # most values: at once
+        typed_string: DynamoType = DynamoType.__new__(DynamoType)
+        typed_string.type, typed_string.value = kind, inner
+        return typed_string, len(inner.encode("utf-8"))
     if kind == "S" or kind == "N":
         if type(inner) is not str:
             return None
@@ -958,6 +992,30 @@ def _indexed_after_put(table: Table, item: Item) -> None:
         lookup.add(item)
     _track_range_key(table, item, present=True)
     _note_change(table, _primary_key(item))
+
+
+def _key_values(backend: DynamoDBBackend, table: Table, key: Any) -> PrimaryKey:
+    """What moto's `get_keys_value` gives, built at once for string and number keys."""
+    hash_name, range_name = table.hash_key_attr, table.range_key_attr
+    if isinstance(key, dict):
+        hash_given = key.get(hash_name)
+        range_given = key.get(range_name) if range_name is not None else None
+        hash_value = _scalar_key(hash_given)
+        range_value = _scalar_key(range_given) if range_name is not None else None
+        if hash_value is not None and (range_name is None or range_value is not None):
+            return hash_value, range_value
+    return backend.get_keys_value(table, key)
+
+
+def _scalar_key(given: Any) -> DynamoType | None:
+    if type(given) is not dict or len(given) != 1:
+        return None
+    ((kind, inner),) = given.items()
+    if (kind != "S" and kind != "N") or type(inner) is not str:
+        return None
+    value: DynamoType = DynamoType.__new__(DynamoType)
+    value.type, value.value = kind, inner
+    return value
 
 
 # Types whose value moto casts to itself (its `cast_value` asks five questions to learn it).
