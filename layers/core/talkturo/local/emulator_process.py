@@ -19,6 +19,7 @@ the platform saves the data first and then stops it.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -150,11 +151,26 @@ class EmulatorProcess:
         return value
 
 
+def _frozen(value: Any) -> Any:
+    """`value`, once everything alive now is left out of the cycle collector's walks: what a
+    restore loaded lives as long as the process (or until overwritten, then freed as usual by
+    its reference count)."""
+    gc.collect()
+    gc.freeze()
+    return value
+
+
 def _serve(receiver: Connection, sender: Connection, host: str, port: int) -> None:
     """The emulator's process: serve on host:port, answer the platform's requests."""
     from talkturo.local.emulator import Emulator
     from talkturo.local.persistence import InProcess
 
+    # The emulator holds millions of long-lived objects (every item of every table, value by
+    # value) and makes thousands a request: at Python's default thresholds (a young collection
+    # every 700 allocations, the whole store walked now and then) the cycle collector took about
+    # a sixth of the emulator's CPU during an import (docs/benchmarks.md). Fewer, larger young
+    # collections, fewer full ones; what a restore loaded frozen out of them (`_frozen`).
+    gc.set_threshold(100_000, 50, 100)
     emulator = Emulator(host=host, port=port)
     try:
         emulator.start()
@@ -166,7 +182,7 @@ def _serve(receiver: Connection, sender: Connection, host: str, port: int) -> No
     handlers: dict[str, Any] = {
         "changes": lambda: emulator.changes,
         "end_long_polls": emulator.end_long_polls,
-        "load": lambda path, prefix: keeper.load(DataFolder(Path(path)), prefix),
+        "load": lambda path, prefix: _frozen(keeper.load(DataFolder(Path(path)), prefix)),
         "save": lambda path, prefix, parts: keeper.save(DataFolder(Path(path)), prefix, parts),
     }
     sender.send(("ok", emulator.endpoint))
