@@ -300,7 +300,8 @@ def test_the_template_s_maximum_concurrency_sets_how_many_threads_poll(stack: St
     pollers = {s.source.queue: s.pollers for s in runner.subscriptions}
 
     assert pollers["CampaignQueue"] == 5 and pollers["DialQueue"] == 5
-    assert pollers["ContactImportQueue"] == 1  # no ScalingConfig: one batch at a time
+    assert pollers["ContactImportQueue"] == 2  # chunks side by side
+    assert pollers["ProvisioningQueue"] == 1  # no ScalingConfig: one batch at a time
 
 
 GATED_HANDLER = """
