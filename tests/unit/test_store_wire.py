@@ -1,7 +1,11 @@
-"""The DynamoDB client's shortcuts answer exactly what botocore's own walk answers."""
+"""The DynamoDB client's shortcuts answer what botocore's own walk answers: the same request,
+its body the same JSON document."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import botocore.session
@@ -61,9 +65,17 @@ def test_a_body_is_botocores_own(items: list[dict[str, Any]]) -> None:
     model = client.meta.service_model.operation_model("TransactWriteItems")
     serializer = client._serializer
     params = {"TransactItems": [_put("main", item) for item in items]}
-    assert wire._JsonBody(serializer).serialize_to_request(
-        params, model
-    ) == serializer.serialize_to_request(params, model)
+    _assert_same(
+        wire._JsonBody(serializer).serialize_to_request(params, model), serializer, params, model
+    )
+
+
+def _assert_same(ours: dict[str, Any], serializer: Any, params: Any, model: Any) -> None:
+    """The request botocore builds, the body read as JSON (bytes botocore would write, too)."""
+    theirs = serializer.serialize_to_request(params, model)
+    assert {**ours, "body": None} == {**theirs, "body": None}
+    assert isinstance(ours["body"], bytes)
+    assert json.loads(ours["body"]) == json.loads(theirs["body"])
 
 
 @pytest.mark.parametrize(
@@ -100,9 +112,42 @@ def test_every_operation_is_botocores_own(operation: str, params: dict[str, Any]
     client = _client("http://127.0.0.1:1")
     model = client.meta.service_model.operation_model(operation)
     serializer = client._serializer
-    assert wire._JsonBody(serializer).serialize_to_request(
-        params, model
-    ) == serializer.serialize_to_request(params, model)
+    _assert_same(
+        wire._JsonBody(serializer).serialize_to_request(params, model), serializer, params, model
+    )
+
+
+class _Name(str):
+    pass
+
+
+@dataclass
+class _Key:
+    S: str
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"S": _Name("A#1")},  # a subclass of str
+        _Key("A#1"),  # what orjson alone would write as an object
+        {"S": datetime(2026, 1, 1, tzinfo=UTC)},  # what orjson alone would write as text
+        {"N": 2**70},  # beyond orjson's integers
+    ],
+)
+def test_what_json_does_not_hold_as_it_is_takes_botocores_walk(value: Any) -> None:
+    client = _client("http://127.0.0.1:1")
+    model = client.meta.service_model.operation_model("GetItem")
+    params = {"TableName": "main", "Key": {"PK": value}}
+    calls: list[Any] = []
+
+    class Walk:
+        def serialize_to_request(self, parameters: Any, operation_model: Any) -> Any:
+            calls.append(parameters)
+            return {"body": b"walked"}
+
+    assert wire._JsonBody(Walk()).serialize_to_request(params, model) == {"body": b"walked"}
+    assert calls == [params]
 
 
 @pytest.mark.parametrize("endpoint_url", [None, "http://127.0.0.1:1"])

@@ -36,6 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+import orjson
+
 from talkturo.local.emulator import FAKE_CREDENTIALS, Emulator
 from talkturo.local.emulator_dynamodb import take_changes
 
@@ -78,6 +80,16 @@ _START_OVER = (
 
 
 # ---------------------------------------------------------------------------------- files
+def _json(state: dict[str, Any]) -> bytes:
+    """The snapshot as compact JSON. orjson: the save holds the emulator's requests off while
+    it writes (`json.dumps` keeps the interpreter's lock throughout), and a customer's size
+    (10,000 contacts, 100,000 items: 0.49 s of `json.dumps`, 0.05 s of orjson)."""
+    try:
+        return orjson.dumps(state, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # something orjson does not write (an integer beyond 64 bits, say)
+        return json.dumps(state, separators=(",", ":")).encode()
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """`path` holds `data` entirely or keeps what it held: temp file, fsync, rename, fsync dir."""
     temporary = path.with_name(f".{path.name}.tmp")
@@ -157,8 +169,8 @@ class DataFolder:
         except FileNotFoundError:
             return None
         try:
-            state = json.loads(raw)
-        except ValueError as exc:
+            state = orjson.loads(raw)
+        except ValueError as exc:  # orjson's JSONDecodeError is one
             raise DataError(
                 f"{self.state_file} is not a readable snapshot ({exc}); {_START_OVER}"
             ) from None
@@ -178,7 +190,7 @@ class DataFolder:
         objects no snapshot names any more."""
         for name, data in blobs.items():
             write_atomically(self.objects / name, data)
-        write_atomically(self.state_file, json.dumps(state, separators=(",", ":")).encode())
+        write_atomically(self.state_file, _json(state))
         named = {o["blob"] for objects in state["buckets"].values() for o in objects}
         for blob in self.objects.iterdir():
             if blob.name not in named:

@@ -5,46 +5,57 @@ CSV import writes such transactions back to back:
 
 - The body. botocore writes a request's JSON by walking the operation's input shapes value by
   value; for DynamoDB's JSON protocol that walk changes nothing but blobs (base64-encoded), so
-  the body of a request without a blob is `json.dumps` of its parameters, byte for byte. A
-  request holding bytes, or anything else JSON cannot write as it is (sets, decimals), or a map
-  key `B`/`BS` (a binary attribute value, which botocore would encode), takes botocore's walk.
+  the body of a request without a blob is its parameters as JSON: the same document, written
+  by orjson (a tenth of `json.dumps`' time on a transaction of a hundred items; compact, and
+  UTF-8 rather than escapes, which the service reads alike). A request holding bytes, or
+  anything else orjson does not write as JSON's own types (sets, decimals, keys that are not
+  strings, integers beyond 64 bits), or a map key `B`/`BS` (a binary attribute value, which
+  botocore would encode), takes botocore's walk.
 - The endpoint. botocore evaluates the endpoint rules with the table names of a request, which
   for a transaction it reads by a JMESPath search over every one of its items
   (`ResourceArnList`). The rules read only the first of them (an ARN names the account), so
   the search is given each table once, in the order of first use: the same first name, the
   same endpoint.
 
-tests/unit/test_store_wire.py proves both equal to botocore's own answers on real requests.
+tests/unit/test_store_wire.py proves both equal to botocore's own answers on real requests (the
+body: the same JSON document).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from botocore.validate import ParamValidationDecorator
 
 # Blob members of DynamoDB's attribute values (botocore base64-encodes them).
-_BLOB_KEYS = ('"B":', '"BS":')
+_BLOB_KEYS = (b'"B":', b'"BS":')
 _TRANSACTIONS = frozenset({"TransactWriteItems", "TransactGetItems"})
 
 
 class _JsonBody:
-    """botocore's serializer, but a body without blobs is written by `json.dumps` at once."""
+    """botocore's serializer, but a body without blobs is written by orjson at once."""
 
     def __init__(self, serializer: Any) -> None:
         self._serializer = serializer
 
     def serialize_to_request(self, parameters: dict[str, Any], operation_model: Any) -> Any:
         try:
-            body = json.dumps(parameters)
-        except (TypeError, ValueError):
+            # Strictly JSON's types: orjson would also write what botocore's walk refuses or
+            # writes its own way (dates, dataclasses, subclasses of str or dict).
+            body = orjson.dumps(
+                parameters,
+                option=orjson.OPT_PASSTHROUGH_DATETIME
+                | orjson.OPT_PASSTHROUGH_DATACLASS
+                | orjson.OPT_PASSTHROUGH_SUBCLASS,
+            )
+        except TypeError:  # orjson.JSONEncodeError is one
             return self._serializer.serialize_to_request(parameters, operation_model)
         if any(key in body for key in _BLOB_KEYS):
             return self._serializer.serialize_to_request(parameters, operation_model)
         # What botocore builds around the body (method, path, headers) for no parameters.
         request = self._serializer.serialize_to_request({}, operation_model)
-        request["body"] = body.encode("utf-8")
+        request["body"] = body
         return request
 
     def __getattr__(self, name: str) -> Any:
