@@ -621,7 +621,7 @@ _conditions = st.sampled_from(
 )
 _operation = st.fixed_dictionaries(
     {
-        "kind": st.sampled_from(["Put", "Update", "Delete", "ConditionCheck", "Increment"]),
+        "kind": st.sampled_from(["Put", "Update", "Delete", "ConditionCheck", "Increment", "Add"]),
         "key": st.sampled_from(RANGE_NUMBERS[:4]),
         "attributes": _attributes,
         "condition": _conditions,
@@ -647,6 +647,14 @@ def _transaction_item(table: str, operation: dict[str, Any]) -> dict[str, Any]:
             Key=key,
             UpdateExpression="SET H = H + :one",
             ExpressionAttributeValues={":one": {"N": "1"}},
+        )
+    elif kind == "Add":  # a counter's ADD, done in place (undone by a copy of the mapping)
+        kind = "Update"
+        body.update(
+            Key=key,
+            UpdateExpression="ADD #n :two",
+            ExpressionAttributeNames={"#n": "N"},
+            ExpressionAttributeValues={":two": {"N": "2"}},
         )
     else:
         body["Key"] = key
@@ -674,6 +682,13 @@ def _transaction_item(table: str, operation: dict[str, Any]) -> dict[str, Any]:
     before=[("put", 0, ("a", "2"), {"V": {"S": "x"}})],
     transaction=[
         {"kind": "Update", "key": "2", "attributes": {"V": {"S": "y"}}, "condition": None},
+        {"kind": "Increment", "key": "9", "attributes": {}, "condition": None},
+    ],
+)
+@example(  # a counter added to, then a write refused: the addition is undone
+    before=[("put", 0, ("a", "2"), {"V": {"S": "x"}})],
+    transaction=[
+        {"kind": "Add", "key": "2", "attributes": {}, "condition": None},
         {"kind": "Increment", "key": "9", "attributes": {}, "condition": None},
     ],
 )

@@ -747,8 +747,10 @@ def _add_in_place(backend: DynamoDBBackend, asked: dict[str, Any]) -> Item | Non
     current = item.attrs.get(name)
     if current is not None and current.type != "N":
         return None
-    condition = get_filter_expression(asked.get("condition_expression"), names, values)
-    if not condition.expr(item):
+    condition_text = asked.get("condition_expression")
+    # Without a condition (a transaction's update: its condition was checked with the others)
+    # moto's parse answers a condition that always holds.
+    if condition_text and not get_filter_expression(condition_text, names, values).expr(item):
         return None  # moto raises, with what it says
     try:
         total = (current if current is not None else DynamoType({"N": "0"})) + DynamoType(value)
@@ -774,8 +776,9 @@ def _checked_first(original: Callable[..., Any]) -> Callable[..., Any]:
                 if operation == "ConditionCheck":
                     continue
                 # Noted before it is written, so a write that fails half way is undone too
-                # (an update changes its item in place: what it was is a copy).
-                kept = copy.deepcopy(before) if operation == "Update" else before
+                # (an update changes its item in place: what it was is a copy; an ADD of a
+                # number replaces one value, so a copy of the attributes' mapping keeps it).
+                kept = _copy_before(op, before) if operation == "Update" else before
                 done.append((table, hash_value, range_value, kept))
                 if operation == "Put":
                     _put(table, op["Item"])
@@ -802,6 +805,23 @@ def _checked_first(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 Plan = list[tuple[str, Table, dict[str, Any], dict[str, Any], Item | None, PrimaryKey]]
+
+
+def _copy_before(op: dict[str, Any], before: Item | None) -> Item | None:
+    """What an updated item was, to put back if the transaction fails later on."""
+    if before is None:
+        return None
+    expression = op.get("UpdateExpression")
+    if not (isinstance(expression, str) and _ADD_ONLY.fullmatch(expression)):
+        return copy.deepcopy(before)
+    # Its values are replaced, never changed. (copy.copy of the mapping would set the values
+    # one by one through LimitedSizeDict's size check, which sums the whole item each time.)
+    attrs = LimitedSizeDict.__new__(LimitedSizeDict)
+    dict.update(attrs, before.attrs)
+    kept: Item = object.__new__(Item)
+    kept.__dict__.update(before.__dict__)
+    kept.attrs = attrs
+    return kept
 
 
 def _plan(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> Plan | None:
