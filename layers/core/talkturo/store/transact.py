@@ -131,9 +131,12 @@ class Writes:
 
 # The attribute types `put_request` writes itself, each as pynamodb serializes it.
 _PLAIN = (UnicodeAttribute, NumberAttribute, UnicodeSetAttribute)
-# Per item class: (python name, attribute) of its plain attributes, keys first; None when some
-# attribute is not plain.
-_Layout = list[tuple[str, Attribute[Any]]]
+# Per item class, its plain attributes in pynamodb's order (keys first), each as (python
+# name, name in the table, type, serializer, may be absent), and its version attribute; None
+# when some attribute is not plain. Read once: pynamodb's attribute names are properties, and
+# most of an item's attributes (the indexes' keys) are absent.
+_Field = tuple[str, str, str, Any, bool]
+_Layout = tuple[list[_Field], "VersionAttribute | None"]
 _layouts: dict[type[Item], _Layout | None] = {}
 
 
@@ -146,7 +149,12 @@ def _layout(model: type[Item]) -> _Layout | None:
         )
         keys = [name for name, a in attributes.items() if a.is_hash_key or a.is_range_key]
         order = keys + [name for name in attributes if name not in keys]
-        _layouts[model] = [(name, attributes[name]) for name in order] if plain else None
+        fields = [
+            (name, a.attr_name, a.attr_type, a.serialize, bool(a.null))
+            for name, a in ((name, attributes[name]) for name in order)
+        ]
+        versions = [a for a in attributes.values() if isinstance(a, VersionAttribute)]
+        _layouts[model] = (fields, versions[0] if versions else None) if plain else None
     return _layouts[model]
 
 
@@ -157,19 +165,17 @@ def put_request(item: Item, condition: Condition | None = None) -> dict[str, Any
     layout = _layout(type(item))
     if layout is None:
         return item.get_save_kwargs_from_instance(condition)
+    fields, version = layout
     values = item.attribute_values
     written: dict[str, Any] = {}
-    version: Attribute[Any] | None = None
-    for name, attribute in layout:
+    for name, attr_name, attr_type, serialize, nullable in fields:
         value = values.get(name)
-        if isinstance(attribute, VersionAttribute):
-            version = attribute
-        serialized = None if value is None else attribute.serialize(value)
+        serialized = None if value is None else serialize(value)
         if serialized is None:
-            if not attribute.null:
+            if not nullable:
                 return item.get_save_kwargs_from_instance(condition)  # pynamodb says why not
             continue
-        written[attribute.attr_name] = {attribute.attr_type: serialized}
+        written[attr_name] = {attr_type: serialized}
     current = values.get(item._version_attribute_name or "") if version is not None else None
     if version is not None:
         written[version.attr_name] = {
