@@ -40,6 +40,7 @@ from talkturo.voice.providers.base import ToolCall, Transcript, UtteranceEnd
 from talkturo.voice.recording import StereoRecorder
 from talkturo.voice.transcript import TranscriptLog
 from talkturo.voice.turns import (
+    AWAIT_WORDS_SECONDS,
     END_SILENCE_MS,
     ONSET_VOICED_FRAMES,
     ONSET_WINDOW_FRAMES,
@@ -462,6 +463,27 @@ def test_no_end_while_voice_arrives_after_the_signal() -> None:
     assert detector.end_of_turn(last_voice + END_SILENCE_MS / 1000 + 0.01) == _turn(
         "so I was", "silence"
     )
+
+
+def test_speech_awaits_its_words_until_the_transcriber_answers_or_for_a_bounded_time() -> None:
+    detector = TurnDetector()
+    assert not detector.awaiting_words(T0)
+    now = _frames(detector, "x" * 40 + "." * ONSET_WINDOW_FRAMES, T0)
+    # The caller spoke and stopped; a slow transcriber has said nothing yet.
+    assert not detector.speaking and not detector.has_words
+    assert detector.awaiting_words(now + 5)
+    # Its answer (words or none) ends the wait.
+    detector.on_transcriber(Transcript("That's all. Goodbye.", final=True, end_of_turn=True), now)
+    assert not detector.awaiting_words(now)
+    assert detector.end_of_turn(now) == _turn("That's all. Goodbye.", "transcriber")
+    now = _frames(detector, "x" * 20 + "." * ONSET_WINDOW_FRAMES, now)
+    detector.on_transcriber(UtteranceEnd(), now)
+    assert not detector.awaiting_words(now)
+    # A transcriber that never answers some speech holds the wait for a bounded time only.
+    now = _frames(detector, "x" * 20 + "." * ONSET_WINDOW_FRAMES, now)
+    last_voice = detector.last_voice_at
+    assert detector.awaiting_words(last_voice + AWAIT_WORDS_SECONDS - 0.1)
+    assert not detector.awaiting_words(last_voice + AWAIT_WORDS_SECONDS + 0.1)
 
 
 def test_silence_fallback_after_final_text() -> None:

@@ -15,6 +15,11 @@ How a stream works:
   Otherwise the whole segment is transcribed at the end. `Transcript(final=True,
   end_of_turn=True)` with the text, or `UtteranceEnd` when Whisper heard no words. A segment
   longer than 20 s is cut with a final transcript without end_of_turn.
+- On a starved CPU (another process busy, a decoding slower than real time) the worker falls
+  behind; it then drops what the final would wait on for nothing: a speculation with newer
+  work queued behind it is skipped, and no interim is queued while the last decoding took
+  longer than the second between interims. The final transcript, which ends the caller's
+  turn, comes as soon as the CPU allows, not after a queue of stale decodings.
 - Decoding runs in one worker thread per stream, fed through a queue in order; one model per
   process serves every stream (CTranslate2 runs concurrent requests on it safely).
 
@@ -37,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -199,6 +205,9 @@ class WhisperStream(SegmentedStream):
         self._speculated: tuple[int, int, str] | None = None  # segment, voiced bytes, text
         self._ends_pending = 0  # finals queued for the worker, not yet decoded
         self._busy = False
+        # The last decoding took longer than the time between interims (a starved CPU):
+        # interims wait, so the final transcript is not queued behind them.
+        self._lagging = False
         super().__init__(MAX_SEGMENT_FRAMES)
 
     # ------------------------------------------------------------------ segmentation
@@ -230,9 +239,13 @@ class WhisperStream(SegmentedStream):
             self._put(_Job("interim", bytes(self._segment), self._segment_number))
 
     def _interim_due(self) -> bool:
-        """A second of speech since the last interim, the caller still talking, the worker free."""
+        """A second of speech since the last interim, the caller still talking, the worker free
+        and keeping up."""
         return (
-            self._since_interim >= INTERIM_EVERY_BYTES and self._segmenter.voiced and not self._busy
+            self._since_interim >= INTERIM_EVERY_BYTES
+            and self._segmenter.voiced
+            and not self._busy
+            and not self._lagging
         )
 
     def _new_segment(self) -> None:
@@ -255,7 +268,10 @@ class WhisperStream(SegmentedStream):
 
     # ------------------------------------------------------------------ decoding (worker thread)
     async def _transcribe(self, audio: bytes, beam_size: int = FINAL_BEAM_SIZE) -> str:
-        return await self._run(transcribe, audio, beam_size)  # looked up here: tests count calls
+        started = time.monotonic()
+        text = await self._run(transcribe, audio, beam_size)  # looked up here: tests count calls
+        self._lagging = time.monotonic() - started > INTERIM_EVERY_BYTES / SAMPLE_RATE
+        return text
 
     async def _decode_loop(self) -> None:
         interim = ""
@@ -275,6 +291,10 @@ class WhisperStream(SegmentedStream):
                             interim = text
                             self._events.put_nowait(Transcript(text, final=False))
                     elif job.kind == "speculate":
+                        if not self._work.empty():
+                            # Stale: the voice resumed or the turn ended meanwhile; whatever
+                            # waits decodes this audio (or more) itself.
+                            continue
                         text = await self._transcribe(job.audio)
                         self._speculated = (job.segment, len(job.audio), text)
                     else:
