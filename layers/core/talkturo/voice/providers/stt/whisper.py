@@ -17,9 +17,11 @@ How a stream works:
   longer than 20 s is cut with a final transcript without end_of_turn.
 - On a starved CPU (another process busy, a decoding slower than real time) the worker falls
   behind; it then drops what the final would wait on for nothing: a speculation with newer
-  work queued behind it is skipped, and no interim is queued while the last decoding took
-  longer than the second between interims. The final transcript, which ends the caller's
-  turn, comes as soon as the CPU allows, not after a queue of stale decodings.
+  work queued behind it is skipped, and while the last decoding took longer than the second
+  between interims neither interims nor speculations are queued (a pause's decoding that
+  slow is wasted whenever the caller goes on, and saves only 300 ms when they do not). The
+  final transcript, which ends the caller's turn, comes as soon as the CPU allows, not after a
+  queue of stale decodings.
 - Decoding runs in one worker thread per stream, fed through a queue in order; one model per
   process serves every stream (CTranslate2 runs concurrent requests on it safely).
 
@@ -208,7 +210,7 @@ class WhisperStream(SegmentedStream):
         self._ends_pending = 0  # finals queued for the worker, not yet decoded
         self._busy = False
         # The last decoding took longer than the time between interims (a starved CPU):
-        # interims wait, so the final transcript is not queued behind them.
+        # interims and speculations wait, so the final transcript is not queued behind them.
         self._lagging = False
         super().__init__(MAX_SEGMENT_FRAMES)
 
@@ -234,7 +236,7 @@ class WhisperStream(SegmentedStream):
         elif mark is Mark.CUT:
             self._end_segment(end_of_turn=False)
             self._new_segment()
-        elif mark is Mark.PAUSE:
+        elif mark is Mark.PAUSE and not self._lagging:
             self._put(_Job("speculate", self._voiced_audio(), self._segment_number))
         elif self._interim_due():
             self._since_interim = 0
