@@ -507,11 +507,23 @@ def test_stuck_fallback_with_interim_text_only() -> None:
     _frames(detector, "." * ONSET_WINDOW_FRAMES, now)
     # Interim text does not end a turn at the ordinary silence ...
     assert detector.end_of_turn(last_voice + END_SILENCE_MS / 1000 + 0.1) is None
-    assert detector.end_of_turn(last_voice + STUCK_SILENCE_MS / 1000 - 0.01) is None
-    # ... only once the transcriber has been stuck for longer.
-    assert detector.end_of_turn(last_voice + STUCK_SILENCE_MS / 1000 + 0.001) == _turn(
+    # ... only once the transcriber has been stuck for longer (since the interim, which came a
+    # frame after the voice).
+    assert detector.end_of_turn(now + STUCK_SILENCE_MS / 1000 - 0.01) is None
+    assert detector.end_of_turn(now + STUCK_SILENCE_MS / 1000 + 0.001) == _turn(
         "maybe next", "stuck"
     )
+
+
+def test_an_interim_that_comes_late_waits_for_its_final() -> None:
+    detector = TurnDetector()
+    _frames(detector, "x" * 15 + "." * ONSET_WINDOW_FRAMES, T0)
+    # A transcriber behind the audio: its interim comes long after the caller stopped.
+    late = detector.last_voice_at + 3 * STUCK_SILENCE_MS / 1000
+    detector.on_transcriber(Transcript("Hello, I would like", final=False), late)
+    assert detector.end_of_turn(late) is None  # not a turn of its own at once
+    detector.on_transcriber(Transcript("Hello, I would like a table.", True, True), late + 1)
+    assert detector.end_of_turn(late + 1) == _turn("Hello, I would like a table.", "transcriber")
 
 
 def test_text_is_the_finals_plus_the_interim_and_the_detector_resets() -> None:
@@ -522,9 +534,8 @@ def test_text_is_the_finals_plus_the_interim_and_the_detector_resets() -> None:
     detector.on_transcriber(Transcript("", final=True), now)  # empty finals add nothing
     detector.on_transcriber(Transcript("a tab", final=False), now)
     detector.on_transcriber(Transcript("a table", final=False), now)
-    last_voice = detector.last_voice_at
     _frames(detector, "." * ONSET_WINDOW_FRAMES, now)
-    later = last_voice + STUCK_SILENCE_MS / 1000 + 0.01
+    later = now + STUCK_SILENCE_MS / 1000 + 0.01  # since the last interim
     assert detector.end_of_turn(later) == _turn("I'd like to book a table", "stuck")
     # Reset: the same turn is not given twice, and the next one starts empty.
     assert not detector.has_words

@@ -6,7 +6,7 @@ transcriber's signals, turned into two decisions the call loop acts on:
 - `end_of_turn`: the caller finished. Fast path: the transcriber says the turn ended (Deepgram
   speech_final, AssemblyAI end_of_turn, an utterance end) and no voice has been heard since.
   Fallbacks when the transcriber gives no end signal: final text plus `END_SILENCE_MS` of
-  silence; only interim text plus `STUCK_SILENCE_MS`.
+  silence; only interim text plus `STUCK_SILENCE_MS` (after the voice and the last interim).
 
 - `awaiting_words`: the caller spoke and the transcriber has not yet said what (no end-of-turn
   signal since the onset), for at most `AWAIT_WORDS_SECONDS` after the last voice. A starved
@@ -64,6 +64,7 @@ class TurnDetector:
         self.last_voice_at = 0.0
         self._finals: list[str] = []
         self._interim = ""
+        self._interim_at = 0.0
         self._end_signal_at: float | None = None
         self._heard_since_signal = False
         self._onset_pending = False
@@ -100,6 +101,7 @@ class TurnDetector:
                 if not self._interim and not self._finals:
                     self._onset_pending = True  # words heard: the caller is talking
                 self._interim = text
+                self._interim_at = now
             if event.end_of_turn:
                 self._signal(now)
             elif text:
@@ -139,7 +141,9 @@ class TurnDetector:
             return None
         elif self._finals and silence_ms >= END_SILENCE_MS and not self._interim:
             ended_by = "silence"
-        elif self._interim and silence_ms >= STUCK_SILENCE_MS:
+        elif self._interim and min(silence_ms, (now - self._interim_at) * 1000) >= STUCK_SILENCE_MS:
+            # Stuck: no final in that long after the voice and after the last interim (one
+            # that comes late, from a transcriber behind the audio, has its final to follow).
             ended_by = "stuck"
         if ended_by is None:
             return None
