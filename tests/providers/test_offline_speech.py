@@ -133,7 +133,9 @@ def test_the_final_reuses_the_decoding_started_in_the_pause(
     async def scenario() -> list[Transcript]:
         stream = await WhisperTranscriber().open(OPTIONS)
         seen = Collector(stream)
-        await send_frames(stream, silence(0.3) + spoken + silence(1.0))
+        await send_frames(stream, silence(0.3) + spoken + silence(0.25))
+        await stream.drained()  # the pause's decoding is done before the turn ends
+        await send_frames(stream, silence(0.75))
         await stream.close()
         await seen.task
         return seen.finals()
@@ -165,11 +167,53 @@ def test_speech_resumed_after_a_pause_is_one_turn_with_all_its_words(
     assert [type(e) for e in events] == [SpeechStarted, Transcript]
     text = events[1].text.lower()  # type: ignore[union-attr]
     assert "hello" in text and "help" in text
-    # An early decoding in each pause: the first covered the first words only, so the turn's
-    # end took the second, which covered the whole segment.
-    assert len(decoded.audio) == 2
-    assert len(first) <= len(decoded.audio[0]) < len(first) + len(second)
-    assert len(decoded.audio[1]) > len(first) + len(second)
+    # The audio came faster than it decodes (all at once, a worker behind): the early decoding
+    # of each pause was stale before it started, and skipped; one decoding of the whole.
+    assert len(decoded.audio) == 1
+    assert len(decoded.audio[0]) > len(first) + len(second)
+
+
+@needs_speech
+def test_a_worker_slower_than_real_time_queues_only_the_final(
+    models: None, said: Callable[[str], bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spoken = (  # pauses past the 200 ms where decoding starts early, short of the turn's end
+        silence(0.4)
+        + said("Hello there.")
+        + silence(0.3)
+        + said("I would like to book an appointment.")
+        + silence(0.3)
+        + said("For tomorrow morning at nine.")
+    )
+    step = 10 * FRAME_BYTES  # fed 200 ms at a time, each decoded before the next comes
+
+    def decodings() -> list[int]:
+        decoded = CountedDecoding(monkeypatch)
+
+        async def scenario() -> list[Transcript]:
+            stream = await WhisperTranscriber().open(OPTIONS)
+            seen = Collector(stream)
+            for start in range(0, len(spoken), step):
+                await send_frames(stream, spoken[start : start + step])
+                await stream.drained()
+            await send_frames(stream, silence(1.0))
+            await stream.close()
+            await seen.task
+            return seen.finals()
+
+        (final,) = run(scenario())
+        assert "appointment" in final.text.lower()
+        return decoded.beams
+
+    # A worker keeping up: an interim every second, a decoding in each pause, the final.
+    keeping_up = decodings()
+    assert keeping_up.count(whisper.INTERIM_BEAM_SIZE) >= 1
+    assert keeping_up.count(whisper.FINAL_BEAM_SIZE) == 3
+    ticks = iter(range(0, 1000, 2))  # each decoding now seems to take 2 s: a starved CPU
+    monkeypatch.setattr(whisper, "clock", lambda: next(ticks))
+    # The first pause's decoding showed the worker lagging: no interim nor pause decoding
+    # after it, only the final.
+    assert decodings() == [whisper.FINAL_BEAM_SIZE, whisper.FINAL_BEAM_SIZE]
 
 
 @needs_speech

@@ -40,6 +40,7 @@ from talkturo.voice.providers.base import ToolCall, Transcript, UtteranceEnd
 from talkturo.voice.recording import StereoRecorder
 from talkturo.voice.transcript import TranscriptLog
 from talkturo.voice.turns import (
+    AWAIT_WORDS_SECONDS,
     END_SILENCE_MS,
     ONSET_VOICED_FRAMES,
     ONSET_WINDOW_FRAMES,
@@ -464,6 +465,27 @@ def test_no_end_while_voice_arrives_after_the_signal() -> None:
     )
 
 
+def test_speech_awaits_its_words_until_the_transcriber_answers_or_for_a_bounded_time() -> None:
+    detector = TurnDetector()
+    assert not detector.awaiting_words(T0)
+    now = _frames(detector, "x" * 40 + "." * ONSET_WINDOW_FRAMES, T0)
+    # The caller spoke and stopped; a slow transcriber has said nothing yet.
+    assert not detector.speaking and not detector.has_words
+    assert detector.awaiting_words(now + 5)
+    # Its answer (words or none) ends the wait.
+    detector.on_transcriber(Transcript("That's all. Goodbye.", final=True, end_of_turn=True), now)
+    assert not detector.awaiting_words(now)
+    assert detector.end_of_turn(now) == _turn("That's all. Goodbye.", "transcriber")
+    now = _frames(detector, "x" * 20 + "." * ONSET_WINDOW_FRAMES, now)
+    detector.on_transcriber(UtteranceEnd(), now)
+    assert not detector.awaiting_words(now)
+    # A transcriber that never answers some speech holds the wait for a bounded time only.
+    now = _frames(detector, "x" * 20 + "." * ONSET_WINDOW_FRAMES, now)
+    last_voice = detector.last_voice_at
+    assert detector.awaiting_words(last_voice + AWAIT_WORDS_SECONDS - 0.1)
+    assert not detector.awaiting_words(last_voice + AWAIT_WORDS_SECONDS + 0.1)
+
+
 def test_silence_fallback_after_final_text() -> None:
     detector = TurnDetector()
     now = _frames(detector, "x" * 15, T0)
@@ -485,11 +507,23 @@ def test_stuck_fallback_with_interim_text_only() -> None:
     _frames(detector, "." * ONSET_WINDOW_FRAMES, now)
     # Interim text does not end a turn at the ordinary silence ...
     assert detector.end_of_turn(last_voice + END_SILENCE_MS / 1000 + 0.1) is None
-    assert detector.end_of_turn(last_voice + STUCK_SILENCE_MS / 1000 - 0.01) is None
-    # ... only once the transcriber has been stuck for longer.
-    assert detector.end_of_turn(last_voice + STUCK_SILENCE_MS / 1000 + 0.001) == _turn(
+    # ... only once the transcriber has been stuck for longer (since the interim, which came a
+    # frame after the voice).
+    assert detector.end_of_turn(now + STUCK_SILENCE_MS / 1000 - 0.01) is None
+    assert detector.end_of_turn(now + STUCK_SILENCE_MS / 1000 + 0.001) == _turn(
         "maybe next", "stuck"
     )
+
+
+def test_an_interim_that_comes_late_waits_for_its_final() -> None:
+    detector = TurnDetector()
+    _frames(detector, "x" * 15 + "." * ONSET_WINDOW_FRAMES, T0)
+    # A transcriber behind the audio: its interim comes long after the caller stopped.
+    late = detector.last_voice_at + 3 * STUCK_SILENCE_MS / 1000
+    detector.on_transcriber(Transcript("Hello, I would like", final=False), late)
+    assert detector.end_of_turn(late) is None  # not a turn of its own at once
+    detector.on_transcriber(Transcript("Hello, I would like a table.", True, True), late + 1)
+    assert detector.end_of_turn(late + 1) == _turn("Hello, I would like a table.", "transcriber")
 
 
 def test_text_is_the_finals_plus_the_interim_and_the_detector_resets() -> None:
@@ -500,9 +534,8 @@ def test_text_is_the_finals_plus_the_interim_and_the_detector_resets() -> None:
     detector.on_transcriber(Transcript("", final=True), now)  # empty finals add nothing
     detector.on_transcriber(Transcript("a tab", final=False), now)
     detector.on_transcriber(Transcript("a table", final=False), now)
-    last_voice = detector.last_voice_at
     _frames(detector, "." * ONSET_WINDOW_FRAMES, now)
-    later = last_voice + STUCK_SILENCE_MS / 1000 + 0.01
+    later = now + STUCK_SILENCE_MS / 1000 + 0.01  # since the last interim
     assert detector.end_of_turn(later) == _turn("I'd like to book a table", "stuck")
     # Reset: the same turn is not given twice, and the next one starts empty.
     assert not detector.has_words

@@ -793,7 +793,13 @@ class CallSession:
                         if verdict == "machine":
                             await self._voicemail()
                             continue
-            idle = not self._assistant_busy and not self.turns.speaking and not self.turns.has_words
+            # The caller's last words still being transcribed are no silence to nudge over.
+            idle = not (
+                self._assistant_busy
+                or self.turns.speaking
+                or self.turns.has_words
+                or self.turns.awaiting_words(now)
+            )
             if not idle:
                 self._last_activity = max(self._last_activity, now)
                 continue

@@ -6,7 +6,11 @@ transcriber's signals, turned into two decisions the call loop acts on:
 - `end_of_turn`: the caller finished. Fast path: the transcriber says the turn ended (Deepgram
   speech_final, AssemblyAI end_of_turn, an utterance end) and no voice has been heard since.
   Fallbacks when the transcriber gives no end signal: final text plus `END_SILENCE_MS` of
-  silence; only interim text plus `STUCK_SILENCE_MS`.
+  silence; only interim text plus `STUCK_SILENCE_MS` (after the voice and the last interim).
+
+- `awaiting_words`: the caller spoke and the transcriber has not yet said what (no end-of-turn
+  signal since the onset), for at most `AWAIT_WORDS_SECONDS` after the last voice. A starved
+  offline transcriber can take seconds; the call loop does not nudge the caller meanwhile.
 
 Pure: the caller passes the time (monotonic seconds) in; no I/O, so it is tested frame by frame.
 """
@@ -27,6 +31,8 @@ ONSET_WINDOW_FRAMES = 12  # 240 ms
 ONSET_VOICED_FRAMES = 9  # of which voiced: ~180 ms of speech, not a click or a cough
 END_SILENCE_MS = 700
 STUCK_SILENCE_MS = 1500
+# A transcriber that never answers some speech (a cough) delays a nudge by this much at most.
+AWAIT_WORDS_SECONDS = 15.0
 ENERGY_THRESHOLD = 350  # RMS on the 16-bit scale, used with the VAD against line noise
 
 
@@ -58,9 +64,11 @@ class TurnDetector:
         self.last_voice_at = 0.0
         self._finals: list[str] = []
         self._interim = ""
+        self._interim_at = 0.0
         self._end_signal_at: float | None = None
         self._heard_since_signal = False
         self._onset_pending = False
+        self._awaiting = False  # an onset not yet answered by an end-of-turn signal
 
     # ------------------------------------------------------------------ inputs
     def on_frame(self, voiced: bool, now: float) -> None:
@@ -73,6 +81,7 @@ class TurnDetector:
         if not self._speaking and voiced_count >= ONSET_VOICED_FRAMES:
             self._speaking = True
             self._onset_pending = True
+            self._awaiting = True
         elif self._speaking and voiced_count == 0:
             self._speaking = False
 
@@ -92,6 +101,7 @@ class TurnDetector:
                 if not self._interim and not self._finals:
                     self._onset_pending = True  # words heard: the caller is talking
                 self._interim = text
+                self._interim_at = now
             if event.end_of_turn:
                 self._signal(now)
             elif text:
@@ -100,6 +110,7 @@ class TurnDetector:
     def _signal(self, now: float) -> None:
         self._end_signal_at = now
         self._heard_since_signal = False
+        self._awaiting = False
 
     # ------------------------------------------------------------------ decisions
     @property
@@ -109,6 +120,9 @@ class TurnDetector:
     @property
     def has_words(self) -> bool:
         return bool(self._finals or self._interim)
+
+    def awaiting_words(self, now: float) -> bool:
+        return self._awaiting and now - self.last_voice_at < AWAIT_WORDS_SECONDS
 
     def take_onset(self) -> bool:
         """True once per onset of the caller's speech."""
@@ -127,7 +141,9 @@ class TurnDetector:
             return None
         elif self._finals and silence_ms >= END_SILENCE_MS and not self._interim:
             ended_by = "silence"
-        elif self._interim and silence_ms >= STUCK_SILENCE_MS:
+        elif self._interim and min(silence_ms, (now - self._interim_at) * 1000) >= STUCK_SILENCE_MS:
+            # Stuck: no final in that long after the voice and after the last interim (one
+            # that comes late, from a transcriber behind the audio, has its final to follow).
             ended_by = "stuck"
         if ended_by is None:
             return None
@@ -140,3 +156,4 @@ class TurnDetector:
         self._interim = ""
         self._end_signal_at = None
         self._heard_since_signal = False
+        self._awaiting = False

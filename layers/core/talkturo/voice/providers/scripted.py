@@ -4,7 +4,8 @@ call loop cannot tell them apart, and they keep a log of what they were asked.
 
 - `ScriptedTranscriber`: finds the caller's speech in the audio itself (energy per 20 ms frame)
   and, `final_delay` after each stretch of speech ends, emits the next scripted line as a final,
-  end-of-turn transcript (an interim one as soon as speech starts, like streaming providers).
+  end-of-turn transcript (an interim one as soon as speech starts, like streaming providers,
+  unless `interims` is off).
 - `ScriptedModel`: answers each request with `respond(request)` (text and tool calls), the first
   token after `first_token_delay`, then `tokens_per_second`.
 - `ToneVoice`: turns text into a speech-like tone of a length proportional to the words, first
@@ -78,7 +79,8 @@ class _ScriptedStream:
             self.voiced_frames += 1
             if not self.in_speech and self.voiced_frames >= 3:
                 self.in_speech = True
-                self.queue.put_nowait(Transcript(owner.peek(), final=False))
+                if owner.interims:
+                    self.queue.put_nowait(Transcript(owner.peek(), final=False))
         else:
             self.voiced_frames = 0
             if self.in_speech and self.timer is None:
@@ -114,6 +116,8 @@ class _ScriptedStream:
 class ScriptedTranscriber:
     lines: list[str] = field(default_factory=list)
     final_delay: float = 0.15
+    # False: nothing until the final, as a batch transcriber working behind the audio.
+    interims: bool = True
     default_line: str = "hello"
     drop_after: float | None = None  # seconds of audio, once
     fail_opens: int = 0

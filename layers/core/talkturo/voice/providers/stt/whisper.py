@@ -15,6 +15,13 @@ How a stream works:
   Otherwise the whole segment is transcribed at the end. `Transcript(final=True,
   end_of_turn=True)` with the text, or `UtteranceEnd` when Whisper heard no words. A segment
   longer than 20 s is cut with a final transcript without end_of_turn.
+- On a starved CPU (another process busy, a decoding slower than real time) the worker falls
+  behind; it then drops what the final would wait on for nothing: a speculation with newer
+  work queued behind it is skipped, and while the last decoding took longer than the second
+  between interims neither interims nor speculations are queued (a pause's decoding that
+  slow is wasted whenever the caller goes on, and saves only 300 ms when they do not). The
+  final transcript, which ends the caller's turn, comes as soon as the CPU allows, not after a
+  queue of stale decodings.
 - Decoding runs in one worker thread per stream, fed through a queue in order; one model per
   process serves every stream (CTranslate2 runs concurrent requests on it safely).
 
@@ -37,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -64,6 +72,8 @@ UNLIKELY_BELOW = -1.0  # the decoded tokens' mean log probability
 NO_REPEAT_NGRAM = 3
 FINAL_BEAM_SIZE = 5
 INTERIM_BEAM_SIZE = 1  # an interim is soon replaced: speed over the last word
+
+clock = time.monotonic  # how long a decoding took (tests stand in a slow CPU)
 
 JobKind = Literal["started", "interim", "speculate", "final", "stop"]
 
@@ -199,6 +209,9 @@ class WhisperStream(SegmentedStream):
         self._speculated: tuple[int, int, str] | None = None  # segment, voiced bytes, text
         self._ends_pending = 0  # finals queued for the worker, not yet decoded
         self._busy = False
+        # The last decoding took longer than the time between interims (a starved CPU):
+        # interims and speculations wait, so the final transcript is not queued behind them.
+        self._lagging = False
         super().__init__(MAX_SEGMENT_FRAMES)
 
     # ------------------------------------------------------------------ segmentation
@@ -223,16 +236,20 @@ class WhisperStream(SegmentedStream):
         elif mark is Mark.CUT:
             self._end_segment(end_of_turn=False)
             self._new_segment()
-        elif mark is Mark.PAUSE:
+        elif mark is Mark.PAUSE and not self._lagging:
             self._put(_Job("speculate", self._voiced_audio(), self._segment_number))
         elif self._interim_due():
             self._since_interim = 0
             self._put(_Job("interim", bytes(self._segment), self._segment_number))
 
     def _interim_due(self) -> bool:
-        """A second of speech since the last interim, the caller still talking, the worker free."""
+        """A second of speech since the last interim, the caller still talking, the worker free
+        and keeping up."""
         return (
-            self._since_interim >= INTERIM_EVERY_BYTES and self._segmenter.voiced and not self._busy
+            self._since_interim >= INTERIM_EVERY_BYTES
+            and self._segmenter.voiced
+            and not self._busy
+            and not self._lagging
         )
 
     def _new_segment(self) -> None:
@@ -255,7 +272,10 @@ class WhisperStream(SegmentedStream):
 
     # ------------------------------------------------------------------ decoding (worker thread)
     async def _transcribe(self, audio: bytes, beam_size: int = FINAL_BEAM_SIZE) -> str:
-        return await self._run(transcribe, audio, beam_size)  # looked up here: tests count calls
+        started = clock()
+        text = await self._run(transcribe, audio, beam_size)  # looked up here: tests count calls
+        self._lagging = clock() - started > INTERIM_EVERY_BYTES / SAMPLE_RATE
+        return text
 
     async def _decode_loop(self) -> None:
         interim = ""
@@ -275,6 +295,10 @@ class WhisperStream(SegmentedStream):
                             interim = text
                             self._events.put_nowait(Transcript(text, final=False))
                     elif job.kind == "speculate":
+                        if not self._work.empty():
+                            # Stale: the voice resumed or the turn ended meanwhile; whatever
+                            # waits decodes this audio (or more) itself.
+                            continue
                         text = await self._transcribe(job.audio)
                         self._speculated = (job.segment, len(job.audio), text)
                     else:
