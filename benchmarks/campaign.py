@@ -28,6 +28,7 @@ then a campaign over them, timed from its creation until every contact is materi
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import re
@@ -455,6 +456,7 @@ def _platform() -> Iterator[dict[str, str]]:
             "sid": sid.group(1),
             "token": token.group(1),
             "simulator": simulator.group(1),
+            "log": str(log_path),
         }
     finally:
         process.terminate()
@@ -688,6 +690,7 @@ def latency(size: int = DEV_CONTACTS, trials: int = FIRST_DIAL_TRIALS) -> None:
         calls = [c for c in calls if c.to in behaviour]
         members = {m["phone"]: m for m in _every(api, f"/v1/campaigns/{campaign}/contacts")}
         records = _every(api, "/v1/calls", campaign_id=campaign)
+        freed = _slots_freed(Path(platform["log"]))
         gathered = audience(api, assistant, AUDIENCE_CONTACTS, zone) if AUDIENCE_CONTACTS else None
     claimed = {
         (r["to_number"], r["attempt"]): datetime.fromisoformat(r["created_at"]).timestamp()
@@ -727,6 +730,7 @@ def latency(size: int = DEV_CONTACTS, trials: int = FIRST_DIAL_TRIALS) -> None:
             f"    and claimed -> at the carrier     p50 {statistics.median(to_carrier):.2f} s  "
             f"p95 {_percentile(to_carrier, 0.95):.2f} s"
         )
+        _refill_paths(pairs, calls, records, freed)
     print(
         f"  most calls live at the carrier      {peak} (limit {CONCURRENCY}: "
         f"{'PASS' if peak == CONCURRENCY else 'FAIL'})"
@@ -745,6 +749,51 @@ def latency(size: int = DEV_CONTACTS, trials: int = FIRST_DIAL_TRIALS) -> None:
         print(
             f"  audience of {total:,} contacts        gathered in {built:.0f} s "
             f"({total / built:.0f} contacts/s; imported first in {gathered['imported']:.0f} s)"
+        )
+
+
+def _slots_freed(log: Path) -> dict[str, dict[str, Any]]:
+    """call id -> the engine's "campaign slot freed" line for its end (how it was refilled)."""
+    freed: dict[str, dict[str, Any]] = {}
+    for line in log.read_text().splitlines():
+        if '"campaign slot freed"' in line and "{" in line:
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line[line.index("{") :])
+                freed[str(entry["call"])] = entry
+    return freed
+
+
+def _refill_paths(
+    pairs: list[tuple[float, Placed]],
+    calls: list[Placed],
+    records: list[dict[str, Any]],
+    freed: dict[str, dict[str, Any]],
+) -> None:
+    """The refills split by the way each end went (the engine's log line for the ended call):
+    handed over, or why not and what the dispatch asked for then placed; with each path's share
+    of the slowest 5 %."""
+    call_id = {(r["to_number"], r["attempt"]): r["id"] for r in records}
+    ended = {c.ended_at: c for c in calls if c.ended_at is not None}
+    paths: dict[str, list[float]] = {}
+    for end, call in pairs:
+        entry = freed.get(call_id.get((ended[end].to, ended[end].attempt), ""))
+        if entry is None:
+            path = "(no log line)"
+        elif entry["handover"] == "placed":
+            path = "handed over"
+        else:
+            asked = "placed" if entry.get("refilled") else "asked a running round (or none)"
+            path = f"{entry['handover']}, then dispatch {asked}"
+        paths.setdefault(path, []).append(call.placed_at - end)
+    gaps = sorted(g for found in paths.values() for g in found)
+    slowest = gaps[-max(1, len(gaps) // 20) :]
+    tail_from = slowest[0]
+    print("    by path                            n    p50     p95   of the slowest 5 %")
+    for path, found in sorted(paths.items(), key=lambda p: -len(p[1])):
+        in_tail = sum(1 for g in found if g >= tail_from)
+        print(
+            f"      {path:<44} {len(found):>4}  {statistics.median(found):.2f} s  "
+            f"{_percentile(found, 0.95):.2f} s  {in_tail}"
         )
 
 

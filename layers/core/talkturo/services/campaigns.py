@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextvars
 import math
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -1186,11 +1187,15 @@ def _apply_end(
 
     When the slot was given back already, a corrected outcome (a late answering-machine verdict
     turning `answered` into `voicemail`) still moves the contact and the outcome counts."""
+    began = time.monotonic()
     campaign, _ = store.get(account_id, member.campaign_id)
+    handed = "not_tried"
     # Only a contact still on this call holds its slot (a repeated callback finds it moved on).
     if hand_over and campaign.status == "running" and member.state in ("queued", "calling"):
         after = _ended_member(campaign, member, call)
-        if _hand_over(account_id, campaign, member, version, call, after):
+        handed = _hand_over(account_id, campaign, member, version, call, after)
+        if handed == "placed":
+            _log_freed(call, handed, None, began)
             if after.next_attempt_at is not None:
                 _wake_dispatch(account_id, campaign.id, after.next_attempt_at)
             return True
@@ -1213,7 +1218,7 @@ def _apply_end(
         if released:
             try:
                 if refill is not None:
-                    refill(campaign)
+                    _log_freed(call, handed, refill(campaign), began)
             finally:
                 if after.next_attempt_at is not None:
                     _wake_dispatch(account_id, campaign.id, after.next_attempt_at)
@@ -1223,6 +1228,25 @@ def _apply_end(
     return False
 
 
+def _log_freed(call: CallRecord, handed: str, refilled: object, began: float) -> None:
+    """How a call's end refilled its slot, for the refill's latency: `handover` is _hand_over's
+    answer (`placed`, or why not), `refilled` what the dispatch asked for then placed (0 also
+    when a running round was only asked to look again), the times from the carrier's end and
+    from the end's handling to the refill's claim."""
+    now = utcnow()
+    freed: dict[str, object] = {
+        "campaign": call.campaign_id,
+        "call": call.id,
+        "handover": handed,
+        "ms": round(1000 * (time.monotonic() - began)),
+    }
+    if refilled is not None:
+        freed["refilled"] = refilled
+    if call.ended_at is not None:
+        freed["since_end_ms"] = round(1000 * (now - call.ended_at).total_seconds())
+    logger.info("campaign slot freed", extra=freed)
+
+
 def _hand_over(
     account_id: str,
     campaign: Campaign,
@@ -1230,7 +1254,7 @@ def _hand_over(
     version: int,
     call: CallRecord,
     after: CampaignContact,
-) -> bool:
+) -> str:
     """The ended call's slot claimed for the next due contact, without the dispatch's turn (an
     end arriving while a round runs would otherwise wait for that round and the next); True
     when it was, the ended contact moved to `after` in the same transaction.
@@ -1239,8 +1263,12 @@ def _hand_over(
     the dialing rules, attempts, the window and compliance at the moment it rings, pacing), with
     the credits and the cap read beside the due head. The claim's transaction deletes the ended
     call's slot and writes the new one, conditioned on both contacts' versions and on the limits
-    as a claim is, so a contact the running round claimed meanwhile fails it: False then (and
-    when nobody is due, or a check stops it), and the end goes the usual way."""
+    as a claim is, so a contact the running round claimed meanwhile fails it.
+
+    `placed` when the slot was handed over; else why not, and the end goes the usual way:
+    `nobody_due`, `no_credits`, `cap` (the credit cap says wait or pause), `skipped` (every
+    contact read was skipped), `lost` (a claim's transaction was refused: a contact moved
+    meanwhile), `full` (a limit lowered meanwhile), `stop` (nothing more can be dialled)."""
     kept: dict[str, Any] = {}
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="handover") as pool:
         heading = pool.submit(store.due, account_id, campaign.id, utcnow(), HANDOVER_HEAD)
@@ -1257,12 +1285,14 @@ def _hand_over(
         due = [(m, v) for m, v in heading.result() if m.contact_id != member.contact_id]
         has_credits = funded.result()
         in_flight = counting.result().in_flight if counting is not None else 0
-    if not due or not has_credits:
-        return False
+    if not due:
+        return "nobody_due"
+    if not has_credits:
+        return "no_credits"
     # The ended call still counts in the counters read: the cap is judged without it.
     cap = campaign_budgets.cap_check(account_id, campaign, in_flight - 1, run.assistant)
     if cap != "dial":
-        return False
+        return "cap"
     handover = store.Handover(
         call_id=call.id,
         before=member,
@@ -1275,12 +1305,10 @@ def _hand_over(
             try:
                 outcome = _try_dial(run, candidate, candidate_version, handover)
             except store.Full:
-                return False
-            if outcome == "placed":
-                return True
-            if outcome != "skipped":  # lost to someone else, or nothing more to dial now
-                return False
-        return False
+                return "full"
+            if outcome != "skipped":  # placed, lost to someone else, or nothing more to dial
+                return outcome
+        return "skipped"
     finally:
         if run.next_wake is not None:
             _wake_dispatch(account_id, campaign.id, run.next_wake)
