@@ -788,11 +788,11 @@ def _refill_paths(
     gaps = sorted(g for found in paths.values() for g in found)
     slowest = gaps[-max(1, len(gaps) // 20) :]
     tail_from = slowest[0]
-    print("    by path                            n    p50     p95   of the slowest 5 %")
+    print(f"    {'by path':<56} n    p50     p95   of the slowest 5 %")
     for path, found in sorted(paths.items(), key=lambda p: -len(p[1])):
         in_tail = sum(1 for g in found if g >= tail_from)
         print(
-            f"      {path:<44} {len(found):>4}  {statistics.median(found):.2f} s  "
+            f"      {path:<54} {len(found):>4}  {statistics.median(found):.2f} s  "
             f"{_percentile(found, 0.95):.2f} s  {in_tail}"
         )
 

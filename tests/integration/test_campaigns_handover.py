@@ -180,6 +180,131 @@ def test_a_handover_that_loses_its_contact_to_a_round_falls_back_to_the_release(
     assert base.member(client, tenant, campaign_id, raced[0])["attempts"] == 1
 
 
+def open_calls(tenant: Tenant, carrier: FakeCarrier) -> list[str]:
+    return [c for c in base.call_ids(carrier) if calls.get(tenant.account_id, c).status != "ended"]
+
+
+def test_a_handover_that_loses_its_contact_to_a_round_claims_the_next_one_due(
+    client: TestClient,
+    stack: Stack,
+    tenant: Tenant,
+    line: Any,
+    carrier: FakeCarrier,
+    monkeypatch: pytest.MonkeyPatch,
+    rounds: list[str],
+) -> None:
+    campaign_id = base.launched(client, stack, tenant, line, 4, 2)
+    base.pump(stack)
+    first, second = base.call_ids(carrier)
+    real_claim = campaign_store.claim
+    real_hand_over = campaigns._hand_over
+    tried: list[str] = []
+
+    def claim(account_id: str, **fields: Any) -> bool:
+        if fields.get("handover") is not None:
+            tried.append(fields["after"].contact_id)
+            if len(tried) == 1:
+                # Meanwhile the other call ends the usual way, and its round claims that contact.
+                monkeypatch.setattr(campaigns, "_hand_over", lambda *args: "lost")
+                base.end(tenant, second, "completed")
+                monkeypatch.setattr(campaigns, "_hand_over", real_hand_over)
+                rounds.clear()
+        return real_claim(account_id, **fields)
+
+    monkeypatch.setattr(campaign_store, "claim", claim)
+
+    base.end(tenant, first, "completed")
+
+    # The handover read the head again and took the next contact: no dispatch for this end.
+    assert rounds == []
+    assert len(tried) == 2 and tried[0] != tried[1]
+    assert len(carrier.placed) == 4
+    third, fourth = base.call_ids(carrier)[2:]
+    assert contact_of(tenant, third) == tried[0]  # the round's
+    assert contact_of(tenant, fourth) == tried[1]  # the handover's, in the first call's slot
+    base.pump(stack)
+    live = open_calls(tenant, carrier)
+    assert len(live) == 2
+    assert campaign_store.counters(tenant.account_id, campaign_id).in_flight == len(live)
+    assert account_in_flight(tenant.account_id) == len(live)
+    shown = base.read(client, tenant, campaign_id)
+    assert shown["counts"]["completed"] == 2 and shown["counts"]["pending"] == 0
+    assert shown["outcomes"]["answered"] == 2
+    for contact_id in tried:
+        assert base.member(client, tenant, campaign_id, contact_id)["attempts"] == 1
+
+
+def test_a_handover_whose_head_is_all_skipped_reads_on_and_calls_the_next_contact(
+    client: TestClient,
+    stack: Stack,
+    tenant: Tenant,
+    line: Any,
+    carrier: FakeCarrier,
+    rounds: list[str],
+) -> None:
+    count = campaigns.HANDOVER_HEAD + 2
+    campaign_id = base.launched(client, stack, tenant, line, count, 1)
+    base.pump(stack)
+    (first,) = base.call_ids(carrier)
+    head = campaign_store.due(tenant.account_id, campaign_id, utcnow(), count)
+    assert len(head) == count - 1
+    marked = [m.contact_id for m, _ in head[: campaigns.HANDOVER_HEAD]]
+    for contact_id in marked:
+        answer = client.patch(
+            f"/v1/contacts/{contact_id}", json={"do_not_call": True}, headers=tenant.headers
+        )
+        assert answer.status_code == 200
+    rounds.clear()
+
+    base.end(tenant, first, "completed")
+
+    assert rounds == []  # handed over past the whole first head, no dispatch needed
+    assert len(carrier.placed) == 2
+    assert contact_of(tenant, base.call_ids(carrier)[1]) == head[-1][0].contact_id
+    for contact_id in marked:
+        assert base.member(client, tenant, campaign_id, contact_id)["skip_reason"] == "dnc"
+    assert campaign_store.counters(tenant.account_id, campaign_id).in_flight == 1
+    assert account_in_flight(tenant.account_id) == 1
+
+
+def test_a_handover_whose_slot_was_given_back_meanwhile_tries_no_other_contact(
+    client: TestClient,
+    stack: Stack,
+    tenant: Tenant,
+    line: Any,
+    carrier: FakeCarrier,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    campaign_id = base.launched(client, stack, tenant, line, 3, 1)
+    base.pump(stack)
+    (first,) = base.call_ids(carrier)
+    real_claim = campaign_store.claim
+    tried: list[str] = []
+
+    def claim(account_id: str, **fields: Any) -> bool:
+        if fields.get("handover") is not None:
+            tried.append(fields["after"].contact_id)
+            if len(tried) == 1:
+                # Meanwhile the tick finds the ended call's lease run out and gives its slot back.
+                later = utcnow() + campaigns.LEASE + timedelta(seconds=1)
+                assert campaigns.sweep(tenant.account_id, campaign_id, later) == 1
+        return real_claim(account_id, **fields)
+
+    monkeypatch.setattr(campaign_store, "claim", claim)
+
+    base.end(tenant, first, "completed")
+
+    assert len(tried) == 1 and len(carrier.placed) == 1  # that slot is no one's to take
+    assert campaign_store.counters(tenant.account_id, campaign_id).in_flight == 0
+    assert account_in_flight(tenant.account_id) == 0
+    shown = base.read(client, tenant, campaign_id)
+    assert shown["counts"]["completed"] == 1 and shown["outcomes"]["answered"] == 1
+    campaigns.tick()  # the next tick refills the slot
+    base.pump(stack)
+    assert len(carrier.placed) == 2
+    assert campaign_store.counters(tenant.account_id, campaign_id).in_flight == 1
+
+
 def together(work: list[Callable[[], object]]) -> None:
     """Every callable in a thread of its own, let go at once."""
     go = threading.Barrier(len(work), timeout=30)

@@ -96,6 +96,9 @@ DIAL_BACKSTOP_SECONDS = 30
 # A call's end handing its slot to the next due contact reads this many of the due head (the
 # first ones may be skipped: DNC, outside their window).
 HANDOVER_HEAD = 3
+# A handover whose head was all lost to other claims or skipped reads the due head again: this
+# many reads in all before the end gives its slot back.
+HANDOVER_READS = 3
 
 
 # --------------------------------------------------------------------------- reads
@@ -1267,8 +1270,14 @@ def _hand_over(
 
     `placed` when the slot was handed over; else why not, and the end goes the usual way:
     `nobody_due`, `no_credits`, `cap` (the credit cap says wait or pause), `skipped` (every
-    contact read was skipped), `lost` (a claim's transaction was refused: a contact moved
-    meanwhile), `full` (a limit lowered meanwhile), `stop` (nothing more can be dialled)."""
+    contact read was skipped), `lost` (a claim's transaction was refused: the contact moved
+    meanwhile), `full` (a limit lowered meanwhile), `gone` (the ended call's slot was given back
+    or its contact moved meanwhile), `stop` (nothing more can be dialled).
+
+    Ends close together read the same head, and a round may be claiming it too: a claim that
+    lost its contact goes on to the next one, and a head used up that way (or all skipped) is
+    read again, the contacts tried left out, up to HANDOVER_READS reads in all. The claim's
+    conditions make each new try safe."""
     kept: dict[str, Any] = {}
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="handover") as pool:
         heading = pool.submit(store.due, account_id, campaign.id, utcnow(), HANDOVER_HEAD)
@@ -1300,19 +1309,47 @@ def _hand_over(
         version=version,
         outcome=after.last_outcome,
     )
+    tried = {member.contact_id}
+    outcome = "nobody_due"
     try:
-        for candidate, candidate_version in due:
-            try:
-                outcome = _try_dial(run, candidate, candidate_version, handover)
-            except store.Full:
-                return "full"
-            if outcome != "skipped":  # placed, lost to someone else, or nothing more to dial
+        for reading in range(HANDOVER_READS):
+            if reading:  # the head as it is now, without the contacts tried already
+                fresh = store.due(account_id, campaign.id, utcnow(), HANDOVER_HEAD + len(tried))
+                due = [(m, v) for m, v in fresh if m.contact_id not in tried][:HANDOVER_HEAD]
+                if not due:
+                    return outcome
+            outcome = _hand_to_first(run, due, handover, tried)
+            if outcome not in ("lost", "skipped"):
                 return outcome
-        return "skipped"
+        return outcome
     finally:
         if run.next_wake is not None:
             _wake_dispatch(account_id, campaign.id, run.next_wake)
         wait(kept.get("dials", []))
+
+
+def _hand_to_first(
+    run: _Run,
+    due: list[tuple[CampaignContact, int]],
+    handover: store.Handover,
+    tried: set[str],
+) -> str:
+    """Claim the ended call's slot for the first of `due` that passes the checks and is still
+    free (each added to `tried`): `placed`; `lost` (the last claim lost its contact to another
+    end or a round) or `skipped` (none passed), when the head is worth reading again; or why no
+    other contact can take the slot (`full`, `gone`, `stop`)."""
+    outcome = "skipped"
+    for candidate, candidate_version in due:
+        tried.add(candidate.contact_id)
+        try:
+            outcome = _try_dial(run, candidate, candidate_version, handover)
+        except store.Full:
+            return "full"
+        except store.HandoverGone:
+            return "gone"
+        if outcome not in ("skipped", "lost"):  # ends racing read the same head: try the next
+            return outcome
+    return outcome
 
 
 def _correct_outcome(

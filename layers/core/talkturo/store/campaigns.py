@@ -559,6 +559,11 @@ class Full(Exception):
         self.which = which
 
 
+class HandoverGone(Exception):
+    """A handover's claim was refused because the ended call's slot was given back already or
+    its contact moved: no other contact can take that slot."""
+
+
 @dataclass(frozen=True)
 class Handover:
     """A call just over whose slot a claim takes instead of giving it back: its contact moves
@@ -584,8 +589,9 @@ def claim(
     handover: Handover | None = None,
 ) -> bool:
     """Take one admission (campaign and account), move the contact to `queued` and record its
-    call, all or nothing. False: the contact moved meanwhile (with a `handover`: or the ended
-    call's contact did, or its slot was given back already); Full: no admission left.
+    call, all or nothing. False: the contact moved meanwhile; Full: no admission left;
+    HandoverGone (with a `handover`): the ended call's contact moved, or its slot was given back
+    already.
 
     With a `handover` the admission is the ended call's: its slot is deleted and the new one
     written in the same transaction, so the counters' `in_flight` stay as they are, and the
@@ -647,6 +653,8 @@ def claim(
             raise Full("campaign") from None
         if "account" in refused.labels:
             raise Full("account") from None
+        if refused.labels & {"ended_slot", "ended_contact"}:
+            raise HandoverGone from None
         return False
     return True
 
