@@ -18,7 +18,9 @@ scaled to 3 s (`TALKTURO_CAMPAIGN_DELAY_SCALE`), dials paced at 20/s, two contac
 mid-run. Everything is measured where the calls go, from the simulator's activity
 (`GET /_sim/activity`: each call placed and ended, to the millisecond, and the most ever live):
 start -> first dial (p50/p95 over 10 one-contact campaigns), call end -> the next dial in the
-slot it freed (p50/p95, split into the engine's claim and the way to the carrier), the most
+slot it freed (p50/p95, split into the engine's claim and the way to the carrier, and by the
+way each end went: handed over, or why not and what the dispatch then did, from the platform's
+`campaign slot freed` log lines), the most
 calls live at once, dials outside 08:00-21:00 local, dials to the DNC'd contacts after they
 were marked, attempts over the limit, wall time. Then, on the same platform, an audience of
 10,000 contacts (`TALKTURO_BENCH_CAMPAIGN_AUDIENCE`, 0 to leave it out): imported as a CSV,

@@ -1020,14 +1020,14 @@ def _try_dial(
         if now_due
         else max(0, min(900, math.floor((dial_at - utcnow()).total_seconds())))
     )
+    if now_due:  # on its way before the backstop is queued: the call does not wait on that
+        run.dial_soon(call)
     job = DialJob(account_id=account_id, call_id=call.id, not_before=dial_at)
     try:
         queues.send(settings.dial_queue_url, job.model_dump(mode="json"), delay_seconds=delay)
     except (BotoCoreError, ClientError, RuntimeError):
         # The call is recorded with its slot: the tick sends the dial job again.
         logger.exception("campaign call could not be queued", extra={"id": call.id})
-    if now_due:
-        run.dial_soon(call)
     placed = {"campaign": campaign.id, "call": call.id, "attempt": attempt}
     if handover is not None:  # the ended call whose slot it took
         placed["slot_of"] = handover.call_id
