@@ -508,7 +508,7 @@ def test_a_call_end_the_callback_cannot_apply_is_left_to_the_campaign_queue(
     def broken(*args: Any, **options: Any) -> int:
         raise campaign_store.Contention  # after the slot was given back: the kick refills
 
-    monkeypatch.setattr(campaigns, "_hand_over", lambda *args: "lost")  # the handover lost
+    monkeypatch.setattr(campaigns, "_hand_over", lambda *args: ("lost", 1))  # the handover lost
     monkeypatch.setattr(campaigns, "dispatch", broken)
     end(tenant, first, "completed")
     assert len(carrier.placed) == 1

@@ -154,7 +154,7 @@ def test_a_handover_that_loses_its_contact_to_a_round_falls_back_to_the_release(
         if fields.get("handover") is not None and not raced:
             raced.append(fields["after"].contact_id)
             # Meanwhile the other call ends the usual way, and its round claims that contact.
-            monkeypatch.setattr(campaigns, "_hand_over", lambda *args: "lost")
+            monkeypatch.setattr(campaigns, "_hand_over", lambda *args: ("lost", 1))
             base.end(tenant, second, "completed")
             monkeypatch.setattr(campaigns, "_hand_over", real_hand_over)
         return real_claim(account_id, **fields)
@@ -205,7 +205,7 @@ def test_a_handover_that_loses_its_contact_to_a_round_claims_the_next_one_due(
             tried.append(fields["after"].contact_id)
             if len(tried) == 1:
                 # Meanwhile the other call ends the usual way, and its round claims that contact.
-                monkeypatch.setattr(campaigns, "_hand_over", lambda *args: "lost")
+                monkeypatch.setattr(campaigns, "_hand_over", lambda *args: ("lost", 1))
                 base.end(tenant, second, "completed")
                 monkeypatch.setattr(campaigns, "_hand_over", real_hand_over)
                 rounds.clear()

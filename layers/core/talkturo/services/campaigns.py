@@ -1192,13 +1192,13 @@ def _apply_end(
     turning `answered` into `voicemail`) still moves the contact and the outcome counts."""
     began = time.monotonic()
     campaign, _ = store.get(account_id, member.campaign_id)
-    handed = "not_tried"
+    handed, tried = "not_tried", 0
     # Only a contact still on this call holds its slot (a repeated callback finds it moved on).
     if hand_over and campaign.status == "running" and member.state in ("queued", "calling"):
         after = _ended_member(campaign, member, call)
-        handed = _hand_over(account_id, campaign, member, version, call, after)
+        handed, tried = _hand_over(account_id, campaign, member, version, call, after)
         if handed == "placed":
-            _log_freed(call, handed, None, began)
+            _log_freed(call, (handed, tried), None, began)
             if after.next_attempt_at is not None:
                 _wake_dispatch(account_id, campaign.id, after.next_attempt_at)
             return True
@@ -1221,7 +1221,7 @@ def _apply_end(
         if released:
             try:
                 if refill is not None:
-                    _log_freed(call, handed, refill(campaign), began)
+                    _log_freed(call, (handed, tried), refill(campaign), began)
             finally:
                 if after.next_attempt_at is not None:
                     _wake_dispatch(account_id, campaign.id, after.next_attempt_at)
@@ -1231,16 +1231,17 @@ def _apply_end(
     return False
 
 
-def _log_freed(call: CallRecord, handed: str, refilled: object, began: float) -> None:
-    """How a call's end refilled its slot, for the refill's latency: `handover` is _hand_over's
-    answer (`placed`, or why not), `refilled` what the dispatch asked for then placed (0 also
-    when a running round was only asked to look again), the times from the carrier's end and
-    from the end's handling to the refill's claim."""
+def _log_freed(call: CallRecord, handed: tuple[str, int], refilled: object, began: float) -> None:
+    """How a call's end refilled its slot, for the refill's latency: `handover` and `tried` are
+    _hand_over's answer (`placed`, or why not; how many contacts it tried), `refilled` what the
+    dispatch asked for then placed (0 also when a running round was only asked to look again),
+    `ms` the end's handling until then, `since_end_ms` the time since the carrier's end."""
     now = utcnow()
     freed: dict[str, object] = {
         "campaign": call.campaign_id,
         "call": call.id,
-        "handover": handed,
+        "handover": handed[0],
+        "tried": handed[1],
         "ms": round(1000 * (time.monotonic() - began)),
     }
     if refilled is not None:
@@ -1257,7 +1258,7 @@ def _hand_over(
     version: int,
     call: CallRecord,
     after: CampaignContact,
-) -> str:
+) -> tuple[str, int]:
     """The ended call's slot claimed for the next due contact, without the dispatch's turn (an
     end arriving while a round runs would otherwise wait for that round and the next); True
     when it was, the ended contact moved to `after` in the same transaction.
@@ -1268,7 +1269,8 @@ def _hand_over(
     call's slot and writes the new one, conditioned on both contacts' versions and on the limits
     as a claim is, so a contact the running round claimed meanwhile fails it.
 
-    `placed` when the slot was handed over; else why not, and the end goes the usual way:
+    Answers how many contacts it tried, and `placed` when the slot was handed over; else why
+    not, and the end goes the usual way:
     `nobody_due`, `no_credits`, `cap` (the credit cap says wait or pause), `skipped` (every
     contact read was skipped), `lost` (a claim's transaction was refused: the contact moved
     meanwhile), `full` (a limit lowered meanwhile), `gone` (the ended call's slot was given back
@@ -1295,13 +1297,13 @@ def _hand_over(
         has_credits = funded.result()
         in_flight = counting.result().in_flight if counting is not None else 0
     if not due:
-        return "nobody_due"
+        return "nobody_due", 0
     if not has_credits:
-        return "no_credits"
+        return "no_credits", 0
     # The ended call still counts in the counters read: the cap is judged without it.
     cap = campaign_budgets.cap_check(account_id, campaign, in_flight - 1, run.assistant)
     if cap != "dial":
-        return "cap"
+        return "cap", 0
     handover = store.Handover(
         call_id=call.id,
         before=member,
@@ -1317,11 +1319,11 @@ def _hand_over(
                 fresh = store.due(account_id, campaign.id, utcnow(), HANDOVER_HEAD + len(tried))
                 due = [(m, v) for m, v in fresh if m.contact_id not in tried][:HANDOVER_HEAD]
                 if not due:
-                    return outcome
+                    break
             outcome = _hand_to_first(run, due, handover, tried)
             if outcome not in ("lost", "skipped"):
-                return outcome
-        return outcome
+                break
+        return outcome, len(tried) - 1  # the ended contact is not one tried
     finally:
         if run.next_wake is not None:
             _wake_dispatch(account_id, campaign.id, run.next_wake)
