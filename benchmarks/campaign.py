@@ -20,11 +20,11 @@ mid-run. Everything is measured where the calls go, from the simulator's activit
 start -> first dial (p50/p95 over 10 one-contact campaigns), call end -> the next dial in the
 slot it freed (p50/p95, split into the engine's claim and the way to the carrier, and by the
 way each end went: handed over, or why not and what the dispatch then did, from the platform's
-`campaign slot freed` log lines), the most
-calls live at once, dials outside 08:00-21:00 local, dials to the DNC'd contacts after they
-were marked, attempts over the limit, wall time. Then, on the same platform, an audience of
-10,000 contacts (`TALKTURO_BENCH_CAMPAIGN_AUDIENCE`, 0 to leave it out): imported as a CSV,
-then a campaign over them, timed from its creation until every contact is materialised.
+`campaign slot freed` log lines), the most calls live at once, dials outside 08:00-21:00
+local, dials to the DNC'd contacts after they were marked, attempts over the limit, wall time.
+Then, on the same platform, an audience of 10,000 contacts (`TALKTURO_BENCH_CAMPAIGN_AUDIENCE`,
+0 to leave it out): imported as a CSV, then a campaign over them, timed from its creation until
+every contact is materialised.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+import random
 import threading
 import time
 import uuid
@@ -904,7 +905,8 @@ def _try_dial(
     (the claim's transaction was refused: the contact moved meanwhile), or `stop` (nothing more
     can be dialled in this run). `member` is as the due index holds it: every write below is
     conditioned on its version, so a contact that moved meanwhile is left alone. `handover`:
-    the claim takes that ended call's slot (see _hand_over)."""
+    the claim takes that ended call's slot (see _hand_over; store.HandoverGone: that slot was
+    given back meanwhile)."""
     account_id, campaign = run.account_id, run.campaign
     now = utcnow()
     if member.state != "pending" or not member.next_attempt_at or member.next_attempt_at > now:
@@ -1260,8 +1262,8 @@ def _hand_over(
     after: CampaignContact,
 ) -> tuple[str, int]:
     """The ended call's slot claimed for the next due contact, without the dispatch's turn (an
-    end arriving while a round runs would otherwise wait for that round and the next); True
-    when it was, the ended contact moved to `after` in the same transaction.
+    end arriving while a round runs would otherwise wait for that round and the next); when it
+    was, the ended contact moved to `after` in the same transaction.
 
     The checks are a round's claim's (_try_dial: the contact re-read for DNC and its phone,
     the dialing rules, attempts, the window and compliance at the moment it rings, pacing), with
@@ -1277,9 +1279,9 @@ def _hand_over(
     or its contact moved meanwhile), `stop` (nothing more can be dialled).
 
     Ends close together read the same head, and a round may be claiming it too: a claim that
-    lost its contact goes on to the next one, and a head used up that way (or all skipped) is
-    read again, the contacts tried left out, up to HANDOVER_READS reads in all. The claim's
-    conditions make each new try safe."""
+    lost its contact goes on to another one (_hand_to_first), and a head used up that way (or
+    all skipped) is read again, the contacts tried left out, up to HANDOVER_READS reads in all.
+    The claim's conditions make each new try safe."""
     kept: dict[str, Any] = {}
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="handover") as pool:
         heading = pool.submit(store.due, account_id, campaign.id, utcnow(), HANDOVER_HEAD)
@@ -1320,7 +1322,7 @@ def _hand_over(
                 due = [(m, v) for m, v in fresh if m.contact_id not in tried][:HANDOVER_HEAD]
                 if not due:
                     break
-            outcome = _hand_to_first(run, due, handover, tried)
+            outcome = _hand_to_first(run, due, handover, tried, contended=outcome == "lost")
             if outcome not in ("lost", "skipped"):
                 break
         return outcome, len(tried) - 1  # the ended contact is not one tried
@@ -1335,13 +1337,23 @@ def _hand_to_first(
     due: list[tuple[CampaignContact, int]],
     handover: store.Handover,
     tried: set[str],
+    *,
+    contended: bool,
 ) -> str:
     """Claim the ended call's slot for the first of `due` that passes the checks and is still
     free (each added to `tried`): `placed`; `lost` (the last claim lost its contact to another
     end or a round) or `skipped` (none passed), when the head is worth reading again; or why no
-    other contact can take the slot (`full`, `gone`, `stop`)."""
+    other contact can take the slot (`full`, `gone`, `stop`).
+
+    In the head's order, until a claim is lost (or `contended`: one was, on an earlier read):
+    the ends racing for the head walk it in that same order too, each losing to the one ahead
+    of it in turn, so the contacts left are then tried in an order of this end's own."""
+    waiting = list(due)
+    if contended:
+        random.shuffle(waiting)
     outcome = "skipped"
-    for candidate, candidate_version in due:
+    while waiting:
+        candidate, candidate_version = waiting.pop(0)
         tried.add(candidate.contact_id)
         try:
             outcome = _try_dial(run, candidate, candidate_version, handover)
@@ -1349,7 +1361,9 @@ def _hand_to_first(
             return "full"
         except store.HandoverGone:
             return "gone"
-        if outcome not in ("skipped", "lost"):  # ends racing read the same head: try the next
+        if outcome == "lost":
+            random.shuffle(waiting)
+        elif outcome != "skipped":
             return outcome
     return outcome
 
