@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.integration
 
 HANDLER = """
 import json
+import os
 import pathlib
 
 SEEN = pathlib.Path(__file__).with_name("seen.jsonl")
@@ -35,6 +37,7 @@ SEEN = pathlib.Path(__file__).with_name("seen.jsonl")
 def handler(event, context):
     with SEEN.open("a") as out:
         out.write(json.dumps({
+            "pid": os.getpid(),
             "event": event,
             "context": {
                 "function_name": context.function_name,
@@ -49,6 +52,8 @@ def handler(event, context):
         body = json.loads(record["body"])
         if body.get("raise"):
             raise RuntimeError("the handler broke")
+        if body.get("exit"):
+            os._exit(3)  # the process dies mid-batch
         if body.get("malformed"):
             return {"batchItemFailures": [{"itemIdentifier": "not-in-this-batch"}]}
         if body.get("fail"):
@@ -94,7 +99,13 @@ class Worker:
         return [json.loads(line) for line in seen.read_text().splitlines()]
 
 
-def _worker(tmp_path: Path, *, partial_failures: bool = True, max_receive_count: int = 2) -> Worker:
+def _worker(
+    tmp_path: Path,
+    *,
+    partial_failures: bool = True,
+    max_receive_count: int = 2,
+    own_process: bool = False,
+) -> Worker:
     code_dir = tmp_path / "worker"
     code_dir.mkdir()
     (code_dir / "app.py").write_text(HANDLER)
@@ -132,15 +143,60 @@ def _worker(tmp_path: Path, *, partial_failures: bool = True, max_receive_count:
         arns={"WorkQueue": queue_arn, "WorkDeadLetterQueue": dlq_arn},
         functions={"WorkerFunction": function},
     )
-    runner = SqsRunner(stack, sqs_client=sqs)
+    own = frozenset({"WorkerFunction"}) if own_process else frozenset()
+    runner = SqsRunner(stack, sqs_client=sqs, own_process=own)
     return Worker(runner, sqs, queue_url, queue_arn, dlq_url, code_dir)
 
 
-@pytest.fixture
-def worker(emulator: Emulator, tmp_path: Path) -> Iterator[Worker]:
-    made = _worker(tmp_path)
+# Every behaviour alike with the handler in the runner's process and in one of its own.
+@pytest.fixture(params=["in-process", "own-process"])
+def worker(emulator: Emulator, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Worker]:
+    made = _worker(tmp_path, own_process=request.param == "own-process")
     yield made
     made.runner.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+
+
+def test_an_own_process_function_keeps_one_process_for_its_batches(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    worker = _worker(tmp_path, own_process=True)
+    try:
+        worker.send(n=1)
+        assert worker.runner.poll_once() == 1
+        worker.send(n=2)
+        assert worker.runner.poll_once() == 1
+        first, second = worker.calls()
+        assert first["pid"] == second["pid"] != os.getpid()
+        assert worker.bodies() == []
+    finally:
+        worker.runner.stop()
+    assert not _alive(first["pid"])  # stopping the runner ends it
+
+
+def test_an_own_process_that_dies_leaves_its_batch_and_the_next_gets_a_new_one(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    worker = _worker(tmp_path, own_process=True)
+    try:
+        worker.send(n=1, exit=True)
+        assert worker.runner.poll_once() == 1
+        [died] = worker.calls()
+        assert worker.bodies() == [{"n": 1, "exit": True}]  # back on the queue, as on Lambda
+        worker.sqs.purge_queue(QueueUrl=worker.queue_url)
+        worker.send(n=2)
+        assert worker.runner.poll_once() == 1
+        assert worker.calls()[-1]["pid"] not in (died["pid"], os.getpid())
+        assert worker.bodies() == []
+    finally:
+        worker.runner.stop()
 
 
 def test_a_message_that_succeeds_is_deleted(worker: Worker) -> None:
@@ -306,6 +362,7 @@ def test_the_template_s_maximum_concurrency_sets_how_many_threads_poll(stack: St
 
 GATED_HANDLER = """
 import json
+import os
 import pathlib
 
 import runner_test_gate

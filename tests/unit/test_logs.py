@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from talkturo.cli import console_logging
+from talkturo.local.console import console_logging
 from talkturo.local.runner import LambdaContext
 from talkturo.logs import ThreadLogger, name_threads
 

@@ -71,6 +71,11 @@ from talkturo.local.template import Stack
 
 logger = logging.getLogger("local.platform")
 
+# The functions whose batches are worked in processes of their own (one per batch worked at
+# once, as Lambda's execution environments are): the contact import's batches are CPU-bound,
+# and in the platform's process two of them would take turns on one core, with the API.
+OWN_PROCESS = frozenset({"ContactImportFunction"})
+
 STACK_NAME = "talkturo-local"
 DEV_ACCOUNT_NAME = "Local developer"
 KEY_PREFIX = "tk_"
@@ -685,7 +690,10 @@ class LocalPlatform:
             "sqs-runner",
             self.resources,
             lambda stack: SqsRunner(
-                stack, wait_seconds=LONG_WAIT_SECONDS, end_polls=self.aws.emulator.end_long_polls
+                stack,
+                wait_seconds=LONG_WAIT_SECONDS,
+                end_polls=self.aws.emulator.end_long_polls,
+                own_process=OWN_PROCESS,
             ),
         )
         self.carrier = CarrierSimulatorComponent(

@@ -19,9 +19,10 @@ How many batches of one queue are worked on at once is the event source's
 poll the queue, each running one batch at a time; an event source without it gets one thread.
 
 Differences from Lambda worth knowing: handlers run in this process (one shared environment, no
-isolation between functions), a queue without `MaximumConcurrency` is worked one batch at a
-time (Lambda would scale out as it fills), and the function's timeout is only reported, not
-enforced.
+isolation between functions) but for the functions named `own_process` (each of their pollers
+then has a process of its own, local/lambda_process.py: the contact import's, whose batches are
+CPU-bound), a queue without `MaximumConcurrency` is worked one batch at a time (Lambda would
+scale out as it fills), and the function's timeout is only reported, not enforced.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from talkturo.local.lambda_process import HandlerFailed, LambdaProcess
 from talkturo.local.template import Function, SqsEventSource, Stack
 
 logger = logging.getLogger("local.runner")
@@ -150,9 +152,12 @@ class SqsRunner:
         wait_seconds: int = DEFAULT_WAIT_SECONDS,
         region: str = "us-east-1",
         end_polls: Callable[[], None] | None = None,
+        own_process: frozenset[str] = frozenset(),
     ) -> None:
         """`end_polls` answers the runner's waiting long polls at once (the emulator's
-        `end_long_polls`); `stop` calls it so as not to wait out `wait_seconds`."""
+        `end_long_polls`); `stop` calls it so as not to wait out `wait_seconds`.
+        `own_process`: the logical ids of functions whose batches run in processes of their
+        own, one per poller (LambdaProcess)."""
         if sqs_client is None:
             import boto3
             from botocore.config import Config
@@ -168,6 +173,8 @@ class SqsRunner:
         self._end_polls = end_polls
         self.subscriptions = _subscriptions(stack)
         self._handlers: dict[tuple[str, int], Handler] = {}
+        self.own_process = own_process
+        self._processes: dict[tuple[str, int], LambdaProcess] = {}
         self._load_lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -207,6 +214,11 @@ class SqsRunner:
             if thread.is_alive():
                 # A handler still running: like a Lambda cut off, its messages come back later.
                 logger.warning("%s is still busy; leaving it behind", thread.name)
+        with self._load_lock:
+            processes, self._processes = list(self._processes.values()), {}
+        for process in processes:
+            process.kill()  # a batch still running comes back, as above
+            process.close()
         self._threads.clear()
 
     def alive(self) -> bool:
@@ -271,8 +283,18 @@ class SqsRunner:
         )
         started = time.monotonic()
         try:
-            handler = self._handler(function, poller)
-            result = handler(event, context)
+            if function.logical_id in self.own_process:
+                result = self._process(subscription, poller).invoke(event, context)
+            else:
+                result = self._handler(function, poller)(event, context)
+        except HandlerFailed as died:  # its traceback is the one of the other process
+            logger.error(
+                "%s: the handler failed on %d message(s); they stay on the queue\n%s",
+                subscription.label,
+                len(messages),
+                died,
+            )
+            return everything
         except (Exception, SystemExit):
             logger.exception(
                 "%s: the handler failed on %d message(s); they stay on the queue",
@@ -311,6 +333,18 @@ class SqsRunner:
                 handler = load_handler(function, poller)
                 self._handlers[(function.logical_id, poller)] = handler
             return handler
+
+    def _process(self, subscription: Subscription, poller: int) -> LambdaProcess:
+        """The poller's own execution environment (its process starts on its first batch)."""
+        function = subscription.function
+        with self._load_lock:
+            process = self._processes.get((function.logical_id, poller))
+            if process is None:
+                name = threading.current_thread().name
+                process = self._processes[(function.logical_id, poller)] = LambdaProcess(
+                    function, name
+                )
+            return process
 
     def _delete(self, subscription: Subscription, messages: list[dict[str, Any]]) -> None:
         for start in range(0, len(messages), 10):
@@ -414,6 +448,7 @@ def describe(runner: SqsRunner) -> list[str]:
         f"{s.label} (batch {s.source.batch_size}"
         + (f", {s.pollers} at once" if s.pollers > 1 else "")
         + (", partial failures" if s.source.report_batch_item_failures else "")
+        + (", a process each" if s.function.logical_id in runner.own_process else "")
         + ")"
         + ("" if handler_path(s.function).is_file() else f"  [no {_rel(handler_path(s.function))}]")
         for s in runner.subscriptions
