@@ -51,9 +51,18 @@ class Platform:
     api_key: str
 
     def pids(self) -> list[int]:
-        """The platform's process and its children (the voice service)."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return [self.process.pid, *map(int, children.read_text().split())]
+        """The platform's process and its children (the emulator, the voice service, the
+        import worker's processes), whichever of its threads started them."""
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        children = [int(pid) for task in tasks.iterdir() for pid in _children(task)]
+        return [self.process.pid, *children]
+
+
+def _children(task: Path) -> list[str]:
+    try:
+        return (task / "children").read_text().split()
+    except OSError:  # the thread ended meanwhile
+        return []
 
 
 @contextlib.contextmanager
