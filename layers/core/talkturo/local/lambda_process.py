@@ -48,10 +48,6 @@ class LambdaProcess:
         self._receiver: Connection | None = None
         self._lock = threading.Lock()
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
     def invoke(self, event: dict[str, Any], context: Any) -> Any:
         """The handler's answer to `event`; HandlerFailed when it raised or its process died
         (a new process is started for the next batch then)."""
