@@ -256,8 +256,25 @@ def _imported(value: dict[str, Any]) -> dict[str, Any]:
     return {kind: inner}
 
 
+# Value kinds whose moto value is what DynamoDB JSON holds (a string, a number's text, a bool).
+_SCALARS = frozenset({"S", "N", "BOOL", "NULL"})
+_STRING_SETS = frozenset({"SS", "NS"})
+
+
 def _row(item: Any) -> dict[str, Any]:
-    return {k: _exported(v) for k, v in item.to_json()["Attributes"].items()}
+    """An item as DynamoDB JSON. A snapshot reads every item written since the last one (a
+    large import: hundreds of thousands), so plain values, nearly all of them, are read
+    straight off moto's values; any other kind takes moto's `to_json` and `_exported`."""
+    row: dict[str, Any] = {}
+    for name, value in item.attrs.items():
+        kind = value.type
+        if kind in _SCALARS:
+            row[name] = {kind: value.value}
+        elif kind in _STRING_SETS:
+            row[name] = {kind: list(value.value)}
+        else:
+            return {k: _exported(v) for k, v in item.to_json()["Attributes"].items()}
+    return row
 
 
 class TableCapture:
@@ -289,8 +306,12 @@ class TableCapture:
                     (item.hash_key, item.range_key): _row(item) for item in table.all_items()
                 }
                 continue
+            stored = table.items
             for hash_key, range_key in changed:
-                item = table.get_item(hash_key, range_key)
+                # Straight from moto's mapping: one hash table read rather than get_item's checks.
+                item = stored.get(hash_key)
+                if range_key is not None and item is not None:
+                    item = item.get(range_key)  # a hash key's items by range key
                 if item is None:
                     rows.pop((hash_key, range_key), None)
                 else:
