@@ -343,3 +343,73 @@ def test_an_update_expression_parsed_once_lists_what_moto_s_parse_lists(
     patched = responses.UpdateExpressionParser
     for text in expressions + expressions:
         assert listed(patched, text) == listed(unpatched(patched), text)
+
+
+_json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=5),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=_json_values)
+@example(value={"a": 123456789012345678901234567890})
+@example(value={"a": -9223372036854775809, "b": 18446744073709551615})
+@example(value={"a": "\ud800"})
+@example(value={"a": 1, "b": [1.5e300, -0.0, 1e-320]})
+def test_a_body_is_read_as_moto_reads_it(value: Any) -> None:
+    # Given a request body of any JSON (long integers, lone surrogates, odd floats), and bodies
+    # that are not JSON or not UTF-8
+    from moto.core.parse import BaseJSONParser
+    from moto.core.responses import get_service_model
+
+    emulator_dynamodb.install()
+    read = BaseJSONParser._parse_body_as_json
+    operation = get_service_model("dynamodb").operation_model("GetItem")
+    bodies = [
+        json.dumps(value).encode(),
+        json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"),
+        b'{"a": NaN, "b": 1e400}',
+        b'{"a": 1, "a": 2, "b": 3}',
+        b"not json",
+        b'{"a": "\xff"}',
+        b"",
+    ]
+    # When read by the emulator's way and by moto's, then alike (types and key order too)
+    for body in bodies:
+        parser = BaseJSONParser(operation)
+        assert repr(read(parser, body)) == repr(unpatched(read)(parser, body))
+
+
+_keys = st.one_of(
+    st.text(alphabet='ab{}":', max_size=4),
+    st.dictionaries(
+        st.sampled_from(["PK", "SK"]),
+        st.dictionaries(st.sampled_from(["S", "N"]), st.sampled_from(["1", "2", "x"]), max_size=2),
+        max_size=2,
+    ),
+    st.builds(lambda raw: {"PK": {"B": raw}}, st.binary(max_size=2)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(keys=st.lists(_keys, max_size=8))
+def test_repeated_keys_are_found_as_moto_finds_them(keys: list[Any]) -> None:
+    # Given keys of a batch (texts, key maps in any order of their attributes, binary keys)
+    from moto.dynamodb.responses import DynamoHandler
+
+    emulator_dynamodb.install()
+    keys = keys + [dict(reversed(list(k.items()))) for k in keys[:1] if isinstance(k, dict)]
+    handler = DynamoHandler()
+    found = DynamoHandler._contains_duplicates
+    # When looked for by the emulator's set and by moto's list, then alike
+    assert found(handler, keys) == unpatched(found)(handler, keys)

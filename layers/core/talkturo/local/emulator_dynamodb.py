@@ -28,10 +28,15 @@ again only what changed since the last one, not the whole table.
 Anything the lookups cannot narrow down (a query without its hash key, an index keyed on
 several attributes) goes to moto's own whole-table walk unchanged.
 
-The answers of reads (GetItem, Query, Scan, BatchGetItem) are written as plain JSON: moto keeps
-them in DynamoDB's wire form already, and its generic serializer (which walks the botocore
-shapes value by value) cost more than the read itself. Answers holding binary values, errors
-and every other action still go through moto's serializer.
+The answers of reads (GetItem, Query, Scan, BatchGetItem) are written as plain JSON (by orjson):
+moto keeps them in DynamoDB's wire form already, and its generic serializer (which walks the
+botocore shapes value by value) cost more than the read itself. Answers holding binary values,
+errors and every other action still go through moto's serializer.
+
+Request bodies, of every service that speaks JSON, are read by orjson, which gives what
+`json.loads` gives for any body it takes; a body it refuses (not UTF-8, NaN, a lone surrogate)
+or that may hold an integer beyond 64 bits (which it would read as a float) is read by moto's
+`json.loads`. A batch's repeated keys are looked for in a set, not moto's list (quadratic).
 
 Two writes take a shorter way to moto's own result:
 
@@ -95,6 +100,7 @@ from enum import Enum
 from typing import Any
 
 import moto.dynamodb.responses as dynamodb_responses
+import orjson
 from moto.core.parse import BaseJSONParser, JSONParser
 from moto.core.responses import ActionResult
 from moto.dynamodb.comparisons import ConditionExpressionParser, get_filter_expression
@@ -484,10 +490,59 @@ def _plain_json_reads(original: Callable[..., Any]) -> Callable[..., Any]:
             and _is_plain(result)
         ):
             headers = {"Content-Type": _CONTENT_TYPE, **handler.response_headers}
-            return 200, headers, json.dumps(result)
+            return 200, headers, _json_text(result)
         return original(handler, action_result)
 
     return serialized
+
+
+def _json_text(value: Any) -> bytes | str:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # what orjson does not write (a lone surrogate, an int beyond 64 bits)
+        return json.dumps(value)
+
+
+# An integer of 19 digits or more may be beyond 64 bits, which orjson would read as a float.
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
+def _bodies_read_by_orjson(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A request body read by orjson, which gives what `json.loads` gives for any body it
+    takes; anything else (not UTF-8, NaN, a lone surrogate, a long integer) is moto's read."""
+
+    def parse_body_as_json(parser: BaseJSONParser, body_contents: Any) -> Any:
+        if isinstance(body_contents, bytes) and not _LONG_DIGITS.search(body_contents):
+            try:
+                return orjson.loads(body_contents)
+            except orjson.JSONDecodeError:
+                pass
+        return original(parser, body_contents)
+
+    return parse_body_as_json
+
+
+def _duplicates_by_set(original: Callable[..., Any]) -> Callable[..., Any]:
+    """moto looks for a repeated key by scanning a list of those seen (a batch of 100 keys:
+    ~5,000 comparisons); here a set of each key's text (dictionaries with their keys sorted,
+    which is what their equality compares). Keys orjson cannot write (bytes) are moto's."""
+
+    def contains_duplicates(handler: DynamoHandler, keys: list[Any]) -> bool:
+        seen: set[Any] = set()
+        try:
+            for key in keys:
+                text = key if isinstance(key, str) else orjson.dumps(key, option=_SORTED)
+                if text in seen:
+                    return True
+                seen.add(text)
+        except TypeError:
+            return bool(original(handler, keys))
+        return False
+
+    return contains_duplicates
+
+
+_SORTED = orjson.OPT_SORT_KEYS
 
 
 _CONTENT_TYPE = "application/x-amz-json-1.0"
@@ -1119,6 +1174,8 @@ _PATCHES: list[tuple[Any, str, Callable[[Callable[..., Any]], Callable[..., Any]
     (JSONParser, "_parse_structure", _structures_read_by_plan),
     (dynamodb_responses, "validate_put_has_empty_keys", _empty_keys_only_when_empty),
     (dynamodb_responses, "UpdateExpressionParser", _update_expressions_parsed_once),
+    (BaseJSONParser, "_parse_body_as_json", _bodies_read_by_orjson),
+    (DynamoHandler, "_contains_duplicates", _duplicates_by_set),
 ]
 
 
