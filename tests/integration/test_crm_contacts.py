@@ -389,6 +389,41 @@ def test_search_follows_changes(client: TestClient, tenant: Tenant) -> None:
     assert tagged["data"] == []
 
 
+def test_a_first_name_token_of_earlier_versions_lists_once_and_goes_when_stale(
+    client: TestClient, tenant: Tenant
+) -> None:
+    from talkturo.store.contacts import SearchTokenItem, search_partition
+
+    # Given a contact with both names, and the first-name token item earlier versions wrote
+    ada = make_contact(client, tenant, first_name="Ada", last_name="Lovelace")
+    partition = search_partition(tenant.account_id)
+    SearchTokenItem(partition, f"ada#{ada['id']}", contact_id=ada["id"]).save()
+
+    def search(q: str) -> list[str]:
+        return ids(client.get("/v1/contacts", params={"q": q}, headers=tenant.headers).json())
+
+    def tokens() -> list[str]:
+        return sorted(t.sk.rsplit("#", 1)[0] for t in SearchTokenItem.query(partition))
+
+    # Then search lists the contact once, and no such item is written any more
+    assert search("ad") == [ada["id"]]
+    assert tokens() == ["ada", "ada lovelace", "lovelace"]
+    # When the last name changes, the first name still stands: the item stays, harmless
+    client.patch(f"/v1/contacts/{ada['id']}", json={"last_name": "King"}, headers=tenant.headers)
+    assert tokens() == ["ada", "ada king", "king"]
+    assert search("ada") == [ada["id"]]
+    # When the first name changes, it is stale and goes
+    client.patch(
+        f"/v1/contacts/{ada['id']}", json={"first_name": "Augusta"}, headers=tenant.headers
+    )
+    assert tokens() == ["augusta king", "king"]
+    assert search("ada") == []
+    # And a contact deleted takes an earlier version's item with it
+    SearchTokenItem(partition, f"augusta#{ada['id']}", contact_id=ada["id"]).save()
+    client.delete(f"/v1/contacts/{ada['id']}", headers=tenant.headers)
+    assert tokens() == []
+
+
 @pytest.mark.parametrize(
     "params",
     [{}, {"company_id": "acme"}, {"lead_status": "new"}, {"tag": "t"}, {"q": "person"}],

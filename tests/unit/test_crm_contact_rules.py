@@ -19,6 +19,7 @@ from talkturo.domain.contacts import (
     Email,
     normalise_tags,
     resolve_dnc,
+    retired_search_tokens,
     search_prefix,
     search_tokens,
 )
@@ -161,14 +162,30 @@ def test_search_tokens_cover_names_email_and_phone_digits() -> None:
             first_name="Ada", last_name="Love  Lace", email="Ada@Example.com", phone="+14155550123"
         )
     )
+    # (every prefix of "ada" is one of "ada love lace": no token of the first name alone)
     assert tokens == {
-        "ada",
         "love lace",
         "ada love lace",
         "ada@example.com",
         "14155550123",
         "4155550123",
     }
+    assert retired_search_tokens(contact(first_name="Ada", last_name="Lace")) == {"ada"}
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "tokens"),
+    [("Ada", None, {"ada"}), (None, "Lace", {"lace"}), ("Ada", "Lace", {"ada lace", "lace"})],
+)
+def test_a_name_alone_is_a_token_and_two_names_make_one_more(
+    first: str | None, last: str | None, tokens: set[str]
+) -> None:
+    found = search_tokens(contact(first_name=first, last_name=last))
+    assert found == tokens
+    assert all(any(t.startswith(p) for t in found) for p in ("a", "ad", "ada") if first)
+    assert retired_search_tokens(contact(first_name=first, last_name=last)) == (
+        {"ada"} if first and last else set()
+    )
 
 
 @pytest.mark.parametrize(

@@ -288,19 +288,28 @@ def _token(text: str) -> str:
 
 
 def search_tokens(contact: Contact) -> set[str]:
-    """What a search prefix is matched against."""
+    """What a search prefix is matched against. With both names, "first last" stands for the
+    first name too (a prefix of the one is a prefix of the other): one item fewer a contact."""
     tokens: set[str] = set()
     names = [n for n in (contact.first_name, contact.last_name) if n]
-    for name in names:
-        tokens.add(_token(name))
     if len(names) == 2:
         tokens.add(_token(" ".join(names)))
+    if names:
+        tokens.add(_token(names[-1]))  # the last name, or the only one
     if contact.email:
         tokens.add(_token(contact.email))
     if contact.phone:
         tokens.update(phone_digits(contact.phone))
     tokens.discard("")
     return tokens
+
+
+def retired_search_tokens(contact: Contact) -> set[str]:
+    """Tokens that earlier versions wrote and search_tokens no longer does (the first name
+    beside "first last"): a contact's item of one is removed when it no longer stands."""
+    if contact.first_name and contact.last_name:
+        return {_token(contact.first_name)} - {""}
+    return set()
 
 
 def search_prefix(q: str) -> str:

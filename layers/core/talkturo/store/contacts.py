@@ -8,8 +8,9 @@ Items (see docs/data-model.md):
               filters beyond the one an index answers run as DynamoDB filter expressions.
 - Phone guard PK=A#<acct> SK=CTPHONE#<e164> -> contact id: a primary number once per account.
 - Tag         PK=A#<acct>#TAG#<tag> SK=CT#<ct id>: the contacts carrying a tag, newest first.
-- Token       PK=A#<acct>#SEARCH SK=<token>#<ct id>: prefix search (`begins_with`) over first
-              name, last name, full name, email and phone digits, case-folded.
+- Token       PK=A#<acct>#SEARCH SK=<token>#<ct id>: prefix search (`begins_with`) over the
+              full name (which holds every prefix of the first name) and last name, or the
+              only name, email and phone digits, case-folded.
 - Activity    PK=A#<acct>#CT#<ct id> SK=ACT#<call id>#<type>: what happened to the contact on a
               call (an opt-out), written as the receipt of the contact's own update, so once per
               call; call ids are ULIDs, so the partition reads in call order.
@@ -32,7 +33,13 @@ from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.condition import Condition
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from talkturo.domain.contacts import Contact, ContactActivity, ContactFilters, search_tokens
+from talkturo.domain.contacts import (
+    Contact,
+    ContactActivity,
+    ContactFilters,
+    retired_search_tokens,
+    search_tokens,
+)
 from talkturo.errors import Conflict, InvalidRequest, NotFound
 from talkturo.store import companies, keys
 from talkturo.store.paging import decode_cursor, encode_cursor, query_page
@@ -218,7 +225,12 @@ def _stage(
 
     old_tokens = search_tokens(before) if before else set()
     partition = search_partition(account_id)
-    for token in sorted(old_tokens - new_tokens):
+    # A retired token's item (an earlier version's) may be there: deleted once it is stale (no
+    # longer the contact's first name), kept while it stands (search lists a contact once).
+    stale = (old_tokens | (retired_search_tokens(before) if before else set())) - (
+        new_tokens | (retired_search_tokens(after) if after else set())
+    )
+    for token in sorted(stale):
         writes.delete("token", SearchTokenItem(partition, _token_sk(token, contact_id)))
     for token in sorted(new_tokens - old_tokens):
         writes.put(
