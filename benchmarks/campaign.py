@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -233,16 +234,34 @@ def _workers(stack: Any, stop: threading.Event) -> list[threading.Thread]:
 
 def engine_run(size: int) -> dict[str, Any]:
     from talkturo import config
+
+    # Settings of this run only: the platform the latency part starts next inherits the
+    # environment (a public URL left here would send its carrier's callbacks elsewhere).
+    settings = {
+        "TALKTURO_DIAL_CALLS_PER_SECOND": "100",
+        "TALKTURO_CAMPAIGN_DELAY_SCALE": "0",
+        "PUBLIC_BASE_URL": "https://hooks.example.com",
+    }
+    with mock.patch.dict(os.environ, settings), _settings_read_again(config):
+        return _engine_run(size)
+
+
+@contextlib.contextmanager
+def _settings_read_again(config: Any) -> Iterator[None]:
+    config.get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        config.get_settings.cache_clear()
+
+
+def _engine_run(size: int) -> dict[str, Any]:
     from talkturo.carrier.factory import set_carrier
     from talkturo.domain.campaigns import CampaignCreate
     from talkturo.domain.contacts import ContactCreate, ContactUpdate
     from talkturo.services import assistants, campaigns, contacts, numbers
     from talkturo.store import campaigns as campaign_store
 
-    os.environ["TALKTURO_DIAL_CALLS_PER_SECOND"] = "100"
-    os.environ["TALKTURO_CAMPAIGN_DELAY_SCALE"] = "0"
-    os.environ["PUBLIC_BASE_URL"] = "https://hooks.example.com"
-    config.get_settings.cache_clear()
     with local_aws(f"talkturo-bench-campaign-{size}") as stack:
         rng = random.Random(size)
         zone = awake_zone()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from benchmarks.campaign import Placed, _due_times, refills
@@ -29,3 +31,26 @@ def test_a_dial_refills_one_end_only() -> None:
     calls = [Placed("A", 0.0, 5.0), Placed("B", 0.0, 5.5), Placed("C", 5.2, 9.0)]
     pairs = refills(calls, _due_times(calls, started=0.0, delay=60.0))
     assert [(end, call.to) for end, call in pairs] == [(5.0, "C")]
+
+
+def test_the_engine_part_leaves_the_environment_as_it_found_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The latency part's platform inherits the environment: a public URL left by the engine
+    # part sent its carrier's callbacks elsewhere, and its first campaign never completed.
+    from benchmarks import campaign
+
+    monkeypatch.setenv("TALKTURO_DIAL_CALLS_PER_SECOND", "7")
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    seen: dict[str, str | None] = {}
+
+    def run(size: int) -> dict[str, object]:
+        seen["url"] = os.environ.get("PUBLIC_BASE_URL")
+        seen["cps"] = os.environ.get("TALKTURO_DIAL_CALLS_PER_SECOND")
+        return {"size": size}
+
+    monkeypatch.setattr(campaign, "_engine_run", run)
+    assert campaign.engine_run(5) == {"size": 5}
+    assert seen == {"url": "https://hooks.example.com", "cps": "100"}
+    assert "PUBLIC_BASE_URL" not in os.environ
+    assert os.environ["TALKTURO_DIAL_CALLS_PER_SECOND"] == "7"
